@@ -1,0 +1,166 @@
+"""Wires the daemon together and owns its lifecycle: one TaskGroup, signals, reload.
+
+SIGTERM/SIGINT: stop taking work, let runs in flight finish within
+`daemon.shutdown_grace`, cancel the rest, exit. SIGHUP: reload the config file; an
+invalid one is logged and the running config stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Mapping
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from monitor import __version__
+from monitor.api import ApiServer, build_app
+from monitor.checks import CheckContext
+from monitor.clock import Clock, SystemClock
+from monitor.config import MonitorConfig, load_config
+from monitor.errors import ConfigError
+from monitor.httpclient import make_session
+from monitor.limits import Limiter
+from monitor.metrics import Metrics
+from monitor.pipeline import ResultHandler
+from monitor.scheduler import Scheduler
+
+__all__ = ["App"]
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+class _Shutdown(Exception):
+    """Raised inside the TaskGroup to end it: the documented way to stop a group."""
+
+
+class App:
+    """The running daemon. `run()` returns after a stop request, once shut down."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        config_path: str | None = None,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        env: Mapping[str, str] | None = None,
+        install_signals: bool = True,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.results = ResultHandler(self.metrics)
+        self.env = env
+        self.install_signals = install_signals
+        self.scheduler: Scheduler | None = None
+        self.api_port: int | None = None
+        self._limiter: Limiter | None = None
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    async def run(self) -> None:
+        config = self.config
+        self._mark_loaded(config)
+        self._limiter = Limiter(config.limits)
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(make_session(config.daemon.user_agent))
+            api = ApiServer(
+                build_app(self.registry, lambda: self._ready),
+                config.daemon.host,
+                config.daemon.port,
+            )
+            await api.start()
+            stack.push_async_callback(api.stop)
+            self.api_port = api.port
+            if self.install_signals:
+                self._install_signals(stack)
+            log.info(
+                "monitor_started",
+                version=__version__,
+                checks=len(config.enabled_checks),
+                listen=f"{config.daemon.host}:{api.port}",
+                config=config.source,
+            )
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    ctx = CheckContext(session=session, clock=self.clock)
+                    self.scheduler = Scheduler(tg, ctx, self._limiter, self.metrics, self.results)
+                    self.scheduler.start(config.enabled_checks)
+                    tg.create_task(self._reload_loop(), name="reloader")
+                    self._ready = True
+                    await self._stop.wait()
+                    self._ready = False
+                    grace = self.config.daemon.shutdown_grace.total_seconds()
+                    cancelled = await self.scheduler.stop(grace)
+                    log.info("monitor_stopped", cancelled_runs=cancelled)
+                    raise _Shutdown
+            except* _Shutdown:
+                pass
+
+    def _install_signals(self, stack: contextlib.AsyncExitStack) -> None:
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+            signal.SIGHUP: self.request_reload,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+            stack.callback(loop.remove_signal_handler, sig)
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload.wait()
+            self._reload.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Loads the config file again and applies it. Returns whether it was applied."""
+        if self.config_path is None or self.scheduler is None or self._limiter is None:
+            log.warning("config_reload_unavailable", reason="no config file or not running")
+            return False
+        try:
+            new = load_config(self.config_path, self.env)
+        except ConfigError as exc:
+            self.metrics.reload_ok.set(0)
+            log.error("config_reload_failed", errors=[str(i) for i in exc.issues])
+            return False
+        if new.daemon.listen != self.config.daemon.listen:
+            log.warning(
+                "config_change_needs_restart", key="daemon.listen", kept=self.config.daemon.listen
+            )
+        self._limiter.reconfigure(new.limits)
+        summary = await self.scheduler.apply(new.enabled_checks)
+        self.results.forget(summary.removed)
+        self.config = new
+        self._mark_loaded(new)
+        log.info(
+            "config_reloaded",
+            added=summary.added,
+            changed=summary.changed,
+            removed=summary.removed,
+            unchanged=summary.unchanged,
+        )
+        return True
+
+    def _mark_loaded(self, config: MonitorConfig) -> None:
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_at.set(self.clock.now().timestamp())
+        enabled = len(config.enabled_checks)
+        self.metrics.count_checks(enabled, len(config.checks) - enabled)

@@ -1,0 +1,17 @@
+"""The check kinds: the YAML `kind:` value → the class that implements it.
+
+Adding a kind is one module under `checks/` and one line here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.checks.base import Check, CheckContext, classify_exception
+from monitor.checks.http import HttpCheck
+
+__all__ = ["CHECKS", "Check", "CheckContext", "classify_exception"]
+
+CHECKS: dict[str, type[Check[Any]]] = {
+    "http": HttpCheck,
+}

@@ -1,0 +1,410 @@
+"""`kind: http`: a URL answers with the expected status, body and latency.
+
+Redirects are followed by default and the chain is recorded; assertions run on the
+final response. The body is read up to `max_body` and never further.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import time
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Annotated, Any, Literal
+
+import aiohttp
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
+from yarl import URL
+
+from monitor.checks.base import Check, CheckContext, classify_exception
+from monitor.configtypes import ByteSize, CheckConfigBase, PositiveDuration, StrictModel
+from monitor.httpclient import PhaseTimer
+from monitor.model import FailureKind, Observation, Outcome
+
+__all__ = ["HttpCheck", "HttpCheckConfig", "HttpExpect", "JsonAssertion", "parse_json_path"]
+
+_STATUS_CLASS = re.compile(r"^[1-5]xx$")
+
+
+def _status_spec(value: object) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if _STATUS_CLASS.match(text):
+            return text
+        if text.isdigit() and 100 <= int(text) <= 599:
+            return int(text)
+    raise ValueError(f"expected a status code (100-599) or a class such as 2xx, got {value!r}")
+
+
+StatusSpec = Annotated[
+    int | str,
+    BeforeValidator(_status_spec),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 100, "maximum": 599},
+                {"type": "string", "pattern": "^[1-5]xx$"},
+            ]
+        }
+    ),
+]
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_json_path(path: str) -> tuple[str | int, ...]:
+    """`status.indicator`, `items[0].name`, `$.a.b` → keys and indices."""
+    text = path.removeprefix("$").removeprefix(".")
+    parts: list[str | int] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos] == "." and parts:
+            pos += 1
+        m = _PATH_PART.match(text, pos)
+        if not m:
+            raise ValueError(f"invalid JSON path {path!r}: use a.b[0].c")
+        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if not parts:
+        raise ValueError(f"invalid JSON path {path!r}: empty")
+    return tuple(parts)
+
+
+class JsonAssertion(StrictModel):
+    """An assertion on one value of a JSON body: equality, comparison or presence."""
+
+    path: str = Field(description="Dotted path with [n] indices, e.g. status.indicator")
+    equals: Any = None
+    not_equals: Any = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    exists: bool | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path_ok(cls, value: str) -> str:
+        parse_json_path(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_test(self) -> JsonAssertion:
+        if not self.model_fields_set - {"path"}:
+            raise ValueError("give a test: equals, not_equals, gt, ge, lt, le or exists")
+        return self
+
+
+class HttpExpect(StrictModel):
+    """What the final response must look like."""
+
+    status: list[StatusSpec] = Field(default_factory=lambda: list[int | str](["2xx"]), min_length=1)
+    final_url: str | None = Field(default=None, description="Exact URL after redirects.")
+    body_contains: list[str] = Field(default_factory=list)
+    body_not_contains: list[str] = Field(default_factory=list)
+    body_regex: list[str] = Field(default_factory=list)
+    json_: list[JsonAssertion] = Field(default_factory=list, alias="json")
+
+    model_config = StrictModel.model_config | {"populate_by_name": True}
+
+    @field_validator("body_regex")
+    @classmethod
+    def _regex_ok(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+        return values
+
+
+class HttpCheckConfig(CheckConfigBase):
+    """An HTTP(S) endpoint."""
+
+    kind: Literal["http"]
+    url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    follow_redirects: bool = True
+    max_redirects: int = Field(default=10, ge=0, le=50)
+    tls_verify: bool = True
+    tls_ca_file: str | None = Field(default=None, description="PEM bundle of trusted CAs.")
+    tls_min_days: int | None = Field(
+        default=None, ge=0, description="Degraded when the certificate expires sooner."
+    )
+    max_latency: PositiveDuration | None = Field(
+        default=None, description="Degraded (slow) when the whole request takes longer."
+    )
+    max_body: ByteSize = Field(default=1024 * 1024, description="Bytes of body read at most.")
+    expect: HttpExpect = Field(default_factory=HttpExpect)
+
+
+@cache
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """One context per CA bundle, shared by every check that names it."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+class HttpCheck(Check[HttpCheckConfig]):
+    """Requests the URL once per run and judges the final response."""
+
+    Config = HttpCheckConfig
+
+    def __init__(self, config: HttpCheckConfig, ctx: CheckContext) -> None:
+        super().__init__(config, ctx)
+        self._url = URL(config.url)
+        self._timeout_s = config.timeout_s
+        self._headers = dict(config.headers)
+        self._data = config.body.encode() if config.body is not None else None
+        self._ssl: ssl.SSLContext | bool = (
+            _ssl_context(config.tls_ca_file) if config.tls_verify else False
+        )
+        expect = config.expect
+        self._codes = frozenset(s for s in expect.status if isinstance(s, int))
+        self._classes = frozenset(int(s[0]) for s in expect.status if isinstance(s, str))
+        self._status_text = " or ".join(str(s) for s in expect.status)
+        self._regexes = tuple(re.compile(r) for r in expect.body_regex)
+        self._json = tuple((parse_json_path(a.path), a) for a in expect.json_)
+        self._needs_text = bool(
+            expect.body_contains or expect.body_not_contains or self._regexes or self._json
+        )
+        self._max_latency_s = config.max_latency.total_seconds() if config.max_latency else None
+
+    @property
+    def target(self) -> str:
+        return self._url.host or self.config.url
+
+    async def run(self) -> Observation:
+        timer = PhaseTimer()
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._request(timer)
+        except TimeoutError:
+            return self._timed_out(timer)
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            failure, message = classify_exception(exc)
+            return Observation(
+                Outcome.DOWN, failure, message, {"url": self.config.url}, timer.as_dict()
+            )
+        elapsed = time.perf_counter() - started
+        return self._judge(response, elapsed, timer)
+
+    async def _request(self, timer: PhaseTimer) -> _Response:
+        config = self.config
+        async with self.ctx.session.request(
+            config.method,
+            self._url,
+            headers=self._headers,
+            data=self._data,
+            allow_redirects=config.follow_redirects,
+            max_redirects=config.max_redirects,
+            ssl=self._ssl,
+            trace_request_ctx=timer,
+        ) as resp:
+            not_after = _not_after(timer.peercert) if resp.url.scheme == "https" else None
+            body, truncated = await _read_capped(resp.content, config.max_body)
+            timer.body_done()
+            chain = [(r.status, str(r.url)) for r in resp.history]
+            return _Response(
+                status=resp.status,
+                reason=resp.reason or "",
+                url=str(resp.url),
+                location=resp.headers.get("Location"),
+                chain=chain,
+                body=body,
+                truncated=truncated,
+                charset=resp.charset,
+                not_after=not_after,
+            )
+
+    def _timed_out(self, timer: PhaseTimer) -> Observation:
+        message = f"no complete response within {self._timeout_s:g}s (timed out {timer.stage})"
+        return Observation(
+            Outcome.DOWN, FailureKind.TIMEOUT, message, {"url": self.config.url}, timer.as_dict()
+        )
+
+    def _judge(self, r: _Response, elapsed: float, timer: PhaseTimer) -> Observation:
+        details: dict[str, Any] = {"url": self.config.url, "status": r.status, "final_url": r.url}
+        if r.chain:
+            details["redirects"] = [{"status": s, "url": u} for s, u in r.chain]
+        if r.truncated:
+            details["body_truncated_at"] = len(r.body)
+        if r.not_after is not None:
+            details["tls_not_after"] = r.not_after
+        phases = timer.as_dict()
+
+        failure = self._assert(r)
+        if failure is not None:
+            return Observation(Outcome.DOWN, failure[0], failure[1], details, phases)
+        expect_days = self.config.tls_min_days
+        if expect_days is not None and r.not_after is not None:
+            left = r.not_after - self.ctx.clock.now()
+            if left < timedelta(days=expect_days):
+                message = (
+                    f"TLS certificate expires in {left.days} days ({r.not_after:%Y-%m-%d}), "
+                    f"under tls_min_days {expect_days}"
+                )
+                return Observation(
+                    Outcome.DEGRADED, FailureKind.TLS_EXPIRING, message, details, phases
+                )
+        if self._max_latency_s is not None and elapsed > self._max_latency_s:
+            message = f"responded in {elapsed:.2f}s, over max_latency {self._max_latency_s:g}s"
+            return Observation(Outcome.DEGRADED, FailureKind.SLOW, message, details, phases)
+        return Observation(
+            Outcome.UP, None, f"{r.status} {r.reason} in {elapsed * 1000:.0f} ms", details, phases
+        )
+
+    def _assert(self, r: _Response) -> tuple[FailureKind, str] | None:
+        if r.status not in self._codes and r.status // 100 not in self._classes:
+            got = f"{r.status} {r.reason}".strip()
+            if r.location and not self.config.follow_redirects:
+                got += f" → {r.location}"
+            return FailureKind.HTTP_STATUS, f"expected status {self._status_text}, got {got}"
+        expect = self.config.expect
+        if expect.final_url is not None and r.url != expect.final_url:
+            return FailureKind.CONTENT, f"expected to end at {expect.final_url}, ended at {r.url}"
+        if not self._needs_text:
+            return None
+        text = r.body.decode(r.charset or "utf-8", errors="replace")
+        scope = f"the first {len(r.body):,} bytes" if r.truncated else f"{len(r.body):,} bytes"
+        for needle in expect.body_contains:
+            if needle not in text:
+                return (
+                    FailureKind.CONTENT,
+                    f"expected body to contain {needle!r}, not found in {scope}",
+                )
+        for needle in expect.body_not_contains:
+            if needle in text:
+                return FailureKind.CONTENT, f"body contains {needle!r}, which must not appear"
+        for regex in self._regexes:
+            if not regex.search(text):
+                return (
+                    FailureKind.CONTENT,
+                    f"expected body to match /{regex.pattern}/, no match in {scope}",
+                )
+        if self._json:
+            return _check_json(text, self._json)
+        return None
+
+
+class _Response:
+    """What the judge needs from a response, captured before the connection closes."""
+
+    __slots__ = ("body", "chain", "charset", "location", "not_after", "reason", "status",
+                 "truncated", "url")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        reason: str,
+        url: str,
+        location: str | None,
+        chain: list[tuple[int, str]],
+        body: bytes,
+        truncated: bool,
+        charset: str | None,
+        not_after: datetime | None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.url = url
+        self.location = location
+        self.chain = chain
+        self.body = body
+        self.truncated = truncated
+        self.charset = charset
+        self.not_after = not_after
+
+
+async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> tuple[bytes, bool]:
+    """Reads at most `cap` bytes; says whether more was left unread."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < cap:
+        chunk = await stream.read(cap - size)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), not stream.at_eof() or bool(await stream.read(1))
+
+
+def _not_after(cert: dict[str, Any] | None) -> datetime | None:
+    """The expiry of a verified peer certificate (`getpeercert()` form)."""
+    if not cert or "notAfter" not in cert:
+        return None  # not verified (tls_verify: false): the dict form is empty
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
+
+
+_MISSING = object()
+
+
+def _check_json(
+    text: str, tests: tuple[tuple[tuple[str | int, ...], JsonAssertion], ...]
+) -> tuple[FailureKind, str] | None:
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        return FailureKind.CONTENT, f"expected a JSON body, could not parse it: {exc}"
+    for path, test in tests:
+        value = _lookup(doc, path)
+        fields = test.model_fields_set
+        if test.exists is not None and (value is not _MISSING) != test.exists:
+            state = "absent" if test.exists else "present"
+            return (
+                FailureKind.CONTENT,
+                f"expected {test.path} to {'exist' if test.exists else 'be absent'}, it is {state}",
+            )
+        if value is _MISSING:
+            if fields - {"path", "exists"}:
+                return FailureKind.CONTENT, f"expected {test.path} in the JSON body, it is absent"
+            continue
+        if "equals" in fields and value != test.equals:
+            return FailureKind.CONTENT, f"expected {test.path} == {test.equals!r}, got {value!r}"
+        if "not_equals" in fields and value == test.not_equals:
+            return (
+                FailureKind.CONTENT,
+                f"expected {test.path} != {test.not_equals!r}, got {value!r}",
+            )
+        for op in ("gt", "ge", "lt", "le"):
+            bound = getattr(test, op)
+            if bound is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return FailureKind.CONTENT, f"expected {test.path} to be a number, got {value!r}"
+            if not _COMPARE[op](value, bound):
+                return (
+                    FailureKind.CONTENT,
+                    f"expected {test.path} {_SYMBOL[op]} {bound:g}, got {value!r}",
+                )
+    return None
+
+
+_COMPARE = {
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+}
+_SYMBOL = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _lookup(doc: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        if isinstance(doc, dict):
+            if not isinstance(part, str) or part not in doc:
+                return _MISSING
+            doc = doc[part]
+        elif isinstance(doc, list) and isinstance(part, int) and -len(doc) <= part < len(doc):
+            doc = doc[part]
+        else:
+            return _MISSING
+    return doc

@@ -1,0 +1,316 @@
+"""The config file: strict pydantic models, validated in one pass with every error located.
+
+`parse_config(text, file, env)` is pure; `load_config(path)` only reads the file. A
+check's config model lives beside the check (`checks/<kind>.py`); this module builds
+the file model from the registry, so adding a kind never touches it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+
+from monitor.checks import CHECKS
+from monitor.configtypes import (
+    CheckConfigBase,
+    Defaults,
+    Duration,
+    PositiveDuration,
+    StrictModel,
+    format_duration,
+)
+from monitor.errors import ConfigError, ConfigIssue
+from monitor.yamlsource import Path, SourceMap, load_yaml
+
+__all__ = [
+    "DaemonConfig",
+    "LimitsConfig",
+    "MonitorConfig",
+    "RateLimit",
+    "config_json_schema",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+]
+
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]+)):(?P<port>\d{1,5})$")
+
+
+class DaemonConfig(StrictModel):
+    """How the daemon itself runs."""
+
+    listen: str = Field(
+        default="127.0.0.1:9180",
+        description="Address of the HTTP server (metrics, health): host:port or [v6]:port.",
+    )
+    shutdown_grace: Duration = Field(
+        default=timedelta(seconds=10),
+        description="On SIGTERM, how long in-flight runs may take before they are cancelled.",
+    )
+    user_agent: str = Field(default="", description="User-Agent of probes; empty: built in.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_ok(cls, value: str) -> str:
+        m = _LISTEN.match(value)
+        if not m or not 0 <= int(m.group("port")) < 65536:
+            raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    m = _LISTEN.match(value)
+    if m is None:
+        raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {value!r}")
+    return m.group("v6") or m.group("host"), int(m.group("port"))
+
+
+class RateLimit(StrictModel):
+    """At most `requests` requests per `per` to one upstream host."""
+
+    host: str = Field(min_length=1)
+    requests: int = Field(gt=0)
+    per: PositiveDuration = timedelta(seconds=1)
+
+
+class LimitsConfig(StrictModel):
+    """Concurrency and request-rate bounds shared by every check."""
+
+    max_concurrency: int = Field(default=512, ge=1, description="Runs in flight at once.")
+    max_per_host: int = Field(default=8, ge=1, description="Runs in flight per target host.")
+    rates: list[RateLimit] = Field(default_factory=list)
+
+
+class _FileBase(StrictModel):
+    defaults: Defaults = Field(default_factory=Defaults)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+
+@cache
+def _file_model() -> type[_FileBase]:
+    configs = tuple(kind.Config for kind in CHECKS.values())
+    # A discriminated union over the registry, built at run time: one validation pass
+    # reports every error of every check, and the JSON Schema gets a `oneOf` per kind.
+    any_check = Annotated[Union[configs], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+    model: type[_FileBase] = create_model(
+        "MonitorsFile",
+        __base__=_FileBase,
+        checks=(list[any_check], Field(default_factory=list)),
+    )
+    return model
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """A validated config: defaults are already applied to every check."""
+
+    source: str
+    defaults: Defaults
+    daemon: DaemonConfig
+    limits: LimitsConfig
+    checks: tuple[CheckConfigBase, ...]
+
+    @property
+    def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
+        return tuple(c for c in self.checks if c.enabled)
+
+    def check(self, name: str) -> CheckConfigBase | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> str:
+    """`-c` wins; otherwise `MONITOR_CONFIG`, otherwise `./monitors.yaml`."""
+    env = os.environ if env is None else env
+    return env.get("MONITOR_CONFIG") or "monitors.yaml"
+
+
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> MonitorConfig:
+    """Reads and parses a config file. Raises ConfigError, also when it cannot be read."""
+    name = os.fspath(path)
+    try:
+        text = FsPath(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(name, 1, 1, "", f"cannot read config: {exc}")]) from exc
+    return parse_config(text, name, os.environ if env is None else env)
+
+
+def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
+    """Parses and validates config text. Raises ConfigError listing every issue."""
+    data, source, issues = load_yaml(text, file, env)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [source.issue((), "the config must be a mapping (defaults:, checks:, …)")]
+        )
+    issues += _cross_checks(data, source)
+    try:
+        parsed = _file_model().model_validate(data)
+    except ValidationError as exc:
+        # A missing variable already explains why its value fails validation.
+        explained = {i.path for i in issues}
+        issues += [i for i in _issues_from_validation(exc, data, source) if i.path not in explained]
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda i: (i.line, i.column)))
+    checks: list[CheckConfigBase] = list(getattr(parsed, "checks", []))
+    return MonitorConfig(
+        source=file,
+        defaults=parsed.defaults,
+        daemon=parsed.daemon,
+        limits=parsed.limits,
+        checks=tuple(c.resolved(parsed.defaults) for c in checks),
+    )
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file, for editors (yaml-language-server)."""
+    schema = _file_model().model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "monitors.yaml"
+    return schema
+
+
+def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
+    """What no single model sees: uniqueness across the file. Runs on the raw data, so
+    these issues are reported together with the schema's."""
+    issues = []
+    for section, key, what in (
+        ("checks", "name", "check name"),
+        ("limits.rates", "host", "rate limit host"),
+    ):
+        items: Any = data
+        for part in section.split("."):
+            items = items.get(part) if isinstance(items, dict) else None
+        if not isinstance(items, list):
+            continue
+        seen: dict[Any, int] = {}
+        for i, item in enumerate(items):
+            value = item.get(key) if isinstance(item, dict) else None
+            if not isinstance(value, str):
+                continue
+            if value in seen:
+                path: Path = (*section.split("."), i, key)
+                first = f"{section}[{seen[value]}]"
+                issues.append(
+                    source.issue(path, f"duplicate {what} {value!r} (first used by {first})")
+                )
+            seen.setdefault(value, i)
+    return issues
+
+
+def _issues_from_validation(
+    exc: ValidationError, data: dict[str, Any], source: SourceMap
+) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors(include_url=False):
+        path = _data_path(data, err["loc"])
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        if kind == "extra_forbidden":
+            message = f"unknown key {path[-1]!r}" + _suggest(data, path)
+            issues.append(source.issue(path, message, key=True))
+            continue
+        if kind == "missing":
+            message = f"missing required key {path[-1]!r}"
+        elif kind == "union_tag_invalid":
+            path = (*path, "kind")
+            known = ", ".join(sorted(CHECKS))
+            message = f"unknown kind {ctx.get('tag')!r} (known kinds: {known})"
+        elif kind == "union_tag_not_found":
+            path = (*path, "kind")
+            message = f"missing required key 'kind' (one of: {', '.join(sorted(CHECKS))})"
+        else:
+            message = _TIMEDELTA.sub(_readable_timedelta, err["msg"].removeprefix("Value error, "))
+            value = err.get("input")
+            if isinstance(value, str | int | float | bool) and repr(value) not in message:
+                message += f" (got {value!r})"
+        issues.append(source.issue(path, message))
+    return issues
+
+
+_TIMEDELTA = re.compile(r"datetime\.timedelta\(([^)]*)\)")
+
+
+def _readable_timedelta(m: re.Match[str]) -> str:
+    """pydantic prints bounds as `datetime.timedelta(seconds=1)`; config says `1s`."""
+    kwargs = {
+        k.strip(): int(v)
+        for k, _, v in (p.partition("=") for p in m.group(1).split(",") if "=" in p)
+    }
+    return format_duration(timedelta(**kwargs))
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path:
+    """Maps a pydantic error location onto the document, dropping union tags."""
+    path: list[str | int] = []
+    cursor: Any = data
+    for part in loc:
+        if isinstance(cursor, dict):
+            if part in cursor:
+                cursor = cursor[part]
+            elif part == cursor.get("kind"):
+                continue  # the discriminated union's tag, not a key of the document
+            else:
+                cursor = None
+            path.append(part)
+        elif isinstance(cursor, list) and isinstance(part, int) and 0 <= part < len(cursor):
+            cursor = cursor[part]
+            path.append(part)
+        elif cursor is None:
+            path.append(part)
+        # otherwise: a validator-internal step (e.g. a union member name): skip it
+    return tuple(path)
+
+
+def _suggest(data: Any, path: Path) -> str:
+    allowed = _allowed_keys(data, path[:-1])
+    key = str(path[-1])
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) if allowed else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _allowed_keys(data: dict[str, Any], path: Path) -> list[str]:
+    """The keys the model accepts at `path`, for did-you-mean hints."""
+    model: type[BaseModel] | None = _file_model()
+    rest = path
+    if path[:1] == ("checks",) and len(path) >= 2:
+        checks, index = data.get("checks"), path[1]
+        item = checks[index] if isinstance(checks, list) and isinstance(index, int) else None
+        kind = CHECKS.get(str(item.get("kind"))) if isinstance(item, dict) else None
+        model, rest = (kind.Config if kind else None), path[2:]
+    for part in rest:
+        if isinstance(part, int):
+            continue  # a list item: the model is the list's item model
+        info = model.model_fields.get(part) if model else None
+        model = _model_in(info.annotation) if info else None
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (list, dict, Union, types.UnionType, Annotated):
+        for arg in typing.get_args(annotation):
+            if (found := _model_in(arg)) is not None:
+                return found
+    return None

@@ -1,0 +1,152 @@
+"""Every Prometheus metric the daemon exports, built on an injected registry.
+
+Labels are config values only (check name, kind) or closed enums (outcome, failure
+kind, phase, state): never URLs or error texts, so cardinality is bounded by config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from monitor import __version__
+from monitor.configtypes import CheckConfigBase
+from monitor.model import CheckResult, FailureKind, Outcome
+from monitor.state import AlertState
+
+__all__ = ["Metrics"]
+
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_PHASE_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10.0)
+_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
+PHASES = ("dns", "connect", "tls", "first_byte", "transfer")
+
+
+class Metrics:
+    """The metric objects, plus helpers that keep per-check label sets in step with config."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        check = ["check", "kind"]
+        self.runs = Counter(
+            "monitor_check_runs", "Completed check runs by outcome.", [*check, "outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.failures = Counter(
+            "monitor_check_failures", "Runs that were not up, by failure kind.",
+            [*check, "failure"], registry=registry,
+        )  # fmt: skip
+        self.attempts = Counter(
+            "monitor_check_attempts", "Attempts made, retries included.", check,
+            registry=registry,
+        )  # fmt: skip
+        self.up = Gauge(
+            "monitor_check_up", "1 if the last run was up (raw result), else 0.", check,
+            registry=registry,
+        )  # fmt: skip
+        self.alert_state = Gauge(
+            "monitor_check_alert_state", "1 for the check's alert state (after thresholds).",
+            [*check, "state"], registry=registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "monitor_check_duration_seconds", "Duration of check runs, retries included.",
+            check, buckets=_DURATION_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.phase = Histogram(
+            "monitor_http_phase_seconds", "Time per HTTP request phase, summed over redirects.",
+            ["check", "phase"], buckets=_PHASE_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.last_success = Gauge(
+            "monitor_check_last_success_timestamp_seconds", "When the check last ran up.",
+            check, registry=registry,
+        )  # fmt: skip
+        self.tls_expiry = Gauge(
+            "monitor_tls_cert_expiry_timestamp_seconds", "NotAfter of the certificate served.",
+            ["check"], registry=registry,
+        )  # fmt: skip
+        self.lag = Histogram(
+            "monitor_scheduler_lag_seconds", "Actual minus planned start of check runs.",
+            buckets=_LAG_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.skipped = Counter(
+            "monitor_scheduler_skipped_ticks", "Ticks skipped because a run overran.", ["check"],
+            registry=registry,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "monitor_checks_in_flight", "Check runs executing now.", registry=registry
+        )
+        self.checks = Gauge(
+            "monitor_checks_configured", "Checks in the running config.", ["enabled"],
+            registry=registry,
+        )  # fmt: skip
+        self.reload_ok = Gauge(
+            "monitor_config_last_reload_successful", "1 if the last config load succeeded.",
+            registry=registry,
+        )  # fmt: skip
+        self.reload_at = Gauge(
+            "monitor_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully.", registry=registry,
+        )  # fmt: skip
+        build = Info("monitor_build", "Version of the monitor.", registry=registry)
+        build.info({"version": __version__, "python": platform.python_version()})
+
+    def add_check(self, config: CheckConfigBase) -> None:
+        """Creates the check's label sets up front, so they are exported before the first run."""
+        labels = (config.name, config.kind)
+        for outcome in Outcome:
+            self.runs.labels(*labels, outcome.value)
+        self.attempts.labels(*labels)
+        self.duration.labels(*labels)
+        self.set_state(config.name, config.kind, AlertState.UNKNOWN)
+        self.skipped.labels(config.name)
+
+    def remove_check(self, config: CheckConfigBase) -> None:
+        """Drops a removed check's series so they do not linger with stale values."""
+        labels = (config.name, config.kind)
+        for outcome in Outcome:
+            _remove(self.runs, *labels, outcome.value)
+        for failure in FailureKind:
+            _remove(self.failures, *labels, failure.value)
+        for metric in (self.attempts, self.up, self.duration, self.last_success):
+            _remove(metric, *labels)
+        for state in AlertState:
+            _remove(self.alert_state, *labels, state.value)
+        for phase in PHASES:
+            _remove(self.phase, config.name, phase)
+        _remove(self.tls_expiry, config.name)
+        _remove(self.skipped, config.name)
+
+    def record(self, result: CheckResult) -> None:
+        labels = (result.check, result.kind)
+        self.runs.labels(*labels, result.outcome.value).inc()
+        self.attempts.labels(*labels).inc(result.attempts)
+        self.duration.labels(*labels).observe(result.duration_s)
+        if result.failure is not None:
+            self.failures.labels(*labels, result.failure.value).inc()
+        if result.ok:
+            self.up.labels(*labels).set(1)
+            self.last_success.labels(*labels).set(result.started_at.timestamp())
+        else:
+            self.up.labels(*labels).set(0)
+        for phase, seconds in result.phases.items():
+            self.phase.labels(result.check, phase).observe(seconds)
+        not_after = result.details.get("tls_not_after")
+        if isinstance(not_after, datetime):
+            self.tls_expiry.labels(result.check).set(not_after.timestamp())
+
+    def set_state(self, check: str, kind: str, current: AlertState) -> None:
+        """One series per state, 1 for the current one (a Prometheus state set)."""
+        for state in AlertState:
+            self.alert_state.labels(check, kind, state.value).set(1 if state is current else 0)
+
+    def count_checks(self, enabled: int, disabled: int) -> None:
+        self.checks.labels("true").set(enabled)
+        self.checks.labels("false").set(disabled)
+
+
+def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # that label set was never created
+        metric.remove(*labels)

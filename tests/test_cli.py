@@ -1,0 +1,124 @@
+"""`monitor check` end to end: the real command against real local servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import trustme
+from aiohttp import web
+
+from tests.proc import run_cli
+
+
+async def test_check_json_reports_each_case(aiohttp_server, tmp_path: Path) -> None:
+    never = asyncio.Event()
+
+    async def ok(_r: web.Request) -> web.Response:
+        return web.Response(text="<title>Wing</title>")
+
+    async def error(_r: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    async def hang(_r: web.Request) -> web.Response:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async def slow(_r: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)  # the provocation: slower than max_latency below
+        return web.Response(text="Wing")
+
+    app = web.Application()
+    for path, handler in {"/ok": ok, "/error": error, "/hang": hang, "/slow": slow}.items():
+        app.router.add_get(path, handler)
+    server = await aiohttp_server(app)
+    base = f"http://127.0.0.1:{server.port}"
+
+    ca = trustme.CA()
+    now = datetime.now(UTC)
+    leaf = ca.issue_cert(
+        "localhost", not_before=now - timedelta(days=30), not_after=now - timedelta(days=1)
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(ctx)
+    tls_app = web.Application()
+    tls_app.router.add_get("/", ok)
+    tls_server = await aiohttp_server(tls_app, ssl=ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
+        config = tmp_path / "monitors.yaml"
+        config.write_text(
+            f"""
+defaults: {{timeout: 2s}}
+checks:
+  - {{name: keyword, kind: http, url: "{base}/ok", expect: {{body_contains: [Wing]}}}}
+  - {{name: server-error, kind: http, url: "{base}/error"}}
+  - {{name: keyword-missing, kind: http, url: "{base}/ok", expect: {{body_contains: [Playground]}}}}
+  - {{name: timeout, kind: http, url: "{base}/hang", timeout: 200ms}}
+  - {{name: refused, kind: http, url: "http://127.0.0.1:{refused_port}/"}}
+  - {{name: expired-cert, kind: http, url: "https://localhost:{tls_server.port}/", tls_ca_file: "{ca_file}"}}
+  - {{name: slow, kind: http, url: "{base}/slow", max_latency: 100ms}}
+  - {{name: disabled, kind: http, url: "{base}/error", enabled: false}}
+"""
+        )
+        code, out, err = await run_cli("check", "-c", str(config), "--json")
+    assert code == 1, err
+    results = {r["check"]: r for r in json.loads(out)}
+    verdicts = {name: (r["ok"], r["failure"]) for name, r in results.items()}
+    assert verdicts == {
+        "keyword": (True, None),
+        "server-error": (False, "http_status"),
+        "keyword-missing": (False, "content"),
+        "timeout": (False, "timeout"),
+        "refused": (False, "connect"),
+        "expired-cert": (False, "tls"),
+        "slow": (False, "slow"),
+    }
+    for r in results.values():
+        assert {"check", "kind", "ok", "failure", "message", "duration_s"} <= set(r)
+        assert r["kind"] == "http"
+        assert r["message"]
+    assert "certificate has expired" in results["expired-cert"]["message"]
+    assert results["slow"]["outcome"] == "degraded"
+
+
+async def test_check_named_and_table(aiohttp_server, tmp_path: Path) -> None:
+    async def ok(_r: web.Request) -> web.Response:
+        return web.Response(text="Wing")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    server = await aiohttp_server(app)
+    config = tmp_path / "monitors.yaml"
+    config.write_text(
+        f"checks:\n"
+        f"  - {{name: good, kind: http, url: 'http://127.0.0.1:{server.port}/'}}\n"
+        f"  - {{name: bad, kind: http, url: 'http://127.0.0.1:{server.port}/missing'}}\n"
+    )
+    code, out, _ = await run_cli("check", "-c", str(config), "good")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["CHECK", "KIND", "RESULT", "TIME", "MESSAGE"]
+    assert lines[1].split()[:3] == ["good", "http", "ok"]
+    assert "1 ok, 0 failed" in out
+    code, out, _ = await run_cli("check", "-c", str(config))
+    assert code == 1
+    assert "down: http_status" in out
+    assert "expected status 2xx, got 404 Not Found" in out
+    code, _, err = await run_cli("check", "-c", str(config), "nope")
+    assert (code, err.strip()) == (2, "unknown check(s): nope")
+
+
+async def test_help_everywhere() -> None:
+    for args in ([], ["run"], ["check"], ["validate"], ["schema"]):
+        code, out, _ = await run_cli(*args, "--help")
+        assert code == 0
+        assert out.startswith("usage: monitor")

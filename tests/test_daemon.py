@@ -1,0 +1,181 @@
+"""`monitor run` as a real process: metrics, state-change logs, reload and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.proc import Daemon, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+class Target:
+    """A local site whose health the test flips."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.hits = 0
+        self.gate: asyncio.Event | None = None  # when set, requests wait for it
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        self.hits += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return web.Response(status=self.status, text="Wing")
+
+
+@pytest.fixture
+async def target(aiohttp_server) -> tuple[Target, str]:
+    t = Target()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", t.handle)
+    server = await aiohttp_server(app)
+    return t, f"http://127.0.0.1:{server.port}"
+
+
+def write_config(path: Path, base: str, extra: str = "", interval: str = "1s") -> Path:
+    path.write_text(
+        f"""
+defaults: {{interval: {interval}, timeout: 2s, failure_threshold: 2, success_threshold: 2}}
+daemon: {{listen: "127.0.0.1:0", shutdown_grace: 5s}}
+checks:
+  - {{name: site, kind: http, url: "{base}/site", tags: [web]}}
+{extra}"""
+    )
+    return path
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}{path}") as r:
+        return r.status, await r.text()
+
+
+@pytest.fixture
+async def daemon_for(tmp_path: Path):
+    started: list[Daemon] = []
+
+    async def start(config: Path) -> Daemon:
+        d = await Daemon(config).start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        await d.kill()
+
+
+async def test_probes_logs_transitions_and_serves_metrics(target, tmp_path, daemon_for) -> None:
+    t, base = target
+    d = await daemon_for(write_config(tmp_path / "m.yaml", base))
+    assert (await get(d.port, "/healthz"))[0] == 200
+    await wait_for(lambda: d.find("check_up", check="site"), what="check_up")
+    assert (await get(d.port, "/readyz"))[0] == 200
+
+    t.status = 503
+    down = await d.event("check_down", check="site")
+    assert down["failure"] == "http_status"
+    assert down["message"] == "expected status 2xx, got 503 Service Unavailable"
+    t.status = 200
+    recovered = await d.event("check_recovered", check="site")
+    assert recovered["previous"] == "down"
+    # One line per state change, not one per probe.
+    assert len(d.find("check_down")) == 1
+    assert t.hits >= 5
+
+    status, text = await get(d.port, "/metrics")
+    assert status == 200
+    assert 'monitor_check_up{check="site",kind="http"} 1.0' in text
+    assert 'monitor_check_runs_total{check="site",kind="http",outcome="down"}' in text
+    assert 'monitor_check_alert_state{check="site",kind="http",state="up"} 1.0' in text
+    assert "monitor_scheduler_lag_seconds_bucket" in text
+    assert 'monitor_http_phase_seconds_count{check="site",phase="connect"}' in text
+    assert "monitor_config_last_reload_successful 1.0" in text
+    assert "monitor_build_info{" in text
+    assert base not in text  # labels never carry URLs
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus'; .ci/run installs it)")
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+async def test_sighup_reload_keeps_unchanged_and_rejects_invalid(
+    target, tmp_path, daemon_for
+) -> None:
+    _, base = target
+    config = write_config(
+        tmp_path / "m.yaml", base, '  - {name: other, kind: http, url: "' + base + '/o"}\n'
+    )
+    d = await daemon_for(config)
+    await d.event("check_up", check="site")
+
+    write_config(config, base, '  - {name: added, kind: http, url: "' + base + '/a"}\n')
+    d.signal(signal.SIGHUP)
+    reloaded = await d.event("config_reloaded")
+    assert (reloaded["added"], reloaded["removed"], reloaded["unchanged"]) == (
+        ["added"],
+        ["other"],
+        1,
+    )
+    await d.event("check_up", check="added")
+    assert not d.find("check_up", check="site")[1:]  # kept its state: no second check_up
+
+    config.write_text(config.read_text() + "  - {name: broken, kind: http}\n")
+    d.signal(signal.SIGHUP)
+    failed = await d.event("config_reload_failed")
+    assert any("checks[2].url: missing required key 'url'" in e for e in failed["errors"])
+    _, text = await get(d.port, "/metrics")
+    assert "monitor_config_last_reload_successful 0.0" in text
+    assert 'monitor_check_up{check="added",kind="http"} 1.0' in text  # still running
+    runs_before = text.count("\n")
+    assert runs_before > 0
+    assert d.proc is not None
+    assert d.proc.returncode is None
+
+
+async def test_sigterm_waits_for_in_flight_then_exits_cleanly(target, tmp_path, daemon_for) -> None:
+    t, base = target
+    d = await daemon_for(write_config(tmp_path / "m.yaml", base, interval="1s"))
+    await d.event("check_up", check="site")
+    t.gate = asyncio.Event()
+    hits = t.hits
+    await wait_for(lambda: t.hits > hits, what="a probe in flight")
+    d.signal(signal.SIGTERM)
+    await asyncio.sleep(0)  # let the signal land; the probe is still held by the gate
+    t.gate.set()
+    assert await d.wait() == 0
+    stopped = d.find("monitor_stopped")
+    assert stopped
+    assert stopped[0]["cancelled_runs"] == 0
+    assert not [line for line in d.other if line.strip()], d.other  # no warnings, no tracebacks
+
+
+async def test_sigterm_cancels_runs_past_the_grace(target, tmp_path, daemon_for) -> None:
+    t, base = target
+    config = tmp_path / "m.yaml"
+    config.write_text(
+        f"""
+defaults: {{interval: 1s, timeout: 30s}}
+daemon: {{listen: "127.0.0.1:0", shutdown_grace: 200ms}}
+checks: [{{name: site, kind: http, url: "{base}/"}}]
+"""
+    )
+    t.gate = asyncio.Event()  # never set: the probe hangs
+    d = await daemon_for(config)
+    await wait_for(lambda: t.hits > 0, what="a probe in flight")
+    d.signal(signal.SIGTERM)
+    assert await d.wait(timeout=10) == 0
+    assert d.find("monitor_stopped")[0]["cancelled_runs"] == 1
+    assert not [line for line in d.other if line.strip()], d.other
+    t.gate.set()
