@@ -1,0 +1,60 @@
+"""deploy/: the systemd unit verifies, the scrape config loads, the image runs the daemon as PID 1."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    analyze, monitor = shutil.which("systemd-analyze"), shutil.which("monitor")
+    if analyze is None or monitor is None:
+        pytest.skip("needs systemd-analyze (Debian package 'systemd') and an installed `monitor`")
+    unit = (DEPLOY / "systemd" / "monitor.service").read_text()
+    # verify also checks that ExecStart's binary exists: point it at this install.
+    (tmp_path / "monitor.service").write_text(unit.replace("/usr/local/bin/monitor", monitor))
+    done = subprocess.run(
+        [analyze, "verify", str(tmp_path / "monitor.service")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    problems = [line for line in done.stderr.splitlines() if "monitor.service" in line]
+    assert problems == []
+
+
+def test_systemd_unit_is_hardened() -> None:
+    unit = (DEPLOY / "systemd" / "monitor.service").read_text()
+    for line in (
+        "DynamicUser=yes", "StateDirectory=monitor", "ProtectSystem=strict", "NoNewPrivileges=yes",
+        "ExecStartPre=/usr/local/bin/monitor validate", "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+    ):  # fmt: skip
+        assert f"\n{line}\n" in unit
+    stop = re.search(r"\nTimeoutStopSec=(\d+)s\n", unit)
+    assert stop is not None
+    assert int(stop.group(1)) > 10  # above the default daemon.shutdown_grace
+
+
+def test_scrape_config_loads() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus'; .ci/run installs it)")
+    done = subprocess.run(
+        [promtool, "check", "config", str(DEPLOY / "prometheus" / "scrape.yml")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_container_image_file() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim$", text, re.M)
+    assert re.search(r"^USER monitor$", text, re.M)
+    assert 'ENTRYPOINT ["monitor", "run"]' in text  # exec form: the daemon gets SIGTERM
+    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", text, re.M)
