@@ -268,30 +268,28 @@ class TestTimeoutsAndBrokenConnections:
         assert (obs.outcome, obs.failure) == (Outcome.DOWN, FailureKind.DNS)
         assert obs.message.startswith("could not resolve no-such-host.invalid")
 
-    async def test_connection_dropped_mid_body(self, check_for) -> None:
-        async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    @staticmethod
+    async def probe_raw(check_for, reply: bytes) -> Any:
+        """Probes a bare TCP server that answers any request with `reply`, then hangs up."""
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nWing, and then")
+            writer.write(reply)
             await writer.drain()
             writer.close()
 
-        server = await asyncio.start_server(half, "127.0.0.1", 0)
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
-            obs = await check_for(f"http://127.0.0.1:{port}/").run()
+            return await check_for(f"http://127.0.0.1:{port}/").run()
+
+    async def test_connection_dropped_mid_body(self, check_for) -> None:
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nWing, and then"
+        obs = await self.probe_raw(check_for, reply)
         assert (obs.outcome, obs.failure) == (Outcome.DOWN, FailureKind.DISCONNECTED)
 
     async def test_garbage_instead_of_http(self, check_for) -> None:
-        async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(garbage, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server:
-            obs = await check_for(f"http://127.0.0.1:{port}/").run()
+        obs = await self.probe_raw(check_for, b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
         assert obs.outcome is Outcome.DOWN
         assert obs.failure in {FailureKind.PROTOCOL, FailureKind.DISCONNECTED}
 
