@@ -59,6 +59,7 @@ class App:
         self.install_signals = install_signals
         self.scheduler: Scheduler | None = None
         self.api_port: int | None = None
+        self._listen = config.daemon.listen  # what the server is bound to; fixed until restart
         self._limiter: Limiter | None = None
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
@@ -141,10 +142,8 @@ class App:
             self.metrics.reload_ok.set(0)
             log.error("config_reload_failed", errors=[str(i) for i in exc.issues])
             return False
-        if new.daemon.listen != self.config.daemon.listen:
-            log.warning(
-                "config_change_needs_restart", key="daemon.listen", kept=self.config.daemon.listen
-            )
+        if new.daemon.listen != self._listen:
+            log.warning("config_change_needs_restart", key="daemon.listen", kept=self._listen)
         self._limiter.reconfigure(new.limits)
         summary = await self.scheduler.apply(new.enabled_checks)
         self.results.forget(summary.removed)

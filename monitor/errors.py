@@ -4,16 +4,14 @@ Expected probe failures are never exceptions: they are `CheckResult` values. Wha
 left is raised as one of::
 
     MonitorError
-    ├── ConfigError          the config file cannot be used; carries every issue found
-    │   └── KindUnavailableError   a kind needs an optional package that is missing
-    └── CheckError           a check was built or run against the rules of its kind
+    └── ConfigError          the config file cannot be used; carries every issue found
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CheckError", "ConfigError", "ConfigIssue", "KindUnavailableError", "MonitorError"]
+__all__ = ["ConfigError", "ConfigIssue", "MonitorError"]
 
 
 class MonitorError(Exception):
@@ -41,11 +39,3 @@ class ConfigError(MonitorError):
     def __init__(self, issues: list[ConfigIssue]) -> None:
         self.issues = issues
         super().__init__("\n".join(str(i) for i in issues))
-
-
-class KindUnavailableError(ConfigError):
-    """Raised when a check kind needs an optional package that is not installed."""
-
-
-class CheckError(MonitorError):
-    """Raised when a check cannot be built from its config."""

@@ -66,9 +66,13 @@ class PhaseTimer:
         self._protocol: Any = None
 
     def as_dict(self) -> dict[str, float]:
-        phases = {"dns": self.dns, "connect": self.connect, "tls": self.tls}
-        phases["first_byte"] = self.first_byte
-        phases["transfer"] = self.transfer
+        phases = {
+            "dns": self.dns,
+            "connect": self.connect,
+            "tls": self.tls,
+            "first_byte": self.first_byte,
+            "transfer": self.transfer,
+        }
         return {k: v for k, v in phases.items() if v > 0.0}
 
     def request_start(self) -> None:

@@ -11,6 +11,7 @@ import json
 import re
 import ssl
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -294,34 +295,19 @@ class HttpCheck(Check[HttpCheckConfig]):
         return None
 
 
+@dataclass(frozen=True, slots=True)
 class _Response:
     """What the judge needs from a response, captured before the connection closes."""
 
-    __slots__ = ("body", "chain", "charset", "location", "not_after", "reason", "status",
-                 "truncated", "url")  # fmt: skip
-
-    def __init__(
-        self,
-        *,
-        status: int,
-        reason: str,
-        url: str,
-        location: str | None,
-        chain: list[tuple[int, str]],
-        body: bytes,
-        truncated: bool,
-        charset: str | None,
-        not_after: datetime | None,
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.url = url
-        self.location = location
-        self.chain = chain
-        self.body = body
-        self.truncated = truncated
-        self.charset = charset
-        self.not_after = not_after
+    status: int
+    reason: str
+    url: str
+    location: str | None
+    chain: list[tuple[int, str]]
+    body: bytes
+    truncated: bool
+    charset: str | None
+    not_after: datetime | None
 
 
 async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> tuple[bytes, bool]:
