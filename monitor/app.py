@@ -100,7 +100,7 @@ class App:
             )
             try:
                 async with asyncio.TaskGroup() as tg:
-                    ctx = CheckContext(session=session, clock=self.clock)
+                    ctx = CheckContext(session=session, clock=self.clock, metrics=self.metrics)
                     self.scheduler = Scheduler(tg, ctx, self._limiter, self.metrics, self.results)
                     self.scheduler.start(config.enabled_checks)
                     tg.create_task(self._reload_loop(), name="reloader")

@@ -121,7 +121,7 @@ async def _run_checks(
     limiter = Limiter(config.limits)
     metrics = Metrics(CollectorRegistry())
     async with make_session(config.daemon.user_agent) as session:
-        ctx = CheckContext(session=session, clock=clock)
+        ctx = CheckContext(session=session, clock=clock, metrics=metrics)
         runners = [
             CheckRunner(CHECKS[c.kind](c, ctx), clock, limiter, metrics, ignore) for c in selected
         ]

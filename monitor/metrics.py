@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import platform
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -90,6 +92,24 @@ class Metrics:
             "monitor_config_last_reload_success_timestamp_seconds",
             "When the config was last loaded successfully.", registry=registry,
         )  # fmt: skip
+        self.asset_version = Gauge(
+            "monitor_asset_version_info", "1 for the version an asset check last saw.",
+            ["check", "version"], registry=registry,
+        )  # fmt: skip
+        self.asset_installs = Gauge(
+            "monitor_asset_installs", "Install count an asset check last saw.", ["check"],
+            registry=registry,
+        )  # fmt: skip
+        self.asset_updated = Gauge(
+            "monitor_asset_updated_timestamp_seconds",
+            "When the version an asset check last saw was published.", ["check"],
+            registry=registry,
+        )  # fmt: skip
+        self.ratelimit_remaining = Gauge(
+            "monitor_ratelimit_remaining", "Requests left in an API rate-limit budget.",
+            ["api", "budget"], registry=registry,
+        )  # fmt: skip
+        self._versions: dict[str, str] = {}
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
 
@@ -116,8 +136,10 @@ class Metrics:
             _remove(self.alert_state, *labels, state.value)
         for phase in PHASES:
             _remove(self.phase, config.name, phase)
-        _remove(self.tls_expiry, config.name)
-        _remove(self.skipped, config.name)
+        for metric in (self.tls_expiry, self.skipped, self.asset_installs, self.asset_updated):
+            _remove(metric, config.name)
+        if (version := self._versions.pop(config.name, None)) is not None:
+            _remove(self.asset_version, config.name, version)
 
     def record(self, result: CheckResult) -> None:
         labels = (result.check, result.kind)
@@ -133,9 +155,28 @@ class Metrics:
             self.up.labels(*labels).set(0)
         for phase, seconds in result.phases.items():
             self.phase.labels(result.check, phase).observe(seconds)
-        not_after = result.details.get("tls_not_after")
+        details = result.details
+        not_after = details.get("tls_not_after")
         if isinstance(not_after, datetime):
             self.tls_expiry.labels(result.check).set(not_after.timestamp())
+        if details:
+            self._record_asset(result.check, details)
+
+    def _record_asset(self, check: str, details: Mapping[str, Any]) -> None:
+        """Exports what asset checks report under the shared keys `version`,
+        `installs` and `updated_at`."""
+        version = details.get("version")
+        if isinstance(version, str) and version != self._versions.get(check):
+            if (old := self._versions.get(check)) is not None:
+                _remove(self.asset_version, check, old)
+            self.asset_version.labels(check, version).set(1)
+            self._versions[check] = version
+        installs = details.get("installs")
+        if isinstance(installs, int | float) and not isinstance(installs, bool):
+            self.asset_installs.labels(check).set(installs)
+        updated = details.get("updated_at")
+        if isinstance(updated, datetime):
+            self.asset_updated.labels(check).set(updated.timestamp())
 
     def set_state(self, check: str, kind: str, current: AlertState) -> None:
         """One series per state, 1 for the current one (a Prometheus state set)."""

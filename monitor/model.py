@@ -44,6 +44,19 @@ class FailureKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     STALE = "stale"
     VERSION_SKEW = "version_skew"
+    # Answers from package registries and APIs.
+    UNAVAILABLE = "unavailable"  # the upstream could not answer: 5xx, timeout, no connection
+    AUTH = "auth"  # 401/403 that is not a rate limit
+    NOT_FOUND = "not_found"  # the package, extension or workflow does not exist
+    TAG_MISSING = "tag_missing"  # npm: the dist-tag or its version is absent
+    TARBALL = "tarball"  # npm: the tarball cannot be downloaded
+    INTEGRITY = "integrity"  # npm: the tarball does not match its integrity/shasum
+    DEPRECATED = "deprecated"  # npm: the tagged version is deprecated
+    UNPUBLISHED = "unpublished"  # marketplace: listed but cannot be installed
+    WORKFLOW_DISABLED = "workflow_disabled"  # GitHub Actions: disabled (inactivity/manually)
+    RUN_FAILED = "run_failed"  # GitHub Actions: latest run(s) failed
+    FAILURE_RATE = "failure_rate"  # GitHub Actions: too many failed runs in the window
+    UPSTREAM_DEGRADED = "upstream_degraded"  # a status page reports a component degraded
     UNEXPECTED = "unexpected"
 
 

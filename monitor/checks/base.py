@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 
 from monitor.clock import Clock
 from monitor.configtypes import CheckConfigBase
+from monitor.metrics import Metrics
 from monitor.model import FailureKind, Observation
 
 __all__ = ["Check", "CheckContext", "classify_exception"]
@@ -25,10 +26,16 @@ C = TypeVar("C", bound=CheckConfigBase)
 
 @dataclass(frozen=True, slots=True)
 class CheckContext:
-    """What every check is handed: the shared HTTP session and the clock."""
+    """What every check is handed.
+
+    `shared` holds objects that checks of one kind share across instances (for example
+    one rate-limit budget per GitHub token); keys start with the kind's name.
+    """
 
     session: aiohttp.ClientSession
     clock: Clock
+    metrics: Metrics | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 class Check(ABC, Generic[C]):
