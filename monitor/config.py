@@ -215,6 +215,34 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                     source.issue(path, f"duplicate {what} {value!r} (first used by {first})")
                 )
             seen.setdefault(value, i)
+    issues += _dangling(data, source)
+    return issues
+
+
+# (field, kind the referenced check must have); None: any kind.
+_REFERENCES: tuple[tuple[str, str | None], ...] = (("upstream_status", "statuspage"),)
+
+
+def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
+    """References from one check to another must name a check of the right kind."""
+    checks = data.get("checks")
+    if not isinstance(checks, list):
+        return []
+    kinds = {c.get("name"): c.get("kind") for c in checks if isinstance(c, dict)}
+    issues = []
+    for i, check in enumerate(checks):
+        if not isinstance(check, dict):
+            continue
+        for key, kind in _REFERENCES:
+            ref = check.get(key)
+            if not isinstance(ref, str):
+                continue
+            if ref not in kinds:
+                issues.append(source.issue(("checks", i, key), f"no check named {ref!r}"))
+            elif kind is not None and kinds[ref] != kind:
+                issues.append(
+                    source.issue(("checks", i, key), f"{ref!r} is a {kinds[ref]} check, not {kind}")
+                )
     return issues
 
 

@@ -154,6 +154,10 @@ class CheckConfigBase(StrictModel):
     retry_delay: Duration | None = None
     failure_threshold: int | None = Field(default=None, ge=1)
     success_threshold: int | None = Field(default=None, ge=1)
+    upstream_status: str | None = Field(
+        default=None,
+        description="Name of a statuspage check; this check's failures say its state.",
+    )
 
     def resolved(self, defaults: Defaults) -> Self:
         """Returns a copy with every unset scheduling field taken from `defaults`."""

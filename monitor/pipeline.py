@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import structlog
 
@@ -11,7 +12,7 @@ from monitor.metrics import Metrics
 from monitor.model import CheckResult
 from monitor.state import AlertState, CheckState, step
 
-__all__ = ["ResultHandler"]
+__all__ = ["ResultHandler", "annotate"]
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -26,12 +27,17 @@ class ResultHandler:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.states: dict[str, CheckState] = {}
+        self.last: dict[str, CheckResult] = {}
 
     def forget(self, names: Iterable[str]) -> None:
         for name in names:
             self.states.pop(name, None)
+            self.last.pop(name, None)
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
+        if config.upstream_status is not None and not result.ok:
+            result = annotate(result, self.last.get(config.upstream_status))
+        self.last[result.check] = result
         self.metrics.record(result)
         prev = self.states.get(result.check) or CheckState()
         new = step(prev, result, config.failure_threshold or 1, config.success_threshold or 1)
@@ -58,3 +64,18 @@ class ResultHandler:
         else:
             down_for = (result.started_at - prev.since).total_seconds() if prev.since else None
             log.info("check_recovered", previous=prev.state.value, down_for_s=down_for, **fields)
+
+
+def annotate(result: CheckResult, upstream: CheckResult | None) -> CheckResult:
+    """Adds the upstream's trouble to a failure: "… (while GitHub: Actions is degraded)".
+
+    Only annotates; suppressing pages on it is the incident engine's decision.
+    """
+    if upstream is None or upstream.ok:
+        return result
+    note = {"check": upstream.check, "outcome": upstream.outcome.value, "message": upstream.message}
+    return replace(
+        result,
+        message=f"{result.message} (while {upstream.check}: {upstream.message})",
+        details={**result.details, "upstream": note},
+    )

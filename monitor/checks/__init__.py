@@ -9,9 +9,13 @@ from typing import Any
 
 from monitor.checks.base import Check, CheckContext, classify_exception
 from monitor.checks.http import HttpCheck
+from monitor.checks.npm import NpmCheck
+from monitor.checks.version_sync import VersionSyncCheck
 
 __all__ = ["CHECKS", "Check", "CheckContext", "classify_exception"]
 
 CHECKS: dict[str, type[Check[Any]]] = {
     "http": HttpCheck,
+    "npm": NpmCheck,
+    "version_sync": VersionSyncCheck,
 }

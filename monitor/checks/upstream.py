@@ -62,9 +62,13 @@ async def fetch_json(
             resp_headers, final_url, ctype = resp.headers, str(resp.url), resp.content_type
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         cause, message = classify_exception(exc)
-        return Observation.down(FailureKind.UNAVAILABLE, f"{what} unavailable: {message}", cause=cause.value)
+        return Observation.down(
+            FailureKind.UNAVAILABLE, f"{what} unavailable: {message}", cause=cause.value
+        )
     if len(raw) > max_bytes:
-        return Observation.down(FailureKind.SCHEMA, f"{what} answer larger than {max_bytes:,} bytes")
+        return Observation.down(
+            FailureKind.SCHEMA, f"{what} answer larger than {max_bytes:,} bytes"
+        )
     if not raw.strip():
         return JsonReply(status, resp_headers, None, final_url)
     try:
@@ -86,11 +90,17 @@ def _bad_status(resp: aiohttp.ClientResponse, what: str) -> Observation:
         message = f"{what} rate limit reached ({got})"
         if retry is not None:
             message += f"; retry after {retry:g}s"
-        return Observation.down(FailureKind.RATE_LIMITED, message, status=status, retry_after_s=retry)
+        return Observation.down(
+            FailureKind.RATE_LIMITED, message, status=status, retry_after_s=retry
+        )
     if status in (401, 403):
-        return Observation.down(FailureKind.AUTH, f"{what} refused the credentials ({got})", status=status)
+        return Observation.down(
+            FailureKind.AUTH, f"{what} refused the credentials ({got})", status=status
+        )
     if status >= 500:
-        return Observation.down(FailureKind.UNAVAILABLE, f"{what} unavailable: {got}", status=status)
+        return Observation.down(
+            FailureKind.UNAVAILABLE, f"{what} unavailable: {got}", status=status
+        )
     return Observation.down(FailureKind.PROTOCOL, f"{what} answered {got}", status=status)
 
 
@@ -121,7 +131,7 @@ def dig(doc: Any, *path: str | int, kind: type[T]) -> T | None:
 
 
 def parse_time(value: object) -> datetime | None:
-    """ISO 8601 as registries write it: `Z` or `+00:00`, 0–7 fraction digits. Naive → UTC."""
+    """ISO 8601 as registries write it: `Z` or `+00:00`, 0-7 fraction digits. Naive → UTC."""
     if not isinstance(value, str) or not value:
         return None
     try:
