@@ -125,7 +125,11 @@ async def _run_checks(
         runners = [
             CheckRunner(CHECKS[c.kind](c, ctx), clock, limiter, metrics, ignore) for c in selected
         ]
-        return list(await asyncio.gather(*(r.run_once() for r in runners)))
+        try:
+            return list(await asyncio.gather(*(r.run_once() for r in runners)))
+        finally:
+            for runner in runners:
+                runner.check.close()
 
 
 def _table(results: Sequence[CheckResult]) -> str:

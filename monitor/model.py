@@ -51,7 +51,7 @@ class FailureKind(StrEnum):
     TAG_MISSING = "tag_missing"  # npm: the dist-tag or its version is absent
     TARBALL = "tarball"  # npm: the tarball cannot be downloaded
     INTEGRITY = "integrity"  # npm: the tarball does not match its integrity/shasum
-    DEPRECATED = "deprecated"  # npm: the tagged version is deprecated
+    DEPRECATED = "deprecated"  # npm, Open VSX: the current version is deprecated
     UNPUBLISHED = "unpublished"  # marketplace: listed but cannot be installed
     WORKFLOW_DISABLED = "workflow_disabled"  # GitHub Actions: disabled (inactivity/manually)
     RUN_FAILED = "run_failed"  # GitHub Actions: latest run(s) failed

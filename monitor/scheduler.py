@@ -232,9 +232,10 @@ class Scheduler:
         return summary
 
     async def _cancel(self, name: str) -> None:
-        _, task = self._runners.pop(name)
+        runner, task = self._runners.pop(name)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        runner.check.close()
 
     async def stop(self, grace_s: float) -> int:
         """Takes no new runs; lets runs in flight finish within `grace_s`, then cancels
@@ -252,5 +253,7 @@ class Scheduler:
             for task in late:
                 task.cancel()
         await asyncio.gather(*(t for _, t in self._runners.values()), return_exceptions=True)
+        for runner, _ in self._runners.values():
+            runner.check.close()
         self._runners.clear()
         return len(late)

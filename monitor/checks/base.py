@@ -57,6 +57,9 @@ class Check(ABC, Generic[C]):
         """The host this check loads, for per-host concurrency and rate limits."""
         return self.config.kind
 
+    def close(self) -> None:
+        """Releases what the check holds (a client, its pool). Called once it stops."""
+
     @abstractmethod
     async def run(self) -> Observation:
         """Probes once. Must not exceed the configured timeout by much: the scheduler

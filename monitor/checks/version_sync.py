@@ -16,6 +16,11 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from monitor.checks.base import Check, CheckContext
+from monitor.checks.marketplace import (
+    DEFAULT_GALLERY,
+    MARKETPLACE_ID,
+    query_marketplace,
+)
 from monitor.checks.npm import DEFAULT_REGISTRY, PACKAGE_PATTERN, fetch_packument, resolve_tag
 from monitor.checks.upstream import dig, fetch_json
 from monitor.configtypes import CheckConfigBase, Duration, StrictModel, format_duration
@@ -24,11 +29,12 @@ from monitor.model import FailureKind, Observation
 __all__ = ["SyncSource", "VersionSyncCheck", "VersionSyncCheckConfig", "version_key"]
 
 GITHUB_API = "https://api.github.com"
-_KINDS = ("npm", "github_release")
+_KINDS = ("npm", "github_release", "vscode_marketplace")
 
 
 class SyncSource(StrictModel):
-    """One place a version is published: exactly one of `npm` or `github_release`."""
+    """One place a version is published: exactly one of `npm`, `github_release` or
+    `vscode_marketplace`."""
 
     npm: str | None = Field(default=None, pattern=PACKAGE_PATTERN)
     tag: str = "latest"
@@ -38,6 +44,10 @@ class SyncSource(StrictModel):
     )
     api_url: str = Field(default=GITHUB_API, pattern=r"^https?://\S+$")
     token: SecretStr | None = None
+    vscode_marketplace: str | None = Field(
+        default=None, pattern=MARKETPLACE_ID, description="publisher.name"
+    )
+    gallery_url: str = Field(default=DEFAULT_GALLERY, pattern=r"^https?://\S+$")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SyncSource:
@@ -50,7 +60,9 @@ class SyncSource(StrictModel):
     def label(self) -> str:
         if self.npm is not None:
             return f"npm:{self.npm}" + (f"@{self.tag}" if self.tag != "latest" else "")
-        return f"github:{self.github_release}"
+        if self.github_release is not None:
+            return f"github:{self.github_release}"
+        return f"marketplace:{self.vscode_marketplace}"
 
 
 class VersionSyncCheckConfig(CheckConfigBase):
@@ -98,12 +110,20 @@ class VersionSyncCheck(Check[VersionSyncCheckConfig]):
                 return resolved if isinstance(resolved, Observation) else resolved.version
 
             return from_npm
-        repo = source.github_release or ""  # set: SyncSource has exactly one kind
+        if source.github_release is not None:
+            repo = source.github_release
 
-        async def from_github() -> str | Observation:
-            return await _latest_release(self.ctx, source.api_url, repo, source.token)
+            async def from_github() -> str | Observation:
+                return await _latest_release(self.ctx, source.api_url, repo, source.token)
 
-        return from_github
+            return from_github
+        extension = source.vscode_marketplace or ""  # set: SyncSource has exactly one kind
+
+        async def from_marketplace() -> str | Observation:
+            release = await query_marketplace(self.ctx.session, source.gallery_url, extension)
+            return release if isinstance(release, Observation) else release.version
+
+        return from_marketplace
 
     async def run(self) -> Observation:
         try:

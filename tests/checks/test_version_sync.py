@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,8 @@ from monitor.httpclient import make_session
 from monitor.model import FailureKind, Outcome
 from tests.fakes import FakeClock
 from tests.npmfake import FakeRegistry, load_doc
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "marketplace"
 
 
 @pytest.fixture
@@ -54,8 +58,18 @@ async def up(aiohttp_server) -> Upstreams:
     u.npm.docs["@winglang/sdk"] = load_doc(
         "winglang-sdk-packument-captured-trimmed.json", u.npm.base
     )
+    gallery = json.loads(
+        (FIXTURES / "extensionquery-response-monada-vscode-wing-reconstructed.json").read_text()
+    )
+
+    async def extensionquery(request: web.Request) -> web.Response:
+        u.gallery_bodies.append(await request.json())  # type: ignore[attr-defined]
+        return web.json_response(gallery)
+
+    u.gallery_bodies = []  # type: ignore[attr-defined]
     app = web.Application()
     app.router.add_get("/repos/{owner}/{repo}/releases/latest", u.github)
+    app.router.add_post("/_apis/public/gallery/extensionquery", extensionquery)
     gh = await aiohttp_server(app)
     u.github_url = str(gh.make_url("")).rstrip("/")  # type: ignore[attr-defined]
     return u
@@ -167,6 +181,29 @@ def test_each_source_names_exactly_one_place() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text, "m.yaml", {})
     assert [str(i) for i in info.value.issues] == [
-        "m.yaml:5:9: checks[0].sources[0]: give exactly one of npm, github_release (got 2)",
-        "m.yaml:6:9: checks[0].sources[1]: give exactly one of npm, github_release (got 0)",
+        "m.yaml:5:9: checks[0].sources[0]: give exactly one of npm, github_release, vscode_marketplace (got 2)",
+        "m.yaml:6:9: checks[0].sources[1]: give exactly one of npm, github_release, vscode_marketplace (got 0)",
     ]
+
+
+async def test_marketplace_source(session, up, clock) -> None:
+    sources = [
+        {"npm": "winglang", "registry": up.npm.base},
+        {
+            "vscode_marketplace": "Monada.vscode-wing",
+            "gallery_url": up.github_url + "/_apis/public/gallery",
+        },
+    ]
+    config = VersionSyncCheckConfig(name="s", kind="version_sync", sources=sources, grace="1h")
+    obs = await VersionSyncCheck(
+        config.resolved(Defaults()), CheckContext(session=session, clock=clock)
+    ).run()
+    assert obs.outcome is Outcome.UP  # within grace
+    assert obs.details["versions"]["marketplace:Monada.vscode-wing"] == "0.85.48"
+    assert obs.message.startswith(
+        "converging: marketplace:Monada.vscode-wing at 0.85.48 lags 0.85.49"
+    )
+    assert up.gallery_bodies[0]["filters"][0]["criteria"][0] == {
+        "filterType": 7,
+        "value": "Monada.vscode-wing",
+    }
