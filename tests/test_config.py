@@ -219,9 +219,18 @@ class TestDefaults:
 class TestReferenceConfig:
     def test_bundled_monitors_yaml_is_valid(self) -> None:
         config = load_config(ROOT / "monitors.yaml", env={})
-        names = {c.name for c in config.checks}
-        assert {"homepage", "docs", "playground"} <= names
+        by_name = {c.name: c for c in config.checks}
+        kinds = {name: c.kind for name, c in by_name.items()}
+        assert {kinds[n] for n in ("homepage", "docs", "playground")} == {"http"}
+        assert kinds["npm-winglang"] == kinds["npm-winglang-sdk"] == "npm"
+        assert kinds["npm-versions-in-sync"] == "version_sync"
+        assert kinds["vscode-extension"] == "vscode_marketplace"
+        assert kinds["main-build"] == kinds["pr-builds"] == kinds["canary"] == "github_actions"
         assert all(c.runbook for c in config.checks)
+        # The project is dormant: nothing may go stale forever by default, except the
+        # hourly canary, whose staleness is only informational (degraded).
+        stale_capable = {n for n, c in by_name.items() if getattr(c, "max_age", None) is not None}
+        assert stale_capable == {"canary"}
 
     def test_schema_describes_the_kinds(self) -> None:
         schema = config_json_schema()
