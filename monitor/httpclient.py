@@ -19,7 +19,7 @@ from yarl import URL
 
 from monitor import __version__
 
-__all__ = ["PhaseTimer", "default_user_agent", "make_session"]
+__all__ = ["PhaseTimer", "default_user_agent", "make_session", "read_capped"]
 
 # The timer of the request running in this task: the connector's protocol factory is
 # called inside the request's task, between the TCP connect and the TLS handshake.
@@ -227,3 +227,19 @@ def make_session(user_agent: str = "") -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
     )
+
+
+async def read_capped(stream: aiohttp.StreamReader, cap: int) -> tuple[bytes, bool]:
+    """Reads the body up to `cap` bytes; says whether more was left unread.
+
+    One `read(n)` returns what has arrived so far, not n bytes: loop until EOF or cap.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size < cap:
+        chunk = await stream.read(cap - size)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), not stream.at_eof() or bool(await stream.read(1))

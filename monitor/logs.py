@@ -46,3 +46,6 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
+    # urllib3 (under PyGithub) warns on every retry it makes; the check's own result says
+    # what finally happened, once.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)

@@ -22,7 +22,7 @@ from yarl import URL
 
 from monitor.checks.base import Check, CheckContext, classify_exception
 from monitor.configtypes import ByteSize, CheckConfigBase, PositiveDuration, StrictModel
-from monitor.httpclient import PhaseTimer
+from monitor.httpclient import PhaseTimer, read_capped
 from monitor.model import FailureKind, Observation, Outcome
 
 __all__ = ["HttpCheck", "HttpCheckConfig", "HttpExpect", "JsonAssertion", "parse_json_path"]
@@ -210,7 +210,7 @@ class HttpCheck(Check[HttpCheckConfig]):
             trace_request_ctx=timer,
         ) as resp:
             not_after = _not_after(timer.peercert) if resp.url.scheme == "https" else None
-            body, truncated = await _read_capped(resp.content, config.max_body)
+            body, truncated = await read_capped(resp.content, config.max_body)
             timer.body_done()
             chain = [(r.status, str(r.url)) for r in resp.history]
             return _Response(
@@ -308,19 +308,6 @@ class _Response:
     truncated: bool
     charset: str | None
     not_after: datetime | None
-
-
-async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> tuple[bytes, bool]:
-    """Reads at most `cap` bytes; says whether more was left unread."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < cap:
-        chunk = await stream.read(cap - size)
-        if not chunk:
-            return b"".join(chunks), False
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks), not stream.at_eof() or bool(await stream.read(1))
 
 
 def _not_after(cert: dict[str, Any] | None) -> datetime | None:

@@ -19,6 +19,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from monitor.checks.base import classify_exception
+from monitor.httpclient import read_capped
 from monitor.model import FailureKind, Observation
 
 __all__ = ["JsonReply", "dig", "fetch_json", "parse_time", "retry_after_s"]
@@ -58,14 +59,14 @@ async def fetch_json(
             status = resp.status
             if not (200 <= status < 300 or status in accept_status):
                 return _bad_status(resp, what)
-            raw = await resp.content.read(max_bytes + 1)
+            raw, truncated = await read_capped(resp.content, max_bytes)
             resp_headers, final_url, ctype = resp.headers, str(resp.url), resp.content_type
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         cause, message = classify_exception(exc)
         return Observation.down(
             FailureKind.UNAVAILABLE, f"{what} unavailable: {message}", cause=cause.value
         )
-    if len(raw) > max_bytes:
+    if truncated:
         return Observation.down(
             FailureKind.SCHEMA, f"{what} answer larger than {max_bytes:,} bytes"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -51,10 +53,21 @@ async def base(aiohttp_server) -> str:
     async def big(_r: web.Request) -> web.Response:
         return web.json_response({"x": "y" * 5000})
 
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        # A large document arriving in pieces, as a real registry sends one.
+        body = json.dumps({"versions": {str(i): "x" * 100 for i in range(2000)}}).encode()
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for start in range(0, len(body), 16384):
+            await resp.write(body[start : start + 16384])
+            await asyncio.sleep(0.005)  # the provocation: the client sees partial data
+        await resp.write_eof()
+        return resp
+
     app = web.Application()
     for path, handler in {
         "/private": login_redirect, "/login": login, "/limited": limited, "/secondary": secondary,
-        "/forbidden": forbidden, "/teapot": teapot, "/empty": empty, "/big": big,
+        "/forbidden": forbidden, "/teapot": teapot, "/empty": empty, "/big": big, "/trickle": trickle,
     }.items():  # fmt: skip
         app.router.add_get(path, handler)
     server = await aiohttp_server(app)
@@ -90,6 +103,12 @@ async def test_retry_after_is_kept(session, base) -> None:
     obs = await fetch_json(session, base + "/secondary", what="API")
     assert isinstance(obs, Observation)
     assert obs.details["retry_after_s"] == 60
+
+
+async def test_body_arriving_in_pieces_is_read_whole(session, base) -> None:
+    reply = await fetch_json(session, base + "/trickle", what="API")
+    assert isinstance(reply, JsonReply), reply
+    assert len(reply.doc["versions"]) == 2000
 
 
 async def test_empty_body_is_a_reply(session, base) -> None:
