@@ -411,9 +411,7 @@ class RateBudget:
         self.blocked_until: datetime | None = None
         self.blocked_why = ""
         self._strikes = 0  # secondary limits in a row, for the backoff
-        self._gauge = (
-            metrics.ratelimit_remaining.labels(api=api_host, budget=name) if metrics else None
-        )
+        self._metrics = metrics  # the gauge's series appears with the first known value
 
     @property
     def reserve(self) -> int:
@@ -446,8 +444,9 @@ class RateBudget:
             self.reset_at = datetime.fromtimestamp(min(max(reset, 0), 2**33), UTC)
         if remaining is not None:
             self.remaining = remaining
-            if self._gauge is not None:
-                self._gauge.set(remaining)
+            if self._metrics is not None:
+                gauge = self._metrics.ratelimit_remaining
+                gauge.labels(api=self.api_host, budget=self.name).set(remaining)
         got = f"{status} {_phrase(status)}".strip()
         if status in (403, 429) and remaining == 0:
             why = f"GitHub API rate limit exhausted ({got}, 0 of {self.limit or '?'} left)"

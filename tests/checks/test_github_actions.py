@@ -1007,3 +1007,22 @@ class TestFuzz:
         assert obs is None or obs.failure is FailureKind.RATE_LIMITED
         refusal = budget.refusal(now)
         assert refusal is None or refusal.failure is FailureKind.RATE_LIMITED
+
+
+def test_budget_exports_nothing_until_github_answers() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from monitor.checks.github_actions import RateBudget
+    from monitor.metrics import Metrics
+
+    registry = CollectorRegistry()
+    budget = RateBudget("api.github.com", "anonymous", Metrics(registry))
+    labels = {"api": "api.github.com", "budget": "anonymous"}
+    assert registry.get_sample_value("monitor_ratelimit_remaining", labels) is None
+    budget.observe(
+        200,
+        {"x-ratelimit-limit": "60", "x-ratelimit-remaining": "59"},
+        "",
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert registry.get_sample_value("monitor_ratelimit_remaining", labels) == 59
