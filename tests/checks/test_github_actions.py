@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,10 +39,10 @@ from monitor.checks.github_actions import (
     parse_runs,
 )
 from monitor.configtypes import Defaults
-from monitor.httpclient import make_session
 from monitor.metrics import Metrics
 from monitor.model import FailureKind, Observation, Outcome
 from tests.fakes import FakeClock
+from tests.fuzz import ANY_JSON
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "github"
 TOKEN = "ghp_s3cr3tT0kenValue0123456789abcdefABCD"
@@ -214,12 +214,6 @@ def exchange(status: int) -> web.Response:
 
 
 # --- fixtures -------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 @pytest.fixture
@@ -902,13 +896,6 @@ class TestEvaluate:
 
 # --- fuzz: arbitrary and mutated documents never crash the judgement ------------------
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 RUN_FIELDS = [
     "id",
     "run_number",
@@ -947,7 +934,7 @@ def _assert_observation(obs: Any) -> None:
 
 class TestFuzz:
     @settings(max_examples=300, deadline=None)
-    @given(workflow=JSON, runs=JSON, now=NOWS, policy=POLICIES)
+    @given(workflow=ANY_JSON, runs=ANY_JSON, now=NOWS, policy=POLICIES)
     def test_arbitrary_json(self, workflow: Any, runs: Any, now: datetime, policy: Policy) -> None:
         _assert_observation(judge(workflow, runs, now, policy))
         _assert_observation(judge({"state": "active"}, runs, now, policy))
@@ -969,7 +956,7 @@ class TestFuzz:
             if choice == 0:
                 item.pop(key, None)
             elif choice == 1:
-                item[key] = data.draw(JSON)
+                item[key] = data.draw(ANY_JSON)
             elif choice == 2:
                 item[key] = data.draw(
                     st.sampled_from(

@@ -6,7 +6,6 @@ import asyncio
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,9 @@ from monitor.checks import CheckContext, classify_exception
 from monitor.checks.http import HttpCheck, HttpCheckConfig, parse_json_path
 from monitor.clock import SystemClock
 from monitor.configtypes import Defaults
-from monitor.httpclient import make_session
 from monitor.model import FailureKind, Outcome
 
 PAGE = "<html><head><title>Wing Playground</title></head><body>Wing</body></html>"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 @pytest.fixture

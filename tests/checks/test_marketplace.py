@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
@@ -31,9 +29,9 @@ from monitor.checks.marketplace import (
     parse_openvsx,
 )
 from monitor.configtypes import Defaults
-from monitor.httpclient import make_session
 from monitor.model import FailureKind, Observation, Outcome
 from tests.fakes import FakeClock
+from tests.fuzz import ANY_JSON, mutate
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "marketplace"
 GALLERY_PATH = "/_apis/public/gallery"
@@ -133,12 +131,6 @@ class FakeOpenVsx:
         if doc is None:
             return web.json_response({"error": f"Extension not found: {ident}"}, status=404)
         return web.json_response(doc)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 @pytest.fixture
@@ -541,34 +533,6 @@ class TestOpenVsx:
 
 # --- Parsers never raise -------------------------------------------------------------------
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=30,
-)  # fmt: skip
-WRONG_VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6) | st.lists(st.none(), max_size=2) | st.dictionaries(st.text(max_size=3), st.none(), max_size=2)  # fmt: skip
-
-
-def mutate(data: st.DataObject, doc: Any) -> Any:
-    """Walks to a random container of `doc` and deletes or replaces one entry."""
-    node = doc
-    for _ in range(data.draw(st.integers(0, 5))):
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-        if not keys:
-            break
-        child = node[data.draw(st.sampled_from(keys))]
-        if not isinstance(child, dict | list):
-            break
-        node = child
-    keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-    if keys:
-        key = data.draw(st.sampled_from(keys))
-        if data.draw(st.booleans()):
-            del node[key]
-        else:
-            node[key] = data.draw(WRONG_VALUES)
-    return doc
-
 
 def assert_release_or_known(result: Any, kinds: set[FailureKind]) -> None:
     if isinstance(result, Observation):
@@ -605,15 +569,15 @@ class TestParsersNeverRaise:
         assert isinstance(missing, Observation)
         assert missing.failure is FailureKind.NOT_FOUND
 
-    @given(doc=JSON_VALUES)
+    @given(doc=ANY_JSON)
     def test_arbitrary_json_marketplace(self, doc: Any) -> None:
         assert_release_or_known(parse_extension_query(doc, WING), MARKETPLACE_KINDS)
 
-    @given(doc=JSON_VALUES)
+    @given(doc=ANY_JSON)
     def test_arbitrary_json_openvsx(self, doc: Any) -> None:
         assert_release_or_known(parse_openvsx(doc, WING), OPENVSX_KINDS)
 
-    @given(extensions=st.lists(JSON_VALUES, min_size=1, max_size=2))
+    @given(extensions=st.lists(ANY_JSON, min_size=1, max_size=2))
     def test_arbitrary_extension_objects(self, extensions: list[Any]) -> None:
         doc = {"results": [{"extensions": extensions}]}
         assert_release_or_known(parse_extension_query(doc, WING), MARKETPLACE_KINDS)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,18 +13,12 @@ from hypothesis import strategies as st
 from monitor.checks import CheckContext
 from monitor.checks.npm import NpmCheck, NpmCheckConfig, NpmVersion, packument_url, resolve_tag
 from monitor.configtypes import Defaults
-from monitor.httpclient import make_session
 from monitor.model import FailureKind, Observation, Outcome
 from tests.fakes import FakeClock
+from tests.fuzz import ANY_JSON, mutate
 from tests.npmfake import FakeRegistry, integrity_of, load_doc
 
 TARBALL = b"\x1f\x8b fake winglang tarball " * 100
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 @pytest.fixture
@@ -229,11 +221,7 @@ class TestParsing:
         assert isinstance(resolved, NpmVersion)
         assert resolved.published_at == datetime(2015, 3, 24, 0, 12, 24, 39000, tzinfo=UTC)
 
-    @given(doc=st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-        max_leaves=30,
-    ))  # fmt: skip
+    @given(doc=ANY_JSON)
     def test_arbitrary_json_never_crashes(self, doc: Any) -> None:
         result = resolve_tag(doc, "p", "latest")
         assert isinstance(result, NpmVersion | Observation)
@@ -248,24 +236,6 @@ class TestParsing:
     @given(data=st.data())
     def test_mutated_real_document_never_crashes(self, data: st.DataObject) -> None:
         doc = load_doc("winglang-sdk-packument-captured-trimmed.json", "https://r")
-        node: Any = doc
-        # walk to a random container and replace or delete one of its entries
-        for _ in range(data.draw(st.integers(0, 4))):
-            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-            if not keys:
-                break
-            key = data.draw(st.sampled_from(keys))
-            if not isinstance(node[key], dict | list):
-                break
-            node = node[key]
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-        if keys:
-            key = data.draw(st.sampled_from(keys))
-            if isinstance(node, dict) and data.draw(st.booleans()):
-                del node[key]
-            else:
-                node[key] = data.draw(
-                    st.none() | st.integers() | st.text(max_size=5) | st.lists(st.none())
-                )
+        mutate(data, doc)
         result = resolve_tag(doc, "@winglang/sdk", "latest")
         assert isinstance(result, NpmVersion | Observation)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
@@ -25,8 +23,8 @@ from monitor.checks.statuspage import (
 )
 from monitor.clock import SystemClock
 from monitor.configtypes import Defaults
-from monitor.httpclient import make_session
 from monitor.model import FailureKind, Observation, Outcome
+from tests.fuzz import ANY_JSON, mutate
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "statuspage"
 HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
@@ -72,12 +70,6 @@ class FakePage:
             status, body, ctype, headers = self.forced
             return web.Response(status=status, body=body, content_type=ctype, headers=headers)
         return web.json_response(self.doc)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 @pytest.fixture
@@ -311,36 +303,9 @@ class TestUpstreamFailures:
 
 # --- Parsers never raise -------------------------------------------------------------------
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=30,
-)  # fmt: skip
-WRONG_VALUES = st.none() | st.booleans() | st.integers() | st.text(max_size=6) | st.lists(st.none(), max_size=2) | st.dictionaries(st.text(max_size=3), st.none(), max_size=2)  # fmt: skip
 WANTED = st.sampled_from([(), ("Actions",), ("br0l2tvcx85d", "Pages"), ("Copilot",)]) | st.lists(
     st.text(min_size=1, max_size=6), max_size=2
 )
-
-
-def mutate(data: st.DataObject, doc: Any) -> Any:
-    """Walks to a random container of `doc` and deletes or replaces one entry."""
-    node = doc
-    for _ in range(data.draw(st.integers(0, 5))):
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-        if not keys:
-            break
-        child = node[data.draw(st.sampled_from(keys))]
-        if not isinstance(child, dict | list):
-            break
-        node = child
-    keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-    if keys:
-        key = data.draw(st.sampled_from(keys))
-        if data.draw(st.booleans()):
-            del node[key]
-        else:
-            node[key] = data.draw(WRONG_VALUES)
-    return doc
 
 
 def assert_judged(doc: Any, wanted: Any) -> None:
@@ -361,12 +326,12 @@ def assert_judged(doc: Any, wanted: Any) -> None:
 
 
 class TestParsersNeverRaise:
-    @given(doc=JSON_VALUES, wanted=WANTED)
+    @given(doc=ANY_JSON, wanted=WANTED)
     def test_arbitrary_json(self, doc: Any, wanted: Any) -> None:
         assert_judged(doc, wanted)
 
     @given(
-        components=st.lists(st.dictionaries(st.sampled_from(["id", "name", "status"]), JSON_VALUES), max_size=3),
+        components=st.lists(st.dictionaries(st.sampled_from(["id", "name", "status"]), ANY_JSON), max_size=3),
         wanted=WANTED,
     )  # fmt: skip
     def test_arbitrary_components(self, components: list[Any], wanted: Any) -> None:

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from monitor.checks.upstream import JsonReply, dig, fetch_json, parse_time, retry_after_s
-from monitor.httpclient import make_session
 from monitor.model import FailureKind, Observation
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -17,18 +15,11 @@ from monitor.checks.version_sync import VersionSyncCheck, VersionSyncCheckConfig
 from monitor.config import parse_config
 from monitor.configtypes import Defaults
 from monitor.errors import ConfigError
-from monitor.httpclient import make_session
 from monitor.model import FailureKind, Outcome
 from tests.fakes import FakeClock
 from tests.npmfake import FakeRegistry, load_doc
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "marketplace"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with make_session() as s:
-        yield s
 
 
 class Upstreams:
