@@ -13,7 +13,18 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["EMPTY", "CheckResult", "FailureKind", "Observation", "Outcome"]
+__all__ = [
+    "EMPTY",
+    "CheckResult",
+    "FailureKind",
+    "Incident",
+    "IncidentStatus",
+    "Observation",
+    "Outcome",
+    "Severity",
+    "Silence",
+    "TimelineEntry",
+]
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -133,3 +144,92 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+class Severity(StrEnum):
+    """How bad an incident is; P0 is the worst."""
+
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+
+    @property
+    def rank(self) -> int:
+        """0 for P0: lower is worse."""
+        return int(self.value[1])
+
+    def worse_than(self, other: Severity | None) -> bool:
+        return other is None or self.rank < other.rank
+
+
+class IncidentStatus(StrEnum):
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One incident. `severity` None means untriaged (a manual report nobody ranked yet).
+
+    `suppressed` says why paging is held back right now (maintenance, a silence, a parent
+    check that is down); None means paging may proceed.
+    """
+
+    id: int
+    key: str  # dedup key: one open incident per key (default: the check name)
+    title: str
+    status: IncidentStatus
+    severity: Severity | None
+    opened_at: datetime
+    updated_at: datetime
+    check: str | None = None
+    source: str = "check"  # "check" or "manual"
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    assignee: str | None = None
+    rule: str | None = None
+    failure: str | None = None
+    message: str = ""
+    suppressed: str | None = None
+    report_url: str | None = None
+    auto_resolve: bool = True
+    reopened: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is not IncidentStatus.RESOLVED
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of an incident's history."""
+
+    incident_id: int
+    at: datetime
+    event: str  # opened, failure, severity_raised, suppressed, unsuppressed, recovered, …
+    actor: str  # "monitor", or the person who acted
+    text: str
+    data: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Paging held back for matching checks between `starts_at` and `ends_at`.
+
+    `matchers` keys: `checks` (globs), `tags`, `kinds`; every given key must match, any
+    value within a key may.
+    """
+
+    id: int
+    matchers: Mapping[str, tuple[str, ...]]
+    starts_at: datetime
+    ends_at: datetime
+    author: str
+    comment: str
+    created_at: datetime
+    expired_at: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        end = min(self.ends_at, self.expired_at) if self.expired_at else self.ends_at
+        return self.starts_at <= now < end

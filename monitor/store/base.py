@@ -1,0 +1,86 @@
+"""The `Store` protocol: everything the daemon must not forget across a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from monitor.model import Incident, IncidentStatus, Severity, Silence, TimelineEntry
+from monitor.state import CheckState
+
+__all__ = ["Store", "StoreError"]
+
+
+class StoreError(Exception):
+    """Raised when the store cannot be opened or written (disk full, corrupt file, newer schema)."""
+
+
+class Store(Protocol):
+    """Async so that a networked backend fits; the SQLite one answers without waiting.
+
+    Every method that changes an incident writes the incident row and its new timeline
+    entries in one transaction: a crash leaves both or neither.
+    """
+
+    async def open(self) -> None:
+        """Creates or migrates the schema (numbered migrations, applied in order)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # Alert state per check.
+    async def load_check_states(self) -> dict[str, CheckState]: ...
+
+    async def save_check_state(self, check: str, state: CheckState) -> None: ...
+
+    async def delete_check_states(self, checks: Iterable[str]) -> None: ...
+
+    # Incidents and their timelines.
+    async def create_incident(
+        self, incident: Incident, entries: Sequence[TimelineEntry]
+    ) -> Incident:
+        """Inserts `incident` (its `id` is ignored) with `entries` (their `incident_id` is
+        ignored); returns the incident with its new id."""
+        ...
+
+    async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
+        """Replaces the row with id `incident.id` and appends `entries`."""
+        ...
+
+    async def get_incident(self, incident_id: int) -> Incident | None: ...
+
+    async def open_incident(self, key: str) -> Incident | None:
+        """The incident with this dedup key that is not resolved, if any."""
+        ...
+
+    async def latest_incident(self, key: str) -> Incident | None:
+        """The most recently opened incident with this key, whatever its status."""
+        ...
+
+    async def list_incidents(
+        self,
+        *,
+        statuses: Iterable[IncidentStatus] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        """Newest first."""
+        ...
+
+    async def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        """Oldest first."""
+        ...
+
+    # Silences.
+    async def create_silence(self, silence: Silence) -> Silence:
+        """Inserts `silence` (its `id` is ignored); returns it with its new id."""
+        ...
+
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        """All silences, or those active at `active_at`."""
+        ...
+
+    async def expire_silence(self, silence_id: int, at: datetime) -> Silence | None:
+        """Ends a silence early; None if there is no such silence."""
+        ...
