@@ -13,13 +13,13 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
 
 from monitor.checks import CHECKS
 from monitor.configtypes import (
@@ -59,6 +59,13 @@ class DaemonConfig(StrictModel):
         description="On SIGTERM, how long in-flight runs may take before they are cancelled.",
     )
     user_agent: str = Field(default="", description="User-Agent of probes; empty: built in.")
+    state_dir: str | None = Field(
+        default=None,
+        description="Directory of the SQLite store; default: $STATE_DIRECTORY (systemd), else ./state.",
+    )
+
+    def resolved_state_dir(self, env: Mapping[str, str]) -> str:
+        return self.state_dir or env.get("STATE_DIRECTORY") or "state"
 
     @field_validator("listen")
     @classmethod
@@ -100,10 +107,32 @@ class LimitsConfig(StrictModel):
     rates: list[RateLimit] = Field(default_factory=list)
 
 
+class ApiConfig(StrictModel):
+    """The write API (ack, resolve, silences, reports): off unless a token is set."""
+
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token for writes, e.g. ${MONITOR_API_TOKEN:-}."
+    )
+
+    @property
+    def write_token(self) -> str | None:
+        secret = self.token.get_secret_value() if self.token is not None else ""
+        return secret or None
+
+
+class IncidentsConfig(StrictModel):
+    cooldown: Duration = Field(
+        default=timedelta(minutes=30),
+        description="A failure this soon after a resolve reopens the same incident.",
+    )
+
+
 class _FileBase(StrictModel):
     defaults: Defaults = Field(default_factory=Defaults)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
 
 
 @cache
@@ -129,6 +158,8 @@ class MonitorConfig:
     daemon: DaemonConfig
     limits: LimitsConfig
     checks: tuple[CheckConfigBase, ...]
+    api: ApiConfig = field(default_factory=ApiConfig)
+    incidents: IncidentsConfig = field(default_factory=IncidentsConfig)
 
     @property
     def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
@@ -179,6 +210,8 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
         daemon=parsed.daemon,
         limits=parsed.limits,
         checks=tuple(c.resolved(parsed.defaults) for c in checks),
+        api=parsed.api,
+        incidents=parsed.incidents,
     )
 
 
@@ -220,7 +253,10 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
 
 
 # (field, kind the referenced check must have); None: any kind.
-_REFERENCES: tuple[tuple[str, str | None], ...] = (("upstream_status", "statuspage"),)
+_REFERENCES: tuple[tuple[str, str | None], ...] = (
+    ("upstream_status", "statuspage"),
+    ("depends_on", None),
+)
 
 
 def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
@@ -234,15 +270,23 @@ def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
         if not isinstance(check, dict):
             continue
         for key, kind in _REFERENCES:
-            ref = check.get(key)
-            if not isinstance(ref, str):
-                continue
-            if ref not in kinds:
-                issues.append(source.issue(("checks", i, key), f"no check named {ref!r}"))
-            elif kind is not None and kinds[ref] != kind:
-                issues.append(
-                    source.issue(("checks", i, key), f"{ref!r} is a {kinds[ref]} check, not {kind}")
-                )
+            value = check.get(key)
+            refs: list[tuple[Path, Any]] = (
+                [((*("checks", i, key), j), r) for j, r in enumerate(value)]
+                if isinstance(value, list)
+                else [(("checks", i, key), value)]
+            )
+            for path, ref in refs:
+                if not isinstance(ref, str):
+                    continue
+                if ref not in kinds:
+                    issues.append(source.issue(path, f"no check named {ref!r}"))
+                elif ref == check.get("name"):
+                    issues.append(source.issue(path, "a check cannot refer to itself"))
+                elif kind is not None and kinds[ref] != kind:
+                    issues.append(
+                        source.issue(path, f"{ref!r} is a {kinds[ref]} check, not {kind}")
+                    )
     return issues
 
 

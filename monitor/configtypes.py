@@ -154,6 +154,13 @@ class CheckConfigBase(StrictModel):
     retry_delay: Duration | None = None
     failure_threshold: int | None = Field(default=None, ge=1)
     success_threshold: int | None = Field(default=None, ge=1)
+    depends_on: list[str] = Field(
+        default_factory=list,
+        description="Checks this one needs: while one of them is down, its incidents do not page.",
+    )
+    dedup_key: str | None = Field(
+        default=None, description="Incidents of checks sharing a key merge; default: the name."
+    )
     upstream_status: str | None = Field(
         default=None,
         description="Name of a statuspage check; this check's failures say its state.",

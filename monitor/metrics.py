@@ -110,6 +110,33 @@ class Metrics:
             ["api", "budget"], registry=registry,
         )  # fmt: skip
         self._versions: dict[str, str] = {}
+        severity = ["severity"]  # P0, P1, P2, or None for an untriaged report
+        self.incidents_open = Gauge(
+            "monitor_incidents_open", "Open incidents by severity and status.",
+            ["severity", "status"], registry=registry,
+        )  # fmt: skip
+        for sev in ("P0", "P1", "P2", "None"):
+            for status in ("triggered", "acknowledged"):
+                self.incidents_open.labels(sev, status).set(0)
+        self.incidents_opened = Counter(
+            "monitor_incidents_opened", "Incidents opened.", severity, registry=registry
+        )
+        self.incidents_resolved = Counter(
+            "monitor_incidents_resolved", "Incidents resolved.", severity, registry=registry
+        )
+        buckets = (60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200)
+        self.time_to_ack = Histogram(
+            "monitor_incident_time_to_acknowledge_seconds", "From opened to acknowledged.",
+            severity, buckets=buckets, registry=registry,
+        )  # fmt: skip
+        self.time_to_resolve = Histogram(
+            "monitor_incident_time_to_resolve_seconds", "From opened to resolved.",
+            severity, buckets=buckets, registry=registry,
+        )  # fmt: skip
+        self.suppressed = Counter(
+            "monitor_pages_suppressed", "Incidents whose paging was held back, by reason.",
+            ["reason"], registry=registry,
+        )  # fmt: skip
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
 
@@ -182,6 +209,12 @@ class Metrics:
         """One series per state, 1 for the current one (a Prometheus state set)."""
         for state in AlertState:
             self.alert_state.labels(check, kind, state.value).set(1 if state is current else 0)
+
+    def set_open_incidents(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Sets every (severity, status) series: absent ones go back to 0."""
+        for sev in ("P0", "P1", "P2", "None"):
+            for status in ("triggered", "acknowledged"):
+                self.incidents_open.labels(sev, status).set(counts.get((sev, status), 0))
 
     def count_checks(self, enabled: int, disabled: int) -> None:
         self.checks.labels("true").set(enabled)

@@ -51,3 +51,85 @@ class FakeClock:
                 await settle()
         self._t = target
         await settle()
+
+
+class MemoryStore:
+    """A `Store` in memory, for logic tests (the SQLite one is tested on its own)."""
+
+    def __init__(self) -> None:
+        from monitor.model import Incident, Silence, TimelineEntry
+        from monitor.state import CheckState
+
+        self.states: dict[str, CheckState] = {}
+        self.incidents: dict[int, Incident] = {}
+        self.entries: list[TimelineEntry] = []
+        self.silences: dict[int, Silence] = {}
+        self._ids = itertools.count(1)
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def load_check_states(self):
+        return dict(self.states)
+
+    async def save_check_state(self, check, state) -> None:
+        self.states[check] = state
+
+    async def delete_check_states(self, checks) -> None:
+        for check in checks:
+            self.states.pop(check, None)
+
+    async def create_incident(self, incident, entries):
+        from dataclasses import replace
+
+        new = replace(incident, id=next(self._ids))
+        self.incidents[new.id] = new
+        self.entries += [replace(e, incident_id=new.id) for e in entries]
+        return new
+
+    async def update_incident(self, incident, entries) -> None:
+        assert incident.id in self.incidents
+        self.incidents[incident.id] = incident
+        self.entries += list(entries)
+
+    async def get_incident(self, incident_id):
+        return self.incidents.get(incident_id)
+
+    async def open_incident(self, key):
+        return next((i for i in self.incidents.values() if i.key == key and i.is_open), None)
+
+    async def latest_incident(self, key):
+        found = [i for i in self.incidents.values() if i.key == key]
+        return max(found, key=lambda i: (i.opened_at, i.id)) if found else None
+
+    async def list_incidents(self, *, statuses=None, severities=None, limit=100):
+        found = [
+            i for i in self.incidents.values()
+            if (statuses is None or i.status in set(statuses))
+            and (severities is None or i.severity in set(severities))
+        ]  # fmt: skip
+        return sorted(found, key=lambda i: (i.opened_at, i.id), reverse=True)[:limit]
+
+    async def timeline(self, incident_id):
+        return [e for e in self.entries if e.incident_id == incident_id]
+
+    async def create_silence(self, silence):
+        from dataclasses import replace
+
+        new = replace(silence, id=next(self._ids))
+        self.silences[new.id] = new
+        return new
+
+    async def list_silences(self, *, active_at=None):
+        return [s for s in self.silences.values() if active_at is None or s.active(active_at)]
+
+    async def expire_silence(self, silence_id, at):
+        from dataclasses import replace
+
+        if silence_id not in self.silences:
+            return None
+        self.silences[silence_id] = replace(self.silences[silence_id], expired_at=at)
+        return self.silences[silence_id]

@@ -81,3 +81,16 @@ class TestReferences:
             "m.yaml:2:64: checks[0].upstream_status: no check named 'nope'",
             "m.yaml:3:65: checks[1].upstream_status: 'site' is a http check, not statuspage",
         ]
+
+    def test_depends_on_must_name_other_checks(self) -> None:
+        text = (
+            "checks:\n"
+            "  - {name: site, kind: http, url: 'http://x', depends_on: [site, gone]}\n"
+            "  - {name: docs, kind: http, url: 'http://x', depends_on: [site]}\n"
+        )
+        with pytest.raises(ConfigError) as info:
+            parse_config(text, "m.yaml", {})
+        assert [str(i) for i in info.value.issues] == [
+            "m.yaml:2:60: checks[0].depends_on[0]: a check cannot refer to itself",
+            "m.yaml:2:66: checks[0].depends_on[1]: no check named 'gone'",
+        ]
