@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Mapping
 
@@ -16,16 +17,20 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
-from monitor.api import ApiServer, build_app
+from monitor.api import ApiServer, IncidentApi, build_app
 from monitor.checks import CheckContext
 from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, load_config
 from monitor.errors import ConfigError
 from monitor.httpclient import make_session
+from monitor.incidents import IncidentManager
 from monitor.limits import Limiter
 from monitor.metrics import Metrics
 from monitor.pipeline import ResultHandler
 from monitor.scheduler import Scheduler
+from monitor.silences import SilenceBook
+from monitor.store import Store
+from monitor.store.sqlite import SqliteStore, default_state_path
 
 __all__ = ["App"]
 
@@ -48,14 +53,26 @@ class App:
         registry: CollectorRegistry | None = None,
         env: Mapping[str, str] | None = None,
         install_signals: bool = True,
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.results = ResultHandler(self.metrics)
-        self.env = env
+        self.env = os.environ if env is None else env
+        self.store: Store = store or SqliteStore(
+            default_state_path(config.daemon.resolved_state_dir(self.env))
+        )
+        self.incidents = IncidentManager(
+            self.store, self.clock, self.metrics, cooldown=config.incidents.cooldown
+        )
+        self.silences = SilenceBook(self.store, self.clock)
+        self.results = ResultHandler(
+            self.metrics, clock=self.clock, store=self.store, incidents=self.incidents,
+            silences=self.silences,
+        )  # fmt: skip
+        self.results.configure(config.severity, config.maintenance)
         self.install_signals = install_signals
         self.scheduler: Scheduler | None = None
         self.api_port: int | None = None
@@ -80,12 +97,18 @@ class App:
         self._mark_loaded(config)
         self._limiter = Limiter(config.limits)
         async with contextlib.AsyncExitStack() as stack:
+            # Everything durable is read back before the first probe or API call.
+            await self.store.open()
+            stack.push_async_callback(self.store.close)
+            await self.results.load(config.checks)
+            await self.incidents.load()
+            await self.silences.load()
             session = await stack.enter_async_context(make_session(config.daemon.user_agent))
-            api = ApiServer(
-                build_app(self.registry, lambda: self._ready),
-                config.daemon.host,
-                config.daemon.port,
+            incident_api = IncidentApi(
+                self.incidents, self.silences, self.clock, config.api.write_token
             )
+            app = build_app(self.registry, lambda: self._ready, incident_api)
+            api = ApiServer(app, config.daemon.host, config.daemon.port)
             await api.start()
             stack.push_async_callback(api.stop)
             self.api_port = api.port
@@ -144,9 +167,12 @@ class App:
             return False
         if new.daemon.listen != self._listen:
             log.warning("config_change_needs_restart", key="daemon.listen", kept=self._listen)
+        if new.daemon.state_dir != self.config.daemon.state_dir:
+            log.warning("config_change_needs_restart", key="daemon.state_dir")
         self._limiter.reconfigure(new.limits)
+        self.results.configure(new.severity, new.maintenance)
         summary = await self.scheduler.apply(new.enabled_checks)
-        self.results.forget(summary.removed)
+        await self.results.forget(summary.removed)
         self.config = new
         self._mark_loaded(new)
         log.info(

@@ -8,12 +8,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.app import App
 from monitor.checks import CHECKS, CheckContext
+from monitor.client import ApiClient, ApiError
 from monitor.clock import SystemClock
 from monitor.config import MonitorConfig, config_json_schema, default_config_path, load_config
 from monitor.configtypes import CheckConfigBase
@@ -62,7 +64,64 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("validate", help="check the config file; exit 1 listing every error")
     )
     sub.add_parser("schema", help="print the JSON Schema of the config file")
+    _api_commands(sub, with_config)
     return parser
+
+
+def _api_commands(sub: Any, with_config: Any) -> None:
+    """Commands that talk to a running daemon through its API."""
+
+    def api(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = with_config(sub.add_parser(name, help=help_text))
+        p.add_argument(
+            "--api",
+            metavar="URL",
+            help="daemon URL (default: $MONITOR_API_URL, else from daemon.listen)",
+        )
+        p.add_argument("--token", help="API token (default: $MONITOR_API_TOKEN, else api.token)")
+        p.add_argument(
+            "--as",
+            dest="actor",
+            default=os.environ.get("USER", "cli"),
+            help="who is acting (default: $USER)",
+        )
+        return p
+
+    p = api("incidents", "list incidents")
+    p.add_argument("--state", help="triggered, acknowledged, resolved (comma-separated)")
+    p.add_argument("--severity", help="P0, P1, P2 (comma-separated)")
+    p.add_argument("--all", action="store_true", help="include resolved ones")
+    p.add_argument("--json", action="store_true")
+    p = api("incident", "show one incident with its timeline")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
+    for name, help_text in (("ack", "acknowledge an incident"), ("resolve", "resolve an incident")):
+        p = api(name, help_text)
+        p.add_argument("id", type=int)
+        if name == "resolve":
+            p.add_argument("--note", default="")
+    p = api("assign", "assign an incident to a person")
+    p.add_argument("id", type=int)
+    p.add_argument("person")
+    p = api("comment", "add a comment to an incident's timeline")
+    p.add_argument("id", type=int)
+    p.add_argument("text")
+    p = api("severity", "set an incident's severity (triages a manual report)")
+    p.add_argument("id", type=int)
+    p.add_argument("severity", choices=["P0", "P1", "P2"])
+    p = api("report", "open an incident by hand from a user report (untriaged: pages nobody)")
+    p.add_argument("title")
+    p.add_argument("--url", help="where it was reported (GitHub issue, Discord message)")
+    p.add_argument("--text", default="")
+    p = api("silence", "list, add or expire silences")
+    p.add_argument("action", choices=["list", "add", "expire"])
+    p.add_argument("id", nargs="?", type=int, help="silence id (expire)")
+    p.add_argument("--check", action="append", default=[], metavar="GLOB")
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--kind", action="append", default=[])
+    p.add_argument("--for", dest="duration", default="1h", help="how long (default 1h)")
+    p.add_argument("--comment", default="")
+    p.add_argument("--json", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
+        if args.command in API_COMMANDS and not args.config and not os.path.exists(path):
+            return _api_command(args, None)  # no config here: talk to the default address
         print(f"{path}: invalid config ({len(exc.issues)} error(s)):", file=sys.stderr)
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
@@ -84,9 +145,142 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "check":
         return _check(config, args.names, as_json=args.json)
+    if args.command in API_COMMANDS:
+        return _api_command(args, config)
     fmt = {"auto": None, "json": True, "console": False}[args.log_format]
     configure_logging(json=fmt, level=args.log_level)
     return _run(config, path)
+
+
+API_COMMANDS = frozenset(
+    {
+        "incidents",
+        "incident",
+        "ack",
+        "resolve",
+        "assign",
+        "comment",
+        "severity",
+        "report",
+        "silence",
+    }
+)
+
+
+def _api_command(args: argparse.Namespace, config: MonitorConfig | None) -> int:
+    host, port = ("127.0.0.1", 9180) if config is None else (config.daemon.host, config.daemon.port)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"  # the daemon listens everywhere; talk to it locally
+    url = args.api or os.environ.get("MONITOR_API_URL") or f"http://{host}:{port}"
+    token = (
+        args.token
+        or os.environ.get("MONITOR_API_TOKEN")
+        or (config.api.write_token if config else None)
+    )
+    client = ApiClient(url, token)
+    try:
+        return asyncio.run(_api_call(client, args))
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _api_call(client: ApiClient, args: argparse.Namespace) -> int:
+    cmd, who = args.command, {"actor": args.actor}
+    if cmd == "incidents":
+        params: dict[str, str] = {}
+        if args.state or not args.all:
+            params["state"] = args.state or "triggered,acknowledged"
+        if args.severity:
+            params["severity"] = args.severity
+        doc = await client.get("/api/incidents", **params)
+        print(
+            json.dumps(doc["incidents"], indent=2)
+            if args.json
+            else _incident_table(doc["incidents"])
+        )
+        return EXIT_OK
+    if cmd == "incident":
+        doc = await client.get(f"/api/incidents/{args.id}")
+        print(json.dumps(doc, indent=2) if args.json else _incident_text(doc))
+        return EXIT_OK
+    if cmd == "silence":
+        return await _silence(client, args)
+    if cmd == "report":
+        body = {
+            **who,
+            "title": args.title,
+            "text": args.text,
+            **({"url": args.url} if args.url else {}),
+        }
+        doc = await client.post("/api/incidents", body)
+    else:
+        extra = {
+            "ack": {}, "resolve": {"note": getattr(args, "note", "")},
+            "assign": {"person": getattr(args, "person", "")}, "comment": {"text": getattr(args, "text", "")},
+            "severity": {"severity": getattr(args, "severity", "")},
+        }[cmd]  # fmt: skip
+        doc = await client.post(f"/api/incidents/{args.id}/{cmd}", {**who, **extra})
+    incident = doc["incident"]
+    print(
+        f"#{incident['id']} {incident['severity'] or 'untriaged'} {incident['status']}: {incident['title']}"
+    )
+    return EXIT_OK
+
+
+async def _silence(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        doc = await client.get("/api/silences", active="1")
+        if args.json:
+            print(json.dumps(doc["silences"], indent=2))
+            return EXIT_OK
+        for s in doc["silences"]:
+            print(
+                f"#{s['id']} until {s['ends_at']} by {s['author']}: {s['matchers']} {s['comment']}"
+            )
+        return EXIT_OK
+    if args.action == "expire":
+        if args.id is None:
+            print("error: give the id of the silence to expire", file=sys.stderr)
+            return EXIT_USAGE
+        await client.post(f"/api/silences/{args.id}/expire")
+        print(f"silence #{args.id} expired")
+        return EXIT_OK
+    matchers = {"checks": args.check, "tags": args.tag, "kinds": args.kind}
+    doc = await client.post("/api/silences", {
+        "matchers": {k: v for k, v in matchers.items() if v}, "duration": args.duration,
+        "author": args.actor, "comment": args.comment or "silenced from the CLI",
+    })  # fmt: skip
+    s = doc["silence"]
+    print(f"silence #{s['id']} until {s['ends_at']}")
+    return EXIT_OK
+
+
+def _incident_table(incidents: list[dict[str, Any]]) -> str:
+    if not incidents:
+        return "no incidents"
+    rows = [("ID", "SEV", "STATUS", "OPENED", "ASSIGNEE", "TITLE")]
+    for i in incidents:
+        rows.append((str(i["id"]), i["severity"] or "-", i["status"], i["opened_at"][:16].replace("T", " "),
+                     i["assignee"] or "-", i["title"]))  # fmt: skip
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    return "\n".join("  ".join(r[c].ljust(widths[c]) for c in range(5)) + "  " + r[5] for r in rows)
+
+
+def _incident_text(doc: dict[str, Any]) -> str:
+    i = doc["incident"]
+    lines = [f"#{i['id']} {i['severity'] or 'untriaged'} {i['status']}: {i['title']}"]
+    lines += [
+        f"  {k}: {i[k]}"
+        for k in ("check", "assignee", "failure", "message", "suppressed", "report_url")
+        if i.get(k)
+    ]
+    lines.append("timeline:")
+    lines += [
+        f"  {e['at'][:19].replace('T', ' ')}  {e['actor']:<10} {e['event']:<16} {e['text']}"
+        for e in doc["timeline"]
+    ]
+    return "\n".join(lines)
 
 
 def _run(config: MonitorConfig, path: str) -> int:

@@ -31,6 +31,8 @@ from monitor.configtypes import (
     format_duration,
 )
 from monitor.errors import ConfigError, ConfigIssue
+from monitor.maintenance import MaintenanceWindow
+from monitor.rules import SeverityRule
 from monitor.yamlsource import Path, SourceMap, load_yaml
 
 __all__ = [
@@ -133,6 +135,10 @@ class _FileBase(StrictModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    severity: list[SeverityRule] = Field(
+        default_factory=list, description="Ordered rules; the first that matches wins."
+    )
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
 
 @cache
@@ -160,6 +166,8 @@ class MonitorConfig:
     checks: tuple[CheckConfigBase, ...]
     api: ApiConfig = field(default_factory=ApiConfig)
     incidents: IncidentsConfig = field(default_factory=IncidentsConfig)
+    severity: tuple[SeverityRule, ...] = ()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
     @property
     def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
@@ -212,6 +220,8 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
         checks=tuple(c.resolved(parsed.defaults) for c in checks),
         api=parsed.api,
         incidents=parsed.incidents,
+        severity=tuple(parsed.severity),
+        maintenance=tuple(parsed.maintenance),
     )
 
 
@@ -230,6 +240,8 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
     for section, key, what in (
         ("checks", "name", "check name"),
         ("limits.rates", "host", "rate limit host"),
+        ("severity", "name", "rule name"),
+        ("maintenance", "name", "maintenance window name"),
     ):
         items: Any = data
         for part in section.split("."):
@@ -249,6 +261,22 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                 )
             seen.setdefault(value, i)
     issues += _dangling(data, source)
+    issues += _unknown_rule_kinds(data, source)
+    return issues
+
+
+def _unknown_rule_kinds(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
+    """`severity[i].match.kinds` must name check kinds that exist."""
+    rules = data.get("severity")
+    issues = []
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        match = rule.get("match") if isinstance(rule, dict) else None
+        kinds = match.get("kinds") if isinstance(match, dict) else None
+        for j, kind in enumerate(kinds if isinstance(kinds, list) else []):
+            if isinstance(kind, str) and kind not in CHECKS:
+                known = ", ".join(sorted(CHECKS))
+                path: Path = ("severity", i, "match", "kinds", j)
+                issues.append(source.issue(path, f"unknown kind {kind!r} (known kinds: {known})"))
     return issues
 
 
@@ -373,9 +401,10 @@ def _allowed_keys(data: dict[str, Any], path: Path) -> list[str]:
     for part in rest:
         if isinstance(part, int):
             continue  # a list item: the model is the list's item model
-        info = model.model_fields.get(part) if model else None
+        fields = {(f.alias or name): f for name, f in model.model_fields.items()} if model else {}
+        info = fields.get(str(part))
         model = _model_in(info.annotation) if info else None
-    return list(model.model_fields) if model else []
+    return [f.alias or name for name, f in model.model_fields.items()] if model else []
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

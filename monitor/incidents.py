@@ -198,7 +198,8 @@ class IncidentManager:
         failure = result.failure.value if result.failure else None
         changes: dict[str, object] = {}
         entries: list[TimelineEntry] = []
-        if failure != current.failure or result.message != current.message:
+        # A passing run while still DOWN (on the way to success_threshold) is no failure.
+        if not result.ok and (failure != current.failure or result.message != current.message):
             changes.update(failure=failure, message=result.message)
             entries.append(self._entry(current, now, "failure", result.message, failure=failure))
         if event.severity is not None and event.severity.worse_than(current.severity):

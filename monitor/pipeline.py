@@ -1,38 +1,85 @@
-"""Where raw results go: metrics, the alert state machine, and one log line per change."""
+"""Where raw results go: metrics, the alert state machine, severity rules and incidents.
+
+Per result: annotate with the upstream status, record metrics, step the alert state
+(persisted when it changes), then, while the check fails or has an incident open,
+classify it and hand it to the incident manager with the reason paging is held back,
+if any (maintenance, a silence, a parent check that is down).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 import structlog
 
+from monitor.clock import Clock
 from monitor.configtypes import CheckConfigBase
+from monitor.incidents import CheckEvent, IncidentManager
+from monitor.maintenance import MaintenanceWindow, suppression
 from monitor.metrics import Metrics
 from monitor.model import CheckResult
+from monitor.rules import SeverityRule, Situation, classify
+from monitor.silences import SilenceBook
 from monitor.state import AlertState, CheckState, step
+from monitor.store import Store
 
 __all__ = ["ResultHandler", "annotate"]
 
 log = structlog.stdlib.get_logger(__name__)
 
+_FAILING = (AlertState.DOWN, AlertState.DEGRADED)
+
 
 class ResultHandler:
-    """Consumes every `CheckResult`: records it, steps the alert state, logs transitions.
+    """Consumes every `CheckResult`.
 
     Logs at info/warning only when the alert state changes (down once, recovered once);
-    each run is a debug line.
+    each run is a debug line. Without a store and an incident manager it only keeps
+    state and metrics (as `monitor check` needs).
     """
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        incidents: IncidentManager | None = None,
+        silences: SilenceBook | None = None,
+    ) -> None:
         self.metrics = metrics
+        self.clock = clock
+        self.store = store
+        self.incidents = incidents
+        self.silences = silences
+        self.rules: Sequence[SeverityRule] = ()
+        self.maintenance: Sequence[MaintenanceWindow] = ()
         self.states: dict[str, CheckState] = {}
         self.last: dict[str, CheckResult] = {}
 
-    def forget(self, names: Iterable[str]) -> None:
+    def configure(
+        self, rules: Sequence[SeverityRule], maintenance: Sequence[MaintenanceWindow]
+    ) -> None:
+        self.rules, self.maintenance = rules, maintenance
+
+    async def load(self, checks: Iterable[CheckConfigBase]) -> None:
+        """Takes back the alert state of every check from the store after a (re)start."""
+        if self.store is None:
+            return
+        self.states = await self.store.load_check_states()
+        for config in checks:
+            if (state := self.states.get(config.name)) is not None:
+                self.metrics.set_state(config.name, config.kind, state.state)
+
+    async def forget(self, names: Iterable[str]) -> None:
+        names = list(names)
         for name in names:
             self.states.pop(name, None)
             self.last.pop(name, None)
+        if self.store is not None and names:
+            await self.store.delete_check_states(names)
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
         if config.upstream_status is not None and not result.ok:
@@ -49,8 +96,14 @@ class ResultHandler:
             duration_s=round(result.duration_s, 4),
             attempts=result.attempts,
         )
-        if new.state is prev.state:
-            return
+        if new.state is not prev.state:
+            self._transition(result, prev, new)
+            if self.store is not None:
+                await self.store.save_check_state(result.check, new)
+        if self.incidents is not None:
+            await self._incident(config, result, prev.state, new)
+
+    def _transition(self, result: CheckResult, prev: CheckState, new: CheckState) -> None:
         self.metrics.set_state(result.check, result.kind, new.state)
         fields = {"check": result.check, "kind": result.kind, "message": result.message}
         if new.state is AlertState.DOWN:
@@ -64,6 +117,49 @@ class ResultHandler:
         else:
             down_for = (result.started_at - prev.since).total_seconds() if prev.since else None
             log.info("check_recovered", previous=prev.state.value, down_for_s=down_for, **fields)
+
+    async def _incident(
+        self, config: CheckConfigBase, result: CheckResult, previous: AlertState, new: CheckState
+    ) -> None:
+        assert self.incidents is not None  # noqa: S101  the caller checked
+        key = config.dedup_key or config.name
+        failing = new.state in _FAILING
+        if not failing and (previous is new.state or self.incidents.open_for(key) is None):
+            return  # healthy with nothing to resolve: the common case costs nothing
+        now = self.clock.now() if self.clock is not None else result.started_at
+        failing_for = now - new.since if failing and new.since else timedelta(0)
+        verdict = classify(
+            self.rules,
+            Situation(
+                check=config.name, kind=config.kind, tags=frozenset(config.tags),
+                failure=result.failure.value if result.failure else None,
+                state=new.state, failing_for=failing_for, now=now,
+            ),
+        )  # fmt: skip
+        title = f"{config.name} is {new.state.value}" + (
+            f": {config.description}" if config.description else ""
+        )
+        await self.incidents.on_check(
+            CheckEvent(
+                check=config.name, key=key, title=title, result=result, state=new.state,
+                previous=previous, severity=verdict.severity, rule=verdict.rule,
+                auto_resolve=verdict.auto_resolve, suppressed=self._held_back(config, now) if failing else None,
+            )
+        )  # fmt: skip
+
+    def _held_back(self, config: CheckConfigBase, now: datetime) -> str | None:
+        """Why paging for this check is held back now, if it is."""
+        silences = self.silences.active(now) if self.silences is not None else []
+        reason = suppression(
+            self.maintenance, silences, config.name, config.kind, frozenset(config.tags), now
+        )
+        if reason is not None:
+            return reason
+        for parent in config.depends_on:
+            state = self.states.get(parent)
+            if state is not None and state.state is AlertState.DOWN:
+                return f"parent {parent!r} is down"
+        return None
 
 
 def annotate(result: CheckResult, upstream: CheckResult | None) -> CheckResult:

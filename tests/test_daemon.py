@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.proc import Daemon, wait_for
+from tests.proc import Daemon, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def write_config(path: Path, base: str, extra: str = "", interval: str = "1s") -
     path.write_text(
         f"""
 defaults: {{interval: {interval}, timeout: 2s, failure_threshold: 2, success_threshold: 2}}
-daemon: {{listen: "127.0.0.1:0", shutdown_grace: 5s}}
+daemon: {{listen: "127.0.0.1:0", shutdown_grace: 5s, state_dir: "{path.parent}/state"}}
 checks:
   - {{name: site, kind: http, url: "{base}/site", tags: [web]}}
 {extra}"""
@@ -167,7 +168,7 @@ async def test_sigterm_cancels_runs_past_the_grace(target, tmp_path, daemon_for)
     config.write_text(
         f"""
 defaults: {{interval: 1s, timeout: 30s}}
-daemon: {{listen: "127.0.0.1:0", shutdown_grace: 200ms}}
+daemon: {{listen: "127.0.0.1:0", shutdown_grace: 200ms, state_dir: "{tmp_path}/state"}}
 checks: [{{name: site, kind: http, url: "{base}/"}}]
 """
     )
@@ -179,3 +180,59 @@ checks: [{{name: site, kind: http, url: "{base}/"}}]
     assert d.find("monitor_stopped")[0]["cancelled_runs"] == 1
     assert not [line for line in d.other if line.strip()], d.other
     t.gate.set()
+
+
+async def test_incident_survives_sigkill_and_is_handled_through_the_cli(
+    target, tmp_path, daemon_for
+) -> None:
+    t, base = target
+    config = write_config(
+        tmp_path / "m.yaml", base,
+        "api: {token: t0ken}\n"
+        "severity:\n"
+        "  - {name: site-down, match: {checks: [site], states: [down]}, severity: P1}\n",
+    )  # fmt: skip
+    t.status = 503
+    first = await daemon_for(config)
+    opened = await first.event("incident_opened", check="site")
+    assert opened["severity"] == "P1"
+    _, text = await get(first.port, "/api/incidents")
+    incidents = json.loads(text)["incidents"]
+    assert [(i["id"], i["status"], i["severity"]) for i in incidents] == [
+        (opened["incident_id"], "triggered", "P1")
+    ]
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGKILL)
+    await first.wait()
+
+    second = await daemon_for(config)
+    hits = t.hits
+    await wait_for(lambda: t.hits >= hits + 3, what="three probes after the restart")
+    _, text = await get(second.port, "/api/incidents?state=triggered,acknowledged,resolved")
+    after = json.loads(text)["incidents"]
+    assert [(i["id"], i["status"]) for i in after] == [(opened["incident_id"], "triggered")]
+    assert not second.find("incident_opened")  # nothing opened again
+    assert not second.find("check_down")  # the check remembered it was down
+
+    api = f"http://127.0.0.1:{second.port}"
+    code, out, err = await run_cli(
+        "ack", str(opened["incident_id"]), "--api", api, "--token", "t0ken", "--as", "alice"
+    )
+    assert code == 0, err
+    assert out.strip() == f"#{opened['incident_id']} P1 acknowledged: site is down"
+    code, out, err = await run_cli("incidents", "--api", api, "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["assignee"] == "alice"
+
+    t.status = 200
+    await second.event("incident_resolved", incident_id=opened["incident_id"])
+    code, out, _ = await run_cli("incident", str(opened["incident_id"]), "--api", api)
+    events = [line.split()[3] for line in out.splitlines() if line.startswith("  20")]
+    assert events == ["opened", "acknowledged", "recovered", "resolved"], out
+    code, _, err = await run_cli(
+        "resolve", str(opened["incident_id"]), "--api", api, "--token", "t0ken"
+    )
+    assert (code, err.strip()) == (
+        1,
+        f"error: 409: incident {opened['incident_id']} is already resolved",
+    )

@@ -83,6 +83,16 @@ class TestFromChecks:
         assert await manager.on_check(event(clock, DOWN, severity=severity)) is None
         assert store.incidents == {}
 
+    async def test_a_pass_on_the_way_back_up_is_not_a_failure(self, manager, store, clock) -> None:
+        opened = await manager.on_check(event(clock, DOWN))
+        assert opened is not None
+        first_pass = event(clock, DOWN, DOWN, message="200 OK in 3 ms", failure=None)
+        first_pass.result = CheckResult(
+            "docs", "http", Outcome.UP, None, "200 OK in 3 ms", clock.now(), 0.1
+        )
+        assert await manager.on_check(first_pass) == opened
+        assert events_of(store, opened.id) == ["opened"]
+
     async def test_severity_rises_never_falls(self, manager, store, clock) -> None:
         first = await manager.on_check(event(clock, DOWN, severity=Severity.P2))
         assert first is not None

@@ -1,0 +1,544 @@
+"""The default `Store`: one SQLite file under the state directory.
+
+The daemon is its only writer. Each method runs its SQL inline (a local file answers in
+microseconds) as one short transaction, so an incident row and its timeline entries land
+together or not at all. The schema grows by numbered migrations counted in `user_version`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from monitor.model import Incident, IncidentStatus, Severity, Silence, TimelineEntry
+from monitor.state import AlertState, CheckState
+from monitor.store.base import StoreError
+
+__all__ = ["MIGRATIONS", "SqliteStore", "default_state_path"]
+
+# Append only: `PRAGMA user_version` counts the scripts applied, so never edit or reorder
+# one that has shipped. Each runs in its own transaction together with the version bump.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE check_states (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since TEXT,
+        ups INTEGER NOT NULL,
+        non_downs INTEGER NOT NULL,
+        bads INTEGER NOT NULL,
+        downs INTEGER NOT NULL
+    );
+    -- AUTOINCREMENT: incident ids leave the process (PagerDuty dedup keys, URLs), so one
+    -- must never be handed out twice.
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL,
+        severity TEXT,
+        opened_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        check_name TEXT,
+        source TEXT NOT NULL,
+        acknowledged_at TEXT,
+        resolved_at TEXT,
+        assignee TEXT,
+        rule TEXT,
+        failure TEXT,
+        message TEXT NOT NULL,
+        suppressed TEXT,
+        report_url TEXT,
+        auto_resolve INTEGER NOT NULL,
+        reopened INTEGER NOT NULL
+    );
+    CREATE INDEX incidents_key ON incidents (key, opened_at);
+    CREATE INDEX incidents_status ON incidents (status, opened_at);
+    CREATE INDEX incidents_opened ON incidents (opened_at, id);
+    -- The dedup rule itself: at most one incident per key that is not resolved.
+    CREATE UNIQUE INDEX incidents_one_open_per_key ON incidents (key) WHERE status != 'resolved';
+    CREATE TABLE timeline (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        text TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX timeline_incident ON timeline (incident_id, id);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        matchers TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL,
+        author TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expired_at TEXT
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    """,
+)
+
+
+def default_state_path(state_dir: str) -> Path:
+    """Where the daemon keeps its database inside `state_dir`."""
+    return Path(state_dir) / "monitor.sqlite3"
+
+
+class SqliteStore:
+    """`Store` on a local SQLite file in WAL mode, so readers never block the daemon.
+
+    Args:
+        path: the database file; its directory is created at `open()` if missing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot create its directory: {exc}") from exc
+        with self._errors("cannot open database"):
+            db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            with self._errors("cannot open database"):
+                _prepare(db, self.path)
+        except Exception:
+            db.close()  # a half-opened connection would keep the file locked
+            raise
+        self._db = db
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+
+    async def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Writes a consistent copy of the database to `dest` while the store stays open."""
+        db = self._conn()
+        target = _backup_target(Path(dest), self.path)
+        with self._errors(f"backup to {target} failed"):
+            copy = sqlite3.connect(target)
+            try:
+                db.backup(copy)
+            finally:
+                copy.close()
+
+    # --- alert state per check -------------------------------------------------------
+
+    async def load_check_states(self) -> dict[str, CheckState]:
+        with self._errors("cannot read check states"):
+            rows = self._conn().execute("SELECT * FROM check_states").fetchall()
+        return {row["name"]: _check_state(row) for row in rows}
+
+    async def save_check_state(self, check: str, state: CheckState) -> None:
+        with self._write("cannot save check state") as db:
+            db.execute(
+                "INSERT INTO check_states (name, state, since, ups, non_downs, bads, downs)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
+                " since = excluded.since, ups = excluded.ups, non_downs = excluded.non_downs,"
+                " bads = excluded.bads, downs = excluded.downs",
+                (check, state.state.value, _opt_text(state.since), state.ups,
+                 state.non_downs, state.bads, state.downs),
+            )  # fmt: skip
+
+    async def delete_check_states(self, checks: Iterable[str]) -> None:
+        with self._write("cannot delete check states") as db:
+            db.executemany("DELETE FROM check_states WHERE name = ?", ((c,) for c in checks))
+
+    # --- incidents and their timelines -----------------------------------------------
+
+    async def create_incident(
+        self, incident: Incident, entries: Sequence[TimelineEntry]
+    ) -> Incident:
+        with self._write("cannot create incident") as db:
+            with _one_open_per_key(incident.key):
+                cur = db.execute(_INSERT_INCIDENT, _incident_params(incident))
+            assert cur.lastrowid is not None  # noqa: S101  an INSERT always sets it
+            created = replace(incident, id=cur.lastrowid)
+            _append(db, created.id, entries)
+        return created
+
+    async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
+        with self._write("cannot update incident") as db:
+            with _one_open_per_key(incident.key):
+                cur = db.execute(_UPDATE_INCIDENT, _incident_params(incident) | {"id": incident.id})
+            if cur.rowcount == 0:
+                raise StoreError(f"no incident {incident.id} to update")
+            _append(db, incident.id, entries)
+
+    async def get_incident(self, incident_id: int) -> Incident | None:
+        return self._one_incident("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+
+    async def open_incident(self, key: str) -> Incident | None:
+        return self._one_incident(
+            "SELECT * FROM incidents WHERE key = ? AND status != 'resolved'", (key,)
+        )
+
+    async def latest_incident(self, key: str) -> Incident | None:
+        return self._one_incident(
+            "SELECT * FROM incidents WHERE key = ? ORDER BY opened_at DESC, id DESC LIMIT 1",
+            (key,),
+        )
+
+    async def list_incidents(
+        self,
+        *,
+        statuses: Iterable[IncidentStatus] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        # The filters travel as JSON arrays, so the SQL text stays fixed whatever is given.
+        params = {
+            "statuses": None if statuses is None else json.dumps([s.value for s in statuses]),
+            "severities": None if severities is None else json.dumps([s.value for s in severities]),
+            "limit": limit,
+        }
+        with self._errors("cannot list incidents"):
+            rows = self._conn().execute(_LIST_INCIDENTS, params).fetchall()
+        return [_incident(row) for row in rows]
+
+    async def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        with self._errors("cannot read timeline"):
+            rows = (
+                self._conn()
+                .execute("SELECT * FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,))
+                .fetchall()
+            )
+        return [_entry(row) for row in rows]
+
+    # --- silences --------------------------------------------------------------------
+
+    async def create_silence(self, silence: Silence) -> Silence:
+        with self._write("cannot create silence") as db:
+            cur = db.execute(
+                "INSERT INTO silences (matchers, starts_at, ends_at, author, comment, created_at,"
+                " expired_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_matchers_json(silence.matchers), _text(silence.starts_at),
+                 _text(silence.ends_at), silence.author, silence.comment,
+                 _text(silence.created_at), _opt_text(silence.expired_at)),
+            )  # fmt: skip
+            assert cur.lastrowid is not None  # noqa: S101  an INSERT always sets it
+        return replace(silence, id=cur.lastrowid)
+
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        with self._errors("cannot list silences"):
+            if active_at is None:
+                rows = self._conn().execute("SELECT * FROM silences ORDER BY id").fetchall()
+            else:
+                at = _text(active_at)
+                rows = self._conn().execute(_ACTIVE_SILENCES, {"at": at}).fetchall()
+        return [_silence(row) for row in rows]
+
+    async def expire_silence(self, silence_id: int, at: datetime) -> Silence | None:
+        with self._write("cannot expire silence") as db:
+            db.execute("UPDATE silences SET expired_at = ? WHERE id = ?", (_text(at), silence_id))
+            row = db.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
+        return None if row is None else _silence(row)
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            state = "closed" if self._closed else "not open"
+            raise StoreError(f"{self.path}: store is {state}")
+        return self._db
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turns SQLite's errors into `StoreError`, naming the file and the operation."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {what}: {exc}") from exc
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction. IMMEDIATE takes the write lock up front (waiting up to
+        busy_timeout), so another process cannot make it fail halfway with SQLITE_BUSY."""
+        db = self._conn()
+        with self._errors(what):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            finally:
+                # Still open means the body or COMMIT raised: undo everything it wrote.
+                if db.in_transaction:
+                    db.rollback()
+
+    def _one_incident(self, sql: str, params: tuple[object, ...]) -> Incident | None:
+        with self._errors("cannot read incident"):
+            row = self._conn().execute(sql, params).fetchone()
+        return None if row is None else _incident(row)
+
+
+def _backup_target(target: Path, live: Path) -> Path:
+    # Copying onto the live file would have SQLite rewrite the database under itself.
+    if target.resolve() == live.resolve():
+        raise StoreError(f"{target}: a backup cannot overwrite the live database")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{target}: cannot create its directory: {exc}") from exc
+    return target
+
+
+# --- opening and migrating ---------------------------------------------------------------
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> None:
+    """Checks the schema version, then switches to WAL and applies missing migrations."""
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA busy_timeout = 5000")
+    # Read before any PRAGMA that writes (journal_mode rewrites the header): a file from
+    # a newer release, or not a database at all, must be left exactly as it was.
+    version = _user_version(db)
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this release knows"
+            f" ({len(MIGRATIONS)}); upgrade the monitor or restore an older backup"
+        )
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")  # safe in WAL: a crash loses at most the last commits
+    db.execute("PRAGMA foreign_keys = ON")
+    while _migrate_one(db):
+        pass
+
+
+def _migrate_one(db: sqlite3.Connection) -> bool:
+    """Applies the next migration, if any; False when the schema is current."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        version = _user_version(db)
+        if version >= len(MIGRATIONS):
+            db.execute("COMMIT")
+            return False
+        # executescript() would COMMIT first, so run the statements one by one.
+        for statement in _statements(MIGRATIONS[version]):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {version + 1:d}")
+        db.execute("COMMIT")
+        return True
+    finally:
+        if db.in_transaction:
+            db.rollback()
+
+
+def _user_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _statements(script: str) -> Iterator[str]:
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"migration ends with an incomplete statement: {buf.strip()[:60]!r}")
+
+
+# --- rows <-> values ---------------------------------------------------------------------
+
+_INSERT_INCIDENT = """
+INSERT INTO incidents (
+    key, title, status, severity, opened_at, updated_at, check_name, source,
+    acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
+    report_url, auto_resolve, reopened
+) VALUES (
+    :key, :title, :status, :severity, :opened_at, :updated_at, :check_name, :source,
+    :acknowledged_at, :resolved_at, :assignee, :rule, :failure, :message, :suppressed,
+    :report_url, :auto_resolve, :reopened
+)
+"""
+
+_UPDATE_INCIDENT = """
+UPDATE incidents SET
+    key = :key, title = :title, status = :status, severity = :severity,
+    opened_at = :opened_at, updated_at = :updated_at, check_name = :check_name,
+    source = :source, acknowledged_at = :acknowledged_at, resolved_at = :resolved_at,
+    assignee = :assignee, rule = :rule, failure = :failure, message = :message,
+    suppressed = :suppressed, report_url = :report_url, auto_resolve = :auto_resolve,
+    reopened = :reopened
+WHERE id = :id
+"""
+
+_LIST_INCIDENTS = """
+SELECT * FROM incidents
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:severities IS NULL OR severity IN (SELECT value FROM json_each(:severities)))
+ORDER BY opened_at DESC, id DESC
+LIMIT :limit
+"""
+
+# Silence.active() in SQL; valid because every timestamp is stored in one fixed format.
+_ACTIVE_SILENCES = """
+SELECT * FROM silences
+WHERE starts_at <= :at AND ends_at > :at AND (expired_at IS NULL OR expired_at > :at)
+ORDER BY id
+"""
+
+
+@contextmanager
+def _one_open_per_key(key: str) -> Iterator[None]:
+    """Names the rule when the partial unique index on `incidents(key)` rejects a write."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+            raise
+        msg = f"incident key {key!r} already has an incident that is not resolved"
+        raise StoreError(msg) from exc
+
+
+def _text(at: datetime) -> str:
+    """Fixed-width UTC ISO-8601, so that text order is time order in SQL comparisons."""
+    if at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at!r}: the store keeps aware UTC times only")
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _opt_text(at: datetime | None) -> str | None:
+    return None if at is None else _text(at)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _opt_time(text: str | None) -> datetime | None:
+    return None if text is None else _time(text)
+
+
+def _check_state(row: sqlite3.Row) -> CheckState:
+    return CheckState(
+        state=AlertState(row["state"]),
+        since=_opt_time(row["since"]),
+        ups=row["ups"],
+        non_downs=row["non_downs"],
+        bads=row["bads"],
+        downs=row["downs"],
+    )
+
+
+def _incident_params(i: Incident) -> dict[str, object]:
+    return {
+        "key": i.key,
+        "title": i.title,
+        "status": i.status.value,
+        "severity": None if i.severity is None else i.severity.value,
+        "opened_at": _text(i.opened_at),
+        "updated_at": _text(i.updated_at),
+        "check_name": i.check,
+        "source": i.source,
+        "acknowledged_at": _opt_text(i.acknowledged_at),
+        "resolved_at": _opt_text(i.resolved_at),
+        "assignee": i.assignee,
+        "rule": i.rule,
+        "failure": i.failure,
+        "message": i.message,
+        "suppressed": i.suppressed,
+        "report_url": i.report_url,
+        "auto_resolve": int(i.auto_resolve),
+        "reopened": i.reopened,
+    }
+
+
+def _incident(row: sqlite3.Row) -> Incident:
+    return Incident(
+        id=row["id"],
+        key=row["key"],
+        title=row["title"],
+        status=IncidentStatus(row["status"]),
+        severity=None if row["severity"] is None else Severity(row["severity"]),
+        opened_at=_time(row["opened_at"]),
+        updated_at=_time(row["updated_at"]),
+        check=row["check_name"],
+        source=row["source"],
+        acknowledged_at=_opt_time(row["acknowledged_at"]),
+        resolved_at=_opt_time(row["resolved_at"]),
+        assignee=row["assignee"],
+        rule=row["rule"],
+        failure=row["failure"],
+        message=row["message"],
+        suppressed=row["suppressed"],
+        report_url=row["report_url"],
+        auto_resolve=bool(row["auto_resolve"]),
+        reopened=row["reopened"],
+    )
+
+
+def _append(db: sqlite3.Connection, incident_id: int, entries: Sequence[TimelineEntry]) -> None:
+    """Appends to the timeline of `incident_id`, whatever the entries' own `incident_id`."""
+    for e in entries:
+        db.execute(
+            "INSERT INTO timeline (incident_id, at, event, actor, text, data)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (incident_id, _text(e.at), e.event, e.actor, e.text, _data_json(e.data)),
+        )
+
+
+def _entry(row: sqlite3.Row) -> TimelineEntry:
+    return TimelineEntry(
+        incident_id=row["incident_id"],
+        at=_time(row["at"]),
+        event=row["event"],
+        actor=row["actor"],
+        text=row["text"],
+        data=json.loads(row["data"]),
+    )
+
+
+def _data_json(data: Mapping[str, Any]) -> str:
+    return json.dumps(dict(data), default=_json_default, ensure_ascii=False)
+
+
+def _json_default(value: object) -> object:
+    """Entry data may hold datetimes and read-only mappings; anything else is a bug."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"timeline data of type {type(value).__name__} is not JSON serializable")
+
+
+def _matchers_json(matchers: Mapping[str, tuple[str, ...]]) -> str:
+    return json.dumps({k: list(v) for k, v in matchers.items()}, ensure_ascii=False)
+
+
+def _silence(row: sqlite3.Row) -> Silence:
+    matchers = json.loads(row["matchers"])
+    return Silence(
+        id=row["id"],
+        matchers={k: tuple(v) for k, v in matchers.items()},
+        starts_at=_time(row["starts_at"]),
+        ends_at=_time(row["ends_at"]),
+        author=row["author"],
+        comment=row["comment"],
+        created_at=_time(row["created_at"]),
+        expired_at=_opt_time(row["expired_at"]),
+    )
