@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -18,14 +19,17 @@ from monitor.checks import CHECKS, CheckContext
 from monitor.client import ApiClient, ApiError
 from monitor.clock import SystemClock
 from monitor.config import MonitorConfig, config_json_schema, default_config_path, load_config
-from monitor.configtypes import CheckConfigBase
+from monitor.configtypes import CheckConfigBase, format_duration, parse_duration
 from monitor.errors import ConfigError
 from monitor.httpclient import make_session
 from monitor.limits import Limiter
 from monitor.logs import configure_logging
 from monitor.metrics import Metrics
-from monitor.model import CheckResult
+from monitor.model import CheckResult, FailureKind
+from monitor.rules import Situation, classify
 from monitor.scheduler import CheckRunner
+from monitor.state import AlertState
+from monitor.store.sqlite import SqliteStore, default_state_path
 
 __all__ = ["main"]
 
@@ -64,6 +68,24 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("validate", help="check the config file; exit 1 listing every error")
     )
     sub.add_parser("schema", help="print the JSON Schema of the config file")
+    explain = with_config(
+        sub.add_parser(
+            "explain", help="show which severity rule a failure of a check matches, and why"
+        )
+    )
+    explain.add_argument("name", help="the check")
+    explain.add_argument("--failure", help="failure kind (default: none given)")
+    explain.add_argument("--state", default="down", choices=["down", "degraded"])
+    explain.add_argument(
+        "--for", dest="failing_for", default="0s", help="how long it has been failing, e.g. 2h"
+    )
+    explain.add_argument("--at", help="when (ISO 8601, default now)")
+    backup = with_config(
+        sub.add_parser(
+            "backup", help="copy the state store consistently, even while the daemon runs"
+        )
+    )
+    backup.add_argument("dest", help="file to write")
     _api_commands(sub, with_config)
     return parser
 
@@ -147,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(config, args.names, as_json=args.json)
     if args.command in API_COMMANDS:
         return _api_command(args, config)
+    if args.command == "explain":
+        return _explain(config, args)
+    if args.command == "backup":
+        return asyncio.run(_backup(config, args.dest))
     fmt = {"auto": None, "json": True, "console": False}[args.log_format]
     configure_logging(json=fmt, level=args.log_level)
     return _run(config, path)
@@ -281,6 +307,56 @@ def _incident_text(doc: dict[str, Any]) -> str:
         for e in doc["timeline"]
     ]
     return "\n".join(lines)
+
+
+def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
+    check = config.check(args.name)
+    if check is None:
+        print(f"unknown check: {args.name}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.failure is not None and args.failure not in {k.value for k in FailureKind}:
+        print(
+            f"unknown failure kind {args.failure!r}; one of: {', '.join(k.value for k in FailureKind)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        failing_for = parse_duration(args.failing_for)
+        now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    situation = Situation(
+        check=check.name, kind=check.kind, tags=frozenset(check.tags), failure=args.failure,
+        state=AlertState(args.state), failing_for=failing_for, now=now,
+    )  # fmt: skip
+    verdict = classify(config.severity, situation)
+    what = f"{check.name} ({check.kind}) {args.state}" + (
+        f" with {args.failure}" if args.failure else ""
+    )
+    print(f"{what}, failing for {format_duration(failing_for)}, at {now:%Y-%m-%d %H:%M} UTC:")
+    for line in verdict.trace:
+        print(f"  {line}")
+    result = verdict.severity.value if verdict.severity else "ignore (no incident)"
+    print(f"→ {result} (rule {verdict.rule}{'' if verdict.auto_resolve else ', resolved by hand'})")
+    return EXIT_OK
+
+
+async def _backup(config: MonitorConfig, dest: str) -> int:
+    source = default_state_path(config.daemon.resolved_state_dir(os.environ))
+    if not source.exists():
+        print(f"error: no store at {source}", file=sys.stderr)
+        return EXIT_FAILED
+    store = SqliteStore(source)
+    await store.open()
+    try:
+        await store.backup(dest)
+    finally:
+        await store.close()
+    print(f"{source} → {dest}")
+    return EXIT_OK
 
 
 def _run(config: MonitorConfig, path: str) -> int:

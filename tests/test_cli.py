@@ -122,3 +122,48 @@ async def test_help_everywhere() -> None:
         code, out, _ = await run_cli(*args, "--help")
         assert code == 0
         assert out.startswith("usage: monitor")
+
+
+async def test_explain_on_the_reference_config() -> None:
+    root = Path(__file__).resolve().parent.parent
+    code, out, err = await run_cli(
+        "explain", "-c", str(root / "monitors.yaml"), "docs", "--failure", "http_status"
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1] == (
+        "  severity[0] cannot-install: no match: kind 'http' is not one of npm; "
+        "failure 'http_status' is not one of not_found, tag_missing, tarball, integrity"
+    )
+    assert lines[-1] == "→ P1 (rule sites-down)"
+    code, out, _ = await run_cli(
+        "explain", "-c", str(root / "monitors.yaml"), "npm-winglang", "--failure", "tarball"
+    )
+    assert out.splitlines()[-1] == "→ P0 (rule cannot-install, resolved by hand)"
+    code, _, err = await run_cli(
+        "explain", "-c", str(root / "monitors.yaml"), "docs", "--failure", "bogus"
+    )
+    assert code == 2
+    assert err.startswith("unknown failure kind 'bogus'")
+
+
+async def test_backup_copies_the_store(tmp_path: Path) -> None:
+    from monitor.model import Incident, IncidentStatus, Severity
+    from monitor.store.sqlite import SqliteStore, default_state_path
+
+    state = tmp_path / "state"
+    config = tmp_path / "m.yaml"
+    config.write_text(f'daemon: {{state_dir: "{state}"}}\nchecks: []\n')
+    live = SqliteStore(default_state_path(str(state)))
+    await live.open()
+    now = datetime.now(UTC)
+    await live.create_incident(
+        Incident(0, "k", "t", IncidentStatus.TRIGGERED, Severity.P1, now, now), []
+    )
+    code, _, err = await run_cli("backup", "-c", str(config), str(tmp_path / "copy.sqlite3"))
+    await live.close()
+    assert code == 0, err
+    copy = SqliteStore(tmp_path / "copy.sqlite3")
+    await copy.open()
+    assert [i.key for i in await copy.list_incidents()] == ["k"]
+    await copy.close()
