@@ -13,7 +13,9 @@ __all__ = ["Store", "StoreError"]
 
 
 class StoreError(Exception):
-    """Raised when the store cannot be opened or written (disk full, corrupt file, newer schema)."""
+    """Raised when storage fails: the file cannot be opened or written (disk full, corrupt
+    file, newer schema), a second open incident for one key, a store used after `close()`.
+    A caller's bug (a naive datetime, timeline data that is not JSON) raises as itself."""
 
 
 class Store(Protocol):
@@ -45,7 +47,8 @@ class Store(Protocol):
         ...
 
     async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
-        """Replaces the row with id `incident.id` and appends `entries`."""
+        """Replaces the row with id `incident.id` and appends `entries` to that incident's
+        timeline (their own `incident_id` is ignored). StoreError if there is no such row."""
         ...
 
     async def get_incident(self, incident_id: int) -> Incident | None: ...
