@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -43,36 +43,20 @@ class IncidentError(Exception):
         self.status = status
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckEvent:
     """What the pipeline hands over after classifying one result."""
 
-    __slots__ = ("auto_resolve", "check", "key", "previous", "result", "rule", "severity", "state",
-                 "suppressed", "title")  # fmt: skip
-
-    def __init__(
-        self,
-        *,
-        check: str,
-        key: str,
-        title: str,
-        result: CheckResult,
-        state: AlertState,
-        previous: AlertState,
-        severity: Severity | None,
-        rule: str,
-        auto_resolve: bool = True,
-        suppressed: str | None = None,
-    ) -> None:
-        self.check = check
-        self.key = key
-        self.title = title
-        self.result = result
-        self.state = state
-        self.previous = previous
-        self.severity = severity
-        self.rule = rule
-        self.auto_resolve = auto_resolve
-        self.suppressed = suppressed
+    check: str
+    key: str
+    title: str
+    result: CheckResult
+    state: AlertState
+    previous: AlertState
+    severity: Severity | None
+    rule: str
+    auto_resolve: bool = True
+    suppressed: str | None = None
 
     @property
     def failing(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -86,9 +87,11 @@ class TestFromChecks:
     async def test_a_pass_on_the_way_back_up_is_not_a_failure(self, manager, store, clock) -> None:
         opened = await manager.on_check(event(clock, DOWN))
         assert opened is not None
-        first_pass = event(clock, DOWN, DOWN, message="200 OK in 3 ms", failure=None)
-        first_pass.result = CheckResult(
-            "docs", "http", Outcome.UP, None, "200 OK in 3 ms", clock.now(), 0.1
+        first_pass = replace(
+            event(clock, DOWN, DOWN),
+            result=CheckResult(
+                "docs", "http", Outcome.UP, None, "200 OK in 3 ms", clock.now(), 0.1
+            ),
         )
         assert await manager.on_check(first_pass) == opened
         assert events_of(store, opened.id) == ["opened"]
