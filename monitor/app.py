@@ -167,8 +167,13 @@ class App:
             return False
         if new.daemon.listen != self._listen:
             log.warning("config_change_needs_restart", key="daemon.listen", kept=self._listen)
-        if new.daemon.state_dir != self.config.daemon.state_dir:
-            log.warning("config_change_needs_restart", key="daemon.state_dir")
+        for key, old_value, new_value in (
+            ("daemon.state_dir", self.config.daemon.state_dir, new.daemon.state_dir),
+            ("api.token", self.config.api.write_token, new.api.write_token),
+        ):
+            if old_value != new_value:
+                log.warning("config_change_needs_restart", key=key)
+        self.incidents.cooldown = new.incidents.cooldown
         self._limiter.reconfigure(new.limits)
         self.results.configure(new.severity, new.maintenance)
         summary = await self.scheduler.apply(new.enabled_checks)
