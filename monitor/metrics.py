@@ -110,6 +110,21 @@ class Metrics:
             ["api", "budget"], registry=registry,
         )  # fmt: skip
         self._versions: dict[str, str] = {}
+        self.notifications = Counter(
+            "monitor_notifications", "Notification attempts by outcome (sent, retried, failed).",
+            ["notifier", "outcome"], registry=registry,
+        )  # fmt: skip
+        self.delivery_latency = Histogram(
+            "monitor_notification_delivery_seconds", "From enqueued to delivered.", ["notifier"],
+            buckets=(0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800), registry=registry,
+        )  # fmt: skip
+        self.outbox_depth = Gauge(
+            "monitor_outbox_pending", "Notifications waiting to be delivered.", registry=registry
+        )
+        self.outbox_oldest_age = Gauge(
+            "monitor_outbox_oldest_pending_age_seconds", "Age of the oldest undelivered notification.",
+            registry=registry,
+        )  # fmt: skip
         severity = ["severity"]  # P0, P1, P2, or None for an untriaged report
         self.incidents_open = Gauge(
             "monitor_incidents_open", "Open incidents by severity and status.",

@@ -16,10 +16,12 @@ from typing import Any
 __all__ = [
     "EMPTY",
     "CheckResult",
+    "EscalationState",
     "FailureKind",
     "Incident",
     "IncidentStatus",
     "Observation",
+    "OutboxItem",
     "Outcome",
     "Severity",
     "Silence",
@@ -233,3 +235,36 @@ class Silence:
     def active(self, now: datetime) -> bool:
         end = min(self.ends_at, self.expired_at) if self.expired_at else self.ends_at
         return self.starts_at <= now < end
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One notification to deliver, written before it is sent.
+
+    `key` is the idempotency key: the same page, however often its step runs again after a
+    crash, has the same key and is stored once. `payload` is the notification, serialized.
+    """
+
+    id: int
+    key: str
+    notifier: str
+    payload: str
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int = 0
+    status: str = "pending"  # pending, sent, failed (permanently)
+    sent_at: datetime | None = None
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    """Where an incident's escalation is: its policy frozen when it started, the next step
+    and when it is due. `mode` "acknowledged" waits for the acknowledgement timeout."""
+
+    incident_id: int
+    policy: str  # the policy, serialized when the escalation started
+    step: int
+    pass_no: int
+    next_at: datetime
+    mode: str = "paging"

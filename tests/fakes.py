@@ -133,3 +133,61 @@ class MemoryStore:
             return None
         self.silences[silence_id] = replace(self.silences[silence_id], expired_at=at)
         return self.silences[silence_id]
+
+    # escalations, outbox, kv
+    async def load_escalations(self):
+        return sorted(
+            self.__dict__.setdefault("escalations", {}).values(), key=lambda e: e.incident_id
+        )
+
+    async def commit_escalation(self, incident_id, state, items) -> None:
+        escalations = self.__dict__.setdefault("escalations", {})
+        if state is None:
+            escalations.pop(incident_id, None)
+        else:
+            escalations[incident_id] = state
+        await self.enqueue(items)
+
+    async def enqueue(self, items) -> None:
+        from dataclasses import replace
+
+        outbox = self.__dict__.setdefault("outbox", {})
+        keys = {i.key for i in outbox.values()}
+        for item in items:
+            if item.key not in keys:
+                new = replace(item, id=next(self._ids))
+                outbox[new.id] = new
+                keys.add(item.key)
+
+    async def due_notifications(self, notifier, now, limit):
+        outbox = self.__dict__.setdefault("outbox", {})
+        due = [
+            i
+            for i in outbox.values()
+            if i.notifier == notifier and i.status == "pending" and i.next_attempt_at <= now
+        ]
+        return sorted(due, key=lambda i: (i.next_attempt_at, i.id))[:limit]
+
+    async def next_notification_at(self, notifier):
+        outbox = self.__dict__.setdefault("outbox", {})
+        times = [
+            i.next_attempt_at
+            for i in outbox.values()
+            if i.notifier == notifier and i.status == "pending"
+        ]
+        return min(times) if times else None
+
+    async def update_notification(self, item) -> None:
+        self.__dict__.setdefault("outbox", {})[item.id] = item
+
+    async def outbox_depth(self):
+        pending = [
+            i for i in self.__dict__.setdefault("outbox", {}).values() if i.status == "pending"
+        ]
+        return len(pending), min((i.created_at for i in pending), default=None)
+
+    async def kv_get(self, key):
+        return self.__dict__.setdefault("kv", {}).get(key)
+
+    async def kv_set(self, key, value) -> None:
+        self.__dict__.setdefault("kv", {})[key] = value

@@ -6,7 +6,15 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from monitor.model import Incident, IncidentStatus, Severity, Silence, TimelineEntry
+from monitor.model import (
+    EscalationState,
+    Incident,
+    IncidentStatus,
+    OutboxItem,
+    Severity,
+    Silence,
+    TimelineEntry,
+)
 from monitor.state import CheckState
 
 __all__ = ["Store", "StoreError"]
@@ -87,3 +95,39 @@ class Store(Protocol):
     async def expire_silence(self, silence_id: int, at: datetime) -> Silence | None:
         """Ends a silence early; None if there is no such silence."""
         ...
+
+    # Escalation positions and the notification outbox.
+    async def load_escalations(self) -> list[EscalationState]: ...
+
+    async def commit_escalation(
+        self, incident_id: int, state: EscalationState | None, items: Sequence[OutboxItem]
+    ) -> None:
+        """In one transaction: stores the incident's escalation position (None deletes it)
+        and enqueues `items`. An item whose key is already in the outbox is skipped, so a
+        step that runs again after a crash pages nobody twice."""
+        ...
+
+    async def enqueue(self, items: Sequence[OutboxItem]) -> None:
+        """Adds notifications; keys already present are skipped."""
+        ...
+
+    async def due_notifications(self, notifier: str, now: datetime, limit: int) -> list[OutboxItem]:
+        """Pending notifications of `notifier` due by `now`, oldest first."""
+        ...
+
+    async def next_notification_at(self, notifier: str) -> datetime | None:
+        """When the earliest pending notification of `notifier` is due."""
+        ...
+
+    async def update_notification(self, item: OutboxItem) -> None:
+        """Writes back attempts, status, next attempt, sent time and last error."""
+        ...
+
+    async def outbox_depth(self) -> tuple[int, datetime | None]:
+        """Pending notifications, and when the oldest of them was created."""
+        ...
+
+    # A small key-value space for notifiers (e.g. the Slack thread of an incident).
+    async def kv_get(self, key: str) -> str | None: ...
+
+    async def kv_set(self, key: str, value: str) -> None: ...

@@ -17,7 +17,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.model import Incident, IncidentStatus, Severity, Silence, TimelineEntry
+from monitor.model import (
+    EscalationState,
+    Incident,
+    IncidentStatus,
+    OutboxItem,
+    Severity,
+    Silence,
+    TimelineEntry,
+)
 from monitor.state import AlertState, CheckState
 from monitor.store.base import StoreError
 
@@ -85,6 +93,31 @@ MIGRATIONS: tuple[str, ...] = (
         expired_at TEXT
     );
     CREATE INDEX silences_ends ON silences (ends_at);
+    """,
+    # 2: escalation positions, the notification outbox, and notifier state.
+    """
+    CREATE TABLE escalations (
+        incident_id INTEGER PRIMARY KEY REFERENCES incidents (id) ON DELETE CASCADE,
+        policy TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        pass_no INTEGER NOT NULL,
+        next_at TEXT NOT NULL,
+        mode TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        notifier TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'pending',
+        sent_at TEXT,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX outbox_due ON outbox (notifier, status, next_attempt_at);
+    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
 )
 
@@ -256,6 +289,97 @@ class SqliteStore:
             db.execute("UPDATE silences SET expired_at = ? WHERE id = ?", (_text(at), silence_id))
             row = db.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
         return None if row is None else _silence(row)
+
+    # --- escalations and the outbox ---------------------------------------------------
+
+    async def load_escalations(self) -> list[EscalationState]:
+        with self._errors("cannot read escalations"):
+            rows = self._conn().execute("SELECT * FROM escalations ORDER BY incident_id").fetchall()
+        return [
+            EscalationState(r["incident_id"], r["policy"], r["step"], r["pass_no"],
+                            _time(r["next_at"]), r["mode"])
+            for r in rows
+        ]  # fmt: skip
+
+    async def commit_escalation(
+        self, incident_id: int, state: EscalationState | None, items: Sequence[OutboxItem]
+    ) -> None:
+        with self._write("cannot save escalation") as db:
+            if state is None:
+                db.execute("DELETE FROM escalations WHERE incident_id = ?", (incident_id,))
+            else:
+                db.execute(
+                    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET"
+                    " policy = excluded.policy, step = excluded.step, pass_no = excluded.pass_no,"
+                    " next_at = excluded.next_at, mode = excluded.mode",
+                    (incident_id, state.policy, state.step, state.pass_no, _text(state.next_at),
+                     state.mode),
+                )  # fmt: skip
+            _insert_items(db, items)
+
+    async def enqueue(self, items: Sequence[OutboxItem]) -> None:
+        with self._write("cannot enqueue notifications") as db:
+            _insert_items(db, items)
+
+    async def due_notifications(self, notifier: str, now: datetime, limit: int) -> list[OutboxItem]:
+        with self._errors("cannot read the outbox"):
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT * FROM outbox WHERE notifier = ? AND status = 'pending'"
+                    " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+                    (notifier, _text(now), limit),
+                )
+                .fetchall()
+            )
+        return [_item(r) for r in rows]
+
+    async def next_notification_at(self, notifier: str) -> datetime | None:
+        with self._errors("cannot read the outbox"):
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT MIN(next_attempt_at) AS at FROM outbox"
+                    " WHERE notifier = ? AND status = 'pending'",
+                    (notifier,),
+                )
+                .fetchone()
+            )
+        return _opt_time(row["at"])
+
+    async def update_notification(self, item: OutboxItem) -> None:
+        with self._write("cannot update a notification") as db:
+            db.execute(
+                "UPDATE outbox SET attempts = ?, status = ?, next_attempt_at = ?, sent_at = ?,"
+                " last_error = ? WHERE id = ?",
+                (item.attempts, item.status, _text(item.next_attempt_at), _opt_text(item.sent_at),
+                 item.last_error, item.id),
+            )  # fmt: skip
+
+    async def outbox_depth(self) -> tuple[int, datetime | None]:
+        with self._errors("cannot read the outbox"):
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE status = 'pending'"
+                )
+                .fetchone()
+            )
+        return int(row["n"]), _opt_time(row["oldest"])
+
+    async def kv_get(self, key: str) -> str | None:
+        with self._errors("cannot read notifier state"):
+            row = self._conn().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    async def kv_set(self, key: str, value: str) -> None:
+        with self._write("cannot save notifier state") as db:
+            db.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -542,3 +666,22 @@ def _silence(row: sqlite3.Row) -> Silence:
         created_at=_time(row["created_at"]),
         expired_at=_opt_time(row["expired_at"]),
     )
+
+
+def _insert_items(db: sqlite3.Connection, items: Sequence[OutboxItem]) -> None:
+    # INSERT OR IGNORE on the unique key: the idempotency of pages across crashes.
+    db.executemany(
+        "INSERT OR IGNORE INTO outbox (key, notifier, payload, created_at, next_attempt_at,"
+        " attempts, status, sent_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(i.key, i.notifier, i.payload, _text(i.created_at), _text(i.next_attempt_at), i.attempts,
+          i.status, _opt_text(i.sent_at), i.last_error) for i in items],
+    )  # fmt: skip
+
+
+def _item(row: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"], key=row["key"], notifier=row["notifier"], payload=row["payload"],
+        created_at=_time(row["created_at"]), next_attempt_at=_time(row["next_attempt_at"]),
+        attempts=row["attempts"], status=row["status"], sent_at=_opt_time(row["sent_at"]),
+        last_error=row["last_error"],
+    )  # fmt: skip
