@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -75,6 +76,15 @@ class IncidentManager:
         self.cooldown = cooldown
         self._open: dict[str, Incident] = {}  # key → open incident (cache of the store)
         self._lock = asyncio.Lock()
+        # Called after every change is stored: (incident, event, actor). Paging listens here.
+        self.listeners: list[Callable[[Incident, str, str], Awaitable[None]]] = []
+
+    async def _tell(self, incident: Incident, event: str, actor: str = MONITOR) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(incident, event, actor)
+            except Exception:  # a listener's bug must not undo a stored change
+                log.exception("incident_listener_failed", incident_id=incident.id, change=event)
 
     async def load(self) -> None:
         """Reads the open incidents back after a start or restart."""
@@ -144,6 +154,7 @@ class IncidentManager:
             log.warning("incident_reopened", incident_id=incident.id, check=event.check,
                         severity=incident.severity)  # fmt: skip
             self._export()
+            await self._tell(incident, "reopened")
             return incident
         incident = Incident(
             id=0,
@@ -175,6 +186,7 @@ class IncidentManager:
         log.warning("incident_opened", incident_id=incident.id, check=event.check,
                     severity=incident.severity, suppressed=event.suppressed)  # fmt: skip
         self._export()
+        await self._tell(incident, "opened")
         return incident
 
     async def _still_failing(self, current: Incident, event: CheckEvent, now: datetime) -> Incident:
@@ -203,6 +215,9 @@ class IncidentManager:
         await self.store.update_incident(incident, entries)
         self._open[incident.key] = incident
         self._export()
+        for entry in entries:
+            if entry.event in ("severity_raised", "suppressed", "unsuppressed"):
+                await self._tell(incident, entry.event)
         return incident
 
     async def _recovered(self, current: Incident, event: CheckEvent, now: datetime) -> Incident:
@@ -230,6 +245,7 @@ class IncidentManager:
                 (now - incident.opened_at).total_seconds()
             )
             log.info("incident_acknowledged", incident_id=incident.id, actor=actor)
+            await self._tell(incident, "acknowledged", actor)
             return incident
 
     async def resolve(self, incident_id: int, actor: str, note: str = "") -> Incident:
@@ -252,6 +268,7 @@ class IncidentManager:
         )
         log.info("incident_resolved", incident_id=incident.id, actor=actor)
         self._export()
+        await self._tell(incident, "resolved", actor)
         return incident
 
     async def assign(self, incident_id: int, person: str, actor: str) -> Incident:
@@ -262,6 +279,7 @@ class IncidentManager:
             await self._write(incident, [self._entry(incident, now, "assigned",
                                                      f"assigned to {person} by {actor}",
                                                      actor=actor, person=person)])  # fmt: skip
+            await self._tell(incident, "assigned", actor)
             return incident
 
     async def comment(self, incident_id: int, text: str, actor: str) -> Incident:
@@ -285,6 +303,7 @@ class IncidentManager:
             await self._write(incident, [self._entry(incident, now, event,
                                                      f"{current.severity or 'untriaged'} → {severity} by {actor}",
                                                      actor=actor)])  # fmt: skip
+            await self._tell(incident, event, actor)
             return incident
 
     async def report(
@@ -316,6 +335,27 @@ class IncidentManager:
             log.warning("incident_reported", incident_id=incident.id, actor=actor)
             self._export()
             return incident
+
+    async def retrigger(self, incident_id: int, reason: str) -> Incident | None:
+        """Back to triggered (the acknowledgement timed out); None if it is no longer
+        acknowledged."""
+        async with self._lock:
+            current = await self._must_exist(incident_id)
+            if current.status is not IncidentStatus.ACKNOWLEDGED:
+                return None
+            now = self.clock.now()
+            incident = replace(current, status=IncidentStatus.TRIGGERED, updated_at=now)
+            await self._write(incident, [self._entry(incident, now, "retriggered", reason)])
+            log.warning("incident_retriggered", incident_id=incident.id, reason=reason)
+        await self._tell(incident, "retriggered")
+        return incident
+
+    async def note(self, incident_id: int, event: str, text: str) -> None:
+        """Adds a line to the timeline (notifications sent, nobody on call, …)."""
+        async with self._lock:
+            incident = await self._must_exist(incident_id)
+            entry = self._entry(incident, self.clock.now(), event, text)
+            await self.store.update_incident(incident, [entry])
 
     # --- helpers ---------------------------------------------------------------------
 
