@@ -31,6 +31,7 @@ from monitor.configtypes import (
     format_duration,
 )
 from monitor.errors import ConfigError, ConfigIssue
+from monitor.escalation import EscalationConfig
 from monitor.maintenance import MaintenanceWindow
 from monitor.rules import SeverityRule
 from monitor.yamlsource import Path, SourceMap, load_yaml
@@ -139,6 +140,7 @@ class _FileBase(StrictModel):
         default_factory=list, description="Ordered rules; the first that matches wins."
     )
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
 
 
 @cache
@@ -168,6 +170,7 @@ class MonitorConfig:
     incidents: IncidentsConfig = field(default_factory=IncidentsConfig)
     severity: tuple[SeverityRule, ...] = ()
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
 
     @property
     def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
@@ -222,6 +225,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
         incidents=parsed.incidents,
         severity=tuple(parsed.severity),
         maintenance=tuple(parsed.maintenance),
+        escalation=parsed.escalation,
     )
 
 

@@ -78,6 +78,16 @@ class EscalationConfig(StrictModel):
         description="Acknowledged but not resolved this long: paging starts again. 0s: never.",
     )
 
+    @model_validator(mode="after")
+    def _policies_exist(self) -> EscalationConfig:
+        for severity, name in self.severities.items():
+            if name not in self.policies:
+                known = ", ".join(sorted(self.policies)) or "none"
+                raise ValueError(
+                    f"severities.{severity}: no policy named {name!r} (policies: {known})"
+                )
+        return self
+
     def policy_for(self, severity: Severity) -> tuple[str, Policy] | None:
         name = self.severities.get(severity.value, "default")
         policy = self.policies.get(name)
