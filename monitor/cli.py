@@ -26,6 +26,7 @@ from monitor.limits import Limiter
 from monitor.logs import configure_logging
 from monitor.metrics import Metrics
 from monitor.model import CheckResult, FailureKind
+from monitor.oncall import format_coverage, format_on_call
 from monitor.rules import Situation, classify
 from monitor.scheduler import CheckRunner
 from monitor.state import AlertState
@@ -80,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
         "--for", dest="failing_for", default="0s", help="how long it has been failing, e.g. 2h"
     )
     explain.add_argument("--at", help="when (ISO 8601, default now)")
+    oncall = with_config(
+        sub.add_parser("oncall", help="who is on call now or at a time; --coverage lists gaps")
+    )
+    oncall.add_argument("--at", help="when (ISO 8601, default now)")
+    oncall.add_argument(
+        "--coverage", action="store_true", help="list every gap in 24x7 coverage; exit 1 if any"
+    )
+    oncall.add_argument(
+        "--weeks", type=int, default=4, help="how far --coverage looks ahead (default 4)"
+    )
     backup = with_config(
         sub.add_parser(
             "backup", help="copy the state store consistently, even while the daemon runs"
@@ -171,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _api_command(args, config)
     if args.command == "explain":
         return _explain(config, args)
+    if args.command == "oncall":
+        return _oncall(config, args)
     if args.command == "backup":
         return asyncio.run(_backup(config, args.dest))
     fmt = {"auto": None, "json": True, "console": False}[args.log_format]
@@ -341,6 +354,24 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         print(f"  {line}")
     result = verdict.severity.value if verdict.severity else "ignore (no incident)"
     print(f"→ {result} (rule {verdict.rule}{'' if verdict.auto_resolve else ', resolved by hand'})")
+    return EXIT_OK
+
+
+def _oncall(config: MonitorConfig, args: argparse.Namespace) -> int:
+    if config.oncall is None:
+        print("no oncall: section in the config", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        when = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if args.coverage:
+        text, gap = format_coverage(config.oncall, when, args.weeks)
+        print(text)
+        return EXIT_FAILED if gap else EXIT_OK
+    print(format_on_call(config.oncall, when))
     return EXIT_OK
 
 

@@ -33,6 +33,7 @@ from monitor.configtypes import (
 from monitor.errors import ConfigError, ConfigIssue
 from monitor.escalation import EscalationConfig
 from monitor.maintenance import MaintenanceWindow
+from monitor.oncall import OnCallConfig
 from monitor.rules import SeverityRule
 from monitor.yamlsource import Path, SourceMap, load_yaml
 
@@ -141,6 +142,7 @@ class _FileBase(StrictModel):
     )
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    oncall: OnCallConfig | None = None
 
 
 @cache
@@ -171,6 +173,7 @@ class MonitorConfig:
     severity: tuple[SeverityRule, ...] = ()
     maintenance: tuple[MaintenanceWindow, ...] = ()
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
+    oncall: OnCallConfig | None = None
 
     @property
     def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
@@ -226,6 +229,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
         severity=tuple(parsed.severity),
         maintenance=tuple(parsed.maintenance),
         escalation=parsed.escalation,
+        oncall=parsed.oncall,
     )
 
 

@@ -167,3 +167,30 @@ async def test_backup_copies_the_store(tmp_path: Path) -> None:
     await copy.open()
     assert [i.key for i in await copy.list_incidents()] == ["k"]
     await copy.close()
+
+
+async def test_oncall_on_the_reference_config() -> None:
+    root = Path(__file__).resolve().parent.parent
+    code, out, err = await run_cli("oncall", "-c", str(root / "monitors.yaml"), "--at", "2026-11-09T16:00:00Z")
+    assert code == 0, err
+    assert out.splitlines()[:3] == [
+        "2026-11-09 16:00 UTC, rotation us:",
+        "  primary:   Chriscbr",
+        "  secondary: hasanaburayyan",
+    ]
+    code, out, _ = await run_cli("oncall", "-c", str(root / "monitors.yaml"), "--coverage", "--weeks", "12")
+    assert code == 0
+    assert out.startswith("24x7 covered for 12 week(s)")
+
+
+async def test_oncall_coverage_gap_exits_non_zero(tmp_path: Path) -> None:
+    config = tmp_path / "m.yaml"
+    config.write_text(
+        "checks: []\n"
+        "oncall:\n"
+        "  people: [{name: a}]\n"
+        "  rotations: [{name: day, window: '09:00-17:00', members: [a], start: 2026-01-05}]\n"
+    )
+    code, out, _ = await run_cli("oncall", "-c", str(config), "--coverage", "--weeks", "1")
+    assert code == 1
+    assert "gap(s) in on-call coverage" in out
