@@ -270,7 +270,48 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
             seen.setdefault(value, i)
     issues += _dangling(data, source)
     issues += _unknown_rule_kinds(data, source)
+    issues += _escalation_refs(data, source)
     return issues
+
+
+def _escalation_refs(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
+    """Escalation names notifiers and people: each must exist."""
+    esc = data.get("escalation")
+    if not isinstance(esc, dict):
+        return []
+    notifiers = data.get("notifiers")
+    known = set(notifiers) if isinstance(notifiers, dict) else {"console"}
+    oncall = data.get("oncall")
+    people_list = oncall.get("people") if isinstance(oncall, dict) else None
+    people = (
+        {p.get("name") for p in people_list if isinstance(p, dict)}
+        if isinstance(people_list, list)
+        else set()
+    )
+    refs: list[tuple[Path, Any, set[Any], str]] = []
+    if isinstance(esc.get("channel"), str):
+        refs.append((("escalation", "channel"), esc["channel"], known, "notifier"))
+    for j, name in enumerate(esc.get("page_via") if isinstance(esc.get("page_via"), list) else []):
+        refs.append((("escalation", "page_via", j), name, known, "notifier"))
+    policies = esc.get("policies")
+    for pname, policy in policies.items() if isinstance(policies, dict) else []:
+        steps = policy.get("steps") if isinstance(policy, dict) else None
+        for i, step in enumerate(steps if isinstance(steps, list) else []):
+            if not isinstance(step, dict):
+                continue
+            at: Path = ("escalation", "policies", pname, "steps", i)
+            if isinstance(step.get("post"), str):
+                refs.append(((*at, "post"), step["post"], known, "notifier"))
+            if isinstance(step.get("page"), list):
+                refs += [
+                    ((*at, "page", k), who, people, "person in oncall.people")
+                    for k, who in enumerate(step["page"])
+                ]
+    return [
+        source.issue(path, f"no {what} named {ref!r}")
+        for path, ref, names, what in refs
+        if isinstance(ref, str) and ref not in names
+    ]
 
 
 def _unknown_rule_kinds(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:

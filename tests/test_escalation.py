@@ -94,3 +94,24 @@ def test_frozen_policy_round_trips():
 def test_validation(policy, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Policy.model_validate(policy)
+
+
+def test_references_are_checked():
+    from monitor.config import parse_config
+    from monitor.errors import ConfigError
+
+    text = (
+        "checks: []\n"
+        "escalation:\n"
+        "  channel: slack\n"
+        "  severities: {P0: urgent}\n"
+        "  policies:\n"
+        "    urgent: {steps: [{post: slack}, {page: [bob]}]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "m.yaml", {})
+    assert [str(i) for i in info.value.issues] == [
+        "m.yaml:3:12: escalation.channel: no notifier named 'slack'",
+        "m.yaml:6:26: escalation.policies.urgent.steps[0].post: no notifier named 'slack'",
+        "m.yaml:6:42: escalation.policies.urgent.steps[1].page[0]: no person in oncall.people named 'bob'",
+    ]
