@@ -112,6 +112,6 @@ def test_references_are_checked():
         parse_config(text, "m.yaml", {})
     assert [str(i) for i in info.value.issues] == [
         "m.yaml:3:12: escalation.channel: no notifier named 'slack'",
-        "m.yaml:6:26: escalation.policies.urgent.steps[0].post: no notifier named 'slack'",
-        "m.yaml:6:42: escalation.policies.urgent.steps[1].page[0]: no person in oncall.people named 'bob'",
+        "m.yaml:6:29: escalation.policies.urgent.steps[0].post: no notifier named 'slack'",
+        "m.yaml:6:45: escalation.policies.urgent.steps[1].page[0]: no person in oncall.people named 'bob'",
     ]
