@@ -13,6 +13,7 @@ import os
 import signal
 from collections.abc import Mapping
 
+import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry
 
@@ -26,6 +27,12 @@ from monitor.httpclient import make_session
 from monitor.incidents import IncidentManager
 from monitor.limits import Limiter
 from monitor.metrics import Metrics
+from monitor.model import OutboxItem, Severity
+from monitor.notifiers import NOTIFIERS
+from monitor.notifiers.base import Notification, NotificationEvent, NotifierConfigBase
+from monitor.notifiers.console import ConsoleConfig
+from monitor.outbox import Outbox
+from monitor.paging import Pager, from_payload, to_payload
 from monitor.pipeline import ResultHandler
 from monitor.scheduler import Scheduler
 from monitor.silences import SilenceBook
@@ -108,6 +115,8 @@ class App:
                 self.incidents, self.silences, self.clock, config.api.write_token
             )
             app = build_app(self.registry, lambda: self._ready, incident_api)
+            self.outbox, self.pager = self._paging(config, session)
+            await self.pager.load()
             api = ApiServer(app, config.daemon.host, config.daemon.port)
             await api.start()
             stack.push_async_callback(api.stop)
@@ -127,6 +136,8 @@ class App:
                     self.scheduler = Scheduler(tg, ctx, self._limiter, self.metrics, self.results)
                     self.scheduler.start(config.enabled_checks)
                     tg.create_task(self._reload_loop(), name="reloader")
+                    tg.create_task(self.outbox.run(), name="outbox")
+                    tg.create_task(self.pager.run(), name="pager")
                     self._ready = True
                     await self._stop.wait()
                     self._ready = False
@@ -136,6 +147,55 @@ class App:
                     raise _Shutdown
             except* _Shutdown:
                 pass
+
+    def _paging(
+        self, config: MonitorConfig, session: aiohttp.ClientSession
+    ) -> tuple[Outbox, Pager]:
+        """Notifiers (console when none is configured), the outbox and the pager."""
+        configs: dict[str, NotifierConfigBase] = dict(config.notifiers) or {
+            "console": ConsoleConfig(type="console")
+        }
+        notifiers = {name: NOTIFIERS[c.type](name, c, session) for name, c in configs.items()}
+
+        async def deliver(name: str, payload: str) -> None:
+            await notifiers[name].send(from_payload(payload))
+
+        async def alert_others(failed: OutboxItem, message: str) -> None:
+            # A channel refuses permanently: say so on every other channel.
+            now = self.clock.now()
+            note = Notification(
+                idempotency_key=f"alert:{failed.id}", event=NotificationEvent.MONITOR_ALERT,
+                incident_id=None, dedup_key=f"monitor:{failed.notifier}",
+                title=f"The monitor cannot deliver through {failed.notifier}",
+                text=f"{failed.notifier} refused a notification permanently: {message}. Check its configuration.",
+                severity=Severity.P1, status=None, check=None, created_at=now,
+            )  # fmt: skip
+            others = [n for n in notifiers if n != failed.notifier]
+            await outbox.enqueue(
+                [
+                    OutboxItem(0, f"alert:{failed.id}:{o}", o, to_payload(note), now, now)
+                    for o in others
+                ]
+            )
+
+        outbox = Outbox(
+            self.store,
+            self.clock,
+            self.metrics,
+            deliver,
+            list(notifiers),
+            on_permanent_failure=alert_others,
+        )
+
+        def runbook_of(check: str | None) -> str | None:
+            found = self.config.check(check) if check else None
+            return found.runbook if found else None
+
+        pager = Pager(
+            self.store, self.clock, self.incidents, outbox, config.escalation, config.oncall,
+            {name: c.type for name, c in configs.items()}, runbook_of,
+        )  # fmt: skip
+        return outbox, pager
 
     def _install_signals(self, stack: contextlib.AsyncExitStack) -> None:
         loop = asyncio.get_running_loop()

@@ -33,6 +33,8 @@ from monitor.configtypes import (
 from monitor.errors import ConfigError, ConfigIssue
 from monitor.escalation import EscalationConfig
 from monitor.maintenance import MaintenanceWindow
+from monitor.notifiers import NOTIFIERS
+from monitor.notifiers.base import NotifierConfigBase
 from monitor.oncall import OnCallConfig
 from monitor.rules import SeverityRule
 from monitor.yamlsource import Path, SourceMap, load_yaml
@@ -151,10 +153,13 @@ def _file_model() -> type[_FileBase]:
     # A discriminated union over the registry, built at run time: one validation pass
     # reports every error of every check, and the JSON Schema gets a `oneOf` per kind.
     any_check = Annotated[Union[configs], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+    channels = tuple(n.Config for n in NOTIFIERS.values())
+    any_notifier = Annotated[Union[channels], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
     model: type[_FileBase] = create_model(
         "MonitorsFile",
         __base__=_FileBase,
         checks=(list[any_check], Field(default_factory=list)),
+        notifiers=(dict[str, any_notifier], Field(default_factory=dict)),
     )
     return model
 
@@ -174,6 +179,7 @@ class MonitorConfig:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     oncall: OnCallConfig | None = None
+    notifiers: dict[str, NotifierConfigBase] = field(default_factory=dict)
 
     @property
     def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
@@ -230,6 +236,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
         maintenance=tuple(parsed.maintenance),
         escalation=parsed.escalation,
         oncall=parsed.oncall,
+        notifiers=dict(getattr(parsed, "notifiers", {})),
     )
 
 
@@ -291,7 +298,8 @@ def _escalation_refs(data: dict[str, Any], source: SourceMap) -> list[ConfigIssu
     refs: list[tuple[Path, Any, set[Any], str]] = []
     if isinstance(esc.get("channel"), str):
         refs.append((("escalation", "channel"), esc["channel"], known, "notifier"))
-    for j, name in enumerate(esc.get("page_via") if isinstance(esc.get("page_via"), list) else []):
+    page_via = esc.get("page_via")
+    for j, name in enumerate(page_via if isinstance(page_via, list) else []):
         refs.append((("escalation", "page_via", j), name, known, "notifier"))
     policies = esc.get("policies")
     for pname, policy in policies.items() if isinstance(policies, dict) else []:

@@ -171,14 +171,18 @@ async def test_backup_copies_the_store(tmp_path: Path) -> None:
 
 async def test_oncall_on_the_reference_config() -> None:
     root = Path(__file__).resolve().parent.parent
-    code, out, err = await run_cli("oncall", "-c", str(root / "monitors.yaml"), "--at", "2026-11-09T16:00:00Z")
+    code, out, err = await run_cli(
+        "oncall", "-c", str(root / "monitors.yaml"), "--at", "2026-11-09T16:00:00Z"
+    )
     assert code == 0, err
     assert out.splitlines()[:3] == [
         "2026-11-09 16:00 UTC, rotation us:",
         "  primary:   Chriscbr",
         "  secondary: hasanaburayyan",
     ]
-    code, out, _ = await run_cli("oncall", "-c", str(root / "monitors.yaml"), "--coverage", "--weeks", "12")
+    code, out, _ = await run_cli(
+        "oncall", "-c", str(root / "monitors.yaml"), "--coverage", "--weeks", "12"
+    )
     assert code == 0
     assert out.startswith("24x7 covered for 12 week(s)")
 

@@ -1,0 +1,147 @@
+"""The pager under a fake clock: who gets paged when, ack stops it, restarts change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from monitor.escalation import EscalationConfig
+from monitor.incidents import CheckEvent, IncidentManager
+from monitor.model import CheckResult, FailureKind, Outcome, Severity
+from monitor.oncall import OnCallConfig
+from monitor.outbox import Outbox
+from monitor.paging import Pager, from_payload
+from monitor.state import AlertState
+from tests.fakes import FakeClock, MemoryStore, settle
+
+ONCALL = OnCallConfig.model_validate({
+    "people": [{"name": "alice", "pagerduty": "KEY-A"}, {"name": "bob"}],
+    "rotations": [{"name": "all", "window": "00:00-00:00", "members": ["alice", "bob"], "start": "2026-11-02"}],
+})  # fmt: skip
+ESCALATION = EscalationConfig.model_validate({
+    "channel": "slack",
+    "page_via": ["pd"],
+    "ack_timeout": "30m",
+    "policies": {"default": {
+        "steps": [{"post": "slack"}, {"page": "primary"}, {"wait": "10m"}, {"page": "secondary"}, {"wait": "10m"}],
+        "repeat": 1, "repeat_from": 1,
+    }},
+})  # fmt: skip
+
+
+class World:
+    def __init__(self, clock: FakeClock, metrics, store: MemoryStore | None = None) -> None:
+        self.clock = clock
+        self.store = store or MemoryStore()
+        self.sent: list[
+            tuple[float, str, str, tuple[str, ...]]
+        ] = []  # (minute, notifier, event, names)
+        self.manager = IncidentManager(self.store, clock, metrics, cooldown=timedelta(minutes=30))
+
+        async def deliver(notifier: str, payload: str) -> None:
+            n = from_payload(payload)
+            self.sent.append(
+                (
+                    clock.monotonic() / 60,
+                    notifier,
+                    n.event.value,
+                    tuple(r.name for r in n.recipients),
+                )
+            )
+
+        self.outbox = Outbox(self.store, clock, metrics, deliver, ["slack", "pd"])
+        self.pager = Pager(self.store, clock, self.manager, self.outbox, ESCALATION, ONCALL,
+                           {"slack": "slack", "pd": "pagerduty"})  # fmt: skip
+
+    async def start(self) -> list[asyncio.Task[None]]:
+        await self.manager.load()
+        await self.pager.load()
+        tasks = [asyncio.create_task(self.outbox.run()), asyncio.create_task(self.pager.run())]
+        await settle()
+        return tasks
+
+    async def fail(self) -> int:
+        result = CheckResult(
+            "docs", "http", Outcome.DOWN, FailureKind.HTTP_STATUS, "503", self.clock.now(), 0.1
+        )
+        incident = await self.manager.on_check(CheckEvent(
+            check="docs", key="docs", title="docs is down", result=result, state=AlertState.DOWN,
+            previous=AlertState.UP, severity=Severity.P1, rule="r",
+        ))  # fmt: skip
+        assert incident is not None
+        await settle()
+        return incident.id
+
+    def pages(self) -> list[tuple[float, tuple[str, ...]]]:
+        return [(m, names) for m, n, e, names in self.sent if n == "pd" and e == "trigger"]
+
+
+async def stop(tasks) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_pages_in_order_until_the_policy_ends(clock, metrics) -> None:
+    w = World(clock, metrics)
+    tasks = await w.start()
+    await w.fail()
+    await clock.advance(60 * 60)
+    assert w.pages() == [(0, ("alice",)), (10, ("bob",)), (20, ("alice",)), (30, ("bob",))]
+    assert [(m, n, e) for m, n, e, _ in w.sent if n == "slack"] == [(0, "slack", "trigger")]
+    await stop(tasks)
+
+
+async def test_ack_stops_paging_and_is_posted(clock, metrics) -> None:
+    w = World(clock, metrics)
+    tasks = await w.start()
+    incident_id = await w.fail()
+    await clock.advance(5 * 60)
+    await w.manager.acknowledge(incident_id, "alice")
+    await clock.advance(30 * 60 - 1)
+    assert w.pages() == [(0, ("alice",))]
+    assert (5, "slack", "acknowledge", ()) in w.sent
+    assert (5, "pd", "acknowledge", ()) in w.sent  # PagerDuty follows the incident's life
+    # Acknowledged and not resolved for 30 minutes: paging starts again.
+    await clock.advance(2)
+    assert w.store.incidents[incident_id].status.value == "triggered"
+    await clock.advance(60)
+    minute, names = w.pages()[1]
+    assert (round(minute), names) == (35, ("alice",))
+    await w.manager.resolve(incident_id, "alice")
+    await settle()
+    assert w.sent[-1][1:3] in {("slack", "resolve"), ("pd", "resolve")}
+    await stop(tasks)
+
+
+async def test_a_restart_mid_escalation_keeps_times_and_pages_nobody_twice(clock, metrics) -> None:
+    first = World(clock, metrics)
+    tasks = await first.start()
+    await first.fail()
+    await clock.advance(12 * 60)  # alice at 0, bob at 10
+    await stop(tasks)  # the process dies
+    await clock.advance(20 * 60)  # down for 20 minutes
+    second = World(clock, metrics, store=first.store)
+    second.sent = first.sent  # the same receivers
+    tasks = await second.start()
+    await clock.advance(60)
+    # The step due at 20 happens at once after the restart, then the plan goes on.
+    assert second.pages() == [(0, ("alice",)), (10, ("bob",)), (32, ("alice",)), (32, ("bob",))]
+    keys = [i.key for i in second.store.outbox.values()]  # type: ignore[attr-defined]
+    assert len(keys) == len(set(keys))
+    await stop(tasks)
+
+
+async def test_suppressed_incidents_page_nobody(clock, metrics) -> None:
+    w = World(clock, metrics)
+    tasks = await w.start()
+    result = CheckResult(
+        "docs", "http", Outcome.DOWN, FailureKind.HTTP_STATUS, "503", clock.now(), 0.1
+    )
+    await w.manager.on_check(CheckEvent(
+        check="docs", key="docs", title="docs is down", result=result, state=AlertState.DOWN,
+        previous=AlertState.UP, severity=Severity.P1, rule="r", suppressed="maintenance 'x' until …",
+    ))  # fmt: skip
+    await clock.advance(60 * 60)
+    assert w.sent == []
+    await stop(tasks)
