@@ -33,7 +33,7 @@ from monitor.configtypes import (
 from monitor.errors import ConfigError, ConfigIssue
 from monitor.escalation import EscalationConfig
 from monitor.maintenance import MaintenanceWindow
-from monitor.notifiers import NOTIFIERS
+from monitor.notifiers import NOTIFIERS, load_plugins
 from monitor.notifiers.base import NotifierConfigBase
 from monitor.oncall import OnCallConfig
 from monitor.rules import SeverityRule
@@ -153,6 +153,7 @@ def _file_model() -> type[_FileBase]:
     # A discriminated union over the registry, built at run time: one validation pass
     # reports every error of every check, and the JSON Schema gets a `oneOf` per kind.
     any_check = Annotated[Union[configs], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+    load_plugins()  # third-party notifier types must be known before the model is built
     channels = tuple(n.Config for n in NOTIFIERS.values())
     any_notifier = Annotated[Union[channels], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
     model: type[_FileBase] = create_model(
