@@ -13,6 +13,7 @@ import structlog
 
 from monitor.notifiers.base import Notifier
 from monitor.notifiers.console import ConsoleNotifier
+from monitor.notifiers.discord import DiscordNotifier
 from monitor.notifiers.pagerduty import PagerDutyNotifier
 from monitor.notifiers.slack import SlackNotifier
 from monitor.notifiers.webhook import WebhookNotifier
@@ -23,6 +24,7 @@ log = structlog.stdlib.get_logger(__name__)
 
 NOTIFIERS: dict[str, type[Notifier[Any]]] = {
     "console": ConsoleNotifier,
+    "discord": DiscordNotifier,
     "pagerduty": PagerDutyNotifier,
     "slack": SlackNotifier,
     "webhook": WebhookNotifier,

@@ -32,7 +32,7 @@ TRIGGER = Notification(
     incident_id=7, dedup_key="npm-winglang", title="npm-winglang is down",
     text="winglang@0.85.49: tarball HEAD answered 404", severity=Severity.P0, status="triggered",
     check="npm-winglang", created_at=AT,
-    recipients=(Recipient("alice", slack="U012ABC", pagerduty=None),),
+    recipients=(Recipient("alice", slack="U012ABC", discord="123456789012345678"),),
     runbook="https://example.org/runbooks/npm", links={"tarball": "https://registry.example/winglang.tgz"},
 )  # fmt: skip
 RESOLVE = Notification(
@@ -44,6 +44,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "slack": {"type": "slack", "url": "{base}/slack"},
     "pagerduty": {"type": "pagerduty", "routing_key": "R0UTINGKEY", "url": "{base}/pd"},
     "webhook": {"type": "webhook", "url": "{base}/hook", "secret": "s3cret"},
+    "discord": {"type": "discord", "url": "{base}/discord"},
 }
 
 
@@ -83,9 +84,11 @@ class Receiver:
         self.status = 200
         self.headers: dict[str, str] = {}
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.queries: list[str] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.headers), await request.read()))
+        self.queries.append(request.query_string)
         return web.Response(
             status=self.status,
             text="ok" if self.status < 300 else "invalid_payload",
@@ -179,3 +182,11 @@ def test_plugins_from_entry_points(monkeypatch) -> None:
 
     assert registry.load_plugins() == ["good"]
     assert registry.NOTIFIERS["good"] is Good
+
+
+async def test_discord_waits_for_the_message(receiver, session) -> None:
+    await notifier("discord", receiver.base, session).send(TRIGGER)
+    assert receiver.queries == ["wait=true"]
+    payload = json.loads(receiver.requests[0][2])
+    assert payload["allowed_mentions"] == {"parse": [], "users": ["123456789012345678"]}
+    assert payload["content"] == "<@123456789012345678>"
