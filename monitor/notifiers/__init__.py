@@ -14,6 +14,7 @@ import structlog
 from monitor.notifiers.base import Notifier
 from monitor.notifiers.console import ConsoleNotifier
 from monitor.notifiers.discord import DiscordNotifier
+from monitor.notifiers.email import EmailNotifier
 from monitor.notifiers.pagerduty import PagerDutyNotifier
 from monitor.notifiers.slack import SlackNotifier
 from monitor.notifiers.webhook import WebhookNotifier
@@ -25,6 +26,7 @@ log = structlog.stdlib.get_logger(__name__)
 NOTIFIERS: dict[str, type[Notifier[Any]]] = {
     "console": ConsoleNotifier,
     "discord": DiscordNotifier,
+    "email": EmailNotifier,
     "pagerduty": PagerDutyNotifier,
     "slack": SlackNotifier,
     "webhook": WebhookNotifier,
