@@ -156,6 +156,8 @@ class App:
             "console": ConsoleConfig(type="console")
         }
         notifiers = {name: NOTIFIERS[c.type](name, c, session) for name, c in configs.items()}
+        for notifier in notifiers.values():
+            notifier.state = self.store  # e.g. the Slack thread of each incident
 
         async def deliver(name: str, payload: str) -> None:
             await notifiers[name].send(from_payload(payload))

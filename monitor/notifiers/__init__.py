@@ -17,6 +17,7 @@ from monitor.notifiers.discord import DiscordNotifier
 from monitor.notifiers.email import EmailNotifier
 from monitor.notifiers.pagerduty import PagerDutyNotifier
 from monitor.notifiers.slack import SlackNotifier
+from monitor.notifiers.slack_bot import SlackBotNotifier
 from monitor.notifiers.webhook import WebhookNotifier
 
 __all__ = ["NOTIFIERS", "load_plugins"]
@@ -29,6 +30,7 @@ NOTIFIERS: dict[str, type[Notifier[Any]]] = {
     "email": EmailNotifier,
     "pagerduty": PagerDutyNotifier,
     "slack": SlackNotifier,
+    "slack_bot": SlackBotNotifier,
     "webhook": WebhookNotifier,
 }
 

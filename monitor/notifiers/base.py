@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import aiohttp
 
@@ -22,6 +22,7 @@ from monitor.configtypes import StrictModel
 from monitor.model import Severity
 
 __all__ = [
+    "KeyValue",
     "Notification",
     "NotificationEvent",
     "Notifier",
@@ -82,6 +83,14 @@ class NotifierError(Exception):
         self.retry_after_s = retry_after_s
 
 
+class KeyValue(Protocol):
+    """Durable notifier state (the store): e.g. the Slack thread of an incident."""
+
+    async def kv_get(self, key: str) -> str | None: ...
+
+    async def kv_set(self, key: str, value: str) -> None: ...
+
+
 class NotifierConfigBase(StrictModel):
     type: str
 
@@ -96,6 +105,7 @@ class Notifier(ABC, Generic[C]):
         self.name = name
         self.config = config
         self.session = session
+        self.state: KeyValue | None = None  # set by the daemon; None in `monitor check`
 
     @abstractmethod
     def build_payload(self, n: Notification) -> dict[str, Any]:

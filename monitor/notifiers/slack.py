@@ -15,7 +15,7 @@ from monitor.notifiers.base import (
     post_json,
 )
 
-__all__ = ["SlackConfig", "SlackNotifier"]
+__all__ = ["SlackConfig", "SlackNotifier", "slack_message"]
 
 _COLOUR = {Severity.P0: "#d00000", Severity.P1: "#ff8c00", Severity.P2: "#f2c744"}
 _VERB = {
@@ -23,6 +23,42 @@ _VERB = {
     NotificationEvent.RESOLVE: "Resolved: ", NotificationEvent.REASSIGN: "Reassigned: ",
     NotificationEvent.HANDOFF: "", NotificationEvent.MONITOR_ALERT: "Monitor alert: ",
 }  # fmt: skip
+
+
+def slack_message(n: Notification) -> dict[str, Any]:
+    """`text` (the fallback and notification line) and a coloured attachment of blocks;
+    shared by the webhook and the bot."""
+    mentions = " ".join(f"<@{r.slack}>" if r.slack else r.name for r in n.recipients)
+    head = (
+        ("DRILL " if n.drill else "")
+        + (f"[{n.severity}] " if n.severity else "")
+        + _VERB[n.event]
+        + n.title
+    )
+    text = f"{head}\n{n.text}" + (f"\n{mentions}" if mentions else "")
+    context = [f"<{n.runbook}|runbook>"] if n.runbook else []
+    context += [f"<{url}|{label}>" for label, url in n.links.items()]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"*{head}*\n{n.text}" + (f"\n{mentions}" if mentions else ""),
+            },
+        },
+    ]
+    if context:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
+        )
+    colour = (
+        "#2eb67d"
+        if n.event is NotificationEvent.RESOLVE
+        else _COLOUR.get(n.severity, "#808080")
+        if n.severity
+        else "#808080"
+    )
+    return {"text": text, "attachments": [{"color": colour, "blocks": blocks}]}
 
 
 class SlackConfig(NotifierConfigBase):
@@ -34,37 +70,7 @@ class SlackNotifier(Notifier[SlackConfig]):
     Config = SlackConfig
 
     def build_payload(self, n: Notification) -> dict[str, Any]:
-        mentions = " ".join(f"<@{r.slack}>" if r.slack else r.name for r in n.recipients)
-        head = (
-            ("DRILL " if n.drill else "")
-            + (f"[{n.severity}] " if n.severity else "")
-            + _VERB[n.event]
-            + n.title
-        )
-        text = f"{head}\n{n.text}" + (f"\n{mentions}" if mentions else "")
-        context = [f"<{n.runbook}|runbook>"] if n.runbook else []
-        context += [f"<{url}|{label}>" for label, url in n.links.items()]
-        blocks: list[dict[str, Any]] = [
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"*{head}*\n{n.text}" + (f"\n{mentions}" if mentions else ""),
-                },
-            },
-        ]
-        if context:
-            blocks.append(
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]}
-            )
-        colour = (
-            "#2eb67d"
-            if n.event is NotificationEvent.RESOLVE
-            else _COLOUR.get(n.severity, "#808080")
-            if n.severity
-            else "#808080"
-        )
-        return {"text": text, "attachments": [{"color": colour, "blocks": blocks}]}
+        return slack_message(n)
 
     async def send(self, n: Notification) -> None:
         # Slack answers plain text: "ok", or an error word such as invalid_payload.
