@@ -145,3 +145,40 @@ async def test_suppressed_incidents_page_nobody(clock, metrics) -> None:
     await clock.advance(60 * 60)
     assert w.sent == []
     await stop(tasks)
+
+
+async def test_reassigning_pages_the_new_owner(clock, metrics) -> None:
+    w = World(clock, metrics)
+    tasks = await w.start()
+    incident_id = await w.fail()
+    await w.manager.acknowledge(incident_id, "alice")
+    await w.manager.assign(incident_id, "bob", "alice")
+    await settle()
+    assert (0, "pd", "reassign", ("bob",)) in w.sent
+    assert (0, "slack", "reassign", ()) in w.sent  # and the channel hears of it
+    await stop(tasks)
+
+
+async def test_handoff_summary_goes_to_the_channel(clock, metrics) -> None:
+    oncall = OnCallConfig.model_validate({
+        "people": [{"name": "alice"}, {"name": "bob"}],
+        "rotations": [
+            {"name": "day", "window": "12:00-13:00", "members": ["alice"], "start": "2026-11-02"},
+            {"name": "night", "window": "13:00-12:00", "members": ["bob"], "start": "2026-11-02"},
+        ],
+    })  # fmt: skip
+    w = World(clock, metrics)
+    w.pager.oncall = oncall
+    tasks = await w.start()  # the fake clock starts at 12:00 UTC
+    await w.fail()
+    await clock.advance(60 * 60)  # 13:00: night takes over
+    handoff = [(m, n) for m, n, e, _ in w.sent if e == "handoff"]
+    assert handoff == [(60, "slack")]
+    payloads = [
+        from_payload(i.payload) for i in w.store.outbox.values() if i.key.startswith("handoff:")
+    ]  # type: ignore[attr-defined]
+    assert payloads[0].text.splitlines() == [
+        "On call now (night): primary bob, secondary nobody.",
+        "#1 P1 triggered: docs is down (owner: bob)",
+    ]
+    await stop(tasks)

@@ -26,11 +26,14 @@ class Receivers:
     def __init__(self) -> None:
         self.seen: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.down: set[str] = set()
+        self.refuse: set[str] = set()
 
     async def handle(self, request: web.Request) -> web.Response:
         path = request.path
         if path in self.down:
             return web.Response(status=503, text="down")
+        if path in self.refuse:
+            return web.Response(status=404, text="no_such_hook")
         body = await request.json()
         self.seen.append((path, dict(request.headers), body))
         if path == "/pd":
@@ -188,3 +191,14 @@ async def test_kill_9_mid_escalation(world) -> None:
     assert not second.find("incident_opened")
     _, text = await get(second.port, "/metrics")
     assert "monitor_notifications_total" in text
+
+
+async def test_a_channel_refusing_for_good_raises_an_alert_on_the_others(world) -> None:
+    target, r, start = world
+    r.refuse.add("/hook")
+    target.status = 503
+    d = await start()
+    await d.event("notification_failed", notifier="hook")
+    await wait_for(lambda: any(b.get("event_action") == "trigger" and "cannot deliver through hook" in b["payload"]["summary"]
+                               for b in r.at("/pd")), what="the alert about the monitor on PagerDuty")  # fmt: skip
+    assert any("cannot deliver through hook" in b["text"] for b in r.at("/slack"))
