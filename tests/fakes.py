@@ -6,6 +6,7 @@ import asyncio
 import heapq
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 __all__ = ["FakeClock", "settle"]
 
@@ -64,6 +65,9 @@ class MemoryStore:
         self.incidents: dict[int, Incident] = {}
         self.entries: list[TimelineEntry] = []
         self.silences: dict[int, Silence] = {}
+        self.escalations: dict[int, Any] = {}
+        self.outbox: dict[int, Any] = {}
+        self.kv: dict[str, str] = {}
         self._ids = itertools.count(1)
 
     async def open(self) -> None:
@@ -136,12 +140,10 @@ class MemoryStore:
 
     # escalations, outbox, kv
     async def load_escalations(self):
-        return sorted(
-            self.__dict__.setdefault("escalations", {}).values(), key=lambda e: e.incident_id
-        )
+        return sorted(self.escalations.values(), key=lambda e: e.incident_id)
 
     async def commit_escalation(self, incident_id, state, items) -> None:
-        escalations = self.__dict__.setdefault("escalations", {})
+        escalations = self.escalations
         if state is None:
             escalations.pop(incident_id, None)
         else:
@@ -151,7 +153,7 @@ class MemoryStore:
     async def enqueue(self, items) -> None:
         from dataclasses import replace
 
-        outbox = self.__dict__.setdefault("outbox", {})
+        outbox = self.outbox
         keys = {i.key for i in outbox.values()}
         for item in items:
             if item.key not in keys:
@@ -160,7 +162,7 @@ class MemoryStore:
                 keys.add(item.key)
 
     async def due_notifications(self, notifier, now, limit):
-        outbox = self.__dict__.setdefault("outbox", {})
+        outbox = self.outbox
         due = [
             i
             for i in outbox.values()
@@ -169,7 +171,7 @@ class MemoryStore:
         return sorted(due, key=lambda i: (i.next_attempt_at, i.id))[:limit]
 
     async def next_notification_at(self, notifier):
-        outbox = self.__dict__.setdefault("outbox", {})
+        outbox = self.outbox
         times = [
             i.next_attempt_at
             for i in outbox.values()
@@ -178,16 +180,14 @@ class MemoryStore:
         return min(times) if times else None
 
     async def update_notification(self, item) -> None:
-        self.__dict__.setdefault("outbox", {})[item.id] = item
+        self.outbox[item.id] = item
 
     async def outbox_depth(self):
-        pending = [
-            i for i in self.__dict__.setdefault("outbox", {}).values() if i.status == "pending"
-        ]
+        pending = [i for i in self.outbox.values() if i.status == "pending"]
         return len(pending), min((i.created_at for i in pending), default=None)
 
     async def kv_get(self, key):
-        return self.__dict__.setdefault("kv", {}).get(key)
+        return self.kv.get(key)
 
     async def kv_set(self, key, value) -> None:
-        self.__dict__.setdefault("kv", {})[key] = value
+        self.kv[key] = value

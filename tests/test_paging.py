@@ -127,7 +127,7 @@ async def test_a_restart_mid_escalation_keeps_times_and_pages_nobody_twice(clock
     await clock.advance(60)
     # The step due at 20 happens at once after the restart, then the plan goes on.
     assert second.pages() == [(0, ("alice",)), (10, ("bob",)), (32, ("alice",)), (32, ("bob",))]
-    keys = [i.key for i in second.store.outbox.values()]  # type: ignore[attr-defined]
+    keys = [i.key for i in second.store.outbox.values()]
     assert len(keys) == len(set(keys))
     await stop(tasks)
 
@@ -176,7 +176,7 @@ async def test_handoff_summary_goes_to_the_channel(clock, metrics) -> None:
     assert handoff == [(60, "slack")]
     payloads = [
         from_payload(i.payload) for i in w.store.outbox.values() if i.key.startswith("handoff:")
-    ]  # type: ignore[attr-defined]
+    ]
     assert payloads[0].text.splitlines() == [
         "On call now (night): primary bob, secondary nobody.",
         "#1 P1 triggered: docs is down (owner: bob)",
