@@ -7,10 +7,11 @@ and never sleep for real.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Clock", "SystemClock"]
+__all__ = ["Clock", "SystemClock", "sleep_or_wake"]
 
 
 class Clock(Protocol):
@@ -53,3 +54,19 @@ class SystemClock:
         delay = deadline - self.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+async def sleep_or_wake(clock: Clock, wake: asyncio.Event, delay_s: float | None) -> None:
+    """Returns when `wake` is set or, if `delay_s` is given, once that much clock time has
+    passed, whichever comes first. Nothing is left running."""
+    tasks: set[asyncio.Future[Any]] = {asyncio.ensure_future(wake.wait())}
+    if delay_s is not None:
+        tasks.add(asyncio.ensure_future(clock.sleep_until(clock.monotonic() + max(0.0, delay_s))))
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -11,16 +11,14 @@ with the same idempotency key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 import structlog
 
-from monitor.clock import Clock
+from monitor.clock import Clock, sleep_or_wake
 from monitor.metrics import Metrics
 from monitor.model import OutboxItem
 from monitor.store import Store
@@ -96,21 +94,7 @@ class Outbox:
                 continue
             due = await self.store.next_notification_at(name)
             delay = None if due is None else max(0.0, (due - self.clock.now()).total_seconds())
-            await self._sleep(wake, delay)
-
-    async def _sleep(self, wake: asyncio.Event, delay: float | None) -> None:
-        waiter = asyncio.ensure_future(wake.wait())
-        tasks: set[asyncio.Future[Any]] = {waiter}
-        if delay is not None:
-            tasks.add(asyncio.ensure_future(self.clock.sleep_until(self.clock.monotonic() + delay)))
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await sleep_or_wake(self.clock, wake, delay)
 
     async def _attempt(self, item: OutboxItem) -> None:
         now = self.clock.now()

@@ -12,7 +12,6 @@ escalation gets one, starting from when the incident opened.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -21,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from monitor.clock import Clock
+from monitor.clock import Clock, sleep_or_wake
 from monitor.escalation import Action, EscalationConfig, due_actions, freeze, thaw
 from monitor.incidents import IncidentManager
 from monitor.model import EscalationState, Incident, IncidentStatus, OutboxItem, Severity
@@ -145,25 +144,7 @@ class Pager:
             if self._next_handoff is not None:
                 upcoming.append(self._next_handoff[0])
             delay = (min(upcoming) - self.clock.now()).total_seconds() if upcoming else None
-            await self._sleep(delay)
-
-    async def _sleep(self, delay: float | None) -> None:
-        waiter = asyncio.ensure_future(self._wake.wait())
-        tasks: set[asyncio.Future[Any]] = {waiter}
-        if delay is not None:
-            tasks.add(
-                asyncio.ensure_future(
-                    self.clock.sleep_until(self.clock.monotonic() + max(0.0, delay))
-                )
-            )
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await sleep_or_wake(self.clock, self._wake, delay)
 
     async def _handle(self, change: _Change) -> None:
         incident, event = change.incident, change.event
