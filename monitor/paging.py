@@ -16,7 +16,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
@@ -25,7 +24,7 @@ from monitor.escalation import Action, EscalationConfig, due_actions, freeze, th
 from monitor.incidents import IncidentManager
 from monitor.model import EscalationState, Incident, IncidentStatus, OutboxItem, Severity
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
-from monitor.oncall import OnCallConfig, handoffs, on_call, person
+from monitor.oncall import OnCallConfig, Person, handoffs, on_call, person
 from monitor.outbox import Outbox
 from monitor.store import Store
 
@@ -401,7 +400,7 @@ class Pager:
         return OutboxItem(0, key, notifier, to_payload(replace(n, idempotency_key=key)), now, now)
 
 
-def _recipient(p: Any) -> Recipient:
+def _recipient(p: Person) -> Recipient:
     return Recipient(
         name=p.name, slack=p.slack, discord=p.discord, email=p.email, pagerduty=p.pagerduty
     )
