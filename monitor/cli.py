@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
         "--for", dest="failing_for", default="0s", help="how long it has been failing, e.g. 2h"
     )
     explain.add_argument("--at", help="when (ISO 8601, default now)")
+    runbook = with_config(sub.add_parser("runbook", help="print a check's runbook URL"))
+    runbook.add_argument("name", help="the check")
     oncall = with_config(
         sub.add_parser("oncall", help="who is on call now or at a time; --coverage lists gaps")
     )
@@ -184,6 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _explain(config, args)
     if args.command == "oncall":
         return _oncall(config, args)
+    if args.command == "runbook":
+        check = config.check(args.name)
+        if check is None:
+            print(f"unknown check: {args.name}", file=sys.stderr)
+            return EXIT_USAGE
+        if check.runbook is None:
+            print(f"{args.name} has no runbook: set `runbook:` on the check", file=sys.stderr)
+            return EXIT_FAILED
+        print(check.runbook)
+        return EXIT_OK
     if args.command == "backup":
         return asyncio.run(_backup(config, args.dest))
     fmt = {"auto": None, "json": True, "console": False}[args.log_format]

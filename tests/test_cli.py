@@ -198,3 +198,25 @@ async def test_oncall_coverage_gap_exits_non_zero(tmp_path: Path) -> None:
     code, out, _ = await run_cli("oncall", "-c", str(config), "--coverage", "--weeks", "1")
     assert code == 1
     assert "gap(s) in on-call coverage" in out
+
+
+async def test_runbook() -> None:
+    root = Path(__file__).resolve().parent.parent
+    code, out, _ = await run_cli("runbook", "-c", str(root / "monitors.yaml"), "npm-winglang")
+    assert (code, out.strip()) == (
+        0,
+        "https://www.winglang.io/contributing/maintainers/runbooks/npm-package-cannot-be-installed",
+    )
+    code, _, err = await run_cli("runbook", "-c", str(root / "monitors.yaml"), "nope")
+    assert (code, err.strip()) == (2, "unknown check: nope")
+    doc = (root / "docs" / "runbooks" / "npm-package-cannot-be-installed.md").read_text()
+    # the template's sections, in order
+    sections = [line[3:] for line in doc.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "Prerequisites",
+        "Recognize",
+        "Investigate",
+        "Respond",
+        "Verify",
+        "Escalate",
+    ]
