@@ -25,8 +25,16 @@ from monitor.httpclient import make_session
 from monitor.limits import Limiter
 from monitor.logs import configure_logging
 from monitor.metrics import Metrics
-from monitor.model import CheckResult, FailureKind
+from monitor.model import (
+    CheckResult,
+    FailureKind,
+    Incident,
+    IncidentStatus,
+    Severity,
+    TimelineEntry,
+)
 from monitor.oncall import format_coverage, format_on_call
+from monitor.postmortem import render_postmortem
 from monitor.rules import Situation, classify
 from monitor.scheduler import CheckRunner
 from monitor.state import AlertState
@@ -127,6 +135,8 @@ def _api_commands(sub: Any, with_config: Any) -> None:
     p.add_argument("--severity", help="P0, P1, P2 (comma-separated)")
     p.add_argument("--all", action="store_true", help="include resolved ones")
     p.add_argument("--json", action="store_true")
+    p = api("postmortem", "print a post-mortem draft (markdown) for an incident")
+    p.add_argument("id", type=int)
     p = api("incident", "show one incident with its timeline")
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
@@ -207,6 +217,7 @@ API_COMMANDS = frozenset(
     {
         "incidents",
         "incident",
+        "postmortem",
         "ack",
         "resolve",
         "assign",
@@ -257,6 +268,11 @@ async def _api_call(client: ApiClient, args: argparse.Namespace) -> int:
         return EXIT_OK
     if cmd == "silence":
         return await _silence(client, args)
+    if cmd == "postmortem":
+        doc = await client.get(f"/api/incidents/{args.id}")
+        incident = incident_from_json(doc["incident"])
+        print(render_postmortem(incident, [entry_from_json(e) for e in doc["timeline"]]))
+        return EXIT_OK
     if cmd == "report":
         body = {
             **who,
@@ -458,3 +474,21 @@ def _table(results: Sequence[CheckResult]) -> str:
     failed = sum(not r.ok for r in results)
     lines.append(f"\n{len(results) - failed} ok, {failed} failed")
     return "\n".join(lines)
+
+
+def incident_from_json(doc: dict[str, Any]) -> Incident:
+    """The API's incident document back into an `Incident`."""
+    times = ("opened_at", "updated_at", "acknowledged_at", "resolved_at")
+    fields: dict[str, Any] = {
+        k: (datetime.fromisoformat(v) if k in times and v else v) for k, v in doc.items()
+    }
+    fields["status"] = IncidentStatus(fields["status"])
+    fields["severity"] = Severity(fields["severity"]) if fields.get("severity") else None
+    return Incident(**fields)
+
+
+def entry_from_json(doc: dict[str, Any]) -> TimelineEntry:
+    at = datetime.fromisoformat(doc["at"])
+    return TimelineEntry(
+        doc["incident_id"], at, doc["event"], doc["actor"], doc["text"], doc.get("data") or {}
+    )

@@ -229,6 +229,10 @@ async def test_incident_survives_sigkill_and_is_handled_through_the_cli(
     code, out, _ = await run_cli("incident", str(opened["incident_id"]), "--api", api)
     events = [line.split()[3] for line in out.splitlines() if line.startswith("  20")]
     assert events == ["opened", "acknowledged", "recovered", "resolved"], out
+    code, out, _ = await run_cli("postmortem", str(opened["incident_id"]), "--api", api)
+    assert code == 0
+    assert out.startswith("# Post-mortem: site is down\n")
+    assert "- **Severity:** P1 (rule `site-down`)" in out
     code, _, err = await run_cli(
         "resolve", str(opened["incident_id"]), "--api", api, "--token", "t0ken"
     )
