@@ -181,6 +181,10 @@ def _add_incident_routes(app: web.Application, api: IncidentApi) -> None:
         )  # fmt: skip
         return _json({"incident": incident}, status=201)
 
+    async def drill(_request: web.Request, body: dict[str, Any]) -> web.Response:
+        level = severity_of(body.get("severity", "P1"))
+        return _json({"incident": await manager.drill(level, actor(body))}, status=201)
+
     async def ack(request: web.Request, body: dict[str, Any]) -> web.Response:
         return _json({"incident": await manager.acknowledge(incident_id(request), actor(body))})
 
@@ -240,6 +244,7 @@ def _add_incident_routes(app: web.Application, api: IncidentApi) -> None:
     r = app.router
     r.add_get("/api/incidents", list_incidents)
     r.add_post("/api/incidents", write(report))
+    r.add_post("/api/drills", write(drill))
     r.add_get("/api/incidents/{id}", get_incident)
     r.add_post("/api/incidents/{id}/ack", write(ack))
     r.add_post("/api/incidents/{id}/resolve", write(resolve))

@@ -196,6 +196,7 @@ class App:
         pager = Pager(
             self.store, self.clock, self.incidents, outbox, config.escalation, config.oncall,
             {name: c.type for name, c in configs.items()}, runbook_of,
+            drill_duration=config.incidents.drill_duration,
         )  # fmt: skip
         return outbox, pager
 

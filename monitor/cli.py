@@ -135,6 +135,11 @@ def _api_commands(sub: Any, with_config: Any) -> None:
     p.add_argument("--severity", help="P0, P1, P2 (comma-separated)")
     p.add_argument("--all", action="store_true", help="include resolved ones")
     p.add_argument("--json", action="store_true")
+    p = api(
+        "drill",
+        "open a DRILL incident that pages through the real escalation, then resolves itself",
+    )
+    p.add_argument("--severity", default="P1", choices=["P0", "P1", "P2"])
     p = api("postmortem", "print a post-mortem draft (markdown) for an incident")
     p.add_argument("id", type=int)
     p = api("incident", "show one incident with its timeline")
@@ -218,6 +223,7 @@ API_COMMANDS = frozenset(
         "incidents",
         "incident",
         "postmortem",
+        "drill",
         "ack",
         "resolve",
         "assign",
@@ -273,7 +279,9 @@ async def _api_call(client: ApiClient, args: argparse.Namespace) -> int:
         incident = incident_from_json(doc["incident"])
         print(render_postmortem(incident, [entry_from_json(e) for e in doc["timeline"]]))
         return EXIT_OK
-    if cmd == "report":
+    if cmd == "drill":
+        doc = await client.post("/api/drills", {**who, "severity": args.severity})
+    elif cmd == "report":
         body = {
             **who,
             "title": args.title,

@@ -131,6 +131,9 @@ class IncidentsConfig(StrictModel):
         default=timedelta(minutes=30),
         description="A failure this soon after a resolve reopens the same incident.",
     )
+    drill_duration: PositiveDuration = Field(
+        default=timedelta(minutes=15), description="A drill resolves itself after this long."
+    )
 
 
 class _FileBase(StrictModel):

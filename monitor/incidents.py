@@ -357,6 +357,25 @@ class IncidentManager:
             entry = self._entry(incident, self.clock.now(), event, text)
             await self.store.update_incident(incident, [entry])
 
+    async def drill(self, severity: Severity, actor: str) -> Incident:
+        """Opens an incident marked as a drill: it goes through the real escalation and
+        notifiers, every message labelled DRILL, and resolves itself (see the pager)."""
+        async with self._lock:
+            now = self.clock.now()
+            incident = Incident(
+                id=0, key=f"drill:{uuid.uuid4().hex[:12]}", title=f"DRILL: {severity} paging test",
+                status=IncidentStatus.TRIGGERED, severity=severity, opened_at=now, updated_at=now,
+                source="drill", message="This is a drill: acknowledge it as you would a real page.",
+                auto_resolve=False, drill=True,
+            )  # fmt: skip
+            entry = self._entry(incident, now, "opened", f"drill started by {actor}", actor=actor)
+            incident = await self.store.create_incident(incident, [entry])
+            self._open[incident.key] = incident
+            log.warning("drill_started", incident_id=incident.id, severity=severity, actor=actor)
+            self._export()
+        await self._tell(incident, "opened", actor)
+        return incident
+
     # --- helpers ---------------------------------------------------------------------
 
     async def _must_exist(self, incident_id: int) -> Incident:

@@ -197,6 +197,7 @@ class Incident:
     report_url: str | None = None
     auto_resolve: bool = True
     reopened: int = 0
+    drill: bool = False  # a test of the paging path: every message says DRILL
 
     @property
     def is_open(self) -> bool:

@@ -71,6 +71,7 @@ class Pager:
         oncall: OnCallConfig | None,
         notifier_types: Mapping[str, str],
         runbook_of: Callable[[str | None], str | None] = lambda _check: None,
+        drill_duration: timedelta = timedelta(minutes=15),
     ) -> None:
         self.store = store
         self.clock = clock
@@ -80,6 +81,7 @@ class Pager:
         self.oncall = oncall
         self.notifier_types = dict(notifier_types)
         self.runbook_of = runbook_of
+        self.drill_duration = drill_duration
         self._states: dict[int, EscalationState] = {}
         self._changes: asyncio.Queue[_Change] = asyncio.Queue()
         self._wake = asyncio.Event()
@@ -137,9 +139,14 @@ class Pager:
                 if state.next_at <= now:
                     await self._advance(incident_id, state, now)
             await self._handoff(now)
+            drills = [i for i in self.incidents.open_incidents if i.drill]
+            for drill in drills:
+                if drill.opened_at + self.drill_duration <= now:
+                    await self.incidents.resolve(drill.id, "monitor", "the drill is over")
             if not self._changes.empty():
                 continue
             upcoming = [s.next_at for s in self._states.values()]
+            upcoming += [d.opened_at + self.drill_duration for d in drills if d.is_open]
             if self._next_handoff is not None:
                 upcoming.append(self._next_handoff[0])
             delay = (min(upcoming) - self.clock.now()).total_seconds() if upcoming else None
@@ -392,7 +399,7 @@ class Pager:
             idempotency_key=key, event=event, incident_id=incident.id, dedup_key=incident.key,
             title=incident.title, text=text, severity=incident.severity, status=incident.status.value,
             check=incident.check, recipients=tuple(recipients), runbook=self.runbook_of(incident.check),
-            actor=actor, created_at=self.clock.now(),
+            actor=actor, created_at=self.clock.now(), drill=incident.drill,
         )  # fmt: skip
 
     def _item(self, key: str, notifier: str, n: Notification) -> OutboxItem:

@@ -139,16 +139,18 @@ def _in_span(tod: TimeOfDay, now: datetime) -> bool:
     except OverflowError:
         return False  # within hours of datetime.min/max: no local time to compare
     start, end = _span(tod.between)
-    t, started = local.time(), local.date()
+    t, weekday = local.time(), local.weekday()
     if start < end:
         inside = start <= t < end
     elif t >= start:
         inside = True  # the evening part of a span that crosses midnight
     elif t < end:
-        inside, started = True, started - timedelta(days=1)  # the morning part: began yesterday
+        # The morning part began yesterday. Weekday arithmetic, not date arithmetic:
+        # 0001-01-01 has no yesterday.
+        inside, weekday = True, (weekday - 1) % 7
     else:
         inside = False
-    return inside and (not tod.days or WEEKDAYS[started.weekday()] in tod.days)
+    return inside and (not tod.days or WEEKDAYS[weekday] in tod.days)
 
 
 _FAILURE_KINDS = tuple(k.value for k in FailureKind)

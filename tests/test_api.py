@@ -212,3 +212,14 @@ class TestSilences:
         resp = await client.post("/api/silences", json=body, headers=AUTH)
         assert resp.status == 400
         assert message in (await resp.json())["error"]
+
+
+async def test_drill(client) -> None:
+    resp = await client.post("/api/drills", json={"severity": "P2", "actor": "alice"}, headers=AUTH)
+    assert resp.status == 201
+    incident = (await resp.json())["incident"]
+    assert (incident["drill"], incident["severity"], incident["title"]) == (
+        True,
+        "P2",
+        "DRILL: P2 paging test",
+    )

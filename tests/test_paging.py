@@ -182,3 +182,30 @@ async def test_handoff_summary_goes_to_the_channel(clock, metrics) -> None:
         "#1 P1 triggered: docs is down (owner: bob)",
     ]
     await stop(tasks)
+
+
+async def test_a_drill_pages_for_real_says_so_and_ends_itself(clock, metrics) -> None:
+    w = World(clock, metrics)
+    payloads: list[bool] = []
+    deliver = w.outbox.deliver
+
+    async def record(notifier: str, payload: str) -> None:
+        payloads.append(from_payload(payload).drill)
+        await deliver(notifier, payload)
+
+    w.outbox.deliver = record
+    w.pager.drill_duration = timedelta(minutes=15)
+    tasks = await w.start()
+    drill = await w.manager.drill(Severity.P1, "alice")
+    await settle()
+    await clock.advance(14 * 60)
+    assert w.pages() == [(0, ("alice",)), (10, ("bob",))]
+    assert w.store.incidents[drill.id].status.value == "triggered"
+    await clock.advance(61)
+    assert w.store.incidents[drill.id].status.value == "resolved"
+    assert payloads
+    assert all(payloads)  # every message is labelled DRILL
+    events = [e.text for e in w.store.entries if e.incident_id == drill.id]
+    assert events[0] == "drill started by alice"
+    assert events[-1] == "resolved by monitor: the drill is over"
+    await stop(tasks)

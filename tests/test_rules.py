@@ -476,3 +476,14 @@ def test_classify_never_raises(s: Situation) -> None:
     verdict = classify(_WITH_TIME, s)
     assert verdict.trace
     assert (verdict.severity is None) or verdict.severity in Severity
+
+
+def test_time_of_day_at_the_first_day_of_the_calendar() -> None:
+    # Found by hypothesis: the morning part of a span that crosses midnight began
+    # "yesterday", and 0001-01-01 has none.
+    from monitor.rules import TimeOfDay
+
+    tod = TimeOfDay.model_validate({"days": ["sun"], "between": "22:00-11:00"})
+    assert (
+        tod.contains(datetime(1, 1, 1, 10, 30, tzinfo=UTC)) is True
+    )  # Monday morning: Sunday's span

@@ -576,3 +576,24 @@ async def test_closed_store_raises(store: SqliteStore, tmp_path: Path) -> None:
 
 async def test_satisfies_the_protocol(store: SqliteStore) -> None:
     assert await as_store(store).list_incidents() == []
+
+
+async def test_drill_flag_round_trips(tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    from monitor.model import Incident, IncidentStatus, Severity
+    from monitor.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    await store.open()
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    made = await store.create_incident(
+        Incident(
+            0, "drill:1", "DRILL", IncidentStatus.TRIGGERED, Severity.P1, now, now, drill=True
+        ),
+        [],
+    )
+    got = await store.get_incident(made.id)
+    assert got is not None
+    assert got.drill is True
+    await store.close()

@@ -119,6 +119,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (notifier, status, next_attempt_at);
     CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3: drills (incidents that test the paging path).
+    """
+    ALTER TABLE incidents ADD COLUMN drill INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -492,11 +496,11 @@ _INSERT_INCIDENT = """
 INSERT INTO incidents (
     key, title, status, severity, opened_at, updated_at, check_name, source,
     acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
-    report_url, auto_resolve, reopened
+    report_url, auto_resolve, reopened, drill
 ) VALUES (
     :key, :title, :status, :severity, :opened_at, :updated_at, :check_name, :source,
     :acknowledged_at, :resolved_at, :assignee, :rule, :failure, :message, :suppressed,
-    :report_url, :auto_resolve, :reopened
+    :report_url, :auto_resolve, :reopened, :drill
 )
 """
 
@@ -507,7 +511,7 @@ UPDATE incidents SET
     source = :source, acknowledged_at = :acknowledged_at, resolved_at = :resolved_at,
     assignee = :assignee, rule = :rule, failure = :failure, message = :message,
     suppressed = :suppressed, report_url = :report_url, auto_resolve = :auto_resolve,
-    reopened = :reopened
+    reopened = :reopened, drill = :drill
 WHERE id = :id
 """
 
@@ -589,6 +593,7 @@ def _incident_params(i: Incident) -> dict[str, object]:
         "report_url": i.report_url,
         "auto_resolve": int(i.auto_resolve),
         "reopened": i.reopened,
+        "drill": int(i.drill),
     }
 
 
@@ -613,6 +618,7 @@ def _incident(row: sqlite3.Row) -> Incident:
         report_url=row["report_url"],
         auto_resolve=bool(row["auto_resolve"]),
         reopened=row["reopened"],
+        drill=bool(row["drill"]),
     )
 
 
