@@ -9,14 +9,16 @@ failure.
 from __future__ import annotations
 
 import email.utils
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import aiohttp
+from yarl import URL
 
 from monitor.configtypes import StrictModel
 from monitor.model import Severity
@@ -117,22 +119,44 @@ class Notifier(ABC, Generic[C]):
 
 
 def _retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds, or an HTTP date; None when absent or unreadable."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, (parsed - datetime.now(UTC)).total_seconds()) if parsed else None
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
+
+
+def _body_retry_after(text: str) -> float | None:
+    """Discord (and others) put `retry_after` (seconds, a float) in a JSON body."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    value = doc.get("retry_after") if isinstance(doc, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
 
 
 async def post_json(
     session: aiohttp.ClientSession, what: str, url: str, body: Any, *,
     headers: Mapping[str, str] | None = None, data: bytes | None = None, timeout_s: float = 15.0,
+    redact: Iterable[str] = (),
 ) -> str:  # fmt: skip
-    """POSTs and classifies the answer: 2xx returns the body text; 429 and 5xx and network
-    errors are retryable; other 4xx are permanent. `what` names the channel in messages,
-    never the URL (it may carry a secret)."""
+    """POSTs and classifies the answer: 2xx returns the body text; 429 (with `Retry-After`,
+    or `retry_after` in a JSON body), 5xx, network errors and timeouts are retryable; other
+    4xx are permanent, with the answer's short error text. `what` names the channel in
+    messages, never the URL (it may carry a secret); the URL and `redact` (tokens, routing
+    keys) are also cut out of any answer text a server echoes back."""
     try:
         async with session.post(
             url, json=None if data is not None else body, data=data, headers=headers,
@@ -141,11 +165,20 @@ async def post_json(
             text = (await resp.content.read(4096)).decode("utf-8", "replace")
             if 200 <= resp.status < 300:
                 return text
-            short = " ".join(text.split())[:200]
+            short = " ".join(text.split())
+            # Webhook tokens are path segments (Discord, Slack): long ones are cut out too.
+            tokens = [part for part in URL(url).parts if len(part) >= 16]
+            for secret in sorted({url, *tokens, *redact}, key=len, reverse=True):
+                if secret:
+                    short = short.replace(secret, "<redacted>")
+            short = short[:200]
             got = f"{what} answered {resp.status}" + (f": {short}" if short else "")
             if resp.status == 429:
+                wait = _retry_after(resp.headers.get("Retry-After"))
                 raise NotifierError(
-                    got, retryable=True, retry_after_s=_retry_after(resp.headers.get("Retry-After"))
+                    got,
+                    retryable=True,
+                    retry_after_s=wait if wait is not None else _body_retry_after(text),
                 )
             raise NotifierError(got, retryable=resp.status >= 500)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:

@@ -63,6 +63,11 @@ class PagerDutyNotifier(Notifier[PagerDutyConfig]):
         return body
 
     async def send(self, n: Notification) -> None:
+        body = self.build_payload(n)
         await post_json(
-            self.session, f"PagerDuty ({self.name})", self.config.url, self.build_payload(n)
+            self.session,
+            f"PagerDuty ({self.name})",
+            self.config.url,
+            body,
+            redact=(body["routing_key"], self.config.routing_key.get_secret_value()),
         )

@@ -63,7 +63,17 @@ class WebhookNotifier(Notifier[WebhookConfig]):
             "Content-Type": "application/json",
             "Idempotency-Key": n.idempotency_key,
         }
+        redact = list(self.config.headers.values())  # may hold an Authorization token
         if self.config.secret is not None:
-            headers["X-Monitor-Signature"] = sign(self.config.secret.get_secret_value(), body)
-        await post_json(self.session, f"webhook {self.name}", self.config.url.get_secret_value(), None,
-                        headers=headers, data=body)  # fmt: skip
+            secret = self.config.secret.get_secret_value()
+            headers["X-Monitor-Signature"] = sign(secret, body)
+            redact.append(secret)
+        await post_json(
+            self.session,
+            f"webhook {self.name}",
+            self.config.url.get_secret_value(),
+            None,
+            headers=headers,
+            data=body,
+            redact=redact,
+        )
