@@ -403,10 +403,23 @@ def _issues_from_validation(
         else:
             message = _TIMEDELTA.sub(_readable_timedelta, err["msg"].removeprefix("Value error, "))
             value = err.get("input")
-            if isinstance(value, str | int | float | bool) and repr(value) not in message:
+            if (
+                isinstance(value, str | int | float | bool)
+                and repr(value) not in message
+                and not _may_be_secret(path)
+            ):
                 message += f" (got {value!r})"
         issues.append(source.issue(path, message))
     return issues
+
+
+# Values under these are never repeated in an error: a mistyped webhook URL or token
+# would otherwise end up in a terminal or a CI log.
+_SECRET_KEYS = frozenset({"token", "password", "secret", "routing_key", "headers", "auth"})
+
+
+def _may_be_secret(path: tuple[str | int, ...]) -> bool:
+    return bool(path) and (path[0] == "notifiers" or any(p in _SECRET_KEYS for p in path))
 
 
 _TIMEDELTA = re.compile(r"datetime\.timedelta\(([^)]*)\)")
@@ -429,7 +442,7 @@ def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path:
         if isinstance(cursor, dict):
             if part in cursor:
                 cursor = cursor[part]
-            elif part == cursor.get("kind"):
+            elif part in (cursor.get("kind"), cursor.get("type")):
                 continue  # the discriminated union's tag, not a key of the document
             else:
                 cursor = None

@@ -281,3 +281,25 @@ class TestValidateCommand:
         done = self.run("schema")
         assert done.returncode == 0
         assert json.loads(done.stdout)["title"] == "monitors.yaml"
+
+
+def test_errors_never_repeat_a_notifier_value_that_may_be_a_secret() -> None:
+    secret = "https-hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
+    issues = issues_of(
+        "checks: []\n"
+        "notifiers:\n"
+        f"  s: {{type: slack, url: {secret}}}\n"
+        "  p: {type: pagerduty, routing_key: 12345, url: not-a-url-token-abc}\n"
+    )
+    text = "\n".join(issues)
+    assert "notifiers.s.url" in text
+    assert "notifiers.p.url" in text
+    assert secret not in text
+    assert "not-a-url-token-abc" not in text
+
+
+def test_errors_still_repeat_plain_values() -> None:
+    issues = issues_of(
+        "checks:\n  - {name: a, kind: http, url: 'https://x.test/', retries: many}\n"
+    )
+    assert any("(got 'many')" in i for i in issues), issues

@@ -1,41 +1,55 @@
 """The notifier seam: a notification, the error a channel raises, and the base class.
 
-A notifier is one module with a config model and a `Notifier` subclass, plus one line in
-`notifiers/__init__.py`. `build_payload` is pure (golden-tested); `send` does the I/O and
-raises `NotifierError(retryable=…)`, which the outbox turns into a retry or a permanent
-failure.
+A notifier type is one module (a config model and a `Notifier` subclass) plus one line in
+`notifiers/__init__.py`. `build_payload` is pure and golden-tested; `send` does the I/O
+and raises `NotifierError(retryable=…)`, which the outbox turns into a retry (waiting at
+least `retry_after_s`) or a permanent failure. `http_error` is the one place where HTTP
+answers are classified, and `redact` keeps URLs, tokens and keys out of every message.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 import aiohttp
+from pydantic import AfterValidator, SecretStr
 from yarl import URL
 
 from monitor.configtypes import StrictModel
 from monitor.model import Severity
 
 __all__ = [
+    "DRILL_NOTE",
+    "HttpUrlSecret",
     "KeyValue",
     "Notification",
     "NotificationEvent",
     "Notifier",
     "NotifierConfigBase",
+    "NotifierContext",
     "NotifierError",
     "Recipient",
-    "post_json",
+    "headline",
+    "http_error",
+    "post",
+    "redact",
+    "retry_after_s",
 ]
+
+DRILL_NOTE = "DRILL: a test of the paging path, not a real incident."
 
 
 class NotificationEvent(StrEnum):
+    """Why a notification is sent."""
+
     TRIGGER = "trigger"
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
@@ -46,36 +60,48 @@ class NotificationEvent(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """A person being paged, with the contact ids channels use."""
+    """A person being paged, with the contact ids channels use (any may be None)."""
 
     name: str
-    slack: str | None = None
-    discord: str | None = None
+    slack: str | None = None  # member id, U…
+    discord: str | None = None  # user id (a snowflake)
     email: str | None = None
-    pagerduty: str | None = None
+    pagerduty: str | None = None  # the routing key of the person's own PagerDuty service
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Notification:
-    idempotency_key: str  # stable across retries and restarts
+    """One message to deliver; the outbox stores it serialized until it is sent.
+
+    `incident_id` is None for handoff summaries and alerts about the monitor itself.
+    Every message says DRILL clearly when `drill` is set.
+    """
+
+    idempotency_key: str  # stable across retries and restarts; sent where channels take one
     event: NotificationEvent
     incident_id: int | None
-    dedup_key: str | None  # the incident's dedup key (PagerDuty dedup_key)
+    dedup_key: str | None  # the incident's dedup key (PagerDuty `dedup_key`)
     title: str
-    text: str
-    severity: Severity | None
-    status: str | None
+    text: str  # the human message: what failed, what was expected, since when
+    severity: Severity | None  # None: untriaged, or not about an incident
+    status: str | None  # triggered / acknowledged / resolved
     check: str | None
-    created_at: datetime
     recipients: tuple[Recipient, ...] = ()  # empty: a post to a channel
     runbook: str | None = None
-    links: Mapping[str, str] = field(default_factory=dict)
-    actor: str | None = None
+    # A plain dict, not a read-only mapping: `dataclasses.asdict` (the outbox payload)
+    # cannot copy a MappingProxyType.
+    links: Mapping[str, str] = field(default_factory=dict)  # label → URL
+    actor: str | None = None  # who acknowledged, resolved or reassigned
     drill: bool = False
+    created_at: datetime
 
 
 class NotifierError(Exception):
-    """A delivery failed. `retryable` False means retrying cannot help (a 4xx)."""
+    """A delivery failed. `retryable` False means retrying cannot help (a 4xx, a refusal).
+
+    `retry_after_s` is the least wait the channel asked for (429 `Retry-After`). The
+    message names the notifier and the channel's own error text, never a URL or secret.
+    """
 
     def __init__(
         self, message: str, *, retryable: bool, retry_after_s: float | None = None
@@ -94,32 +120,135 @@ class KeyValue(Protocol):
 
 
 class NotifierConfigBase(StrictModel):
+    """Fields every notifier has. A type's config subclasses this and narrows `type`
+    to `Literal["its-name"]`, the YAML `type:` value and its registry key."""
+
     type: str
+
+
+def _http_url(value: SecretStr) -> SecretStr:
+    # The message does not repeat the URL: it may carry a token.
+    if not value.get_secret_value().startswith(("https://", "http://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+# A URL that carries a secret (a webhook token): masked in config dumps and messages.
+HttpUrlSecret = Annotated[SecretStr, AfterValidator(_http_url)]
+
+
+@dataclass(slots=True)
+class NotifierContext:
+    """What every notifier is handed: the shared HTTP session and durable state.
+
+    `state` is None where nothing persists (`monitor check`); notifiers then work
+    without memory (no Slack threads, no PagerDuty routing-key history).
+    """
+
+    session: aiohttp.ClientSession
+    state: KeyValue | None = None
 
 
 C = TypeVar("C", bound=NotifierConfigBase)
 
 
 class Notifier(ABC, Generic[C]):
+    """One configured channel.
+
+    Args:
+        name: the notifier's key under `notifiers:`; it names the notifier in messages.
+        config: its validated config (`Config`).
+        ctx: the shared session and state. A bare session is accepted too (the daemon
+            passes one and sets `state` afterwards).
+    """
+
     Config: ClassVar[type[NotifierConfigBase]]
 
-    def __init__(self, name: str, config: C, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: C, ctx: NotifierContext | aiohttp.ClientSession) -> None:
         self.name = name
         self.config = config
-        self.session = session
-        self.state: KeyValue | None = None  # set by the daemon; None in `monitor check`
+        self.ctx = ctx if isinstance(ctx, NotifierContext) else NotifierContext(ctx)
+        # Every SecretStr of the config is cut out of error text a server echoes back.
+        self.secrets = tuple(
+            v.get_secret_value()
+            for v in (getattr(config, f) for f in type(config).model_fields)
+            if isinstance(v, SecretStr)
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self.ctx.session
+
+    @property
+    def state(self) -> KeyValue | None:
+        return self.ctx.state
+
+    @state.setter
+    def state(self, value: KeyValue | None) -> None:
+        self.ctx.state = value
 
     @abstractmethod
     def build_payload(self, n: Notification) -> dict[str, Any]:
-        """The body to send. Pure."""
+        """Returns what `send` delivers for `n` (the request body, or for email the
+        message fields). Pure: no I/O, no clock, no state; golden-tested."""
 
     @abstractmethod
     async def send(self, n: Notification) -> None:
-        """Delivers `n`; raises NotifierError."""
+        """Delivers `n`.
+
+        Raises:
+            NotifierError: the delivery failed; `retryable` says whether to try again.
+        """
 
 
-def _retry_after(value: str | None) -> float | None:
-    """`Retry-After` in seconds, or an HTTP date; None when absent or unreadable."""
+_VERB = {
+    NotificationEvent.TRIGGER: "",
+    NotificationEvent.ACKNOWLEDGE: "Acknowledged: ",
+    NotificationEvent.RESOLVE: "Resolved: ",
+    NotificationEvent.REASSIGN: "Reassigned: ",
+    NotificationEvent.HANDOFF: "",
+    NotificationEvent.MONITOR_ALERT: "Monitor alert: ",
+}
+
+
+_DRILL_LABEL = re.compile(r"^DRILL\b[:\s-]*")
+
+
+def headline(n: Notification) -> str:
+    """The one-line title every channel shows: `DRILL [P0] Acknowledged: <title>`."""
+    title = _DRILL_LABEL.sub("", n.title) if n.drill else n.title  # said once, up front
+    drill = "DRILL " if n.drill else ""
+    severity = f"[{n.severity}] " if n.severity else ""
+    return f"{drill}{severity}{_VERB[n.event]}{title}"
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each secret (and, for a URL, its long path segments and query values,
+    where webhook tokens live) replaced by `<redacted>`."""
+    found: set[str] = set()
+    for secret in secrets:
+        if len(secret) < 4:  # too short to be a credential; replacing it would garble text
+            continue
+        found.add(secret)
+        if secret.startswith(("http://", "https://")):
+            try:
+                url = URL(secret)
+            except ValueError:
+                continue
+            found.update(p for p in url.parts if len(p) >= 16)
+            found.update(v for v in url.query.values() if len(v) >= 8)
+            found.add(str(url.with_query(None)))
+    for secret in sorted(found, key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
+def retry_after_s(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` as seconds to wait: a number of seconds, or an HTTP date compared
+    with `now`. None when absent or unreadable."""
     if not value:
         return None
     try:
@@ -127,16 +256,26 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
+        at = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return max(0.0, (at - now).total_seconds())
+
+
+def _server_now(headers: Mapping[str, str]) -> datetime:
+    """The server's own time (its `Date` header), so an HTTP-date `Retry-After` means
+    the same wait whatever our clock says; the local clock when it sent none."""
+    try:
+        at = email.utils.parsedate_to_datetime(headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return datetime.now(UTC)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _body_retry_after(text: str) -> float | None:
-    """Discord (and others) put `retry_after` (seconds, a float) in a JSON body."""
+    """Discord puts `retry_after` (seconds, a float) in the JSON body of a 429."""
     try:
         doc = json.loads(text)
     except ValueError:
@@ -147,39 +286,62 @@ def _body_retry_after(text: str) -> float | None:
     return None
 
 
-async def post_json(
-    session: aiohttp.ClientSession, what: str, url: str, body: Any, *,
-    headers: Mapping[str, str] | None = None, data: bytes | None = None, timeout_s: float = 15.0,
-    redact: Iterable[str] = (),
-) -> str:  # fmt: skip
-    """POSTs and classifies the answer: 2xx returns the body text; 429 (with `Retry-After`,
-    or `retry_after` in a JSON body), 5xx, network errors and timeouts are retryable; other
-    4xx are permanent, with the answer's short error text. `what` names the channel in
-    messages, never the URL (it may carry a secret); the URL and `redact` (tokens, routing
-    keys) are also cut out of any answer text a server echoes back."""
+def http_error(
+    what: str, status: int, headers: Mapping[str, str], text: str, secrets: Iterable[str] = ()
+) -> NotifierError | None:
+    """Classifies an HTTP answer. None for 2xx. 429 is retryable after `Retry-After`
+    (seconds or an HTTP date) or a JSON `retry_after`; 5xx is retryable; any other
+    status is permanent. The message carries the answer's error text, redacted."""
+    if 200 <= status < 300:
+        return None
+    short = redact(" ".join(text.split()), secrets)[:300]
+    message = f"{what} answered {status}" + (f": {short}" if short else "")
+    if status == 429:
+        wait = retry_after_s(headers.get("Retry-After"), _server_now(headers))
+        if wait is None:
+            wait = _body_retry_after(text)
+        return NotifierError(message, retryable=True, retry_after_s=wait)
+    return NotifierError(message, retryable=status >= 500)
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    what: str,
+    url: str,
+    *,
+    json_body: Any = None,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
+    timeout_s: float = 15.0,
+) -> str:
+    """POSTs `json_body` (or the raw `data`) and returns the answer's text (its first
+    64 KiB) when the status is 2xx.
+
+    Raises:
+        NotifierError: classified by `http_error`; network errors and timeouts are
+            retryable. `what` names the channel in messages, never the URL: the URL and
+            `secrets` are cut out of any text that is kept.
+    """
+    hidden = (url, *secrets)
     try:
         async with session.post(
-            url, json=None if data is not None else body, data=data, headers=headers,
+            url,
+            json=json_body if data is None else None,
+            data=data,
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
-        ) as resp:  # fmt: skip
-            text = (await resp.content.read(4096)).decode("utf-8", "replace")
-            if 200 <= resp.status < 300:
-                return text
-            short = " ".join(text.split())
-            # Webhook tokens are path segments (Discord, Slack): long ones are cut out too.
-            tokens = [part for part in URL(url).parts if len(part) >= 16]
-            for secret in sorted({url, *tokens, *redact}, key=len, reverse=True):
-                if secret:
-                    short = short.replace(secret, "<redacted>")
-            short = short[:200]
-            got = f"{what} answered {resp.status}" + (f": {short}" if short else "")
-            if resp.status == 429:
-                wait = _retry_after(resp.headers.get("Retry-After"))
-                raise NotifierError(
-                    got,
-                    retryable=True,
-                    retry_after_s=wait if wait is not None else _body_retry_after(text),
-                )
-            raise NotifierError(got, retryable=resp.status >= 500)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise NotifierError(f"{what} unreachable: {type(exc).__name__}", retryable=True) from exc
+        ) as resp:
+            text = (await resp.content.read(65536)).decode("utf-8", "replace")
+            error = http_error(what, resp.status, resp.headers, text, hidden)
+    except TimeoutError as exc:
+        raise NotifierError(f"{what}: no answer within {timeout_s:g}s", retryable=True) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        detail = redact(str(exc), hidden)
+        raise NotifierError(
+            f"{what} unreachable: {type(exc).__name__}" + (f": {detail}" if detail else ""),
+            retryable=True,
+        ) from exc
+    if error is not None:
+        raise error
+    return text

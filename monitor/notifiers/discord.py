@@ -1,63 +1,91 @@
-"""`type: discord`: a Discord webhook with an embed, posted with `?wait=true`."""
+"""`type: discord`: a Discord webhook; one embed coloured by severity, posted with
+`?wait=true` so Discord answers only once the message exists.
+
+The paged people's Discord ids are mentioned in `content`, and `allowed_mentions` lets
+exactly those users be pinged: never @everyone, @here or a role written in a check's text.
+A 429 carries `retry_after` in its JSON body as well as `Retry-After`.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import SecretStr
 from yarl import URL
 
 from monitor.model import Severity
 from monitor.notifiers.base import (
+    DRILL_NOTE,
+    HttpUrlSecret,
     Notification,
     NotificationEvent,
     Notifier,
     NotifierConfigBase,
-    post_json,
+    headline,
+    post,
 )
 
 __all__ = ["DiscordConfig", "DiscordNotifier"]
 
-_COLOUR = {Severity.P0: 0xD00000, Severity.P1: 0xFF8C00, Severity.P2: 0xF2C744}
-_RESOLVED = 0x2EB67D
+COLOURS = {Severity.P0: 0xD00000, Severity.P1: 0xFF8C00, Severity.P2: 0xF2C744}
+RESOLVED = 0x2EB67D
+UNRANKED = 0x95A5A6
+_EMBED_TOTAL = 6000  # Discord refuses (400) an embed whose texts add up to more
 
 
 class DiscordConfig(NotifierConfigBase):
     type: Literal["discord"]
-    url: SecretStr
+    url: HttpUrlSecret  # https://discord.com/api/webhooks/{id}/{token}
+
+
+def _colour(n: Notification) -> int:
+    if n.event is NotificationEvent.RESOLVE:
+        return RESOLVED
+    return COLOURS[n.severity] if n.severity else UNRANKED
 
 
 class DiscordNotifier(Notifier[DiscordConfig]):
+    """Posts each notification to the webhook's channel."""
+
     Config = DiscordConfig
 
     def build_payload(self, n: Notification) -> dict[str, Any]:
-        ids = [r.discord for r in n.recipients if r.discord]
-        head = ("DRILL " if n.drill else "") + (f"[{n.severity}] " if n.severity else "") + n.title
-        colour = (
-            _RESOLVED
-            if n.event is NotificationEvent.RESOLVE
-            else _COLOUR.get(n.severity, 0x808080)
-            if n.severity
-            else 0x808080
-        )
-        fields = [{"name": k, "value": v, "inline": True}
-                  for k, v in (("check", n.check), ("severity", n.severity and n.severity.value), ("status", n.status))
-                  if v]  # fmt: skip
+        ids = list(dict.fromkeys(r.discord for r in n.recipients if r.discord))[:100]
+        mentions = " ".join(f"<@{i}>" for i in ids)
+        content = " ".join(part for part in ("**DRILL**" if n.drill else "", mentions) if part)
+        facts = [
+            ("Severity", (n.severity or "untriaged") if n.incident_id is not None else None),
+            ("Status", n.status),
+            ("Check", n.check),
+            ("Incident", f"#{n.incident_id}" if n.incident_id is not None else None),
+            ("By", n.actor),
+        ]
+        fields = [(k, v[:1024], True) for k, v in facts if v]
+        links = ([("Runbook", n.runbook)] if n.runbook else []) + list(n.links.items())
+        if links:
+            value = "\n".join(f"[{label}]({url})" for label, url in links)
+            fields.append(("Links", value[:1024], False))
+        title = headline(n)[:256]
+        footer = DRILL_NOTE if n.drill else "project-asset-monitor"
+        # Title, description, field names and values and the footer share one budget.
+        room = _EMBED_TOTAL - len(title) - len(footer) - sum(len(k) + len(v) for k, v, _ in fields)
         embed: dict[str, Any] = {
-            "title": head[:256],
-            "description": n.text[:4096],
-            "color": colour,
-            "fields": fields,
+            "title": title,
+            "color": _colour(n),
+            "fields": [{"name": k, "value": v, "inline": inline} for k, v, inline in fields],
+            "footer": {"text": footer},
+            "timestamp": n.created_at.isoformat(),
         }
+        if n.text:  # Discord refuses an empty string
+            embed["description"] = n.text[: max(0, min(4096, room))]
         if n.runbook:
             embed["url"] = n.runbook
-        return {
-            "content": " ".join(f"<@{i}>" for i in ids) or None,
-            # Only the paged people are pinged, never @everyone or roles from the text.
-            "allowed_mentions": {"parse": [], "users": ids},
-            "embeds": [embed],
-        }
+        body: dict[str, Any] = {"allowed_mentions": {"parse": [], "users": ids}, "embeds": [embed]}
+        if content:
+            body["content"] = content[:2000]
+        return body
 
     async def send(self, n: Notification) -> None:
-        url = str(URL(self.config.url.get_secret_value()).update_query(wait="true"))
-        await post_json(self.session, f"Discord ({self.name})", url, self.build_payload(n))
+        # `wait=true`: a 200 with the message once it is posted, not a 204 before.
+        url = URL(self.config.url.get_secret_value()).update_query(wait="true")
+        await post(self.session, f"Discord ({self.name})", str(url),
+                   json_body=self.build_payload(n), secrets=self.secrets)  # fmt: skip
