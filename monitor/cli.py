@@ -350,6 +350,8 @@ def _incident_text(doc: dict[str, Any]) -> str:
         for k in ("check", "assignee", "failure", "message", "suppressed", "report_url")
         if i.get(k)
     ]
+    if good := i.get("last_good"):
+        lines.append(f"  last known good: {good.get('text', '')}")
     lines.append("timeline:")
     lines += [
         f"  {e['at'][:19].replace('T', ' ')}  {e['actor']:<10} {e['event']:<16} {e['text']}"

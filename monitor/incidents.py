@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -58,6 +59,8 @@ class CheckEvent:
     rule: str
     auto_resolve: bool = True
     suppressed: str | None = None
+    # `lastgood.advice` for a failing result; None: nothing known (or a passing run).
+    last_good: Mapping[str, Any] | None = None
 
     @property
     def failing(self) -> bool:
@@ -144,6 +147,7 @@ class IncidentManager:
                 failure=result.failure.value if result.failure else None,
                 message=result.message,
                 suppressed=event.suppressed,
+                last_good=event.last_good or latest.last_good,
             )
             entries = [self._entry(incident, now, "reopened",
                                    f"failing again {_ago(now - latest.resolved_at)} after it was resolved: {result.message}",
@@ -171,6 +175,7 @@ class IncidentManager:
             message=result.message,
             suppressed=event.suppressed,
             auto_resolve=event.auto_resolve,
+            last_good=event.last_good,
         )
         entries = [
             self._entry(incident, now, "opened",
@@ -204,6 +209,8 @@ class IncidentManager:
             entries.append(self._entry(current, now, "severity_raised",
                                        f"{current.severity} → {event.severity} by rule {event.rule}",
                                        rule=event.rule))  # fmt: skip
+        if event.last_good is not None and event.last_good != current.last_good:
+            changes["last_good"] = event.last_good  # e.g. a newer failing commit to compare
         entries += self._suppression_entries(current.suppressed, event.suppressed, current, now)
         if event.suppressed != current.suppressed:
             changes["suppressed"] = event.suppressed

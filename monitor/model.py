@@ -198,6 +198,8 @@ class Incident:
     auto_resolve: bool = True
     reopened: int = 0
     drill: bool = False  # a test of the paging path: every message says DRILL
+    # What was last healthy and what reverting means (`monitor.lastgood.advice`).
+    last_good: Mapping[str, Any] | None = None
 
     @property
     def is_open(self) -> bool:

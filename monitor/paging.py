@@ -32,6 +32,8 @@ __all__ = ["Pager", "from_payload", "to_payload"]
 
 log = structlog.stdlib.get_logger(__name__)
 
+_REVERTIBLE = (Severity.P0, Severity.P1)  # pages that say what reverting means
+
 # Notifier types that follow an incident's life (acknowledge, resolve), not only pages.
 LIFECYCLE_TYPES = frozenset({"pagerduty", "slack_bot"})
 
@@ -395,11 +397,18 @@ class Pager:
 
     def _notification(self, incident: Incident, event: NotificationEvent, key: str, recipients: Sequence[Recipient],
                       text: str, actor: str | None = None) -> Notification:  # fmt: skip
+        links: dict[str, str] = {}
+        good = incident.last_good
+        if event is NotificationEvent.TRIGGER and good and incident.severity in _REVERTIBLE:
+            # P0/P1: say what reverting means, right in the page.
+            text = f"{text}\nLast known good: {good.get('text', '')}"
+            if isinstance(url := good.get("url"), str):
+                links["Changes since last good"] = url
         return Notification(
             idempotency_key=key, event=event, incident_id=incident.id, dedup_key=incident.key,
             title=incident.title, text=text, severity=incident.severity, status=incident.status.value,
             check=incident.check, recipients=tuple(recipients), runbook=self.runbook_of(incident.check),
-            actor=actor, created_at=self.clock.now(), drill=incident.drill,
+            links=links, actor=actor, created_at=self.clock.now(), drill=incident.drill,
         )  # fmt: skip
 
     def _item(self, key: str, notifier: str, n: Notification) -> OutboxItem:

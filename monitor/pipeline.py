@@ -8,6 +8,7 @@ if any (maintenance, a silence, a parent check that is down).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ import structlog
 from monitor.clock import Clock
 from monitor.configtypes import CheckConfigBase
 from monitor.incidents import CheckEvent, IncidentManager
+from monitor.lastgood import LastGood, advice, capture
 from monitor.maintenance import MaintenanceWindow, suppression
 from monitor.metrics import Metrics
 from monitor.model import CheckResult
@@ -30,6 +32,7 @@ __all__ = ["ResultHandler", "annotate"]
 log = structlog.stdlib.get_logger(__name__)
 
 _FAILING = (AlertState.DOWN, AlertState.DEGRADED)
+_LAST_GOOD = "lastgood:"  # store key prefix
 
 
 class ResultHandler:
@@ -58,6 +61,11 @@ class ResultHandler:
         self.maintenance: Sequence[MaintenanceWindow] = ()
         self.states: dict[str, CheckState] = {}
         self.last: dict[str, CheckResult] = {}
+        # Last known good per check. It is stored when its facts change, and otherwise
+        # (only its time moved) at the first failure after it, so a restart loses nothing
+        # that a page would need.
+        self.last_good: dict[str, LastGood] = {}
+        self._unsaved: set[str] = set()
 
     def configure(
         self, rules: Sequence[SeverityRule], maintenance: Sequence[MaintenanceWindow]
@@ -69,15 +77,23 @@ class ResultHandler:
         if self.store is None:
             return
         self.states = await self.store.load_check_states()
+        saved = await self.store.kv_prefix(_LAST_GOOD)
         for config in checks:
             if (state := self.states.get(config.name)) is not None:
                 self.metrics.set_state(config.name, config.kind, state.state)
+            if (doc := saved.get(_LAST_GOOD + config.name)) is not None:
+                try:
+                    self.last_good[config.name] = LastGood.from_json(json.loads(doc))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("last_good_unreadable", check=config.name)
 
     async def forget(self, names: Iterable[str]) -> None:
         names = list(names)
         for name in names:
             self.states.pop(name, None)
             self.last.pop(name, None)
+            self.last_good.pop(name, None)
+            self._unsaved.discard(name)
         if self.store is not None and names:
             await self.store.delete_check_states(names)
 
@@ -100,8 +116,27 @@ class ResultHandler:
             self._transition(result, prev, new)
             if self.store is not None:
                 await self.store.save_check_state(result.check, new)
+        if result.ok:
+            await self._remember(result)
+        elif result.check in self._unsaved:
+            await self._save_last_good(result.check)
         if self.incidents is not None:
             await self._incident(config, result, prev.state, new)
+
+    async def _remember(self, result: CheckResult) -> None:
+        values = capture(result.kind, result.details)
+        prev = self.last_good.get(result.check)
+        self.last_good[result.check] = LastGood(result.started_at, values)
+        if prev is None or prev.values != values:
+            await self._save_last_good(result.check)
+        else:
+            self._unsaved.add(result.check)
+
+    async def _save_last_good(self, check: str) -> None:
+        self._unsaved.discard(check)
+        if self.store is not None:
+            doc = json.dumps(self.last_good[check].to_json(), default=str)
+            await self.store.kv_set(_LAST_GOOD + check, doc)
 
     def _transition(self, result: CheckResult, prev: CheckState, new: CheckState) -> None:
         self.metrics.set_state(result.check, result.kind, new.state)
@@ -144,6 +179,7 @@ class ResultHandler:
                 check=config.name, key=key, title=title, result=result, state=new.state,
                 previous=previous, severity=verdict.severity, rule=verdict.rule,
                 auto_resolve=verdict.auto_resolve, suppressed=self._held_back(config, now) if failing else None,
+                last_good=None if result.ok else advice(config.kind, self.last_good.get(config.name), result.details),
             )
         )  # fmt: skip
 

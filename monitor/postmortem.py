@@ -56,6 +56,8 @@ def render_postmortem(incident: Incident, timeline: Sequence[TimelineEntry]) -> 
     ]
     if incident.report_url:
         lines.append(f"- **Reported at:** {incident.report_url}")
+    if incident.last_good and incident.last_good.get("text"):
+        lines.append(f"- **Last known good:** {incident.last_good['text']}")
     lines += ["", "## Timeline", "", "| time (UTC) | who | what |", "|---|---|---|"]
     lines += [
         f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.actor} | {e.event}: {_cell(e.text)} |" for e in timeline

@@ -189,5 +189,8 @@ class MemoryStore:
     async def kv_get(self, key):
         return self.kv.get(key)
 
+    async def kv_prefix(self, prefix):
+        return {k: v for k, v in self.kv.items() if k.startswith(prefix)}
+
     async def kv_set(self, key, value) -> None:
         self.kv[key] = value

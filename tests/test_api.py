@@ -223,3 +223,20 @@ async def test_drill(client) -> None:
         "P2",
         "DRILL: P2 paging test",
     )
+
+
+async def test_incident_shows_last_known_good(client, world, clock) -> None:
+    _, manager, _ = world
+    result = CheckResult("npm-winglang", "npm", Outcome.DOWN, FailureKind.DEPRECATED, "deprecated",
+                         clock.now(), 0.1)  # fmt: skip
+    good = {"at": "2026-11-22T10:00:00+00:00", "values": {"version": "0.85.48"},
+            "text": "…", "command": "npm dist-tag add winglang@0.85.48 latest", "url": None}  # fmt: skip
+    incident = await manager.on_check(CheckEvent(
+        check="npm-winglang", key="npm-winglang", title="npm", result=result, state=AlertState.DOWN,
+        previous=AlertState.UP, severity=Severity.P0, rule="r", last_good=good,
+    ))  # fmt: skip
+    assert incident is not None
+    doc = await (await client.get(f"/api/incidents/{incident.id}")).json()
+    assert doc["incident"]["last_good"] == good
+    listed = await (await client.get("/api/incidents")).json()
+    assert listed["incidents"][0]["last_good"]["command"] == good["command"]

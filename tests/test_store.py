@@ -119,7 +119,10 @@ FULL = incident(
     report_url="https://github.com/o/r/issues/1",
     auto_resolve=False,
     reopened=2,
-)
+    drill=True,
+    last_good={"at": T0.isoformat(), "values": {"version": "1.2.3"}, "text": "t",
+               "command": "npm dist-tag add a@1.2.3 latest", "url": None},
+)  # fmt: skip
 UNTRIAGED = incident("manual-1", severity=None, source="manual", check=None)
 
 
@@ -597,3 +600,12 @@ async def test_drill_flag_round_trips(tmp_path) -> None:
     assert got is not None
     assert got.drill is True
     await store.close()
+
+
+async def test_kv_prefix(store: SqliteStore) -> None:
+    await store.kv_set("lastgood:a", "1")
+    await store.kv_set("lastgood:b", "2")
+    await store.kv_set("lastgoodx", "3")
+    await store.kv_set("slack:lastgood:c", "4")
+    assert await store.kv_prefix("lastgood:") == {"lastgood:a": "1", "lastgood:b": "2"}
+    assert await store.kv_prefix("nothing:") == {}

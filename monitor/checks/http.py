@@ -25,7 +25,14 @@ from monitor.configtypes import ByteSize, CheckConfigBase, PositiveDuration, Str
 from monitor.httpclient import PhaseTimer, read_capped
 from monitor.model import FailureKind, Observation, Outcome
 
-__all__ = ["HttpCheck", "HttpCheckConfig", "HttpExpect", "JsonAssertion", "parse_json_path"]
+__all__ = [
+    "HttpCheck",
+    "HttpCheckConfig",
+    "HttpExpect",
+    "HttpRecord",
+    "JsonAssertion",
+    "parse_json_path",
+]
 
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
 
@@ -124,6 +131,40 @@ class HttpExpect(StrictModel):
         return values
 
 
+class HttpRecord(StrictModel):
+    """A value read from every good response (a deployed version, a build id) and kept as
+    the last known good. Exactly one of `header`, `json`, `regex` (its first group, or
+    the whole match)."""
+
+    header: str | None = Field(default=None, min_length=1)
+    json_: str | None = Field(default=None, alias="json", description="e.g. build.version")
+    regex: str | None = None
+
+    model_config = StrictModel.model_config | {"populate_by_name": True}
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HttpRecord:
+        given = [k for k in ("header", "json_", "regex") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of header, json, regex")
+        if self.json_ is not None:
+            parse_json_path(self.json_)
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from exc
+        return self
+
+    @property
+    def source(self) -> str:
+        if self.header is not None:
+            return f"header {self.header}"
+        if self.json_ is not None:
+            return f"JSON {self.json_}"
+        return f"body /{self.regex}/"
+
+
 class HttpCheckConfig(CheckConfigBase):
     """An HTTP(S) endpoint."""
 
@@ -144,6 +185,9 @@ class HttpCheckConfig(CheckConfigBase):
     )
     max_body: ByteSize = Field(default=1024 * 1024, description="Bytes of body read at most.")
     expect: HttpExpect = Field(default_factory=HttpExpect)
+    record: HttpRecord | None = Field(
+        default=None, description="A value kept from good responses (last known good)."
+    )
 
 
 @cache
@@ -176,6 +220,14 @@ class HttpCheck(Check[HttpCheckConfig]):
             expect.body_contains or expect.body_not_contains or self._regexes or self._json
         )
         self._max_latency_s = config.max_latency.total_seconds() if config.max_latency else None
+        record = config.record
+        self._record_header = record.header if record is not None else None
+        self._record_json = (
+            parse_json_path(record.json_) if record is not None and record.json_ else None
+        )
+        self._record_regex = (
+            re.compile(record.regex) if record is not None and record.regex else None
+        )
 
     @property
     def target(self) -> str:
@@ -223,6 +275,7 @@ class HttpCheck(Check[HttpCheckConfig]):
                 truncated=truncated,
                 charset=resp.charset,
                 not_after=not_after,
+                header=resp.headers.get(self._record_header) if self._record_header else None,
             )
 
     def _timed_out(self, timer: PhaseTimer) -> Observation:
@@ -244,6 +297,11 @@ class HttpCheck(Check[HttpCheckConfig]):
         failure = self._assert(r)
         if failure is not None:
             return Observation(Outcome.DOWN, failure[0], failure[1], details, phases)
+        if self.config.record is not None:
+            recorded = self._recorded(r)
+            if recorded is not None:
+                details["recorded"] = recorded
+                details["recorded_from"] = self.config.record.source
         expect_days = self.config.tls_min_days
         if expect_days is not None and r.not_after is not None:
             left = r.not_after - self.ctx.clock.now()
@@ -261,6 +319,25 @@ class HttpCheck(Check[HttpCheckConfig]):
         return Observation(
             Outcome.UP, None, f"{r.status} {r.reason} in {elapsed * 1000:.0f} ms", details, phases
         )
+
+    def _recorded(self, r: _Response) -> str | None:
+        """The `record` value of a response that passed its assertions, if present."""
+        if self._record_header is not None:
+            return r.header
+        text = r.body.decode(r.charset or "utf-8", errors="replace")
+        if self._record_regex is not None:
+            m = self._record_regex.search(text)
+            if m is None:
+                return None
+            found = m.group(1) if m.groups() and m.group(1) is not None else m.group(0)
+            return found[:200]
+        try:
+            value = _lookup(json.loads(text), self._record_json or ())
+        except ValueError:
+            return None
+        if value is _MISSING or isinstance(value, dict | list):
+            return None
+        return str(value)[:200]
 
     def _assert(self, r: _Response) -> tuple[FailureKind, str] | None:
         if r.status not in self._codes and r.status // 100 not in self._classes:
@@ -308,6 +385,7 @@ class _Response:
     truncated: bool
     charset: str | None
     not_after: datetime | None
+    header: str | None = None  # the `record.header` value
 
 
 def _not_after(cert: dict[str, Any] | None) -> datetime | None:

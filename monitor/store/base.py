@@ -127,7 +127,12 @@ class Store(Protocol):
         """Pending notifications, and when the oldest of them was created."""
         ...
 
-    # A small key-value space for notifiers (e.g. the Slack thread of an incident).
+    # A small key-value space for notifiers (e.g. the Slack thread of an incident) and
+    # the last known good state of each check (`lastgood:<check>`).
     async def kv_get(self, key: str) -> str | None: ...
+
+    async def kv_prefix(self, prefix: str) -> dict[str, str]:
+        """Every key starting with `prefix`, with its value."""
+        ...
 
     async def kv_set(self, key: str, value: str) -> None: ...

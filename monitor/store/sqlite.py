@@ -123,6 +123,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE incidents ADD COLUMN drill INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: last known good (JSON), kept with the incident as it was when it failed.
+    """
+    ALTER TABLE incidents ADD COLUMN last_good TEXT;
+    """,
 )
 
 
@@ -377,6 +381,17 @@ class SqliteStore:
             row = self._conn().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row["value"])
 
+    async def kv_prefix(self, prefix: str) -> dict[str, str]:
+        with self._errors("cannot read notifier state"):
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+                )
+                .fetchall()
+            )
+        return {str(r["key"]): str(r["value"]) for r in rows}
+
     async def kv_set(self, key: str, value: str) -> None:
         with self._write("cannot save notifier state") as db:
             db.execute(
@@ -496,11 +511,11 @@ _INSERT_INCIDENT = """
 INSERT INTO incidents (
     key, title, status, severity, opened_at, updated_at, check_name, source,
     acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
-    report_url, auto_resolve, reopened, drill
+    report_url, auto_resolve, reopened, drill, last_good
 ) VALUES (
     :key, :title, :status, :severity, :opened_at, :updated_at, :check_name, :source,
     :acknowledged_at, :resolved_at, :assignee, :rule, :failure, :message, :suppressed,
-    :report_url, :auto_resolve, :reopened, :drill
+    :report_url, :auto_resolve, :reopened, :drill, :last_good
 )
 """
 
@@ -511,7 +526,7 @@ UPDATE incidents SET
     source = :source, acknowledged_at = :acknowledged_at, resolved_at = :resolved_at,
     assignee = :assignee, rule = :rule, failure = :failure, message = :message,
     suppressed = :suppressed, report_url = :report_url, auto_resolve = :auto_resolve,
-    reopened = :reopened, drill = :drill
+    reopened = :reopened, drill = :drill, last_good = :last_good
 WHERE id = :id
 """
 
@@ -594,6 +609,7 @@ def _incident_params(i: Incident) -> dict[str, object]:
         "auto_resolve": int(i.auto_resolve),
         "reopened": i.reopened,
         "drill": int(i.drill),
+        "last_good": None if i.last_good is None else json.dumps(i.last_good),
     }
 
 
@@ -619,6 +635,7 @@ def _incident(row: sqlite3.Row) -> Incident:
         auto_resolve=bool(row["auto_resolve"]),
         reopened=row["reopened"],
         drill=bool(row["drill"]),
+        last_good=None if row["last_good"] is None else json.loads(row["last_good"]),
     )
 
 

@@ -421,3 +421,45 @@ def test_results_are_json_ready() -> None:
     doc = json.loads(json.dumps(result.to_json()))
     assert doc["details"]["tls_not_after"] == "2027-01-01T00:00:00+00:00"
     assert doc["ok"] is True
+
+
+class TestRecord:
+    """`record:` keeps a value (a deployed version) from good responses."""
+
+    @pytest.fixture
+    async def url(self, aiohttp_server) -> str:
+        async def version(_r: web.Request) -> web.Response:
+            body = {"build": {"version": "0.85.48"}, "html": "<b>winglang@0.85.48</b>"}
+            return web.json_response(body, headers={"X-Wing-Version": "0.85.48"})
+
+        server = await serve(aiohttp_server, {"/": version})
+        return str(server.make_url("/"))
+
+    @pytest.mark.parametrize(
+        ("record", "source"),
+        [({"header": "x-wing-version"}, "header x-wing-version"),
+         ({"json": "build.version"}, "JSON build.version"),
+         ({"regex": r"winglang@([0-9.]+)"}, "body /winglang@([0-9.]+)/")],
+    )  # fmt: skip
+    async def test_recorded_from_a_good_response(self, url, check_for, record, source) -> None:
+        obs = await check_for(url, record=record).run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert obs.details["recorded"] == "0.85.48"
+        assert obs.details["recorded_from"] == source
+
+    async def test_absent_value_or_failed_response_records_nothing(self, url, check_for) -> None:
+        obs = await check_for(url, record={"json": "build.missing"}).run()
+        assert obs.outcome is Outcome.UP
+        assert "recorded" not in obs.details
+        obs = await check_for(
+            url, record={"header": "X-Wing-Version"}, expect={"status": [204]}
+        ).run()
+        assert obs.outcome is Outcome.DOWN
+        assert "recorded" not in obs.details
+
+    @pytest.mark.parametrize(
+        "record", [{}, {"header": "X", "json": "a"}, {"regex": "("}, {"json": "a..b["}]
+    )
+    def test_needs_exactly_one_valid_source(self, record) -> None:
+        with pytest.raises(ValueError, match=r"exactly one|regular expression|JSON path"):
+            HttpCheckConfig(name="t", kind="http", url="http://x", record=record)
