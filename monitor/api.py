@@ -200,6 +200,13 @@ def _add_incident_routes(app: web.Application, api: IncidentApi) -> None:
         incident = await manager.comment(incident_id(request), text(body, "text"), actor(body))
         return _json({"incident": incident})
 
+    async def postmortem(request: web.Request, body: dict[str, Any]) -> web.Response:
+        url = text(body, "url")
+        if not url.startswith(("https://", "http://")):
+            raise ValueError("url must be an http(s) URL")
+        incident = await manager.link_postmortem(incident_id(request), url, actor(body))
+        return _json({"incident": incident})
+
     async def severity(request: web.Request, body: dict[str, Any]) -> web.Response:
         level = severity_of(body.get("severity"))
         return _json(
@@ -251,6 +258,7 @@ def _add_incident_routes(app: web.Application, api: IncidentApi) -> None:
     r.add_post("/api/incidents/{id}/assign", write(assign))
     r.add_post("/api/incidents/{id}/comment", write(comment))
     r.add_post("/api/incidents/{id}/severity", write(severity))
+    r.add_post("/api/incidents/{id}/postmortem", write(postmortem))
     r.add_get("/api/silences", list_silences)
     r.add_post("/api/silences", write(create_silence))
     r.add_post("/api/silences/{id}/expire", write(expire_silence))

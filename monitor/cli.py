@@ -35,6 +35,7 @@ from monitor.model import (
 )
 from monitor.oncall import format_coverage, format_on_call
 from monitor.postmortem import render_postmortem
+from monitor.postmortem_issue import GITHUB_API, PostmortemIssueError, open_issue
 from monitor.rules import Situation, classify
 from monitor.scheduler import CheckRunner
 from monitor.state import AlertState
@@ -140,8 +141,26 @@ def _api_commands(sub: Any, with_config: Any) -> None:
         "open a DRILL incident that pages through the real escalation, then resolves itself",
     )
     p.add_argument("--severity", default="P1", choices=["P0", "P1", "P2"])
-    p = api("postmortem", "print a post-mortem draft (markdown) for an incident")
+    p = api(
+        "postmortem",
+        "print a post-mortem draft (markdown) for an incident, or open it as a GitHub issue",
+    )
     p.add_argument("id", type=int)
+    p.add_argument(
+        "--github", metavar="OWNER/REPO", help="open it as an issue there (once) and link it"
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        metavar="NAME",
+        help="issue label, repeatable (default: postmortem and the severity)",
+    )
+    p.add_argument(
+        "--github-api",
+        metavar="URL",
+        default=os.environ.get("GITHUB_API_URL") or GITHUB_API,
+        help="GitHub API base (default: $GITHUB_API_URL, else https://api.github.com)",
+    )
     p = api("incident", "show one incident with its timeline")
     p.add_argument("id", type=int)
     p.add_argument("--json", action="store_true")
@@ -277,8 +296,12 @@ async def _api_call(client: ApiClient, args: argparse.Namespace) -> int:
     if cmd == "postmortem":
         doc = await client.get(f"/api/incidents/{args.id}")
         incident = incident_from_json(doc["incident"])
-        print(render_postmortem(incident, [entry_from_json(e) for e in doc["timeline"]]))
-        return EXIT_OK
+        timeline = [entry_from_json(e) for e in doc["timeline"]]
+        markdown = render_postmortem(incident, timeline)
+        if not args.github:
+            print(markdown)
+            return EXIT_OK
+        return await _postmortem_issue(client, args, incident, timeline, markdown)
     if cmd == "drill":
         doc = await client.post("/api/drills", {**who, "severity": args.severity})
     elif cmd == "report":
@@ -328,6 +351,36 @@ async def _silence(client: ApiClient, args: argparse.Namespace) -> int:
     })  # fmt: skip
     s = doc["silence"]
     print(f"silence #{s['id']} until {s['ends_at']}")
+    return EXIT_OK
+
+
+async def _postmortem_issue(
+    client: ApiClient,
+    args: argparse.Namespace,
+    incident: Incident,
+    timeline: list[TimelineEntry],
+    markdown: str,
+) -> int:
+    linked = next(
+        (e.data["url"] for e in timeline if e.event == "postmortem" and e.data.get("url")), None
+    )
+    if linked:
+        print(f"post-mortem of incident #{incident.id} is already open: {linked}")
+        return EXIT_OK
+    labels = args.label or ["postmortem", *([str(incident.severity)] if incident.severity else [])]
+    try:
+        issue = await asyncio.to_thread(
+            open_issue, repo=args.github, incident=incident, body=markdown, labels=labels,
+            token=os.environ.get("GITHUB_TOKEN") or None, api_url=args.github_api,
+        )  # fmt: skip
+    except PostmortemIssueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    await client.post(
+        f"/api/incidents/{incident.id}/postmortem", {"actor": args.actor, "url": issue.url}
+    )
+    verb = "opened" if issue.created else "found the existing"
+    print(f"{verb} post-mortem issue #{issue.number} for incident #{incident.id}: {issue.url}")
     return EXIT_OK
 
 

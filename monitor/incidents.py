@@ -357,6 +357,21 @@ class IncidentManager:
         await self._tell(incident, "retriggered")
         return incident
 
+    async def link_postmortem(self, incident_id: int, url: str, actor: str) -> Incident:
+        """Records where the post-mortem is (a GitHub issue); linking it again is a no-op."""
+        async with self._lock:
+            current = await self._must_exist(incident_id)
+            timeline = await self.store.timeline(incident_id)
+            if any(e.event == "postmortem" and e.data.get("url") == url for e in timeline):
+                return current
+            now = self.clock.now()
+            incident = replace(current, updated_at=now)
+            entry = self._entry(
+                incident, now, "postmortem", f"post-mortem: {url}", actor=actor, url=url
+            )
+            await self._write(incident, [entry])
+            return incident
+
     async def note(self, incident_id: int, event: str, text: str) -> None:
         """Adds a line to the timeline (notifications sent, nobody on call, …)."""
         async with self._lock:
