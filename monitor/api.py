@@ -23,6 +23,7 @@ from monitor.configtypes import parse_duration
 from monitor.incidents import IncidentError, IncidentManager
 from monitor.model import IncidentStatus, Severity
 from monitor.silences import SilenceBook
+from monitor.status import StatusView, render_html
 
 __all__ = ["ApiServer", "IncidentApi", "build_app", "to_json"]
 
@@ -65,7 +66,10 @@ class IncidentApi:
 
 
 def build_app(
-    registry: CollectorRegistry, is_ready: Callable[[], bool], incidents: IncidentApi | None = None
+    registry: CollectorRegistry,
+    is_ready: Callable[[], bool],
+    incidents: IncidentApi | None = None,
+    status: StatusView | None = None,
 ) -> web.Application:
     """The aiohttp application; kept apart from the server so tests can mount it."""
 
@@ -87,7 +91,28 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     if incidents is not None:
         _add_incident_routes(app, incidents)
+    if status is not None:
+        _add_status_routes(app, status)
     return app
+
+
+def _add_status_routes(app: web.Application, view: StatusView) -> None:
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(
+            text=render_html(view.snapshot()),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "Content-Security-Policy": _PAGE_CSP},
+        )
+
+    async def status(_request: web.Request) -> web.Response:
+        return web.json_response(view.snapshot(), headers={"Cache-Control": "no-store"})
+
+    app.router.add_get("/", page)
+    app.router.add_get("/api/status", status)
+
+
+# The page has no script and loads nothing: say so, so a browser enforces it.
+_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 
 @web.middleware

@@ -36,6 +36,7 @@ from monitor.paging import Pager, from_payload, to_payload
 from monitor.pipeline import ResultHandler
 from monitor.scheduler import Scheduler
 from monitor.silences import SilenceBook
+from monitor.status import StatusView
 from monitor.store import Store
 from monitor.store.sqlite import SqliteStore, default_state_path
 
@@ -114,7 +115,12 @@ class App:
             incident_api = IncidentApi(
                 self.incidents, self.silences, self.clock, config.api.write_token
             )
-            app = build_app(self.registry, lambda: self._ready, incident_api)
+            status = StatusView(
+                title=config.daemon.status_title, clock=self.clock,
+                checks=lambda: self.config.enabled_checks, results=self.results,
+                incidents=self.incidents,
+            )  # fmt: skip
+            app = build_app(self.registry, lambda: self._ready, incident_api, status)
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
             api = ApiServer(app, config.daemon.host, config.daemon.port)

@@ -65,6 +65,12 @@ class DaemonConfig(StrictModel):
         description="On SIGTERM, how long in-flight runs may take before they are cancelled.",
     )
     user_agent: str = Field(default="", description="User-Agent of probes; empty: built in.")
+    status_title: str = Field(
+        default="Status",
+        min_length=1,
+        max_length=200,
+        description="Heading of the status page (GET /).",
+    )
     state_dir: str | None = Field(
         default=None,
         description="Directory of the SQLite store; default: $STATE_DIRECTORY (systemd), else ./state.",

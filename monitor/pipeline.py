@@ -25,6 +25,7 @@ from monitor.model import CheckResult
 from monitor.rules import SeverityRule, Situation, classify
 from monitor.silences import SilenceBook
 from monitor.state import AlertState, CheckState, step
+from monitor.status import RunHistory
 from monitor.store import Store
 
 __all__ = ["ResultHandler", "annotate"]
@@ -65,6 +66,7 @@ class ResultHandler:
         # (only its time moved) at the first failure after it, so a restart loses nothing
         # that a page would need.
         self.last_good: dict[str, LastGood] = {}
+        self.history: dict[str, RunHistory] = {}  # recent runs, for the status page
         self._unsaved: set[str] = set()
 
     def configure(
@@ -93,6 +95,7 @@ class ResultHandler:
             self.states.pop(name, None)
             self.last.pop(name, None)
             self.last_good.pop(name, None)
+            self.history.pop(name, None)
             self._unsaved.discard(name)
         if self.store is not None and names:
             await self.store.delete_check_states(names)
@@ -101,6 +104,10 @@ class ResultHandler:
         if config.upstream_status is not None and not result.ok:
             result = annotate(result, self.last.get(config.upstream_status))
         self.last[result.check] = result
+        history = self.history.get(result.check)
+        if history is None:
+            history = self.history[result.check] = RunHistory()
+        history.add(result)
         self.metrics.record(result)
         prev = self.states.get(result.check) or CheckState()
         new = step(prev, result, config.failure_threshold or 1, config.success_threshold or 1)
