@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from monitor.clock import Clock
 from monitor.configtypes import parse_duration
 from monitor.incidents import IncidentError, IncidentManager
-from monitor.model import IncidentStatus, Severity
+from monitor.model import Incident, IncidentStatus, Severity
 from monitor.silences import SilenceBook
 from monitor.status import StatusView, render_html
 
@@ -63,6 +63,8 @@ class IncidentApi:
     silences: SilenceBook
     clock: Clock
     token: str | None  # None: the write API is off
+    # The incident's runbook (its check's, else its rule's), shown with it.
+    runbook_of: Callable[[Incident], str | None] = lambda _incident: None
 
 
 def build_app(
@@ -152,6 +154,11 @@ def _add_incident_routes(app: web.Application, api: IncidentApi) -> None:
 
         return guarded
 
+    def with_runbook(incident: Incident) -> dict[str, Any]:
+        doc: dict[str, Any] = to_json(incident)
+        doc["runbook"] = api.runbook_of(incident)
+        return doc
+
     def incident_id(request: web.Request) -> int:
         try:
             return int(request.match_info["id"])
@@ -180,14 +187,15 @@ def _add_incident_routes(app: web.Application, api: IncidentApi) -> None:
         found = await manager.store.list_incidents(
             statuses=statuses, severities=severities, limit=max(1, min(limit, 1000))
         )
-        return _json({"incidents": found})
+        return _json({"incidents": [with_runbook(i) for i in found]})
 
     async def get_incident(request: web.Request) -> web.Response:
         number = incident_id(request)
         incident = await manager.store.get_incident(number)
         if incident is None:
             return _error(404, f"no incident {number}")
-        return _json({"incident": incident, "timeline": await manager.store.timeline(number)})
+        timeline = await manager.store.timeline(number)
+        return _json({"incident": with_runbook(incident), "timeline": timeline})
 
     def severity_of(value: object) -> Severity:
         if value not in {s.value for s in Severity}:

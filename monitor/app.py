@@ -27,7 +27,7 @@ from monitor.httpclient import make_session
 from monitor.incidents import IncidentManager
 from monitor.limits import Limiter
 from monitor.metrics import Metrics
-from monitor.model import OutboxItem, Severity
+from monitor.model import Incident, OutboxItem, Severity
 from monitor.notifiers import NOTIFIERS
 from monitor.notifiers.base import Notification, NotificationEvent, NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
@@ -113,12 +113,13 @@ class App:
             await self.silences.load()
             session = await stack.enter_async_context(make_session(config.daemon.user_agent))
             incident_api = IncidentApi(
-                self.incidents, self.silences, self.clock, config.api.write_token
-            )
+                self.incidents, self.silences, self.clock, config.api.write_token,
+                runbook_of=lambda i: self.config.runbook_for(i.check, i.rule),
+            )  # fmt: skip
             status = StatusView(
                 title=config.daemon.status_title, clock=self.clock,
                 checks=lambda: self.config.enabled_checks, results=self.results,
-                incidents=self.incidents,
+                incidents=self.incidents, runbook_of=lambda i: self.config.runbook_for(i.check, i.rule),
             )  # fmt: skip
             app = build_app(self.registry, lambda: self._ready, incident_api, status)
             self.outbox, self.pager = self._paging(config, session)
@@ -195,9 +196,8 @@ class App:
             on_permanent_failure=alert_others,
         )
 
-        def runbook_of(check: str | None) -> str | None:
-            found = self.config.check(check) if check else None
-            return found.runbook if found else None
+        def runbook_of(incident: Incident) -> str | None:
+            return self.config.runbook_for(incident.check, incident.rule)
 
         pager = Pager(
             self.store, self.clock, self.incidents, outbox, config.escalation, config.oncall,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -542,8 +543,11 @@ def _table(results: Sequence[CheckResult]) -> str:
 def incident_from_json(doc: dict[str, Any]) -> Incident:
     """The API's incident document back into an `Incident`."""
     times = ("opened_at", "updated_at", "acknowledged_at", "resolved_at")
+    known = {f.name for f in dataclasses.fields(Incident)}  # the API adds e.g. `runbook`
     fields: dict[str, Any] = {
-        k: (datetime.fromisoformat(v) if k in times and v else v) for k, v in doc.items()
+        k: (datetime.fromisoformat(v) if k in times and v else v)
+        for k, v in doc.items()
+        if k in known
     }
     fields["status"] = IncidentStatus(fields["status"])
     fields["severity"] = Severity(fields["severity"]) if fields.get("severity") else None

@@ -198,6 +198,16 @@ class MonitorConfig:
     def check(self, name: str) -> CheckConfigBase | None:
         return next((c for c in self.checks if c.name == name), None)
 
+    def runbook_for(self, check: str | None, rule: str | None) -> str | None:
+        """The runbook of an incident: its check's own, else its severity rule's."""
+        found = self.check(check) if check else None
+        if found is not None and found.runbook:
+            return found.runbook
+        for i, r in enumerate(self.severity):
+            if rule is not None and (r.name or f"severity[{i}]") == rule:
+                return r.runbook
+        return None
+
 
 def default_config_path(env: Mapping[str, str] | None = None) -> str:
     """`-c` wins; otherwise `MONITOR_CONFIG`, otherwise `./monitors.yaml`."""

@@ -72,7 +72,7 @@ class Pager:
         escalation: EscalationConfig,
         oncall: OnCallConfig | None,
         notifier_types: Mapping[str, str],
-        runbook_of: Callable[[str | None], str | None] = lambda _check: None,
+        runbook_of: Callable[[Incident], str | None] = lambda _incident: None,
         drill_duration: timedelta = timedelta(minutes=15),
     ) -> None:
         self.store = store
@@ -407,7 +407,7 @@ class Pager:
         return Notification(
             idempotency_key=key, event=event, incident_id=incident.id, dedup_key=incident.key,
             title=incident.title, text=text, severity=incident.severity, status=incident.status.value,
-            check=incident.check, recipients=tuple(recipients), runbook=self.runbook_of(incident.check),
+            check=incident.check, recipients=tuple(recipients), runbook=self.runbook_of(incident),
             links=links, actor=actor, created_at=self.clock.now(), drill=incident.drill,
         )  # fmt: skip
 

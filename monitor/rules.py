@@ -216,6 +216,11 @@ class SeverityRule(StrictModel):
     auto_resolve: bool = Field(
         default=True, description="False: an incident stays open until a person resolves it."
     )
+    runbook: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="Runbook URL of its incidents when their check names none.",
+    )
 
     @model_validator(mode="after")
     def _only_raises(self) -> SeverityRule:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.clock import Clock
 from monitor.configtypes import CheckConfigBase
-from monitor.model import CheckResult, Outcome
+from monitor.model import CheckResult, Incident, Outcome
 from monitor.state import AlertState
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class StatusView:
     checks: Callable[[], Sequence[CheckConfigBase]]
     results: ResultHandler
     incidents: IncidentManager | None
+    runbook_of: Callable[[Incident], str | None] = lambda _incident: None
 
     def snapshot(self) -> dict[str, Any]:
         now = self.clock.now()
@@ -94,7 +95,7 @@ class StatusView:
             "incidents": [self._incident(i, now) for i in self._open()],
         }
 
-    def _open(self) -> Iterable[Any]:
+    def _open(self) -> Iterable[Incident]:
         if self.incidents is None:
             return []
         return sorted(
@@ -120,9 +121,9 @@ class StatusView:
             "runs": history.runs() if history else [],
         }
 
-    @staticmethod
-    def _incident(i: Any, now: datetime) -> dict[str, Any]:
+    def _incident(self, i: Incident, now: datetime) -> dict[str, Any]:
         return {
+            "runbook": self.runbook_of(i),
             "id": i.id,
             "title": i.title,
             "severity": i.severity.value if i.severity else None,
@@ -183,9 +184,12 @@ def render_html(doc: dict[str, Any]) -> str:
         for i in incidents:
             sev = i["severity"] or "untriaged"
             drill = "DRILL " if i["drill"] else ""
+            runbook = (
+                f' <a href="{e(i["runbook"])}" rel="noopener">runbook</a>' if i["runbook"] else ""
+            )
             parts.append(
                 f'<tr class="incident" data-id="{i["id"]}"><td class="sev {e(sev)}">{e(sev)}</td>'
-                f"<td>#{i['id']} {e(drill)}{e(i['title'])}</td><td>{e(i['status'])}</td>"
+                f"<td>#{i['id']} {e(drill)}{e(i['title'])}{runbook}</td><td>{e(i['status'])}</td>"
                 f"<td>{_age(i['age_s'])}</td><td>{e(i['assignee'] or '—')}</td></tr>"
             )
         parts.append("</tbody></table>")

@@ -303,3 +303,21 @@ def test_errors_still_repeat_plain_values() -> None:
         "checks:\n  - {name: a, kind: http, url: 'https://x.test/', retries: many}\n"
     )
     assert any("(got 'many')" in i for i in issues), issues
+
+
+def test_runbook_of_an_incident_is_its_checks_else_its_rules() -> None:
+    cfg = parse_config(
+        "checks:\n"
+        "  - {name: docs, kind: http, url: 'https://d.test/', runbook: 'https://r.test/docs'}\n"
+        "  - {name: site, kind: http, url: 'https://s.test/'}\n"
+        "severity:\n"
+        "  - {name: web, match: {kinds: [http]}, severity: P1, runbook: 'https://r.test/web'}\n"
+        "  - {match: {checks: [x]}, severity: P2, runbook: 'https://r.test/x'}\n",
+        "m.yaml",
+        {},
+    )
+    assert cfg.runbook_for("docs", "web") == "https://r.test/docs"
+    assert cfg.runbook_for("site", "web") == "https://r.test/web"
+    assert cfg.runbook_for(None, "severity[1]") == "https://r.test/x"
+    assert cfg.runbook_for("site", "default") is None
+    assert cfg.runbook_for("gone", None) is None

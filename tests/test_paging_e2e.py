@@ -6,6 +6,7 @@ Escalation waits are seconds here instead of minutes.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +68,7 @@ api: {{token: t0ken}}
 checks:
   - {{name: site, kind: http, url: "{base}/site"}}
 severity:
-  - {{match: {{checks: [site]}}, severity: P1}}
+  - {{match: {{checks: [site]}}, severity: P1, runbook: "https://example.org/runbooks/site"}}
 notifiers:
   slack: {{type: slack, url: "{base}/slack"}}
   pd: {{type: pagerduty, routing_key: R0UTING, url: "{base}/pd"}}
@@ -126,6 +127,13 @@ async def test_page_ack_resolve(world) -> None:
     assert r.at("/pd")[0]["dedup_key"] == "site"
     assert r.at("/pd")[0]["payload"]["severity"] == "error"  # P1
     assert len(r.at("/slack")) == 1  # the channel post
+    # The check names no runbook: the rule's is carried by every page and by the API.
+    assert {b["runbook"] for b in r.at("/hook")} == {"https://example.org/runbooks/site"}
+    assert {"href": "https://example.org/runbooks/site", "text": "Runbook"} in r.at("/pd")[0][
+        "links"
+    ]
+    _, text = await get(d.port, f"/api/incidents/{opened['incident_id']}")
+    assert json.loads(text)["incident"]["runbook"] == "https://example.org/runbooks/site"
     await wait_for(
         lambda: hook_pages(r) == ["alice", "bob"], timeout=10, what="the secondary after the wait"
     )
