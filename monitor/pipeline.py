@@ -99,6 +99,7 @@ class ResultHandler:
             self._unsaved.discard(name)
         if self.store is not None and names:
             await self.store.delete_check_states(names)
+            await self.store.kv_delete([_LAST_GOOD + n for n in names])
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
         if config.upstream_status is not None and not result.ok:

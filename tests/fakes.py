@@ -189,6 +189,10 @@ class MemoryStore:
     async def kv_get(self, key):
         return self.kv.get(key)
 
+    async def kv_delete(self, keys) -> None:
+        for key in keys:
+            self.kv.pop(key, None)
+
     async def kv_prefix(self, prefix):
         return {k: v for k, v in self.kv.items() if k.startswith(prefix)}
 

@@ -209,3 +209,13 @@ async def test_p0_and_p1_pages_say_what_reverting_means(clock, metrics, severity
         assert ("Last known good: last green commit on main" in text) is in_page
         assert (links.get("Changes since last good") == "https://c") is in_page
     await stop(tasks)
+
+
+async def test_a_removed_check_forgets_its_last_good(clock, metrics) -> None:
+    store = MemoryStore()
+    handler, _ = handler_for(store, clock, metrics)
+    await handler(npm_check(), npm_result(clock, "0.85.48", ok=True))
+    assert "lastgood:npm-winglang" in store.kv
+    await handler.forget(["npm-winglang"])
+    assert "lastgood:npm-winglang" not in store.kv
+    assert "npm-winglang" not in handler.last_good

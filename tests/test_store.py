@@ -609,3 +609,5 @@ async def test_kv_prefix(store: SqliteStore) -> None:
     await store.kv_set("slack:lastgood:c", "4")
     assert await store.kv_prefix("lastgood:") == {"lastgood:a": "1", "lastgood:b": "2"}
     assert await store.kv_prefix("nothing:") == {}
+    await store.kv_delete(["lastgood:a", "missing"])
+    assert await store.kv_prefix("lastgood:") == {"lastgood:b": "2"}

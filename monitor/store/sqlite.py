@@ -381,6 +381,10 @@ class SqliteStore:
             row = self._conn().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row["value"])
 
+    async def kv_delete(self, keys: Iterable[str]) -> None:
+        with self._write("cannot delete notifier state") as db:
+            db.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in keys])
+
     async def kv_prefix(self, prefix: str) -> dict[str, str]:
         with self._errors("cannot read notifier state"):
             rows = (
