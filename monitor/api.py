@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from monitor.clock import Clock
 from monitor.configtypes import parse_duration
 from monitor.incidents import IncidentError, IncidentManager
+from monitor.metrics import Metrics
 from monitor.model import Incident, IncidentStatus, Severity
 from monitor.silences import SilenceBook
 from monitor.status import StatusView, render_html
@@ -68,16 +69,25 @@ class IncidentApi:
 
 
 def build_app(
-    registry: CollectorRegistry,
+    registry: CollectorRegistry | Metrics,
     is_ready: Callable[[], bool],
     incidents: IncidentApi | None = None,
     status: StatusView | None = None,
 ) -> web.Application:
     """The aiohttp application; kept apart from the server so tests can mount it."""
 
-    async def metrics(_request: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        if isinstance(registry, CollectorRegistry):
+            body = generate_latest(registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # Streamed in pieces: with many checks the text is large, and writing it in one
+        # go would hold the event loop (and the probes' schedule) for its whole length.
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+        await response.prepare(request)
+        async for part in registry.render():
+            await response.write(part)
+        await response.write_eof()
+        return response
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

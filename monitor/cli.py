@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -483,8 +483,34 @@ async def _backup(config: MonitorConfig, dest: str) -> int:
 
 
 def _run(config: MonitorConfig, path: str) -> int:
-    asyncio.run(App(config, config_path=os.path.abspath(path)).run())
+    try:
+        loop_factory = event_loop_factory(os.environ.get("MONITOR_EVENT_LOOP", "auto"))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(App(config, config_path=os.path.abspath(path)).run())
     return EXIT_OK
+
+
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The daemon's event loop: uvloop when installed (`auto`) or asked for, else asyncio's.
+
+    None means asyncio's default loop.
+    """
+    if choice not in ("auto", "uvloop", "asyncio"):
+        raise ValueError(f"MONITOR_EVENT_LOOP must be auto, uvloop or asyncio, not {choice!r}")
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ValueError(
+                "MONITOR_EVENT_LOOP=uvloop, but uvloop is not installed: pip install 'project-asset-monitor[uvloop]'"
+            ) from None
+        return None
+    return uvloop.new_event_loop
 
 
 def _check(config: MonitorConfig, names: list[str], *, as_json: bool) -> int:

@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from monitor import __version__
+from monitor.checkseries import PHASES, CheckSeriesSet
 from monitor.configtypes import CheckConfigBase
-from monitor.model import CheckResult, FailureKind, Outcome
+from monitor.model import CheckResult
 from monitor.state import AlertState
 
-__all__ = ["Metrics"]
+__all__ = ["PHASES", "Metrics"]
 
-_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_PHASE_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10.0)
 _LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
-PHASES = ("dns", "connect", "tls", "first_byte", "transfer")
 
 
 class Metrics:
@@ -32,39 +30,10 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        check = ["check", "kind"]
-        self.runs = Counter(
-            "monitor_check_runs", "Completed check runs by outcome.", [*check, "outcome"],
-            registry=registry,
-        )  # fmt: skip
-        self.failures = Counter(
-            "monitor_check_failures", "Runs that were not up, by failure kind.",
-            [*check, "failure"], registry=registry,
-        )  # fmt: skip
-        self.attempts = Counter(
-            "monitor_check_attempts", "Attempts made, retries included.", check,
-            registry=registry,
-        )  # fmt: skip
-        self.up = Gauge(
-            "monitor_check_up", "1 if the last run was up (raw result), else 0.", check,
-            registry=registry,
-        )  # fmt: skip
-        self.alert_state = Gauge(
-            "monitor_check_alert_state", "1 for the check's alert state (after thresholds).",
-            [*check, "state"], registry=registry,
-        )  # fmt: skip
-        self.duration = Histogram(
-            "monitor_check_duration_seconds", "Duration of check runs, retries included.",
-            check, buckets=_DURATION_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.phase = Histogram(
-            "monitor_http_phase_seconds", "Time per HTTP request phase, summed over redirects.",
-            ["check", "phase"], buckets=_PHASE_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.last_success = Gauge(
-            "monitor_check_last_success_timestamp_seconds", "When the check last ran up.",
-            check, registry=registry,
-        )  # fmt: skip
+        # Runs, attempts, failures, up, alert state, duration and phase histograms, last
+        # success and skipped ticks: one compact object per check (`monitor.checkseries`),
+        # written out by `render()` next to this registry's metrics.
+        self.series = CheckSeriesSet()
         self.tls_expiry = Gauge(
             "monitor_tls_cert_expiry_timestamp_seconds", "NotAfter of the certificate served.",
             ["check"], registry=registry,
@@ -72,10 +41,6 @@ class Metrics:
         self.lag = Histogram(
             "monitor_scheduler_lag_seconds", "Actual minus planned start of check runs.",
             buckets=_LAG_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.skipped = Counter(
-            "monitor_scheduler_skipped_ticks", "Ticks skipped because a run overran.", ["check"],
-            registry=registry,
         )  # fmt: skip
         self.in_flight = Gauge(
             "monitor_checks_in_flight", "Check runs executing now.", registry=registry
@@ -156,53 +121,36 @@ class Metrics:
         build.info({"version": __version__, "python": platform.python_version()})
 
     def add_check(self, config: CheckConfigBase) -> None:
-        """Creates the check's label sets up front, so they are exported before the first run."""
-        labels = (config.name, config.kind)
-        for outcome in Outcome:
-            self.runs.labels(*labels, outcome.value)
-        self.attempts.labels(*labels)
-        self.duration.labels(*labels)
-        self.set_state(config.name, config.kind, AlertState.UNKNOWN)
-        self.skipped.labels(config.name)
+        """Creates the check's series up front, so they are exported before the first run."""
+        self.series.add(config.name, config.kind)
 
     def remove_check(self, config: CheckConfigBase) -> None:
         """Drops a removed check's series so they do not linger with stale values."""
-        labels = (config.name, config.kind)
-        for outcome in Outcome:
-            _remove(self.runs, *labels, outcome.value)
-        for failure in FailureKind:
-            _remove(self.failures, *labels, failure.value)
-        for metric in (self.attempts, self.up, self.duration, self.last_success):
-            _remove(metric, *labels)
-        for state in AlertState:
-            _remove(self.alert_state, *labels, state.value)
-        for phase in PHASES:
-            _remove(self.phase, config.name, phase)
-        for metric in (self.tls_expiry, self.skipped, self.asset_installs, self.asset_updated):
+        self.series.remove(config.name)
+        for metric in (self.tls_expiry, self.asset_installs, self.asset_updated):
             _remove(metric, config.name)
         if (version := self._versions.pop(config.name, None)) is not None:
             _remove(self.asset_version, config.name, version)
 
     def record(self, result: CheckResult) -> None:
-        labels = (result.check, result.kind)
-        self.runs.labels(*labels, result.outcome.value).inc()
-        self.attempts.labels(*labels).inc(result.attempts)
-        self.duration.labels(*labels).observe(result.duration_s)
-        if result.failure is not None:
-            self.failures.labels(*labels, result.failure.value).inc()
-        if result.ok:
-            self.up.labels(*labels).set(1)
-            self.last_success.labels(*labels).set(result.started_at.timestamp())
-        else:
-            self.up.labels(*labels).set(0)
-        for phase, seconds in result.phases.items():
-            self.phase.labels(result.check, phase).observe(seconds)
+        self.series.get(result.check, result.kind).record(result)
         details = result.details
+        if not details:
+            return
         not_after = details.get("tls_not_after")
         if isinstance(not_after, datetime):
             self.tls_expiry.labels(result.check).set(not_after.timestamp())
-        if details:
-            self._record_asset(result.check, details)
+        self._record_asset(result.check, details)
+
+    def skip(self, check: str, kind: str, ticks: int) -> None:
+        """Counts ticks a check skipped because a run overran."""
+        self.series.get(check, kind).skipped += ticks
+
+    async def render(self) -> AsyncIterator[bytes]:
+        """The whole exposition: this registry's metrics, then every check's series."""
+        yield generate_latest(self.registry)
+        async for part in self.series.render():
+            yield part.encode()
 
     def _record_asset(self, check: str, details: Mapping[str, Any]) -> None:
         """Exports what asset checks report under the shared keys `version`,
@@ -222,8 +170,7 @@ class Metrics:
 
     def set_state(self, check: str, kind: str, current: AlertState) -> None:
         """One series per state, 1 for the current one (a Prometheus state set)."""
-        for state in AlertState:
-            self.alert_state.labels(check, kind, state.value).set(1 if state is current else 0)
+        self.series.get(check, kind).state = current
 
     def set_open_incidents(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Sets every (severity, status) series: absent ones go back to 0."""

@@ -6,9 +6,11 @@ import asyncio
 import json
 import socket
 import ssl
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import trustme
 from aiohttp import web
 
@@ -220,3 +222,15 @@ async def test_runbook() -> None:
         "Verify",
         "Escalate",
     ]
+
+
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitor.cli import event_loop_factory
+
+    assert event_loop_factory("asyncio") is None
+    with pytest.raises(ValueError, match="auto, uvloop or asyncio"):
+        event_loop_factory("trio")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    assert event_loop_factory("auto") is None
+    with pytest.raises(ValueError, match="uvloop is not installed"):
+        event_loop_factory("uvloop")

@@ -1,0 +1,89 @@
+"""The compact per-check series: what they record and the exposition text they write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.checkseries import CheckSeriesSet
+from monitor.model import CheckResult, FailureKind, Outcome
+from monitor.state import AlertState
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+def result(outcome: Outcome, duration: float, **phases: float) -> CheckResult:
+    failure = None if outcome is Outcome.UP else FailureKind.HTTP_STATUS
+    return CheckResult('we"b\\site', "http", outcome, failure, "", T0, duration, attempts=2,
+                       phases=phases)  # fmt: skip
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.fixture
+def filled() -> CheckSeriesSet:
+    series = CheckSeriesSet()
+    series.add("idle", "npm")
+    s = series.get('we"b\\site', "http")
+    s.record(result(Outcome.UP, 0.004, connect=0.0005, first_byte=0.002))
+    s.record(result(Outcome.UP, 0.01, connect=0.003))
+    s.record(result(Outcome.DOWN, 40.0))
+    s.state = AlertState.DOWN
+    s.skipped += 3
+    return series
+
+
+def test_what_the_text_says(filled: CheckSeriesSet) -> None:
+    got = samples(filled.text())
+    web = {("check", 'we"b\\site'), ("kind", "http")}
+
+    def at(name: str, **labels: str) -> float:
+        return got[(name, frozenset(web | set(labels.items())))]
+
+    assert at("monitor_check_runs_total", outcome="up") == 2
+    assert at("monitor_check_runs_total", outcome="down") == 1
+    assert at("monitor_check_failures_total", failure="http_status") == 1
+    assert at("monitor_check_attempts_total") == 6
+    assert at("monitor_check_up") == 0
+    assert at("monitor_check_last_success_timestamp_seconds") == T0.timestamp()
+    assert at("monitor_check_alert_state", state="down") == 1
+    assert at("monitor_check_alert_state", state="up") == 0
+    # Buckets are cumulative, `le` inclusive: 0.004 ≤ 0.005, 0.01 ≤ 0.01, 40 only in +Inf.
+    assert at("monitor_check_duration_seconds_bucket", le="0.005") == 1
+    assert at("monitor_check_duration_seconds_bucket", le="0.01") == 2
+    assert at("monitor_check_duration_seconds_bucket", le="30.0") == 2
+    assert at("monitor_check_duration_seconds_bucket", le="+Inf") == 3
+    assert at("monitor_check_duration_seconds_count") == 3
+    assert at("monitor_check_duration_seconds_sum") == pytest.approx(40.014)
+    phase = frozenset({("check", 'we"b\\site'), ("phase", "connect"), ("le", "0.001")})
+    assert got[("monitor_http_phase_seconds_bucket", phase)] == 1
+    connect = frozenset({("check", 'we"b\\site'), ("phase", "connect")})
+    assert got[("monitor_http_phase_seconds_count", connect)] == 2
+    assert got[("monitor_scheduler_skipped_ticks_total", frozenset({("check", 'we"b\\site')}))] == 3
+    # A check that never ran: its counters and state are there, its up/last success not yet.
+    idle = {("check", "idle"), ("kind", "npm")}
+    assert got[("monitor_check_runs_total", frozenset(idle | {("outcome", "up")}))] == 0
+    assert got[("monitor_check_alert_state", frozenset(idle | {("state", "unknown")}))] == 1
+    assert ("monitor_check_up", frozenset(idle)) not in got
+
+
+async def test_render_in_pieces_is_the_same_text(filled: CheckSeriesSet) -> None:
+    for i in range(600):  # more than one piece per family
+        filled.get(f"c{i}", "http").record(result(Outcome.UP, 0.2))
+    pieces = [p async for p in filled.render()]
+    assert len(pieces) > 9 * 2
+    assert "".join(pieces) == filled.text()
+
+
+def test_value_and_removal(filled: CheckSeriesSet) -> None:
+    assert filled.value("monitor_scheduler_skipped_ticks_total", {"check": 'we"b\\site'}) == 3
+    filled.remove('we"b\\site')
+    assert filled.value("monitor_scheduler_skipped_ticks_total", {"check": 'we"b\\site'}) is None
