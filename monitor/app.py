@@ -275,6 +275,7 @@ class App:
         return True
 
     def _mark_loaded(self, config: MonitorConfig) -> None:
+        self.metrics.series.keep_phases(config.daemon.phase_histograms)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_at.set(self.clock.now().timestamp())
         enabled = len(config.enabled_checks)

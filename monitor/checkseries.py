@@ -66,7 +66,8 @@ class CheckSeries:
         self.phases: array[float] | None = None  # the same, per phase, for checks that have them
         self.skipped = 0.0
 
-    def record(self, result: CheckResult) -> None:
+    def record(self, result: CheckResult, phases: bool = True) -> None:
+        """Counts one run; `phases`: also its HTTP phase times."""
         self.runs[_OUTCOME_INDEX[result.outcome]] += 1
         self.attempts += result.attempts
         d = self.duration
@@ -83,7 +84,7 @@ class CheckSeries:
             self.last_success = result.started_at.timestamp()
         else:
             self.up = 0.0
-        if result.phases:
+        if phases and result.phases:
             p = self.phases
             if p is None:
                 p = self.phases = array("d", bytes(8 * _PW * len(PHASES)))
@@ -176,6 +177,18 @@ class CheckSeriesSet:
 
     def __init__(self) -> None:
         self.series: dict[str, CheckSeries] = {}
+        # Whether runs' HTTP phase times are kept (`daemon.phase_histograms`).
+        self.phases = True
+
+    def keep_phases(self, keep: bool) -> None:
+        """Turns the per-check phase histograms on or off; off drops what they held."""
+        self.phases = keep
+        if not keep:
+            for s in self.series.values():
+                s.phases = None
+
+    def record(self, result: CheckResult) -> None:
+        self.get(result.check, result.kind).record(result, self.phases)
 
     def add(self, check: str, kind: str) -> CheckSeries:
         found = self.series.get(check)

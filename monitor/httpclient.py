@@ -1,28 +1,40 @@
 """The one HTTP client every check shares, and per-request phase timing.
 
 Probes use a fresh connection each (`force_close`), like blackbox_exporter, so every
-run measures DNS, connect and TLS and sees certificate changes. Phase times come from
-aiohttp tracing; a `PhaseTimer` is passed as `trace_request_ctx` and sums the phases
-over every redirect hop.
+run measures DNS, connect and TLS and sees certificate changes.
+
+Phase times come from three hooks on the session's own parts, not from aiohttp's
+request tracing (whose per-request signal objects cost about as much as the rest of
+the monitor's work on a probe): the connector's `connect()` (one call per hop), a
+resolver that wraps the default one, and the connector's protocol factory (called
+between the TCP connect and the TLS handshake). The `PhaseTimer` of the request in
+progress is found through a context variable that the check sets around its request.
 """
 
 from __future__ import annotations
 
 import contextvars
+import socket
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from yarl import URL
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from monitor import __version__
 
+if TYPE_CHECKING:
+    from aiohttp.client_reqrep import ClientRequest
+    from aiohttp.connector import Connection
+    from aiohttp.tracing import Trace
+
 __all__ = ["PhaseTimer", "default_user_agent", "make_session", "read_capped"]
 
-# The timer of the request running in this task: the connector's protocol factory is
-# called inside the request's task, between the TCP connect and the TLS handshake.
+# The timer of the request running in this task. Connection set-up and name resolution
+# run inside the request's task, so the hooks below find it here.
 _current: contextvars.ContextVar[PhaseTimer | None] = contextvars.ContextVar(
     "monitor_phase_timer", default=None
 )
@@ -33,9 +45,12 @@ def default_user_agent() -> str:
 
 
 class PhaseTimer:
-    """Seconds spent per phase of one logical request (summed over redirects).
+    """Seconds spent per phase of one logical request, summed over redirect hops.
 
-    `stage` names where the request is now, so a timeout can say what it was waiting for.
+    Used as `with timer:` around the request, so the session's hooks can find it.
+    `first_byte` is all the time up to the final response's headers that was not spent
+    resolving, connecting or in TLS: the waits for every hop's response. `stage` names
+    where the request is now, so a timeout can say what it was waiting for.
     """
 
     __slots__ = (
@@ -44,8 +59,9 @@ class PhaseTimer:
         "_dns_hop",
         "_headers_at",
         "_protocol",
-        "_ready_at",
+        "_start",
         "_tcp_at",
+        "_token",
         "connect",
         "dns",
         "first_byte",
@@ -59,11 +75,25 @@ class PhaseTimer:
     def __init__(self) -> None:
         self.dns = self.connect = self.tls = self.first_byte = self.transfer = 0.0
         self.stage = "starting"
-        self._conn_at = self._dns_at = self._tcp_at = self._ready_at = self._headers_at = 0.0
+        self._start = self._conn_at = self._dns_at = self._tcp_at = self._headers_at = 0.0
         self._dns_hop = 0.0
         self.secure = False  # whether the current hop is https
         self.peercert: dict[str, Any] | None = None  # the verified certificate, last hop
         self._protocol: Any = None
+        self._token: contextvars.Token[PhaseTimer | None] | None = None
+
+    def __enter__(self) -> PhaseTimer:
+        self._start = time.perf_counter()
+        self.stage = "waiting for a connection"
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
 
     def as_dict(self) -> dict[str, float]:
         phases = {
@@ -75,12 +105,6 @@ class PhaseTimer:
         }
         return {k: v for k, v in phases.items() if v > 0.0}
 
-    def request_start(self) -> None:
-        now = time.perf_counter()
-        self._ready_at = now
-        self.stage = "waiting for a connection"
-        _current.set(self)
-
     def dns_start(self) -> None:
         self._dns_at = time.perf_counter()
         self.stage = "resolving the host name"
@@ -89,16 +113,18 @@ class PhaseTimer:
         self._dns_hop = time.perf_counter() - self._dns_at
         self.dns += self._dns_hop
 
-    def connection_start(self) -> None:
+    def connection_start(self, secure: bool) -> None:
         self._conn_at = time.perf_counter()
         self._tcp_at = 0.0
         self._dns_hop = 0.0
+        self.secure = secure
         self.stage = "connecting"
 
     def tcp_connected(self, protocol: Any) -> None:
         self._tcp_at = time.perf_counter()
         self._protocol = protocol
-        self.stage = "in the TLS handshake"
+        if self.secure:
+            self.stage = "in the TLS handshake"
 
     def connection_end(self) -> None:
         now = time.perf_counter()
@@ -111,16 +137,12 @@ class PhaseTimer:
             self.peercert = transport.get_extra_info("peercert") if transport else None
         else:
             self.connect += now - self._conn_at - self._dns_hop
-        self._ready_at = now
-        self.stage = "waiting for the response headers"
-
-    def connection_reused(self) -> None:
-        self._ready_at = time.perf_counter()
         self.stage = "waiting for the response headers"
 
     def headers_received(self) -> None:
+        """The final response's headers are in."""
         now = time.perf_counter()
-        self.first_byte += now - self._ready_at
+        self.first_byte = max(0.0, now - self._start - self.dns - self.connect - self.tls)
         self._headers_at = now
         self.stage = "reading the body"
 
@@ -129,67 +151,44 @@ class PhaseTimer:
         self.stage = "done"
 
 
-def _timer(ctx: SimpleNamespace) -> PhaseTimer | None:
-    timer = ctx.trace_request_ctx
-    return timer if isinstance(timer, PhaseTimer) else None
+class _TimedConnector(aiohttp.TCPConnector):
+    """Times each hop's connection set-up for the request's `PhaseTimer`."""
 
-
-async def _on_request_start(_s: Any, ctx: SimpleNamespace, params: Any) -> None:
-    if timer := _timer(ctx):
-        timer.secure = params.url.scheme == "https"
-        timer.request_start()
-
-
-async def _on_dns_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if timer := _timer(ctx):
-        timer.dns_start()
-
-
-async def _on_dns_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if timer := _timer(ctx):
-        timer.dns_end()
-
-
-async def _on_conn_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if timer := _timer(ctx):
-        timer.connection_start()
-
-
-async def _on_conn_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if timer := _timer(ctx):
+    async def connect(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109  aiohttp's signature
+    ) -> Connection:
+        timer = _current.get()
+        if timer is None:
+            return await super().connect(req, traces, timeout)
+        timer.connection_start(req.is_ssl())
+        conn = await super().connect(req, traces, timeout)
         timer.connection_end()
+        return conn
 
 
-async def _on_conn_reuse(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    if timer := _timer(ctx):
-        timer.connection_reused()
+class _TimedResolver(AbstractResolver):
+    """The default resolver, timed for the request's `PhaseTimer`."""
 
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
 
-async def _on_headers(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-    # on_request_end fires when the final response's headers arrive.
-    if timer := _timer(ctx):
-        timer.headers_received()
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        timer = _current.get()
+        if timer is None:
+            return await self._inner.resolve(host, port, family)
+        timer.dns_start()
+        try:
+            return await self._inner.resolve(host, port, family)
+        finally:
+            timer.dns_end()
 
-
-async def _on_redirect(_s: Any, ctx: SimpleNamespace, params: Any) -> None:
-    # A redirect's headers arrived: this hop's first byte; the next hop may change scheme.
-    if timer := _timer(ctx):
-        timer.headers_received()
-        location = params.response.headers.get("Location", "")
-        timer.secure = params.url.join(URL(location)).scheme == "https"
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(_on_request_start)
-    trace.on_dns_resolvehost_start.append(_on_dns_start)
-    trace.on_dns_resolvehost_end.append(_on_dns_end)
-    trace.on_connection_create_start.append(_on_conn_start)
-    trace.on_connection_create_end.append(_on_conn_end)
-    trace.on_connection_reuseconn.append(_on_conn_reuse)
-    trace.on_request_end.append(_on_headers)
-    trace.on_request_redirect.append(_on_redirect)
-    return trace
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def _mark_tcp_connected(connector: aiohttp.TCPConnector) -> None:
@@ -215,13 +214,16 @@ def _mark_tcp_connected(connector: aiohttp.TCPConnector) -> None:
 def make_session(user_agent: str = "") -> aiohttp.ClientSession:
     """The shared session: no pooling (fresh connection per probe), no client limits
     (the scheduler bounds concurrency), no DNS cache (a DNS outage must show)."""
-    connector = aiohttp.TCPConnector(
-        limit=0, limit_per_host=0, force_close=True, use_dns_cache=False
+    connector = _TimedConnector(
+        limit=0,
+        limit_per_host=0,
+        force_close=True,
+        use_dns_cache=False,
+        resolver=_TimedResolver(),
     )
     _mark_tcp_connected(connector)
     return aiohttp.ClientSession(
         connector=connector,
-        trace_configs=[_trace_config()],
         headers={"User-Agent": user_agent or default_user_agent()},
         timeout=aiohttp.ClientTimeout(total=None),
         cookie_jar=aiohttp.DummyCookieJar(),

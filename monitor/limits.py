@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from asyncio_throttle.throttler import Throttler
 
@@ -50,13 +48,43 @@ class Limiter:
             sem = self._hosts[host] = asyncio.Semaphore(self._per_host_n)
         return sem
 
-    @asynccontextmanager
-    async def slot(self, host: str) -> AsyncIterator[None]:
-        """Held for one attempt against `host`."""
-        global_sem, host_sem = self._global, self._host(host)
-        throttler = self._rates.get(host)
-        async with host_sem, global_sem:
-            if throttler is not None:
-                async with throttler:
+    def slot(self, host: str) -> _Slot:
+        """Held (`async with`) for one attempt against `host`."""
+        return _Slot(self._host(host), self._global, self._rates.get(host))
+
+
+class _Slot:
+    """One attempt's hold on its host's and the global semaphore, taken in that order.
+
+    A plain class rather than a generator-based context manager: it is entered on every
+    run of every check.
+    """
+
+    __slots__ = ("_global", "_host", "_throttler")
+
+    def __init__(
+        self, host: asyncio.Semaphore, global_: asyncio.Semaphore, throttler: Throttler | None
+    ) -> None:
+        self._host, self._global, self._throttler = host, global_, throttler
+
+    async def __aenter__(self) -> None:
+        await self._host.acquire()
+        try:
+            await self._global.acquire()
+        except BaseException:
+            self._host.release()
+            raise
+        if self._throttler is not None:
+            try:
+                async with self._throttler:
                     pass  # the throttler only paces starts; it holds nothing during the run
-            yield
+            except BaseException:
+                self._release()
+                raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        self._global.release()
+        self._host.release()

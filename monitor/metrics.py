@@ -42,9 +42,12 @@ class Metrics:
             "monitor_scheduler_lag_seconds", "Actual minus planned start of check runs.",
             buckets=_LAG_BUCKETS, registry=registry,
         )  # fmt: skip
+        # Runs executing now: a plain counter the scheduler keeps, read at scrape time.
+        self.running = 0
         self.in_flight = Gauge(
             "monitor_checks_in_flight", "Check runs executing now.", registry=registry
         )
+        self.in_flight.set_function(lambda: self.running)
         self.checks = Gauge(
             "monitor_checks_configured", "Checks in the running config.", ["enabled"],
             registry=registry,
@@ -133,7 +136,7 @@ class Metrics:
             _remove(self.asset_version, config.name, version)
 
     def record(self, result: CheckResult) -> None:
-        self.series.get(result.check, result.kind).record(result)
+        self.series.record(result)
         details = result.details
         if not details:
             return

@@ -9,6 +9,7 @@ if any (maintenance, a silence, a parent check that is down).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -68,6 +69,11 @@ class ResultHandler:
         self.last_good: dict[str, LastGood] = {}
         self.history: dict[str, RunHistory] = {}  # recent runs, for the status page
         self._unsaved: set[str] = set()
+        # Bound once, after logging is configured: the per-run debug line is then skipped
+        # without building its fields when debug is off.
+        self._log = log.bind()
+        is_enabled_for = getattr(self._log, "is_enabled_for", None)
+        self._debug = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
 
     def configure(
         self, rules: Sequence[SeverityRule], maintenance: Sequence[MaintenanceWindow]
@@ -113,13 +119,14 @@ class ResultHandler:
         prev = self.states.get(result.check) or CheckState()
         new = step(prev, result, config.failure_threshold or 1, config.success_threshold or 1)
         self.states[result.check] = new
-        log.debug(
-            "check_ran",
-            outcome=result.outcome.value,
-            failure=result.failure,
-            duration_s=round(result.duration_s, 4),
-            attempts=result.attempts,
-        )
+        if self._debug:
+            self._log.debug(
+                "check_ran",
+                outcome=result.outcome.value,
+                failure=result.failure,
+                duration_s=round(result.duration_s, 4),
+                attempts=result.attempts,
+            )
         if new.state is not prev.state:
             self._transition(result, prev, new)
             if self.store is not None:
@@ -128,7 +135,7 @@ class ResultHandler:
             await self._remember(result)
         elif result.check in self._unsaved:
             await self._save_last_good(result.check)
-        if self.incidents is not None:
+        if self.incidents is not None and (new.state in _FAILING or new.state is not prev.state):
             await self._incident(config, result, prev.state, new)
 
     async def _remember(self, result: CheckResult) -> None:

@@ -87,3 +87,19 @@ def test_value_and_removal(filled: CheckSeriesSet) -> None:
     assert filled.value("monitor_scheduler_skipped_ticks_total", {"check": 'we"b\\site'}) == 3
     filled.remove('we"b\\site')
     assert filled.value("monitor_scheduler_skipped_ticks_total", {"check": 'we"b\\site'}) is None
+
+
+def test_phase_histograms_off_keeps_runs_and_drops_phases(filled: CheckSeriesSet) -> None:
+    assert "monitor_http_phase_seconds_bucket{" in filled.text()
+    filled.keep_phases(False)  # as `daemon.phase_histograms: false` on a reload
+    assert "monitor_http_phase_seconds_bucket{" not in filled.text()
+    filled.record(result(Outcome.UP, 0.02, connect=0.001, first_byte=0.004))
+    text = filled.text()
+    assert "monitor_http_phase_seconds_bucket{" not in text
+    got = samples(text)
+    web = frozenset({("check", 'we"b\\site'), ("kind", "http"), ("outcome", "up")})
+    assert got[("monitor_check_runs_total", web)] == 3
+    filled.keep_phases(True)
+    filled.record(result(Outcome.UP, 0.02, connect=0.001))
+    phase = frozenset({("check", 'we"b\\site'), ("phase", "connect")})
+    assert samples(filled.text())[("monitor_http_phase_seconds_count", phase)] == 1

@@ -111,6 +111,22 @@ async def test_probes_logs_transitions_and_serves_metrics(target, tmp_path, daem
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+async def test_phase_histograms_can_be_turned_off(target, tmp_path, daemon_for) -> None:
+    t, base = target
+    config = write_config(tmp_path / "m.yaml", base)
+    config.write_text(
+        config.read_text().replace(
+            "shutdown_grace: 5s,", "shutdown_grace: 5s, phase_histograms: false,"
+        )
+    )
+    d = await daemon_for(config)
+    await d.event("check_up", check="site")
+    await wait_for(lambda: t.hits >= 2, what="a second run")
+    _, text = await get(d.port, "/metrics")
+    assert 'monitor_check_duration_seconds_count{check="site",kind="http"}' in text
+    assert 'monitor_http_phase_seconds_count{check="site"' not in text
+
+
 async def test_sighup_reload_keeps_unchanged_and_rejects_invalid(
     target, tmp_path, daemon_for
 ) -> None:

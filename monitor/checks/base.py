@@ -47,6 +47,9 @@ class Check(ABC, Generic[C]):
     """
 
     Config: ClassVar[type[CheckConfigBase]]
+    # True when `run()` itself ends within the configured timeout, in every await it
+    # makes (one `asyncio.timeout` around all of it): the scheduler then adds no guard.
+    bounds_itself: ClassVar[bool] = False
 
     def __init__(self, config: C, ctx: CheckContext) -> None:
         self.config = config

@@ -200,6 +200,7 @@ class HttpCheck(Check[HttpCheckConfig]):
     """Requests the URL once per run and judges the final response."""
 
     Config = HttpCheckConfig
+    bounds_itself = True  # `run()` is one asyncio.timeout(timeout) around the request
 
     def __init__(self, config: HttpCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)
@@ -238,7 +239,8 @@ class HttpCheck(Check[HttpCheckConfig]):
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._request(timer)
+                with timer:
+                    response = await self._request(timer)
         except TimeoutError:
             return self._timed_out(timer)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
@@ -259,8 +261,8 @@ class HttpCheck(Check[HttpCheckConfig]):
             allow_redirects=config.follow_redirects,
             max_redirects=config.max_redirects,
             ssl=self._ssl,
-            trace_request_ctx=timer,
         ) as resp:
+            timer.headers_received()
             not_after = _not_after(timer.peercert) if resp.url.scheme == "https" else None
             body, truncated = await read_capped(resp.content, config.max_body)
             timer.body_done()

@@ -54,6 +54,30 @@ class TestStatusAndBody:
         assert obs.details["status"] == 200
         assert {"connect", "first_byte"} <= set(obs.phases)
 
+    async def test_phases_sum_over_redirect_hops(self, aiohttp_server, check_for) -> None:
+        async def slow_redirect(_r: web.Request) -> web.Response:
+            await asyncio.sleep(0.06)
+            raise web.HTTPFound("/final")
+
+        async def slow_page(_r: web.Request) -> web.Response:
+            await asyncio.sleep(0.06)
+            return web.Response(text=PAGE, content_type="text/html")
+
+        server = await serve(aiohttp_server, {"/": slow_redirect, "/final": slow_page})
+        obs = await check_for(str(server.make_url("/"))).run()
+        assert obs.outcome is Outcome.UP, obs.message
+        # Both hops' waits for headers count as time to first byte, each hop connects.
+        assert obs.phases["first_byte"] >= 0.12
+        assert 0 < obs.phases["connect"] < 0.06
+        assert "dns" not in obs.phases  # an IP literal is not resolved
+
+    async def test_name_resolution_is_timed(self, aiohttp_server, check_for) -> None:
+        server = await serve(aiohttp_server, {"/": page})
+        obs = await check_for(f"http://localhost:{server.port}/").run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert obs.phases["dns"] > 0
+        assert obs.phases["connect"] > 0
+
     async def test_server_error(self, aiohttp_server, check_for) -> None:
         async def boom(_r: web.Request) -> web.Response:
             return web.Response(status=500, text="oops")
