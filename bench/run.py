@@ -257,9 +257,10 @@ def cpu_daemon(nginx: Nginx, tmp: Path, rate: int, seconds: float, loop: str) ->
         return measure_window(proc.pid, nginx, seconds)
 
 
-def cpu_bare(nginx: Nginx, rate: int, seconds: float, uvloop: bool) -> Window:
+def cpu_bare(nginx: Nginx, rate: int, seconds: float, uvloop: bool, raw: bool = False) -> Window:
     argv = [sys.executable, str(ROOT / "bench" / "bare_loop.py"), nginx.url(), "--rate", str(rate),
-            "--seconds", str(seconds), *(["--uvloop"] if uvloop else [])]  # fmt: skip
+            "--seconds", str(seconds), *(["--uvloop"] if uvloop else []),
+            *(["--raw"] if raw else [])]  # fmt: skip
     n0 = nginx.requests()
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60)
     doc = json.loads(out.stdout)
@@ -310,6 +311,7 @@ def cpu_rounds(nginx: Nginx, tmp: Path, rate: int, window: float, rounds: int) -
     probers: dict[str, Any] = {
         "daemon_asyncio": lambda: cpu_daemon(nginx, tmp, rate, window, "asyncio"),
         "bare_asyncio": lambda: cpu_bare(nginx, rate, window, uvloop=False),
+        "raw_asyncio": lambda: cpu_bare(nginx, rate, window, uvloop=False, raw=True),
         "blackbox": lambda: cpu_blackbox(nginx, tmp, rate, window),
     }
     try:
@@ -319,6 +321,7 @@ def cpu_rounds(nginx: Nginx, tmp: Path, rate: int, window: float, rounds: int) -
     else:
         probers["daemon_uvloop"] = lambda: cpu_daemon(nginx, tmp, rate, window, "uvloop")
         probers["bare_uvloop"] = lambda: cpu_bare(nginx, rate, window, uvloop=True)
+        probers["raw_uvloop"] = lambda: cpu_bare(nginx, rate, window, uvloop=True, raw=True)
     runs: dict[str, list[Window]] = {name: [] for name in probers}
     for i in range(rounds):
         for name, measure in probers.items():
@@ -658,6 +661,8 @@ def report(r: dict[str, Any]) -> str:
             "daemon_asyncio": "CPU per probe: daemon on asyncio",
             "bare_uvloop": "CPU per probe: bare aiohttp loop on uvloop",
             "bare_asyncio": "CPU per probe: bare aiohttp loop on asyncio",
+            "raw_uvloop": "CPU per probe: raw protocol, no HTTP library, on uvloop",
+            "raw_asyncio": "CPU per probe: raw protocol, no HTTP library, on asyncio",
             "blackbox": "CPU per probe: blackbox_exporter",
         }
         for key, label in labels.items():
