@@ -30,13 +30,14 @@ class _RawGet(asyncio.Protocol):
     """One GET on its own connection; the future gets the status code at EOF."""
 
     def __init__(self, request: bytes, done: asyncio.Future[int]) -> None:
-        self.request, self.done, self.chunks = request, done, [b""]
+        self.request, self.done, self.head = request, done, b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         cast(asyncio.Transport, transport).write(self.request)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
+        if len(self.head) < 12:  # only the status line's b"HTTP/1.1 200" is kept
+            self.head += data[:12]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
@@ -44,8 +45,8 @@ class _RawGet(asyncio.Protocol):
         if exc is not None:
             self.done.set_exception(exc)
             return
-        head = b"".join(self.chunks)[:12]  # b"HTTP/1.1 200"
-        self.done.set_result(int(head[9:12]) if head[9:12].isdigit() else 0)
+        code = self.head[9:12]
+        self.done.set_result(int(code) if code.isdigit() else 0)
 
 
 async def _raw_main(url: str, rate: float, seconds: float) -> dict[str, float]:
