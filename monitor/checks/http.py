@@ -11,19 +11,19 @@ import json
 import re
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
 
-import aiohttp
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 from yarl import URL
 
 from monitor.checks.base import Check, CheckContext, classify_exception
 from monitor.configtypes import ByteSize, CheckConfigBase, PositiveDuration, StrictModel
-from monitor.httpclient import PhaseTimer, read_capped
+from monitor.httpclient import PhaseTimer, default_user_agent
 from monitor.model import FailureKind, Observation, Outcome
+from monitor.probe import ProbeError, Prober, ProbeResponse, check_headers, unverified_context
 
 __all__ = [
     "HttpCheck",
@@ -172,6 +172,13 @@ class HttpCheckConfig(CheckConfigBase):
     url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$")
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_ok(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value)
+        return value
+
     body: str | None = None
     follow_redirects: bool = True
     max_redirects: int = Field(default=10, ge=0, le=50)
@@ -206,10 +213,17 @@ class HttpCheck(Check[HttpCheckConfig]):
         super().__init__(config, ctx)
         self._url = URL(config.url)
         self._timeout_s = config.timeout_s
-        self._headers = dict(config.headers)
-        self._data = config.body.encode() if config.body is not None else None
-        self._ssl: ssl.SSLContext | bool = (
-            _ssl_context(config.tls_ca_file) if config.tls_verify else False
+        self._prober = Prober(
+            self._url,
+            method=config.method,
+            headers=config.headers,
+            body=config.body.encode() if config.body is not None else None,
+            user_agent=ctx.session.headers.get("User-Agent") or default_user_agent(),
+            tls=_ssl_context(config.tls_ca_file) if config.tls_verify else unverified_context(),
+            follow_redirects=config.follow_redirects,
+            max_redirects=config.max_redirects,
+            max_body=config.max_body,
+            record_header=config.record.header if config.record is not None else None,
         )
         expect = config.expect
         self._codes = frozenset(s for s in expect.status if isinstance(s, int))
@@ -243,7 +257,11 @@ class HttpCheck(Check[HttpCheckConfig]):
                     response = await self._request(timer)
         except TimeoutError:
             return self._timed_out(timer)
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except ProbeError as exc:
+            return Observation(
+                Outcome.DOWN, exc.failure, exc.message, {"url": self.config.url}, timer.as_dict()
+            )
+        except (OSError, ValueError) as exc:
             failure, message = classify_exception(exc)
             return Observation(
                 Outcome.DOWN, failure, message, {"url": self.config.url}, timer.as_dict()
@@ -252,33 +270,12 @@ class HttpCheck(Check[HttpCheckConfig]):
         return self._judge(response, elapsed, timer)
 
     async def _request(self, timer: PhaseTimer) -> _Response:
-        config = self.config
-        async with self.ctx.session.request(
-            config.method,
-            self._url,
-            headers=self._headers,
-            data=self._data,
-            allow_redirects=config.follow_redirects,
-            max_redirects=config.max_redirects,
-            ssl=self._ssl,
-        ) as resp:
-            timer.headers_received()
-            not_after = _not_after(timer.peercert) if resp.url.scheme == "https" else None
-            body, truncated = await read_capped(resp.content, config.max_body)
-            timer.body_done()
-            chain = [(r.status, str(r.url)) for r in resp.history]
-            return _Response(
-                status=resp.status,
-                reason=resp.reason or "",
-                url=str(resp.url),
-                location=resp.headers.get("Location"),
-                chain=chain,
-                body=body,
-                truncated=truncated,
-                charset=resp.charset,
-                not_after=not_after,
-                header=resp.headers.get(self._record_header) if self._record_header else None,
-            )
+        response = await self._prober.fetch(timer)
+        if response.url.startswith("https:"):
+            not_after = _not_after(timer.peercert)
+            if not_after is not None:
+                return replace(response, not_after=not_after)
+        return response
 
     def _timed_out(self, timer: PhaseTimer) -> Observation:
         message = f"no complete response within {self._timeout_s:g}s (timed out {timer.stage})"
@@ -374,20 +371,7 @@ class HttpCheck(Check[HttpCheckConfig]):
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Response:
-    """What the judge needs from a response, captured before the connection closes."""
-
-    status: int
-    reason: str
-    url: str
-    location: str | None
-    chain: list[tuple[int, str]]
-    body: bytes
-    truncated: bool
-    charset: str | None
-    not_after: datetime | None
-    header: str | None = None  # the `record.header` value
+_Response = ProbeResponse
 
 
 def _not_after(cert: dict[str, Any] | None) -> datetime | None:

@@ -1,0 +1,572 @@
+"""The HTTP/1.1 client of `kind: http` checks: one request per fresh connection.
+
+A probe sends one request and reads one response per connection, then closes it, like
+blackbox_exporter, so every run measures DNS, connect and TLS and sees certificate
+changes. That is all this client does, written on asyncio's socket and protocol API:
+a general client's pooling, streams and hooks cost about as much CPU per probe as the
+rest of the daemon's work on a result.
+
+What it does: redirects (301, 302, 303, 307, 308; a 303, or a 301/302 after a POST,
+becomes a GET without body; credentials are dropped when the origin changes), TLS with
+the check's trust settings, Content-Length, chunked and read-until-close bodies, gzip
+and deflate bodies, a cap on the body bytes kept, and phase timing on a `PhaseTimer`.
+Every failure is a `ProbeError` with its failure kind and a message naming the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ipaddress
+import re
+import socket
+import ssl
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache, lru_cache
+from typing import cast
+
+from yarl import URL
+
+from monitor.httpclient import PhaseTimer
+from monitor.model import FailureKind
+
+__all__ = ["ProbeError", "ProbeResponse", "Prober", "unverified_context"]
+
+_MAX_HEAD = 64 * 1024  # bytes of status line and headers, like a server's limit
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_NO_BODY = frozenset({204, 304})
+_HEADER = re.compile(r"^([^:\r\n]+):[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# not sent to another origin: credentials, and a Host header meant for the first one
+_ORIGIN_BOUND = ("authorization", "cookie", "proxy-authorization", "host")
+
+
+class ProbeError(Exception):
+    """A request that produced no response to judge: what failed, in words."""
+
+    def __init__(self, failure: FailureKind, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResponse:
+    """What the judge needs from the final response, captured before the connection
+    closes."""
+
+    status: int
+    reason: str
+    url: str
+    location: str | None
+    chain: list[tuple[int, str]]  # (status, URL) of every redirect followed
+    body: bytes
+    truncated: bool
+    charset: str | None
+    not_after: datetime | None = None
+    header: str | None = None  # the value of the header the caller asked for
+
+
+@cache
+def unverified_context() -> ssl.SSLContext:
+    """TLS without certificate or host name checks (`tls_verify: false`)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@lru_cache(maxsize=4096)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """Raises ValueError for a header that cannot go on the wire as written."""
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP token")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name} has a line break in its value")
+
+
+def _request_bytes(method: str, url: URL, headers: dict[str, str], body: bytes | None) -> bytes:
+    """The request head (and body) for one hop; `headers` are the caller's, by name."""
+    given = {name.lower() for name in headers}
+    lines = [f"{method} {url.raw_path_qs or '/'} HTTP/1.1"]
+    if "host" not in given:
+        lines.append(f"Host: {url.host_port_subcomponent}")
+    lines += (
+        f"{name}: {value}"
+        for name, value in (
+            ("Accept", "*/*"),
+            ("Accept-Encoding", "gzip, deflate"),
+            ("Connection", "close"),
+        )
+        if name.lower() not in given
+    )
+    lines += (f"{name}: {value}" for name, value in headers.items())
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        if "content-length" not in given:
+            lines.append(f"Content-Length: {len(body or b'')}")
+        if body is not None and "content-type" not in given:
+            lines.append("Content-Type: application/octet-stream")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return head + body if body else head
+
+
+def _charset(content_type: str | None) -> str | None:
+    """The `charset` parameter of a Content-Type, if it names a known codec."""
+    if not content_type or "charset" not in content_type.lower():
+        return None
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            name = value.strip().strip('"').strip()
+            try:
+                codecs.lookup(name)
+            except LookupError:
+                return None
+            return name
+    return None
+
+
+def _text(value: str) -> str:
+    """A header value read as Latin-1 on the wire, decoded as the UTF-8 it usually is."""
+    return value.encode("latin-1").decode("utf-8", errors="replace")
+
+
+class _Head:
+    __slots__ = ("headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str]) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # lower-case names; the first of repeated headers
+
+
+def _parse_head(raw: bytes) -> _Head:
+    text = raw.decode("latin-1")
+    status_line, _, rest = text.partition("\r\n")
+    parts = status_line.split(" ", 2)
+    code = parts[1] if len(parts) > 1 else ""
+    if not parts[0].startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise ValueError(f"not an HTTP/1 status line: {status_line[:80]!r}")
+    pairs = _HEADER.findall(rest) if rest else []
+    if len(pairs) != (rest.count("\r\n") + 1 if rest else 0):
+        raise ValueError("malformed header line")
+    headers: dict[str, str] = {}
+    for name, value in reversed(pairs):
+        headers[name.lower()] = value
+    return _Head(int(code), parts[2].strip() if len(parts) > 2 else "", headers)
+
+
+class _Exchange(asyncio.Protocol):
+    """One request written and one response read on one connection.
+
+    `done` resolves with the head, the body (decoded, at most `cap` bytes) and whether
+    more followed, or with a ProbeError.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        request: bytes,
+        head_only: bool,
+        follow: bool,
+        cap: int,
+        timer: PhaseTimer,
+        host: str,
+    ) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[tuple[_Head, bytes, bool]] = loop.create_future()
+        self._request = request
+        self._head_only = head_only
+        self._follow = follow  # a redirect's body is not read
+        self._cap = cap
+        self._timer = timer
+        self._host = host
+        self._buffer = b""
+        self._head: _Head | None = None
+        self._left = -1  # body bytes still expected: -1 until close, -2 chunked
+        self._chunk = 0  # bytes left of the current chunk, -1 before its size line
+        self._decoder: zlib._Decompress | None = None
+        self._deflate = False  # a deflate body, which may come without zlib header
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        try:
+            if self._head is None:
+                rest = self._read_head(data)
+                if rest is None or self.done.done():
+                    return
+                data = rest
+            if data:
+                self._read_body(data)
+        except ValueError as exc:
+            self._fail(FailureKind.PROTOCOL, f"invalid HTTP response from {self._host}: {exc}")
+        except zlib.error as exc:
+            self._fail(FailureKind.PROTOCOL, f"could not decode the response body: {exc}")
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes; connection_lost finishes or fails
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done.done():
+            return
+        if exc is not None:
+            self._fail(FailureKind.DISCONNECTED, f"connection error: {exc}")
+        elif self._head is None:
+            got = "no response" if not self._buffer else "an incomplete response head"
+            self._fail(
+                FailureKind.DISCONNECTED,
+                f"connection dropped before the response was complete: {got} from {self._host}",
+            )
+        elif self._left == -1:
+            self._finish(False)
+        else:
+            missing = "the rest of a chunked body" if self._left == -2 else f"{self._left} bytes"
+            self._fail(
+                FailureKind.DISCONNECTED,
+                f"connection dropped before the response was complete: {missing} missing",
+            )
+
+    def _fail(self, failure: FailureKind, message: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(ProbeError(failure, message))
+
+    def _read_head(self, data: bytes) -> bytes | None:
+        """Takes the status line and headers (skipping 1xx); returns the body's start,
+        None while the head is incomplete."""
+        buffer = self._buffer + data if self._buffer else data
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > _MAX_HEAD:
+                    raise ValueError(f"no end of the headers in the first {_MAX_HEAD} bytes")
+                self._buffer = buffer
+                return None
+            head = _parse_head(buffer[:end])
+            buffer = buffer[end + 4 :]
+            if 100 <= head.status < 200 and head.status != 101:
+                continue  # an interim response: the real one follows
+            break
+        self._buffer = b""
+        self._head = head
+        self._timer.headers_received()
+        headers = head.headers
+        encoding = headers.get("content-encoding", "").lower()
+        if encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = zlib.decompressobj()
+            self._deflate = True
+        if (
+            self._head_only
+            or head.status in _NO_BODY
+            or (
+                self._follow
+                and head.status in _REDIRECTS
+                and ("location" in headers or "uri" in headers)
+            )
+        ):
+            self._finish(False)
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self._left, self._chunk = -2, -1
+        elif (length := headers.get("content-length")) is not None:
+            if not length.isdigit():
+                raise ValueError(f"Content-Length {length!r} is not a number")
+            self._left = int(length)
+            if self._left == 0:
+                self._finish(False)
+        return buffer
+
+    def _read_body(self, data: bytes) -> None:
+        if self._left >= 0:
+            data = data[: self._left]
+            self._left -= len(data)
+            if self._keep(data) and self._left == 0:
+                self._finish(False)
+        elif self._left == -1:
+            self._keep(data)
+        else:
+            self._read_chunks(self._buffer + data if self._buffer else data)
+
+    def _read_chunks(self, data: bytes) -> None:
+        pos = 0
+        while not self.done.done():
+            if self._chunk == -1:
+                end = data.find(b"\r\n", pos)
+                if end < 0:
+                    break
+                size = data[pos:end].split(b";", 1)[0].strip()
+                try:
+                    self._chunk = int(size, 16)
+                except ValueError:
+                    raise ValueError(f"bad chunk size line {data[pos:end][:40]!r}") from None
+                pos = end + 2
+                if self._chunk == 0:
+                    self._finish(False)  # trailers, if any, are not needed
+                    return
+            elif self._chunk > 0:
+                piece = data[pos : pos + self._chunk]
+                if not piece:
+                    break
+                pos += len(piece)
+                self._chunk -= len(piece)
+                if not self._keep(piece):
+                    return
+            else:  # the CRLF after a chunk's data
+                if len(data) - pos < 2:
+                    break
+                if data[pos : pos + 2] != b"\r\n":
+                    raise ValueError("chunk data longer than its size")
+                pos += 2
+                self._chunk = -1
+        self._buffer = data[pos:]
+
+    def _keep(self, data: bytes) -> bool:
+        """Adds body bytes; False once more than `cap` decoded bytes have arrived."""
+        room = self._cap + 1 - self._size
+        if self._decoder is not None:
+            data = self._decode(data, room)
+        elif len(data) > room:
+            data = data[:room]
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size > self._cap:
+            self._finish(True)
+            return False
+        return True
+
+    def _decode(self, data: bytes, room: int) -> bytes:
+        decoder = self._decoder
+        if decoder is None:
+            return data
+        try:
+            return decoder.decompress(data, room)
+        except zlib.error:
+            if not self._deflate or self._size or decoder.unused_data:
+                raise
+            self._deflate = False  # deflate without the zlib wrapper, as some servers send
+            self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self._decoder.decompress(data, room)
+
+    def _finish(self, truncated: bool) -> None:
+        head = self._head
+        if head is None:
+            return
+        if not truncated and self._decoder is not None and self._size <= self._cap:
+            rest = self._decoder.flush()
+            if rest:
+                self._parts.append(rest)
+                self._size += len(rest)
+                truncated = self._size > self._cap
+        body = b"".join(self._parts)
+        if truncated:
+            body = body[: self._cap]
+        self._timer.body_done()
+        self.done.set_result((head, body, truncated))
+
+
+class Prober:
+    """Requests one URL per `fetch()`, following redirects as configured."""
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        user_agent: str,
+        tls: ssl.SSLContext,
+        follow_redirects: bool = True,
+        max_redirects: int = 10,
+        max_body: int = 1024 * 1024,
+        record_header: str | None = None,
+    ) -> None:
+        given = dict(headers or {})
+        check_headers(given)
+        if not any(name.lower() == "user-agent" for name in given):
+            given = {"User-Agent": user_agent, **given}
+        self._url = url
+        self._method = method
+        self._headers = given
+        self._body = body
+        self._tls = tls
+        self._follow = follow_redirects
+        self._max_redirects = max_redirects
+        self._cap = max_body
+        self._record_header = record_header.lower() if record_header else None
+        self._first = _request_bytes(method, url, given, body)  # the same every run
+
+    async def fetch(self, timer: PhaseTimer) -> ProbeResponse:
+        url, method, headers, body = self._url, self._method, self._headers, self._body
+        request = self._first
+        chain: list[tuple[int, str]] = []
+        while True:
+            head, content, truncated = await self._exchange(url, request, method, timer)
+            location = head.headers.get("location") or head.headers.get("uri")
+            if not self._follow or head.status not in _REDIRECTS or location is None:
+                break
+            chain.append((head.status, str(url)))
+            if self._max_redirects and len(chain) >= self._max_redirects:
+                raise ProbeError(
+                    FailureKind.REDIRECTS, f"too many redirects (stopped after {len(chain)})"
+                )
+            if (head.status == 303 and method != "HEAD") or (
+                head.status in (301, 302) and method == "POST"
+            ):
+                method, body = "GET", None
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+            target = _redirect_target(url, _text(location))
+            if target.origin() != url.origin():
+                headers = {k: v for k, v in headers.items() if k.lower() not in _ORIGIN_BOUND}
+            url = target
+            request = _request_bytes(method, url, headers, body)
+        location = head.headers.get("location")
+        record = head.headers.get(self._record_header) if self._record_header else None
+        return ProbeResponse(
+            status=head.status,
+            reason=head.reason,
+            url=str(url),
+            location=_text(location) if location is not None else None,
+            chain=chain,
+            body=content,
+            truncated=truncated,
+            charset=_charset(head.headers.get("content-type")),
+            header=_text(record) if record is not None else None,
+        )
+
+    async def _exchange(
+        self, url: URL, request: bytes, method: str, timer: PhaseTimer
+    ) -> tuple[_Head, bytes, bool]:
+        host = url.raw_host or ""
+        port = url.port or 80
+        secure = url.scheme == "https"
+        timer.connection_start(secure)
+        loop = asyncio.get_running_loop()
+        if _is_ip(host):
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            addresses = [(int(family), (host, port))]
+        else:
+            addresses = await _resolve(loop, host, port, timer)
+        exchange = _Exchange(loop, request, method == "HEAD", self._follow, self._cap, timer, host)
+        transport = await self._connect(loop, exchange, addresses, host, port, secure, timer)
+        timer.connection_end()
+        try:
+            return await exchange.done
+        finally:
+            transport.abort()
+
+    async def _connect(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        exchange: _Exchange,
+        addresses: list[tuple[int, tuple[str, int]]],
+        host: str,
+        port: int,
+        secure: bool,
+        timer: PhaseTimer,
+    ) -> asyncio.Transport:
+        """Connects to the first address that answers (and completes TLS on it)."""
+        error: OSError | None = None
+        for family, address in addresses:
+            if not secure:
+                # the loop's own connect: on uvloop it runs in C, without a Python future
+                try:
+                    transport, _ = await loop.create_connection(
+                        lambda: exchange, host=address[0], port=address[1], family=family
+                    )
+                except OSError as exc:
+                    error = exc
+                    continue
+                return transport
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+                timer.tcp_connected(exchange)
+                transport, _ = await loop.create_connection(
+                    lambda: exchange,
+                    sock=sock,
+                    ssl=self._tls,
+                    server_hostname=host,
+                )
+                return transport
+            except ssl.SSLCertVerificationError as exc:
+                sock.close()
+                reason = exc.verify_message or str(exc)
+                raise ProbeError(
+                    FailureKind.TLS, f"TLS certificate of {host} rejected: {reason}"
+                ) from None
+            except ssl.SSLError as exc:
+                sock.close()
+                reason = exc.strerror or str(exc)
+                raise ProbeError(
+                    FailureKind.TLS, f"TLS handshake with {host} failed: {reason}"
+                ) from None
+            except OSError as exc:
+                sock.close()
+                error = exc
+            except BaseException:
+                sock.close()
+                raise
+        reason = (error.strerror or str(error) or type(error).__name__) if error else "no address"
+        raise ProbeError(FailureKind.CONNECT, f"could not connect to {host}:{port}: {reason}")
+
+
+async def _resolve(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, timer: PhaseTimer
+) -> list[tuple[int, tuple[str, int]]]:
+    """The host's addresses, in the resolver's order, without duplicates."""
+    timer.dns_start()
+    try:
+        infos = await loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
+        )
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ProbeError(FailureKind.DNS, f"could not resolve {host}: {reason}") from None
+    finally:
+        timer.dns_end()
+    addresses: list[tuple[int, tuple[str, int]]] = []
+    for family, _type, _proto, _name, sockaddr in infos:
+        entry = (int(family), (str(sockaddr[0]), int(sockaddr[1])))
+        if entry not in addresses:
+            addresses.append(entry)
+    if not addresses:
+        raise ProbeError(FailureKind.DNS, f"could not resolve {host}: no addresses")
+    return addresses
+
+
+def _redirect_target(url: URL, location: str) -> URL:
+    try:
+        target = URL(location)
+    except ValueError:
+        raise ProbeError(
+            FailureKind.PROTOCOL, f"request failed: redirect to {location!r}, not a URL"
+        ) from None
+    if target.scheme not in ("", "http", "https"):
+        raise ProbeError(
+            FailureKind.PROTOCOL, f"request failed: redirect to a non-HTTP URL {location!r}"
+        )
+    if not target.scheme or not target.host:
+        target = url.join(target)
+    if not target.host:
+        raise ProbeError(FailureKind.PROTOCOL, f"request failed: redirect to {location!r}")
+    return target

@@ -1,0 +1,391 @@
+"""The HTTP check's own client on the wire: framing, encodings, redirects, bad servers.
+
+Each test provokes one behaviour from a real local server: aiohttp's for well-formed
+HTTP, a bare TCP server for exact bytes (interim responses, odd framing, broken peers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from monitor.checks import CheckContext
+from monitor.checks.http import HttpCheck, HttpCheckConfig
+from monitor.clock import SystemClock
+from monitor.configtypes import Defaults
+from monitor.httpclient import make_session
+from monitor.model import FailureKind, Outcome
+
+PAGE = "<html><body>Wing, the cloud-oriented language</body></html>"
+
+
+@pytest.fixture
+def check_for(session: aiohttp.ClientSession) -> Callable[..., HttpCheck]:
+    def build(url: str, **fields: Any) -> HttpCheck:
+        fields.setdefault("timeout", "5s")
+        config = HttpCheckConfig(name="t", kind="http", url=url, **fields).resolved(Defaults())
+        return HttpCheck(config, CheckContext(session=session, clock=SystemClock()))
+
+    return build
+
+
+async def serve(aiohttp_server: Any, routes: dict[str, Any]) -> Any:
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_route("*", path, handler)
+    return await aiohttp_server(app)
+
+
+async def page(_request: web.Request) -> web.Response:
+    return web.Response(text=PAGE)
+
+
+class RawServer:
+    """A TCP server that reads one request head (and body, by Content-Length), keeps
+    it, writes `reply` and hangs up."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.requests: list[bytes] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            body = await reader.readexactly(length) if length else b""
+            self.requests.append(head + body)
+            writer.write(self.reply)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/page?q=1"
+
+
+async def probe_raw(check_for: Callable[..., HttpCheck], reply: bytes, **fields: Any) -> Any:
+    async with RawServer(reply) as server:
+        return await check_for(server.url, **fields).run()
+
+
+class TestRequestOnTheWire:
+    async def test_request_head(self, check_for) -> None:
+        async with RawServer(b"HTTP/1.1 204 No Content\r\n\r\n") as server:
+            obs = await check_for(server.url, headers={"X-Probe": "yes"}).run()
+        assert obs.outcome is Outcome.UP, obs.message
+        lines = server.requests[0].decode().split("\r\n")
+        assert lines[0] == "GET /page?q=1 HTTP/1.1"
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:] if line)}
+        assert headers["host"] == f"127.0.0.1:{server.port}"
+        assert headers["connection"] == "close"
+        assert headers["user-agent"].startswith("project-asset-monitor/")
+        assert headers["x-probe"] == "yes"
+        assert "content-length" not in headers
+
+    async def test_configured_headers_replace_the_defaults(self, check_for) -> None:
+        async with RawServer(b"HTTP/1.1 204 No Content\r\n\r\n") as server:
+            await check_for(
+                server.url,
+                method="PUT",
+                body="Wing",
+                headers={"user-agent": "probe/1", "Content-Type": "text/plain"},
+            ).run()
+        request = server.requests[0].decode()
+        assert request.startswith("PUT /page?q=1 HTTP/1.1\r\n")
+        assert request.count("probe/1") == 1
+        assert "project-asset-monitor" not in request
+        assert "Content-Type: text/plain\r\n" in request
+        assert "application/octet-stream" not in request
+        assert "\r\nContent-Length: 4\r\n" in request
+        assert request.endswith("\r\n\r\nWing")
+
+    async def test_session_user_agent_is_used(self, check_for) -> None:
+        async with (
+            make_session("wing-monitor/2") as session,
+            RawServer(b"HTTP/1.1 204 No Content\r\n\r\n") as server,
+        ):
+            config = HttpCheckConfig(name="t", kind="http", url=server.url).resolved(Defaults())
+            await HttpCheck(config, CheckContext(session=session, clock=SystemClock())).run()
+        assert b"\r\nUser-Agent: wing-monitor/2\r\n" in server.requests[0]
+
+    @pytest.mark.parametrize("headers", [{"X-A": "1\r\nX-B: 2"}, {"Bad Name": "1"}])
+    def test_headers_that_cannot_be_sent_are_config_errors(self, headers) -> None:
+        with pytest.raises(ValueError, match="header"):
+            HttpCheckConfig(name="t", kind="http", url="http://x", headers=headers)
+
+
+class TestFraming:
+    async def test_chunked_body(self, aiohttp_server, check_for) -> None:
+        async def chunked(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse()
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            for word in ("Wing, ", "the cloud-", "oriented language"):
+                await resp.write(word.encode())
+            await resp.write_eof()
+            return resp
+
+        server = await serve(aiohttp_server, {"/": chunked})
+        obs = await check_for(
+            str(server.make_url("/")), expect={"body_contains": ["the cloud-oriented language"]}
+        ).run()
+        assert obs.outcome is Outcome.UP, obs.message
+
+    async def test_chunked_with_extensions_and_trailers(self, check_for) -> None:
+        reply = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;name=x\r\nWing,\r\n6\r\n cloud\r\n0\r\nX-Trailer: 1\r\n\r\n"
+        )
+        obs = await probe_raw(check_for, reply, expect={"body_regex": ["^Wing, cloud$"]})
+        assert obs.outcome is Outcome.UP, obs.message
+
+    async def test_body_until_close(self, check_for) -> None:
+        reply = b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n" + PAGE.encode()
+        obs = await probe_raw(check_for, reply, expect={"body_contains": ["cloud-oriented"]})
+        assert obs.outcome is Outcome.UP, obs.message
+
+    async def test_interim_response_is_skipped(self, check_for) -> None:
+        reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nWing"
+        obs = await probe_raw(check_for, reply, expect={"body_contains": ["Wing"]})
+        assert (obs.outcome, obs.details["status"]) == (Outcome.UP, 200)
+
+    async def test_head_reads_no_body(self, check_for) -> None:
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"  # no body follows
+        obs = await probe_raw(check_for, reply, method="HEAD")
+        assert obs.outcome is Outcome.UP, obs.message
+
+    async def test_first_of_repeated_headers_is_recorded(self, check_for) -> None:
+        reply = (
+            b"HTTP/1.1 200 OK\r\nX-Version:  0.85.48 \r\nx-version: 0.1\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        obs = await probe_raw(check_for, reply, record={"header": "X-VERSION"})
+        assert obs.details["recorded"] == "0.85.48"
+
+    @pytest.mark.parametrize(
+        ("content_type", "found"),
+        [("text/html; charset=ISO-8859-1", True),
+         ('text/html; charset="latin-1"', True),
+         ("text/html; charset=no-such-codec", False),  # read as UTF-8, no crash
+         ("text/html", False)],
+    )  # fmt: skip
+    async def test_charset(self, check_for, content_type: str, found: bool) -> None:
+        body = "Café Wing".encode("latin-1")
+        reply = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        obs = await probe_raw(check_for, reply, expect={"body_contains": ["Café"]})
+        assert (obs.outcome is Outcome.UP) is found, obs.message
+
+
+class TestEncodings:
+    async def test_gzip(self, aiohttp_server, check_for) -> None:
+        seen: list[str] = []
+
+        async def compressed(request: web.Request) -> web.Response:
+            seen.append(request.headers.get("Accept-Encoding", ""))
+            resp = web.Response(text=PAGE * 50, content_type="text/html")
+            resp.enable_compression(web.ContentCoding.gzip)
+            return resp
+
+        server = await serve(aiohttp_server, {"/": compressed})
+        obs = await check_for(
+            str(server.make_url("/")), expect={"body_regex": ["language</body></html>$"]}
+        ).run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert "gzip" in seen[0]
+
+    @pytest.mark.parametrize("wrapped", [True, False])
+    async def test_deflate_with_and_without_zlib_header(self, check_for, wrapped: bool) -> None:
+        if wrapped:
+            body = zlib.compress(PAGE.encode())
+        else:
+            packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            body = packer.compress(PAGE.encode()) + packer.flush()
+        reply = (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        obs = await probe_raw(check_for, reply, expect={"body_contains": ["cloud-oriented"]})
+        assert obs.outcome is Outcome.UP, obs.message
+
+    async def test_cap_applies_to_decoded_bytes(self, check_for) -> None:
+        body = gzip.compress(b"Wing " * 200_000)  # 1 MB that packs into a few KB
+        reply = (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        obs = await probe_raw(check_for, reply, max_body="10KiB", expect={"body_contains": ["W"]})
+        assert obs.outcome is Outcome.UP, obs.message
+        assert obs.details["body_truncated_at"] == 10 * 1024
+
+    async def test_exactly_cap_bytes_is_not_truncated(self, check_for) -> None:
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n" + b"W" * 1024
+        obs = await probe_raw(check_for, reply, max_body="1KiB")
+        assert obs.outcome is Outcome.UP, obs.message
+        assert "body_truncated_at" not in obs.details
+
+    async def test_corrupt_gzip_is_a_protocol_failure(self, check_for) -> None:
+        reply = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!"
+        obs = await probe_raw(check_for, reply)
+        assert (obs.outcome, obs.failure) == (Outcome.DOWN, FailureKind.PROTOCOL)
+        assert obs.message.startswith("could not decode the response body")
+
+
+class TestRedirects:
+    @pytest.fixture
+    async def server(self, aiohttp_server) -> Any:
+        seen: list[tuple[str, str, bytes, str | None]] = []
+
+        async def record(request: web.Request) -> None:
+            body = await request.read()
+            seen.append((request.method, request.path, body, request.headers.get("Authorization")))
+
+        async def see_other(request: web.Request) -> web.Response:
+            await record(request)
+            raise web.HTTPSeeOther("/final")
+
+        async def temporary(request: web.Request) -> web.Response:
+            await record(request)
+            raise web.HTTPTemporaryRedirect("final")  # relative to /a/temporary
+
+        async def moved(request: web.Request) -> web.Response:
+            await record(request)
+            raise web.HTTPFound("../final")
+
+        async def final(request: web.Request) -> web.Response:
+            await record(request)
+            return web.Response(text=PAGE)
+
+        routes = {"/see-other": see_other, "/a/temporary": temporary, "/a/b/moved": moved}
+        routes |= {"/final": final, "/a/final": final}
+        srv = await serve(aiohttp_server, routes)
+        srv.seen = seen
+        return srv
+
+    async def test_303_turns_a_post_into_a_get(self, server, check_for) -> None:
+        obs = await check_for(str(server.make_url("/see-other")), method="POST", body="x").run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert [(m, p, b) for m, p, b, _ in server.seen] == [
+            ("POST", "/see-other", b"x"), ("GET", "/final", b""),
+        ]  # fmt: skip
+
+    async def test_307_keeps_method_and_body_and_resolves_relative(self, server, check_for) -> None:
+        obs = await check_for(str(server.make_url("/a/temporary")), method="POST", body="x").run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert obs.details["final_url"] == str(server.make_url("/a/final"))
+        assert [(m, p, b) for m, p, b, _ in server.seen] == [
+            ("POST", "/a/temporary", b"x"), ("POST", "/a/final", b"x"),
+        ]  # fmt: skip
+
+    async def test_302_after_post_is_a_get_and_dot_dot_resolves(self, server, check_for) -> None:
+        obs = await check_for(str(server.make_url("/a/b/moved")), method="POST", body="x").run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert [(m, p) for m, p, _, _ in server.seen] == [
+            ("POST", "/a/b/moved"),
+            ("GET", "/a/final"),
+        ]
+        assert obs.details["redirects"] == [
+            {"status": 302, "url": str(server.make_url("/a/b/moved"))}
+        ]
+
+    async def test_credentials_stay_on_the_origin(self, server, check_for) -> None:
+        # the same server under another name is another origin
+        other = f"http://localhost:{server.port}/final"
+
+        async with RawServer(
+            f"HTTP/1.1 302 Found\r\nLocation: {other}\r\nContent-Length: 0\r\n\r\n".encode()
+        ) as hop:
+            obs = await check_for(hop.url, headers={"Authorization": "Bearer secret"}).run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert b"Authorization: Bearer secret" in hop.requests[0]
+        assert server.seen[-1][3] is None
+        await check_for(
+            str(server.make_url("/see-other")), headers={"Authorization": "Bearer secret"}
+        ).run()
+        assert server.seen[-1][3] == "Bearer secret"
+
+    async def test_redirect_to_another_scheme(self, check_for) -> None:
+        reply = b"HTTP/1.1 301 Moved\r\nLocation: ftp://example.org/\r\nContent-Length: 0\r\n\r\n"
+        obs = await probe_raw(check_for, reply)
+        assert (obs.outcome, obs.failure) == (Outcome.DOWN, FailureKind.PROTOCOL)
+        assert "non-HTTP URL 'ftp://example.org/'" in obs.message
+
+    async def test_redirect_without_location_is_the_final_response(self, check_for) -> None:
+        obs = await probe_raw(check_for, b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n")
+        assert obs.message == "expected status 2xx, got 302 Found"
+        assert "redirects" not in obs.details
+
+
+class TestBadServers:
+    @pytest.mark.parametrize(
+        ("reply", "failure", "words"),
+        [(b"", FailureKind.DISCONNECTED, "no response"),
+         (b"HTTP/1.1 200 OK\r\nContent-", FailureKind.DISCONNECTED, "incomplete response head"),
+         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nWing",
+          FailureKind.DISCONNECTED, "chunked body"),
+         (b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", FailureKind.PROTOCOL, "'ten'"),
+         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", FailureKind.PROTOCOL,
+          "chunk size"),
+         (b"HTTP/1.1 OK\r\n\r\n", FailureKind.PROTOCOL, "status line"),
+         (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", FailureKind.PROTOCOL, "header line"),
+         (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000, FailureKind.PROTOCOL, "end of the headers")],
+    )  # fmt: skip
+    async def test_classified(self, check_for, reply: bytes, failure, words: str) -> None:
+        obs = await probe_raw(check_for, reply)
+        assert (obs.outcome, obs.failure) == (Outcome.DOWN, failure)
+        assert words in obs.message
+
+
+class TestAddresses:
+    async def test_next_address_after_a_refusal(self, aiohttp_server, check_for) -> None:
+        """`localhost` names ::1 and 127.0.0.1; a server on one of them is found either way."""
+        app = web.Application()
+        app.router.add_get("/", page)
+        server = await aiohttp_server(app, host="127.0.0.1")
+        infos = socket.getaddrinfo("localhost", server.port, type=socket.SOCK_STREAM)
+        obs = await check_for(f"http://localhost:{server.port}/").run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert "dns" in obs.phases
+        assert {info[4][0] for info in infos} >= {"127.0.0.1"}
+
+    async def test_ipv6_literal(self, aiohttp_server, check_for) -> None:
+        if not socket.has_ipv6:
+            pytest.skip("no IPv6 on this machine")
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no ::1 on this machine")
+        app = web.Application()
+        app.router.add_get("/", page)
+        server = await aiohttp_server(app, host="::1")
+        obs = await check_for(f"http://[::1]:{server.port}/").run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert "dns" not in obs.phases  # an address needs no lookup
