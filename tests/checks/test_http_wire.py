@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import socket
+import ssl
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 
 from monitor.checks import CheckContext
@@ -389,3 +393,146 @@ class TestAddresses:
         obs = await check_for(f"http://[::1]:{server.port}/").run()
         assert obs.outcome is Outcome.UP, obs.message
         assert "dns" not in obs.phases  # an address needs no lookup
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+async def test_no_socket_is_left_open(aiohttp_server, check_for) -> None:
+    """Every way a probe ends closes its socket: success, cap, timeout, refusal, garbage."""
+    never = asyncio.Event()
+
+    async def hang(_r: web.Request) -> web.Response:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async def big(_r: web.Request) -> web.Response:
+        return web.Response(body=b"W" * 200_000)
+
+    server = await serve(aiohttp_server, {"/": page, "/hang": hang, "/big": big})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{s.getsockname()[1]}/"
+        probes = [
+            check_for(str(server.make_url("/"))),
+            check_for(str(server.make_url("/big")), max_body="1KiB"),
+            check_for(str(server.make_url("/hang")), timeout="20ms"),
+            check_for(refused),
+        ]
+        for check in probes:  # warm-up: the loop's own descriptors exist from here on
+            await check.run()
+        baseline = open_fds()
+        outcomes = {(await check.run()).outcome for _ in range(10) for check in probes}
+        async with RawServer(b"SSH-2.0-OpenSSH_9.2\r\n\r\n") as raw:
+            for _ in range(10):
+                await check_for(raw.url).run()
+    assert outcomes == {Outcome.UP, Outcome.DOWN}
+    deadline = asyncio.get_running_loop().time() + 5
+    while open_fds() > baseline and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)  # closing finishes in the loop's next turns
+    assert open_fds() <= baseline
+
+
+class TestOnUvloop:
+    """The daemon runs on uvloop when it is installed: the same client, the same results."""
+
+    @staticmethod
+    def run(scenario: Callable[[], Any]) -> Any:
+        loop_module = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=loop_module.new_event_loop) as runner:
+            return runner.run(scenario())
+
+    @staticmethod
+    async def probe(url: str, **fields: Any) -> Any:
+        fields.setdefault("timeout", "5s")
+        config = HttpCheckConfig(name="t", kind="http", url=url, **fields).resolved(Defaults())
+        async with make_session() as session:
+            return await HttpCheck(config, CheckContext(session=session, clock=SystemClock())).run()
+
+    @staticmethod
+    async def site(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> Any:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        await site.start()
+        port = runner.addresses[0][1]
+        return runner, port
+
+    def test_plain_redirect_gzip_and_failures(self) -> None:
+        async def scenario() -> list[Any]:
+            never = asyncio.Event()
+
+            async def compressed(_r: web.Request) -> web.Response:
+                resp = web.Response(text=PAGE * 20)
+                resp.enable_compression(web.ContentCoding.gzip)
+                return resp
+
+            async def moved(_r: web.Request) -> web.Response:
+                raise web.HTTPFound("/page")
+
+            async def hang(_r: web.Request) -> web.Response:
+                await never.wait()
+                raise AssertionError("unreachable")
+
+            app = web.Application()
+            app.router.add_get("/page", compressed)
+            app.router.add_get("/moved", moved)
+            app.router.add_get("/hang", hang)
+            runner, port = await self.site(app)
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                refused = s.getsockname()[1]
+                try:
+                    return [
+                        await self.probe(
+                            f"http://localhost:{port}/moved",
+                            expect={"body_regex": ["language</body></html>$"]},
+                        ),
+                        await self.probe(f"http://127.0.0.1:{port}/hang", timeout="50ms"),
+                        await self.probe(f"http://127.0.0.1:{refused}/"),
+                    ]
+                finally:
+                    never.set()  # the hanging handler ends, so the server stops at once
+                    await runner.cleanup()
+
+        ok, hung, refused = self.run(scenario)
+        assert ok.outcome is Outcome.UP, ok.message
+        assert [h["status"] for h in ok.details["redirects"]] == [302]
+        assert {"dns", "connect", "first_byte"} <= set(ok.phases)
+        assert hung.message.endswith("(timed out waiting for the response headers)")
+        assert refused.failure is FailureKind.CONNECT
+
+    def test_tls(self, tmp_path) -> None:
+        ca = trustme.CA()
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        not_after = datetime.now(UTC).replace(microsecond=0) + timedelta(days=90)
+        leaf = ca.issue_cert("localhost", not_after=not_after)
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        leaf.configure_cert(server_ctx)
+
+        async def scenario() -> list[Any]:
+            app = web.Application()
+            app.router.add_get("/", page)
+            runner, port = await self.site(app, server_ctx)
+            try:
+                url = f"https://localhost:{port}/"
+                return [
+                    await self.probe(url, tls_ca_file=str(ca_file)),
+                    await self.probe(url),
+                    await self.probe(url, tls_verify=False),
+                ]
+            finally:
+                await runner.cleanup()
+
+        trusted, untrusted, unverified = self.run(scenario)
+        assert trusted.outcome is Outcome.UP, trusted.message
+        assert trusted.details["tls_not_after"] == not_after
+        assert trusted.phases["tls"] > 0
+        assert trusted.phases["connect"] > 0
+        assert untrusted.failure is FailureKind.TLS
+        assert untrusted.message.startswith("TLS certificate of localhost rejected: ")
+        assert unverified.outcome is Outcome.UP
+        assert "tls_not_after" not in unverified.details
