@@ -85,7 +85,6 @@ class PhaseTimer:
     def dns_end(self) -> None:
         self._dns_hop = time.perf_counter() - self._dns_at
         self.dns += self._dns_hop
-        self.stage = "connecting"
 
     def connection_start(self, secure: bool) -> None:
         self._conn_at = time.perf_counter()

@@ -16,7 +16,6 @@ Every failure is a `ProbeError` with its failure kind and a message naming the h
 from __future__ import annotations
 
 import asyncio
-import codecs
 import ipaddress
 import re
 import socket
@@ -37,7 +36,10 @@ __all__ = ["ProbeError", "ProbeResponse", "Prober", "unverified_context"]
 _MAX_HEAD = 64 * 1024  # bytes of status line and headers, like a server's limit
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NO_BODY = frozenset({204, 304})
-_HEADER = re.compile(r"^([^:\r\n]+):[ \t]*(.*?)[ \t]*\r?$", re.MULTILINE)
+# One header line: a name without spaces, a colon, the rest of the line. No part can
+# match in two ways, so a hostile line costs linear time.
+_HEADER = re.compile(r"^([^:\s]+):([^\r\n]*)\r?$", re.MULTILINE)
+_MAX_CHUNK_LINE = 1024  # a chunk size with extensions; real ones are a few bytes
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # not sent to another origin: credentials, and a Host header meant for the first one
 _ORIGIN_BOUND = ("authorization", "cookie", "proxy-authorization", "host")
@@ -129,9 +131,9 @@ def _charset(content_type: str | None) -> str | None:
         key, _, value = param.partition("=")
         if key.strip().lower() == "charset":
             name = value.strip().strip('"').strip()
-            try:
-                codecs.lookup(name)
-            except LookupError:
+            try:  # a text codec that decodes anything with errors="replace"
+                b"\xff<\xe9>".decode(name, errors="replace")
+            except (LookupError, ValueError):  # unknown, bytes-to-bytes, or idna-like
                 return None
             return name
     return None
@@ -161,9 +163,11 @@ def _parse_head(raw: bytes) -> _Head:
     pairs = _HEADER.findall(rest) if rest else []
     if len(pairs) != (rest.count("\r\n") + 1 if rest else 0):
         raise ValueError("malformed header line")
-    headers: dict[str, str] = {}
-    for name, value in reversed(pairs):
-        headers[name.lower()] = value
+    headers = {name.lower(): value.strip(" \t") for name, value in reversed(pairs)}
+    if len(headers) != len(pairs):  # repeated names: lengths must agree
+        lengths = {v.strip(" \t") for k, v in pairs if k.lower() == "content-length"}
+        if len(lengths) > 1:
+            raise ValueError(f"conflicting Content-Length headers {sorted(lengths)}")
     return _Head(int(code), parts[2].strip() if len(parts) > 2 else "", headers)
 
 
@@ -197,7 +201,8 @@ class _Exchange(asyncio.Protocol):
         self._left = -1  # body bytes still expected: -1 until close, -2 chunked
         self._chunk = 0  # bytes left of the current chunk, -1 before its size line
         self._decoder: zlib._Decompress | None = None
-        self._deflate = False  # a deflate body, which may come without zlib header
+        self._deflate = False  # deflate, its framing not known yet: with zlib header or raw
+        self._start = b""  # a deflate body's first byte, until the second one comes
         self._parts: list[bytes] = []
         self._size = 0
 
@@ -254,6 +259,8 @@ class _Exchange(asyncio.Protocol):
         buffer = self._buffer + data if self._buffer else data
         while True:
             end = buffer.find(b"\r\n\r\n")
+            if end > _MAX_HEAD:
+                raise ValueError(f"response headers longer than {_MAX_HEAD} bytes")
             if end < 0:
                 if len(buffer) > _MAX_HEAD:
                     raise ValueError(f"no end of the headers in the first {_MAX_HEAD} bytes")
@@ -272,8 +279,7 @@ class _Exchange(asyncio.Protocol):
         if encoding in ("gzip", "x-gzip"):
             self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
-            self._decoder = zlib.decompressobj()
-            self._deflate = True
+            self._deflate = True  # the decoder is chosen by the first two bytes
         if (
             self._head_only
             or head.status in _NO_BODY
@@ -311,6 +317,8 @@ class _Exchange(asyncio.Protocol):
             if self._chunk == -1:
                 end = data.find(b"\r\n", pos)
                 if end < 0:
+                    if len(data) - pos > _MAX_CHUNK_LINE:
+                        raise ValueError(f"chunk size line longer than {_MAX_CHUNK_LINE} bytes")
                     break
                 size = data[pos:end].split(b";", 1)[0].strip()
                 try:
@@ -341,8 +349,20 @@ class _Exchange(asyncio.Protocol):
     def _keep(self, data: bytes) -> bool:
         """Adds body bytes; False once more than `cap` decoded bytes have arrived."""
         room = self._cap + 1 - self._size
+        if self._deflate:
+            data = self._start + data
+            if len(data) < 2:
+                self._start = data
+                return True
+            self._start = b""
+            self._deflate = False
+            # RFC 1950's header: compression method 8 and a check over the two bytes
+            wrapped = data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+            self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         if self._decoder is not None:
-            data = self._decode(data, room)
+            if self._decoder.eof:
+                return True  # bytes after the end of the compressed stream are dropped
+            data = self._decoder.decompress(data, room)
         elif len(data) > room:
             data = data[:room]
         self._parts.append(data)
@@ -351,19 +371,6 @@ class _Exchange(asyncio.Protocol):
             self._finish(True)
             return False
         return True
-
-    def _decode(self, data: bytes, room: int) -> bytes:
-        decoder = self._decoder
-        if decoder is None:
-            return data
-        try:
-            return decoder.decompress(data, room)
-        except zlib.error:
-            if not self._deflate or self._size or decoder.unused_data:
-                raise
-            self._deflate = False  # deflate without the zlib wrapper, as some servers send
-            self._decoder = zlib.decompressobj(-zlib.MAX_WBITS)
-            return self._decoder.decompress(data, room)
 
     def _finish(self, truncated: bool) -> None:
         head = self._head
@@ -456,8 +463,8 @@ class Prober:
         self, url: URL, request: bytes, method: str, timer: PhaseTimer
     ) -> tuple[_Head, bytes, bool]:
         host = url.raw_host or ""
-        port = url.port or 80
         secure = url.scheme == "https"
+        port = url.port if url.port is not None else (443 if secure else 80)
         timer.connection_start(secure)
         loop = asyncio.get_running_loop()
         if _is_ip(host):
@@ -542,8 +549,13 @@ async def _resolve(
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise ProbeError(FailureKind.DNS, f"could not resolve {host}: {reason}") from None
+    except UnicodeError:  # a label IDNA cannot encode: empty, or over 63 characters
+        raise ProbeError(
+            FailureKind.DNS, f"could not resolve {host}: not a valid host name"
+        ) from None
     finally:
         timer.dns_end()
+    timer.stage = "connecting"
     addresses: list[tuple[int, tuple[str, int]]] = []
     for family, _type, _proto, _name, sockaddr in infos:
         entry = (int(family), (str(sockaddr[0]), int(sockaddr[1])))
@@ -565,8 +577,14 @@ def _redirect_target(url: URL, location: str) -> URL:
         raise ProbeError(
             FailureKind.PROTOCOL, f"request failed: redirect to a non-HTTP URL {location!r}"
         )
-    if not target.scheme or not target.host:
-        target = url.join(target)
-    if not target.host:
-        raise ProbeError(FailureKind.PROTOCOL, f"request failed: redirect to {location!r}")
+    try:
+        if not target.scheme or not target.host:
+            target = url.join(target)
+        valid = bool(target.raw_host) and target.origin() is not None
+    except ValueError:  # UnicodeError too: a host name IDNA cannot encode
+        valid = False
+    if not valid:
+        raise ProbeError(
+            FailureKind.PROTOCOL, f"request failed: redirect to {location!r}, not a valid URL"
+        )
     return target

@@ -11,6 +11,7 @@ import gzip
 import os
 import socket
 import ssl
+import tracemalloc
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,8 +26,9 @@ from monitor.checks import CheckContext
 from monitor.checks.http import HttpCheck, HttpCheckConfig
 from monitor.clock import SystemClock
 from monitor.configtypes import Defaults
-from monitor.httpclient import make_session
+from monitor.httpclient import PhaseTimer, make_session
 from monitor.model import FailureKind, Outcome
+from monitor.probe import _Exchange, _parse_head
 
 PAGE = "<html><body>Wing, the cloud-oriented language</body></html>"
 
@@ -536,3 +538,145 @@ class TestOnUvloop:
         assert untrusted.message.startswith("TLS certificate of localhost rejected: ")
         assert unverified.outcome is Outcome.UP
         assert "tls_not_after" not in unverified.details
+
+
+class TestHostileServers:
+    """What a broken or hostile server sends costs bounded time and memory."""
+
+    def test_a_long_header_value_parses_in_linear_time(self) -> None:
+        value = "a" + " " * 60_000 + "b"
+        head = _parse_head(f"HTTP/1.1 200 OK\r\nX: {value}\r\nContent-Length: 2".encode())
+        assert head.headers["x"] == value
+        assert head.headers["content-length"] == "2"
+
+    async def test_a_complete_head_over_the_limit(self, check_for) -> None:
+        reply = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000 + b"\r\n\r\nok"
+        obs = await probe_raw(check_for, reply)
+        assert obs.failure is FailureKind.PROTOCOL
+        assert "response headers longer than 65536 bytes" in obs.message
+
+    @pytest.mark.parametrize(
+        ("header", "words"),
+        [(b"Content-Length : 2", "malformed header line"),
+         (b"Content-Length: 2\r\nContent-Length: 3", "conflicting Content-Length")],
+    )  # fmt: skip
+    async def test_ambiguous_framing_is_refused(self, check_for, header, words) -> None:
+        obs = await probe_raw(check_for, b"HTTP/1.1 200 OK\r\n" + header + b"\r\n\r\nok")
+        assert obs.failure is FailureKind.PROTOCOL
+        assert words in obs.message
+
+    async def test_repeated_equal_lengths_are_fine(self, check_for) -> None:
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"
+        assert (await probe_raw(check_for, reply)).outcome is Outcome.UP
+
+    async def test_an_endless_chunk_size_line(self, check_for) -> None:
+        reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + b"a" * 100_000
+        obs = await probe_raw(check_for, reply)
+        assert obs.failure is FailureKind.PROTOCOL
+        assert "chunk size line longer than 1024 bytes" in obs.message
+
+    async def test_bytes_after_the_gzip_stream_are_dropped(self, check_for) -> None:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n")
+            writer.write(gzip.compress(b"Wing"))
+            zeros = bytes(64 * 1024)
+            try:
+                for _ in range(320):  # then 20 MB of zeros, until the server closes
+                    writer.write(zeros)
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tracemalloc.start()
+        try:
+            async with server:
+                check = check_for(f"http://127.0.0.1:{port}/", expect={"body_regex": ["^Wing$"]})
+                obs = await check.run()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert "body_truncated_at" not in obs.details
+        assert peak < 8 * 1024 * 1024  # the 20 MB after the stream were not kept
+
+    @pytest.mark.parametrize("charset", ["rot13", "base64", "idna", "undefined", "zlib"])
+    async def test_a_charset_that_is_no_text_codec(self, check_for, charset: str) -> None:
+        reply = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset={charset}\r\n"
+            "Content-Length: 4\r\n\r\nWing"
+        ).encode()
+        obs = await probe_raw(
+            check_for, reply, expect={"body_contains": ["Wing"]}, record={"regex": "W(i)ng"}
+        )
+        assert obs.outcome is Outcome.UP, obs.message
+        assert obs.details["recorded"] == "i"
+
+    @pytest.mark.parametrize("host", ["a..b", f"{'x' * 64}.example"])
+    async def test_a_redirect_to_a_host_that_cannot_be_encoded(self, check_for, host) -> None:
+        reply = f"HTTP/1.1 302 Found\r\nLocation: http://{host}/\r\nContent-Length: 0\r\n\r\n"
+        obs = await probe_raw(check_for, reply.encode())
+        assert obs.failure is FailureKind.DNS
+        assert obs.message == f"could not resolve {host}: not a valid host name"
+
+    async def test_a_redirect_to_something_else(self, check_for) -> None:
+        reply = b"HTTP/1.1 302 Found\r\nLocation: http://[::1/\r\nContent-Length: 0\r\n\r\n"
+        obs = await probe_raw(check_for, reply)
+        assert obs.failure is FailureKind.PROTOCOL
+        assert obs.message.startswith("request failed: redirect to 'http://[::1/', not a")
+
+    async def test_slow_name_resolution_times_out_resolving(self, check_for, monkeypatch) -> None:
+        loop = asyncio.get_running_loop()
+        never = asyncio.Event()
+
+        async def hang(*_args: Any, **_kwargs: Any) -> Any:
+            await never.wait()
+
+        monkeypatch.setattr(loop, "getaddrinfo", hang)
+        obs = await check_for("http://docs.example.invalid/", timeout="50ms").run()
+        assert obs.message.endswith("(timed out resolving the host name)")
+
+
+def exchange(cap: int = 1 << 20) -> _Exchange:
+    return _Exchange(asyncio.get_running_loop(), b"", False, True, cap, PhaseTimer(), "h")
+
+
+async def fed(pieces: list[bytes], cap: int = 1 << 20) -> tuple[bytes, bool]:
+    """The body an exchange reads from `pieces`, each one `data_received` call."""
+    ex = exchange(cap)
+    for piece in pieces:
+        ex.data_received(piece)
+    ex.connection_lost(None)
+    _head, body, truncated = await ex.done
+    return body, truncated
+
+
+class TestSplitAnywhere:
+    """Bytes can arrive cut at any point: every cut gives the same body."""
+
+    @staticmethod
+    def cuts(message: bytes) -> list[list[bytes]]:
+        return [[message[:i], message[i:]] for i in range(1, len(message))]
+
+    async def test_chunked(self) -> None:
+        message = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;ext=1\r\nWing,\r\n10\r\n cloud-oriented!\r\n0\r\n\r\n"
+        )
+        for pieces in [[message], *self.cuts(message), [bytes([b]) for b in message]]:
+            assert await fed(pieces) == (b"Wing, cloud-oriented!", False), pieces
+
+    @pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS])
+    async def test_deflate_either_framing(self, wbits: int) -> None:
+        packer = zlib.compressobj(wbits=wbits)
+        body = packer.compress(PAGE.encode()) + packer.flush()
+        message = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n\r\n" + body
+        for pieces in [[message], *self.cuts(message)]:
+            assert await fed(pieces) == (PAGE.encode(), False), pieces
+
+    async def test_gzip_with_a_cap(self) -> None:
+        message = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(b"W" * 5000)
+        for pieces in [[message], *self.cuts(message)]:
+            assert await fed(pieces, cap=100) == (b"W" * 100, True), pieces
