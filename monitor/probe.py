@@ -39,6 +39,7 @@ _NO_BODY = frozenset({204, 304})
 # One header line: a name without spaces, a colon, the rest of the line. No part can
 # match in two ways, so a hostile line costs linear time.
 _HEADER = re.compile(r"^([^:\s]+):([^\r\n]*)\r?$", re.MULTILINE)
+CONNECT_STAGGER_S = 0.25  # Happy Eyeballs: the next address after this long
 _MAX_CHUNK_LINE = 1024  # a chunk size with extensions; real ones are a few bytes
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # not sent to another origin: credentials, and a Host header meant for the first one
@@ -490,51 +491,122 @@ class Prober:
         secure: bool,
         timer: PhaseTimer,
     ) -> asyncio.Transport:
-        """Connects to the first address that answers (and completes TLS on it)."""
-        error: OSError | None = None
-        for family, address in addresses:
-            if not secure:
+        """Connects to the host (racing its addresses if it has several), then starts TLS
+        on that connection for https."""
+        try:
+            if not secure and len(addresses) == 1:
                 # the loop's own connect: on uvloop it runs in C, without a Python future
-                try:
-                    transport, _ = await loop.create_connection(
-                        lambda: exchange, host=address[0], port=address[1], family=family
-                    )
-                except OSError as exc:
-                    error = exc
-                    continue
-                return transport
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.setblocking(False)
-                await loop.sock_connect(sock, address)
-                timer.tcp_connected(exchange)
+                family, (address, _port) = addresses[0]
                 transport, _ = await loop.create_connection(
-                    lambda: exchange,
-                    sock=sock,
-                    ssl=self._tls,
-                    server_hostname=host,
+                    lambda: exchange, host=address, port=port, family=family
                 )
                 return transport
-            except ssl.SSLCertVerificationError as exc:
-                sock.close()
-                reason = exc.verify_message or str(exc)
-                raise ProbeError(
-                    FailureKind.TLS, f"TLS certificate of {host} rejected: {reason}"
-                ) from None
-            except ssl.SSLError as exc:
-                sock.close()
-                reason = exc.strerror or str(exc)
-                raise ProbeError(
-                    FailureKind.TLS, f"TLS handshake with {host} failed: {reason}"
-                ) from None
-            except OSError as exc:
-                sock.close()
-                error = exc
-            except BaseException:
-                sock.close()
-                raise
-        reason = (error.strerror or str(error) or type(error).__name__) if error else "no address"
-        raise ProbeError(FailureKind.CONNECT, f"could not connect to {host}:{port}: {reason}")
+            sock = await _first_to_connect(loop, addresses)
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ProbeError(
+                FailureKind.CONNECT, f"could not connect to {host}:{port}: {reason}"
+            ) from None
+        timer.tcp_connected(exchange)
+        try:
+            transport, _ = await loop.create_connection(
+                lambda: exchange,
+                sock=sock,
+                ssl=self._tls if secure else None,
+                server_hostname=host if secure else None,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            reason = exc.verify_message or str(exc)
+            raise ProbeError(
+                FailureKind.TLS, f"TLS certificate of {host} rejected: {reason}"
+            ) from None
+        except ssl.SSLError as exc:
+            sock.close()
+            reason = exc.strerror or str(exc)
+            raise ProbeError(
+                FailureKind.TLS, f"TLS handshake with {host} failed: {reason}"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ProbeError(
+                FailureKind.CONNECT, f"could not connect to {host}:{port}: {reason}"
+            ) from None
+        except BaseException:
+            sock.close()
+            raise
+        return transport
+
+
+async def _connect_socket(
+    loop: asyncio.AbstractEventLoop, family: int, address: tuple[str, int]
+) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _interleaved(
+    addresses: list[tuple[int, tuple[str, int]]],
+) -> list[tuple[int, tuple[str, int]]]:
+    """The resolver's order, alternating address families (RFC 8305, section 4)."""
+    first = [a for a in addresses if a[0] == addresses[0][0]]
+    other = [a for a in addresses if a[0] != addresses[0][0]]
+    mixed: list[tuple[int, tuple[str, int]]] = []
+    for i in range(max(len(first), len(other))):
+        mixed += first[i : i + 1] + other[i : i + 1]
+    return mixed
+
+
+async def _first_to_connect(
+    loop: asyncio.AbstractEventLoop, addresses: list[tuple[int, tuple[str, int]]]
+) -> socket.socket:
+    """A connected socket to the first address that answers.
+
+    Happy Eyeballs (RFC 8305): the next address is tried when the last one failed or
+    has not answered within `CONNECT_STAGGER_S`, while earlier attempts go on, so a
+    black-holed address (often a broken IPv6 route) does not use up the probe's timeout.
+    """
+    if len(addresses) == 1:
+        return await _connect_socket(loop, *addresses[0])
+    queue = _interleaved(addresses)
+    pending: set[asyncio.Task[socket.socket]] = set()
+    winner: socket.socket | None = None
+    error: BaseException | None = None
+    try:
+        while winner is None and (queue or pending):
+            if queue:
+                family, address = queue.pop(0)
+                pending.add(loop.create_task(_connect_socket(loop, family, address)))
+            done, pending = await asyncio.wait(
+                pending,
+                timeout=CONNECT_STAGGER_S if queue else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                if task.exception() is not None:
+                    error = task.exception()
+                elif winner is None:
+                    winner = task.result()
+                else:
+                    task.result().close()
+    finally:
+        for task in pending:
+            task.cancel()
+        for result in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(result, socket.socket):
+                result.close()  # connected just as another one won
+    if winner is not None:
+        return winner
+    if isinstance(error, OSError):
+        raise error
+    raise OSError(f"no address answered: {error!r}")
 
 
 async def _resolve(

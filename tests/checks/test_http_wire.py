@@ -22,6 +22,7 @@ import pytest
 import trustme
 from aiohttp import web
 
+from monitor import probe
 from monitor.checks import CheckContext
 from monitor.checks.http import HttpCheck, HttpCheckConfig
 from monitor.clock import SystemClock
@@ -380,6 +381,58 @@ class TestAddresses:
         assert obs.outcome is Outcome.UP, obs.message
         assert "dns" in obs.phases
         assert {info[4][0] for info in infos} >= {"127.0.0.1"}
+
+    @staticmethod
+    def resolve_to(monkeypatch, addresses: list[str]) -> None:
+        """The host name resolves to `addresses`, in that order."""
+
+        async def resolve(_loop: Any, _host: str, port: int, timer: PhaseTimer) -> Any:
+            timer.dns_start()
+            timer.dns_end()
+            return [(socket.AF_INET, (address, port)) for address in addresses]
+
+        monkeypatch.setattr(probe, "_resolve", resolve)
+
+    async def test_a_black_holed_address_does_not_use_up_the_timeout(
+        self, aiohttp_server, check_for, monkeypatch
+    ) -> None:
+        """Happy Eyeballs: while the first address does not answer, the next is tried."""
+        app = web.Application()
+        app.router.add_get("/", page)
+        server = await aiohttp_server(app, host="127.0.0.1")
+        loop = asyncio.get_running_loop()
+        real_connect = loop.sock_connect
+        abandoned = asyncio.Event()
+
+        async def sock_connect(sock: socket.socket, address: Any) -> None:
+            if address[0] == "192.0.2.1":  # TEST-NET-1: the SYN goes nowhere
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    abandoned.set()
+                    raise
+            await real_connect(sock, address)
+
+        monkeypatch.setattr(loop, "sock_connect", sock_connect)
+        self.resolve_to(monkeypatch, ["192.0.2.1", "127.0.0.1"])
+        obs = await check_for(f"http://wing.test:{server.port}/", timeout="3s").run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert abandoned.is_set()  # the losing attempt was stopped, its socket closed
+
+    async def test_every_address_refused(self, check_for, monkeypatch) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            self.resolve_to(monkeypatch, ["127.0.0.1", "127.0.0.2"])
+            obs = await check_for(f"http://wing.test:{port}/").run()
+        assert obs.failure is FailureKind.CONNECT
+        assert obs.message.startswith(f"could not connect to wing.test:{port}: ")
+
+    def test_families_alternate(self) -> None:
+        v6 = [(socket.AF_INET6, (f"::{i}", 443)) for i in (1, 2, 3)]
+        v4 = [(socket.AF_INET, (f"10.0.0.{i}", 443)) for i in (1, 2)]
+        order = [a[1][0] for a in probe._interleaved([*v6, *v4])]
+        assert order == ["::1", "10.0.0.1", "::2", "10.0.0.2", "::3"]
 
     async def test_ipv6_literal(self, aiohttp_server, check_for) -> None:
         if not socket.has_ipv6:
