@@ -22,9 +22,9 @@ import socket
 import ssl
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache, lru_cache
-from typing import cast
+from typing import Any, cast
 
 from yarl import URL
 
@@ -226,9 +226,6 @@ class _Exchange(asyncio.Protocol):
             self._fail(FailureKind.PROTOCOL, f"invalid HTTP response from {self._host}: {exc}")
         except zlib.error as exc:
             self._fail(FailureKind.PROTOCOL, f"could not decode the response body: {exc}")
-
-    def eof_received(self) -> bool | None:
-        return None  # the transport closes; connection_lost finishes or fails
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
@@ -448,6 +445,7 @@ class Prober:
             request = _request_bytes(method, url, headers, body)
         location = head.headers.get("location")
         record = head.headers.get(self._record_header) if self._record_header else None
+        secure = url.scheme == "https"
         return ProbeResponse(
             status=head.status,
             reason=head.reason,
@@ -457,6 +455,7 @@ class Prober:
             body=content,
             truncated=truncated,
             charset=_charset(head.headers.get("content-type")),
+            not_after=_not_after(timer.peercert) if secure else None,
             header=_text(record) if record is not None else None,
         )
 
@@ -502,41 +501,42 @@ class Prober:
                 )
                 return transport
             sock = await _first_to_connect(loop, addresses)
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise ProbeError(
-                FailureKind.CONNECT, f"could not connect to {host}:{port}: {reason}"
-            ) from None
-        timer.tcp_connected(exchange)
-        try:
-            transport, _ = await loop.create_connection(
-                lambda: exchange,
-                sock=sock,
-                ssl=self._tls if secure else None,
-                server_hostname=host if secure else None,
-            )
+            timer.tcp_connected(exchange)
+            try:
+                transport, _ = await loop.create_connection(
+                    lambda: exchange,
+                    sock=sock,
+                    ssl=self._tls if secure else None,
+                    server_hostname=host if secure else None,
+                )
+            except BaseException:
+                sock.close()
+                raise
         except ssl.SSLCertVerificationError as exc:
-            sock.close()
             reason = exc.verify_message or str(exc)
             raise ProbeError(
                 FailureKind.TLS, f"TLS certificate of {host} rejected: {reason}"
             ) from None
         except ssl.SSLError as exc:
-            sock.close()
-            reason = exc.strerror or str(exc)
             raise ProbeError(
-                FailureKind.TLS, f"TLS handshake with {host} failed: {reason}"
+                FailureKind.TLS, f"TLS handshake with {host} failed: {_reason(exc)}"
             ) from None
         except OSError as exc:
-            sock.close()
-            reason = exc.strerror or str(exc) or type(exc).__name__
             raise ProbeError(
-                FailureKind.CONNECT, f"could not connect to {host}:{port}: {reason}"
+                FailureKind.CONNECT, f"could not connect to {host}:{port}: {_reason(exc)}"
             ) from None
-        except BaseException:
-            sock.close()
-            raise
         return transport
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _not_after(cert: dict[str, Any] | None) -> datetime | None:
+    """The expiry of a verified peer certificate (`getpeercert()` form)."""
+    if not cert or "notAfter" not in cert:
+        return None  # not verified (tls_verify: false): the dict form is empty
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
 
 
 async def _connect_socket(
@@ -619,8 +619,7 @@ async def _resolve(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
         )
     except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ProbeError(FailureKind.DNS, f"could not resolve {host}: {reason}") from None
+        raise ProbeError(FailureKind.DNS, f"could not resolve {host}: {_reason(exc)}") from None
     except UnicodeError:  # a label IDNA cannot encode: empty, or over 63 characters
         raise ProbeError(
             FailureKind.DNS, f"could not resolve {host}: not a valid host name"

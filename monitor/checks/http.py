@@ -11,8 +11,7 @@ import json
 import re
 import ssl
 import time
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -269,13 +268,8 @@ class HttpCheck(Check[HttpCheckConfig]):
         elapsed = time.perf_counter() - started
         return self._judge(response, elapsed, timer)
 
-    async def _request(self, timer: PhaseTimer) -> _Response:
-        response = await self._prober.fetch(timer)
-        if response.url.startswith("https:"):
-            not_after = _not_after(timer.peercert)
-            if not_after is not None:
-                return replace(response, not_after=not_after)
-        return response
+    async def _request(self, timer: PhaseTimer) -> ProbeResponse:
+        return await self._prober.fetch(timer)
 
     def _timed_out(self, timer: PhaseTimer) -> Observation:
         message = f"no complete response within {self._timeout_s:g}s (timed out {timer.stage})"
@@ -283,7 +277,7 @@ class HttpCheck(Check[HttpCheckConfig]):
             Outcome.DOWN, FailureKind.TIMEOUT, message, {"url": self.config.url}, timer.as_dict()
         )
 
-    def _judge(self, r: _Response, elapsed: float, timer: PhaseTimer) -> Observation:
+    def _judge(self, r: ProbeResponse, elapsed: float, timer: PhaseTimer) -> Observation:
         details: dict[str, Any] = {"url": self.config.url, "status": r.status, "final_url": r.url}
         if r.chain:
             details["redirects"] = [{"status": s, "url": u} for s, u in r.chain]
@@ -319,7 +313,7 @@ class HttpCheck(Check[HttpCheckConfig]):
             Outcome.UP, None, f"{r.status} {r.reason} in {elapsed * 1000:.0f} ms", details, phases
         )
 
-    def _recorded(self, r: _Response) -> str | None:
+    def _recorded(self, r: ProbeResponse) -> str | None:
         """The `record` value of a response that passed its assertions, if present."""
         if self._record_header is not None:
             return r.header
@@ -338,7 +332,7 @@ class HttpCheck(Check[HttpCheckConfig]):
             return None
         return str(value)[:200]
 
-    def _assert(self, r: _Response) -> tuple[FailureKind, str] | None:
+    def _assert(self, r: ProbeResponse) -> tuple[FailureKind, str] | None:
         if r.status not in self._codes and r.status // 100 not in self._classes:
             got = f"{r.status} {r.reason}".strip()
             if r.location and not self.config.follow_redirects:
@@ -369,16 +363,6 @@ class HttpCheck(Check[HttpCheckConfig]):
         if self._json:
             return _check_json(text, self._json)
         return None
-
-
-_Response = ProbeResponse
-
-
-def _not_after(cert: dict[str, Any] | None) -> datetime | None:
-    """The expiry of a verified peer certificate (`getpeercert()` form)."""
-    if not cert or "notAfter" not in cert:
-        return None  # not verified (tls_verify: false): the dict form is empty
-    return datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
 
 
 _MISSING = object()
