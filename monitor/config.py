@@ -23,11 +23,13 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model,
 
 from monitor.checks import CHECKS
 from monitor.configtypes import (
+    NAME_PATTERN,
     CheckConfigBase,
     Defaults,
     Duration,
     PositiveDuration,
     StrictModel,
+    clip_repr,
     format_duration,
 )
 from monitor.errors import ConfigError, ConfigIssue
@@ -50,6 +52,7 @@ __all__ = [
     "parse_config",
 ]
 
+_NAME = re.compile(NAME_PATTERN.replace("*$", "{0,127}$"))
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]+)):(?P<port>\d{1,5})$")
 
 
@@ -236,19 +239,40 @@ def load_config(
 
 
 def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
-    """Parses and validates config text. Raises ConfigError listing every issue."""
+    """Parses and validates config text. Raises ConfigError listing every issue.
+
+    Nothing else escapes: a fault of the validator itself (a bug, or memory or recursion
+    exhausted) is still a ConfigError, reported at the file, so that neither `validate`
+    nor a reload ever shows a traceback.
+    """
+    try:
+        return _parse_config(text, file, env)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the boundary: every input gets an answer
+        message = f"the config could not be validated ({type(exc).__name__}); please report this"
+        raise ConfigError([ConfigIssue(file, 1, 1, "", message)]) from None
+
+
+def _parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
     data, source, issues = load_yaml(text, file, env)
     if not isinstance(data, dict):
         raise ConfigError(
             [source.issue((), "the config must be a mapping (defaults:, checks:, …)")]
         )
     issues += _cross_checks(data, source)
+    if "checks" not in data:
+        issues.append(
+            source.issue((), "no checks defined: add a `checks:` list (an empty one runs nothing)")
+        )
     try:
         parsed = _file_model().model_validate(data)
     except ValidationError as exc:
         # A missing variable already explains why its value fails validation.
         explained = {i.path for i in issues}
-        issues += [i for i in _issues_from_validation(exc, data, source) if i.path not in explained]
+        issues += [
+            i for i in _issues_from_validation(exc, data, source, env) if i.path not in explained
+        ]
     if issues:
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.column)))
     checks: list[CheckConfigBase] = list(getattr(parsed, "checks", []))
@@ -303,6 +327,18 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                     source.issue(path, f"duplicate {what} {value!r} (first used by {first})")
                 )
             seen.setdefault(value, i)
+    notifiers = data.get("notifiers")
+    for name in notifiers if isinstance(notifiers, dict) else ():
+        if not isinstance(name, str) or not _NAME.match(name):
+            issues.append(
+                source.issue(
+                    ("notifiers", name if isinstance(name, str | int) else str(name)),
+                    "a notifier name is letters, digits and _.:- (it goes into "
+                    "Idempotency-Key headers), starting with a letter or digit, "
+                    "at most 128 characters",
+                    key=True,
+                )
+            )
     issues += _dangling(data, source)
     issues += _unknown_rule_kinds(data, source)
     issues += _escalation_refs(data, source)
@@ -319,7 +355,11 @@ def _escalation_refs(data: dict[str, Any], source: SourceMap) -> list[ConfigIssu
     oncall = data.get("oncall")
     people_list = oncall.get("people") if isinstance(oncall, dict) else None
     people = (
-        {p.get("name") for p in people_list if isinstance(p, dict)}
+        {
+            p.get("name")
+            for p in people_list
+            if isinstance(p, dict) and isinstance(p.get("name"), str)
+        }
         if isinstance(people_list, list)
         else set()
     )
@@ -377,7 +417,11 @@ def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
     checks = data.get("checks")
     if not isinstance(checks, list):
         return []
-    kinds = {c.get("name"): c.get("kind") for c in checks if isinstance(c, dict)}
+    kinds = {
+        c["name"]: c.get("kind")
+        for c in checks
+        if isinstance(c, dict) and isinstance(c.get("name"), str)
+    }
     issues = []
     for i, check in enumerate(checks):
         if not isinstance(check, dict):
@@ -398,15 +442,16 @@ def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                     issues.append(source.issue(path, "a check cannot refer to itself"))
                 elif kind is not None and kinds[ref] != kind:
                     issues.append(
-                        source.issue(path, f"{ref!r} is a {kinds[ref]} check, not {kind}")
+                        source.issue(path, f"{ref!r} is a {kinds[ref]!s:.40} check, not {kind}")
                     )
     return issues
 
 
 def _issues_from_validation(
-    exc: ValidationError, data: dict[str, Any], source: SourceMap
+    exc: ValidationError, data: dict[str, Any], source: SourceMap, env: Mapping[str, str]
 ) -> list[ConfigIssue]:
     issues = []
+    env_values = tuple(env.values()) if source.from_env else ()
     for err in exc.errors(include_url=False):
         path = _data_path(data, err["loc"])
         kind = err["type"]
@@ -417,33 +462,55 @@ def _issues_from_validation(
             continue
         if kind == "missing":
             message = f"missing required key {path[-1]!r}"
-        elif kind == "union_tag_invalid":
-            path = (*path, "kind")
-            known = ", ".join(sorted(CHECKS))
-            message = f"unknown kind {ctx.get('tag')!r} (known kinds: {known})"
-        elif kind == "union_tag_not_found":
-            path = (*path, "kind")
-            message = f"missing required key 'kind' (one of: {', '.join(sorted(CHECKS))})"
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            # The discriminator: `kind` of checks, `type` of notifiers.
+            tag = str(ctx.get("discriminator", "'kind'")).strip("'")
+            path = (*path, tag)
+            what = "notifier types" if tag == "type" else "kinds"
+            known = ", ".join(sorted(NOTIFIERS if tag == "type" else CHECKS))
+            if kind == "union_tag_invalid":
+                message = f"unknown {tag} {clip_repr(ctx.get('tag'))} (known {what}: {known})"
+            else:
+                message = f"missing required key {tag!r} (one of: {known})"
         else:
             message = _TIMEDELTA.sub(_readable_timedelta, err["msg"].removeprefix("Value error, "))
             value = err.get("input")
-            if (
-                isinstance(value, str | int | float | bool)
-                and repr(value) not in message
-                and not _may_be_secret(path)
-            ):
-                message += f" (got {value!r})"
+            if _may_be_secret(path, source):
+                message = _without(message, value, env_values)
+            elif isinstance(value, str | int | float | bool) and clip_repr(value) not in message:
+                message += f" (got {clip_repr(value)})"
         issues.append(source.issue(path, message))
     return issues
 
 
-# Values under these are never repeated in an error: a mistyped webhook URL or token
-# would otherwise end up in a terminal or a CI log.
-_SECRET_KEYS = frozenset({"token", "password", "secret", "routing_key", "headers", "auth"})
+# Values under keys with these words are never repeated in an error: a mistyped webhook
+# URL or token would otherwise end up in a terminal or a CI log.
+_SECRET_WORDS = re.compile(
+    r"token|key|secret|password|passwd|auth|sig|credential|session|headers|url", re.IGNORECASE
+)
 
 
-def _may_be_secret(path: tuple[str | int, ...]) -> bool:
-    return bool(path) and (path[0] == "notifiers" or any(p in _SECRET_KEYS for p in path))
+def _may_be_secret(path: tuple[str | int, ...], source: SourceMap) -> bool:
+    """Whether the value at `path` may hold a secret: anything a notifier is given, any
+    key whose name says so, and every value that had a `${VAR}` in it (that is how
+    secrets reach the file)."""
+    if not path:
+        return False
+    if path[0] == "notifiers" or any(isinstance(p, str) and _SECRET_WORDS.search(p) for p in path):
+        return True
+    return any(path[:n] in source.from_env for n in range(1, len(path) + 1)) or any(
+        p[: len(path)] == path for p in source.from_env
+    )
+
+
+def _without(message: str, value: Any, env_values: tuple[str, ...]) -> str:
+    """`message` with the input value and every environment value it may contain masked."""
+    hidden = [repr(value), str(value)] if isinstance(value, str | int | float) else []
+    hidden += [v for v in env_values if len(v) >= 4]
+    for text in sorted(hidden, key=len, reverse=True):
+        if text:
+            message = message.replace(text, "[hidden]")
+    return message
 
 
 _TIMEDELTA = re.compile(r"datetime\.timedelta\(([^)]*)\)")

@@ -19,7 +19,13 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, mo
 from yarl import URL
 
 from monitor.checks.base import Check, CheckContext, classify_exception
-from monitor.configtypes import ByteSize, CheckConfigBase, PositiveDuration, StrictModel
+from monitor.configtypes import (
+    ByteSize,
+    CheckConfigBase,
+    PositiveDuration,
+    StrictModel,
+    compile_regex,
+)
 from monitor.httpclient import PhaseTimer, default_user_agent
 from monitor.model import FailureKind, Observation, Outcome
 from monitor.probe import ProbeError, Prober, ProbeResponse, check_headers, unverified_context
@@ -123,10 +129,7 @@ class HttpExpect(StrictModel):
     @classmethod
     def _regex_ok(cls, values: list[str]) -> list[str]:
         for value in values:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+            compile_regex(value)
         return values
 
 
@@ -149,10 +152,7 @@ class HttpRecord(StrictModel):
         if self.json_ is not None:
             parse_json_path(self.json_)
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from exc
+            compile_regex(self.regex)
         return self
 
     @property
