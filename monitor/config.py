@@ -39,7 +39,7 @@ from monitor.notifiers import NOTIFIERS, load_plugins
 from monitor.notifiers.base import NotifierConfigBase
 from monitor.oncall import OnCallConfig
 from monitor.rules import SeverityRule
-from monitor.yamlsource import Path, SourceMap, load_yaml
+from monitor.yamlsource import MAX_BYTES, Path, SourceMap, load_yaml
 
 __all__ = [
     "DaemonConfig",
@@ -232,9 +232,20 @@ def load_config(
     """Reads and parses a config file. Raises ConfigError, also when it cannot be read."""
     name = os.fspath(path)
     try:
-        text = FsPath(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue(name, 1, 1, "", f"cannot read config: {exc}")]) from exc
+        with FsPath(name).open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # a larger file is refused without reading it all
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(name, 1, 1, "", f"cannot read config: {exc}")]) from None
+    if len(raw) > MAX_BYTES:
+        message = f"the file is larger than {MAX_BYTES:,} bytes, the most a config may have"
+        raise ConfigError([ConfigIssue(name, 1, 1, "", message)])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"cannot read config: not UTF-8 (byte 0x{raw[exc.start]:02x})"
+        raise ConfigError([ConfigIssue(name, line, column, "", message)]) from None
     return parse_config(text, name, os.environ if env is None else env)
 
 

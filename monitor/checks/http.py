@@ -7,7 +7,6 @@ final response. The body is read up to `max_body` and never further.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import ssl
 import time
@@ -18,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 from yarl import URL
 
+from monitor import jsonbody
 from monitor.checks.base import Check, CheckContext, classify_exception
 from monitor.configtypes import (
     ByteSize,
@@ -325,7 +325,7 @@ class HttpCheck(Check[HttpCheckConfig]):
             found = m.group(1) if m.groups() and m.group(1) is not None else m.group(0)
             return found[:200]
         try:
-            value = _lookup(json.loads(text), self._record_json or ())
+            value = _lookup(jsonbody.loads(text), self._record_json or ())
         except ValueError:
             return None
         if value is _MISSING or isinstance(value, dict | list):
@@ -372,7 +372,7 @@ def _check_json(
     text: str, tests: tuple[tuple[tuple[str | int, ...], JsonAssertion], ...]
 ) -> tuple[FailureKind, str] | None:
     try:
-        doc = json.loads(text)
+        doc = jsonbody.loads(text)
     except ValueError as exc:
         return FailureKind.CONTENT, f"expected a JSON body, could not parse it: {exc}"
     for path, test in tests:
