@@ -125,6 +125,7 @@ _SCALAR_TAGS = {
 }
 _COLLECTION_TAGS = {f"{_TAG}map": MappingNode, f"{_TAG}seq": SequenceNode}
 _MERGE = f"{_TAG}merge"
+_STR = f"{_TAG}str"
 _INT64 = 2**63
 
 
@@ -203,46 +204,48 @@ def _compose(loader: Any, file: str) -> Node | None:
     anchors: dict[str, Node] = {}
     # Collections being filled, each with the key node waiting for its value (mappings).
     stack: list[tuple[Node, list[Node]]] = []
-    root: Node | None = None
-    while root is None:
-        event: Any = loader.get_event()
-        # libyaml's marks are a type of their own, with the same fields.
-        start: Any = event.start_mark
-        end: Any = event.end_mark
+    get_event, resolve = loader.get_event, loader.resolve
+    while True:
+        event: Any = get_event()
+        cls = type(event)
         node: Node
-        if isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            node = stack.pop()[0]
-            node.end_mark = event.end_mark
-        elif isinstance(event, yaml.AliasEvent):
-            if event.anchor not in anchors:
-                raise _at(file, event.start_mark, f"YAML syntax: unknown alias *{event.anchor}")
-            node = anchors[event.anchor]
-        elif isinstance(event, yaml.ScalarEvent):
+        if cls is yaml.ScalarEvent:
             tag = event.tag
             if tag is None or tag == "!":
-                tag = loader.resolve(ScalarNode, event.value, event.implicit)
-            node = ScalarNode(tag, event.value, start, end, event.style)
+                implicit = event.implicit
+                tag = resolve(ScalarNode, event.value, implicit) if implicit[0] else _STR
+            # libyaml's marks are a type of their own, with the same fields.
+            start: Any = event.start_mark
+            node = ScalarNode(tag, event.value, start, event.end_mark, event.style)
             if event.anchor is not None:
                 anchors[event.anchor] = node
-        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+        elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
+            node = stack.pop()[0]
+            node.end_mark = event.end_mark
+        elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
             if len(stack) >= MAX_DEPTH:
                 raise _at(file, event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
-            kind = SequenceNode if isinstance(event, yaml.SequenceStartEvent) else MappingNode
+            kind = SequenceNode if cls is yaml.SequenceStartEvent else MappingNode
             tag = event.tag
             if tag is None or tag == "!":
-                tag = loader.resolve(kind, None, event.implicit)
+                tag = resolve(kind, None, event.implicit)
+            start = event.start_mark
             node = kind(tag, [], start, None, flow_style=event.flow_style)
             if event.anchor is not None:
                 anchors[event.anchor] = node
             stack.append((node, []))
             continue
+        elif cls is yaml.AliasEvent:
+            if event.anchor not in anchors:
+                raise _at(file, event.start_mark, f"YAML syntax: unknown alias *{event.anchor}")
+            node = anchors[event.anchor]
         else:  # pragma: no cover - the parser emits nothing else inside a document
-            raise _at(file, event.start_mark, f"YAML syntax: unexpected {type(event).__name__}")
+            raise _at(file, event.start_mark, f"YAML syntax: unexpected {cls.__name__}")
         if not stack:
             root = node
             break
         parent, pending = stack[-1]
-        if isinstance(parent, SequenceNode):
+        if type(parent) is SequenceNode:
             parent.value.append(node)
         elif pending:
             parent.value.append((pending.pop(), node))
@@ -281,7 +284,14 @@ class _Builder:
         self.alias_depth = 0  # > 0 while building what an alias or merge key refers to
 
     def build(self, node: Node, path: Path, depth: int = 0) -> Any:
-        self.source.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        mark = node.start_mark
+        self.source.values[path] = (mark.line + 1, mark.column + 1)
+        if type(node) is ScalarNode:  # most values: no recursion to watch for
+            self._count(path, depth)
+            value = node.value
+            if node.tag != _STR or "$" in value:
+                return self._scalar(node, path)
+            return value
         if id(node) in self.active:
             self.issues.append(self.source.issue(path, "recursive YAML alias"))
             return None
@@ -290,9 +300,7 @@ class _Builder:
         self.alias_depth += again
         self.active.add(id(node))
         try:
-            self._count(node, path, depth)
-            if isinstance(node, ScalarNode):
-                return self._scalar(node, path)
+            self._count(path, depth)
             if _COLLECTION_TAGS.get(node.tag) is not type(node):
                 self.issues.append(self.source.issue(path, _tag_message(node.tag)))
                 return None
@@ -303,9 +311,12 @@ class _Builder:
             self.active.discard(id(node))
             self.alias_depth -= again
 
-    def _count(self, node: Node, path: Path, depth: int) -> None:
+    def _count(self, path: Path, depth: int) -> None:
         self.nodes += 1
-        self.aliased += self.alias_depth > 0
+        if self.alias_depth:
+            self.aliased += 1
+        if depth <= MAX_DEPTH and self.aliased <= MAX_ALIAS_NODES and self.nodes <= MAX_NODES:
+            return
         problem = ""
         if depth > MAX_DEPTH:
             problem = f"nested deeper than {MAX_DEPTH} levels once aliases are expanded"
@@ -326,7 +337,7 @@ class _Builder:
             if not isinstance(key_node, ScalarNode) or key_node.tag not in _SCALAR_TAGS:
                 self.issues.append(self.source.issue(path, "mapping keys must be plain scalars"))
                 continue
-            key = self._construct(key_node, path)
+            key = key_node.value if key_node.tag == _STR else self._construct(key_node, path)
             if key is _INVALID:
                 continue
             child = (*path, key if isinstance(key, str | int) else str(key))
