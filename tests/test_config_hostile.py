@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.checks.http import HttpCheckConfig
 from monitor.config import load_config, parse_config
 from monitor.errors import ConfigError
 from monitor.yamlsource import MAX_BYTES
@@ -142,6 +143,8 @@ def test_merge_keys_keep_their_meaning() -> None:
         {},
     )
     _, _, a, b = config.checks
+    assert isinstance(a, HttpCheckConfig)
+    assert isinstance(b, HttpCheckConfig)
     assert (a.url, a.timeout_s, a.retries, a.enabled) == ("http://x/", 3, 2, False)
     assert (b.url, b.timeout_s) == ("http://x/", 4)
 

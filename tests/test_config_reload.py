@@ -73,7 +73,7 @@ async def test_sighup_with_each_hostile_file_keeps_the_daemon_running(
             failures = len(d.find("config_reload_failed"))
             config.write_text(document)
             d.signal(signal.SIGHUP)
-            await wait_for(lambda n=failures: len(d.find("config_reload_failed")) > n, what=name)
+            await wait_for(lambda: len(d.find("config_reload_failed")) > failures, what=name)  # noqa: B023
             errors = d.find("config_reload_failed")[-1]["errors"]
             assert errors, name
             assert all(e.startswith(f"{config}:") for e in errors), (name, errors)
@@ -81,7 +81,7 @@ async def test_sighup_with_each_hostile_file_keeps_the_daemon_running(
             assert await healthz(d.port) == 200, name
             assert await metric(d.port, "monitor_config_last_reload_successful") == 0.0
             before = hits
-            await wait_for(lambda b=before: hits > b, what=f"a probe after {name}")
+            await wait_for(lambda: hits > before, what=f"a probe after {name}")  # noqa: B023
         config.write_text(good)
         d.signal(signal.SIGHUP)
         await d.event("config_reloaded")
