@@ -7,6 +7,7 @@ the file model from the registry, so adding a kind never touches it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -281,10 +282,10 @@ def _parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig
     except ValidationError as exc:
         # A missing variable already explains why its value fails validation.
         explained = {i.path for i in issues}
-        issues += [
-            i for i in _issues_from_validation(exc, data, source, env) if i.path not in explained
-        ]
+        issues += [i for i in _issues_from_validation(exc, data, source) if i.path not in explained]
     if issues:
+        # Whatever produced a message, a value read from the environment is not in it.
+        issues = [_masked(i, source.env_values) for i in issues]
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.column)))
     checks: list[CheckConfigBase] = list(getattr(parsed, "checks", []))
     return MonitorConfig(
@@ -459,10 +460,10 @@ def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
 
 
 def _issues_from_validation(
-    exc: ValidationError, data: dict[str, Any], source: SourceMap, env: Mapping[str, str]
+    exc: ValidationError, data: dict[str, Any], source: SourceMap
 ) -> list[ConfigIssue]:
     issues = []
-    env_values = tuple(env.values()) if source.from_env else ()
+    env_values = tuple(source.env_values)
     for err in exc.errors(include_url=False):
         path = _data_path(data, err["loc"])
         kind = err["type"]
@@ -486,10 +487,11 @@ def _issues_from_validation(
         else:
             message = _TIMEDELTA.sub(_readable_timedelta, err["msg"].removeprefix("Value error, "))
             value = err.get("input")
-            if _may_be_secret(path, source):
-                message = _without(message, value, env_values)
-            elif isinstance(value, str | int | float | bool) and clip_repr(value) not in message:
+            shown = isinstance(value, str | int | float | bool) and clip_repr(value) not in message
+            if shown and not _may_be_secret(path, source):
                 message += f" (got {clip_repr(value)})"
+        if _may_be_secret(path, source):
+            message = _without(message, err.get("input"), env_values)
         issues.append(source.issue(path, message))
     return issues
 
@@ -512,6 +514,13 @@ def _may_be_secret(path: tuple[str | int, ...], source: SourceMap) -> bool:
     return any(path[:n] in source.from_env for n in range(1, len(path) + 1)) or any(
         p[: len(path)] == path for p in source.from_env
     )
+
+
+def _masked(issue: ConfigIssue, env_values: set[str]) -> ConfigIssue:
+    if not env_values:
+        return issue
+    message = _without(issue.message, None, tuple(env_values))
+    return issue if message == issue.message else dataclasses.replace(issue, message=message)
 
 
 def _without(message: str, value: Any, env_values: tuple[str, ...]) -> str:

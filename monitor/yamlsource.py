@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from monitor.errors import ConfigError, ConfigIssue
 
@@ -59,6 +59,7 @@ class SourceMap:
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
     from_env: set[Path] = field(default_factory=set)  # values that had a `${VAR}` expanded
+    env_values: set[str] = field(default_factory=set)  # what those variables held
 
     def locate(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """The position of `path`, or of its nearest written ancestor."""
@@ -106,10 +107,12 @@ MAX_BYTES = 1024 * 1024
 """Largest config file, in UTF-8 bytes (10,000 checks take about 600 KiB)."""
 MAX_DEPTH = 64
 """Deepest nesting of mappings and lists, aliases included (the schema needs 8)."""
-MAX_NODES = 500_000
-"""Most values a document may produce once aliases and merge keys are expanded: an
-alias is counted every time it is used, as go-yaml and Kubernetes do, so a
-"billion laughs" document is refused after reading this many, not after expanding it."""
+MAX_NODES = 250_000
+"""Most nodes (keys, values, lists, mappings) a document may have, and most values it
+may produce once aliases and merge keys are expanded: an alias is counted every time
+it is used, as go-yaml and Kubernetes do, so a "billion laughs" document is refused
+after reading this many, not after expanding it. 10,000 checks of eight keys are
+about 170,000 nodes."""
 MAX_ALIAS_NODES = 100_000
 """Most of those values that may come from aliases and merge keys."""
 
@@ -123,7 +126,7 @@ _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {
     f"{_TAG}{name}": f"!!{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
 }
-_COLLECTION_TAGS = {f"{_TAG}map": MappingNode, f"{_TAG}seq": SequenceNode}
+_COLLECTION_TAGS = {f"{_TAG}map": 2, f"{_TAG}seq": 1}  # _MAP, _SEQ
 _MERGE = f"{_TAG}merge"
 _STR = f"{_TAG}str"
 _INT64 = 2**63
@@ -194,43 +197,53 @@ def _at(file: str, mark: Any, message: str) -> _Refused:
     return _Refused(ConfigIssue(file, mark.line + 1, mark.column + 1, "", message))
 
 
-def _compose(loader: Any, file: str) -> Node | None:
+# A composed node is a plain tuple, (kind, line, column, tag, value), 1-based positions:
+# a scalar's value is its text, a sequence's a list of nodes, a mapping's a list of
+# (key, value) node pairs. Lighter than PyYAML's node objects and their marks: a 1 MiB
+# document of short scalars stays within tens of megabytes.
+_Node = tuple[Any, ...]
+_SCALAR, _SEQ, _MAP = 0, 1, 2
+
+
+def _compose(loader: Any, file: str) -> _Node | None:
     """The node tree of the stream's single document, built from parser events without
     recursion. Aliases share the node they name, as in PyYAML's own composer."""
     loader.get_event()  # StreamStartEvent
     if loader.check_event(yaml.StreamEndEvent):
         return None
     loader.get_event()  # DocumentStartEvent
-    anchors: dict[str, Node] = {}
+    anchors: dict[str, _Node] = {}
     # Collections being filled, each with the key node waiting for its value (mappings).
-    stack: list[tuple[Node, list[Node]]] = []
+    stack: list[tuple[_Node, list[_Node]]] = []
     get_event, resolve = loader.get_event, loader.resolve
+    count = 0
     while True:
         event: Any = get_event()
         cls = type(event)
-        node: Node
+        node: _Node
+        count += 1
+        if count > MAX_NODES:
+            raise _at(file, event.start_mark, f"the document has more than {MAX_NODES:,} nodes")
         if cls is yaml.ScalarEvent:
             tag = event.tag
             if tag is None or tag == "!":
                 implicit = event.implicit
                 tag = resolve(ScalarNode, event.value, implicit) if implicit[0] else _STR
-            # libyaml's marks are a type of their own, with the same fields.
-            start: Any = event.start_mark
-            node = ScalarNode(tag, event.value, start, event.end_mark, event.style)
+            mark = event.start_mark
+            node = (_SCALAR, mark.line + 1, mark.column + 1, tag, event.value)
             if event.anchor is not None:
                 anchors[event.anchor] = node
         elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
             node = stack.pop()[0]
-            node.end_mark = event.end_mark
         elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
             if len(stack) >= MAX_DEPTH:
                 raise _at(file, event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
-            kind = SequenceNode if cls is yaml.SequenceStartEvent else MappingNode
+            seq = cls is yaml.SequenceStartEvent
             tag = event.tag
             if tag is None or tag == "!":
-                tag = resolve(kind, None, event.implicit)
-            start = event.start_mark
-            node = kind(tag, [], start, None, flow_style=event.flow_style)
+                tag = resolve(SequenceNode if seq else MappingNode, None, event.implicit)
+            mark = event.start_mark
+            node = (_SEQ if seq else _MAP, mark.line + 1, mark.column + 1, tag, [])
             if event.anchor is not None:
                 anchors[event.anchor] = node
             stack.append((node, []))
@@ -245,10 +258,10 @@ def _compose(loader: Any, file: str) -> Node | None:
             root = node
             break
         parent, pending = stack[-1]
-        if type(parent) is SequenceNode:
-            parent.value.append(node)
+        if parent[0] == _SEQ:
+            parent[4].append(node)
         elif pending:
-            parent.value.append((pending.pop(), node))
+            parent[4].append((pending.pop(), node))
         else:
             pending.append(node)
     loader.get_event()  # DocumentEndEvent
@@ -283,13 +296,12 @@ class _Builder:
         self.aliased = 0
         self.alias_depth = 0  # > 0 while building what an alias or merge key refers to
 
-    def build(self, node: Node, path: Path, depth: int = 0) -> Any:
-        mark = node.start_mark
-        self.source.values[path] = (mark.line + 1, mark.column + 1)
-        if type(node) is ScalarNode:  # most values: no recursion to watch for
+    def build(self, node: _Node, path: Path, depth: int = 0) -> Any:
+        kind, line, column, tag, value = node
+        self.source.values[path] = (line, column)
+        if kind == _SCALAR:  # most values: no recursion to watch for
             self._count(path, depth)
-            value = node.value
-            if node.tag != _STR or "$" in value:
+            if tag != _STR or "$" in value:
                 return self._scalar(node, path)
             return value
         if id(node) in self.active:
@@ -301,12 +313,12 @@ class _Builder:
         self.active.add(id(node))
         try:
             self._count(path, depth)
-            if _COLLECTION_TAGS.get(node.tag) is not type(node):
-                self.issues.append(self.source.issue(path, _tag_message(node.tag)))
+            if _COLLECTION_TAGS.get(tag) != kind:
+                self.issues.append(self.source.issue(path, _tag_message(tag)))
                 return None
-            if isinstance(node, MappingNode):
-                return self._mapping(node, path, depth)
-            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+            if kind == _MAP:
+                return self._mapping(value, path, depth)
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(value)]
         finally:
             self.active.discard(id(node))
             self.alias_depth -= again
@@ -317,47 +329,45 @@ class _Builder:
             self.aliased += 1
         if depth <= MAX_DEPTH and self.aliased <= MAX_ALIAS_NODES and self.nodes <= MAX_NODES:
             return
-        problem = ""
         if depth > MAX_DEPTH:
             problem = f"nested deeper than {MAX_DEPTH} levels once aliases are expanded"
         elif self.aliased > MAX_ALIAS_NODES:
             problem = f"aliases and merge keys expand to more than {MAX_ALIAS_NODES:,} values"
-        elif self.nodes > MAX_NODES:
+        else:
             problem = f"the document has more than {MAX_NODES:,} values"
-        if problem:
-            raise _Refused(self.source.issue(path, problem))
+        raise _Refused(self.source.issue(path, problem))
 
-    def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[Any, Any]:
+    def _mapping(self, pairs: list[tuple[_Node, _Node]], path: Path, depth: int) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         merged: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
+        for key_node, value_node in pairs:
+            kind, line, column, tag, text = key_node
+            if tag == _MERGE:
                 self._merge(value_node, path, depth, merged)
                 continue
-            if not isinstance(key_node, ScalarNode) or key_node.tag not in _SCALAR_TAGS:
+            if kind != _SCALAR or tag not in _SCALAR_TAGS:
                 self.issues.append(self.source.issue(path, "mapping keys must be plain scalars"))
                 continue
-            key = key_node.value if key_node.tag == _STR else self._construct(key_node, path)
+            key = text if tag == _STR else self._construct(key_node, path)
             if key is _INVALID:
                 continue
             child = (*path, key if isinstance(key, str | int) else str(key))
             if key in out:
-                mark = key_node.start_mark
                 self.issues.append(
-                    ConfigIssue(self.source.file, mark.line + 1, mark.column + 1,
-                                format_path(child), f"duplicate key {_short(key)}")
+                    ConfigIssue(self.source.file, line, column, format_path(child),
+                                f"duplicate key {_short(key)}")
                 )  # fmt: skip
                 continue
-            self.source.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            self.source.keys[child] = (line, column)
             out[key] = self.build(value_node, child, depth + 1)
         # Keys written in the mapping win over merged ones; of merged mappings the first wins.
         return {**{k: v for k, v in merged.items() if k not in out}, **out}
 
-    def _merge(self, value: Node, path: Path, depth: int, into: dict[Any, Any]) -> None:
+    def _merge(self, value: _Node, path: Path, depth: int, into: dict[Any, Any]) -> None:
         """`<<: *anchor` or `<<: [*a, *b]`: the mappings' keys, unless already there."""
-        sources = value.value if isinstance(value, SequenceNode) else [value]
+        sources = value[4] if value[0] == _SEQ else [value]
         for source in sources:
-            if not isinstance(source, MappingNode):
+            if source[0] != _MAP:
                 self.issues.append(
                     self.source.issue(
                         path, "a merge key (<<) takes a mapping or a list of mappings"
@@ -374,19 +384,20 @@ class _Builder:
             for k, v in (built or {}).items():
                 into.setdefault(k, v)
 
-    def _construct(self, node: ScalarNode, path: Path) -> Any:
+    def _construct(self, node: _Node, path: Path) -> Any:
         """A scalar as Python: only YAML's own scalar types, each checked to fit."""
-        if node.tag not in _SCALAR_TAGS:
-            self.issues.append(self.source.issue(path, _tag_message(node.tag)))
+        _, _, _, tag, text = node
+        if tag not in _SCALAR_TAGS:
+            self.issues.append(self.source.issue(path, _tag_message(tag)))
             return _INVALID
         try:
-            value = self.loader.construct_object(node, deep=True)
+            value = self.loader.yaml_constructors[tag](self.loader, ScalarNode(tag, text))
         except Exception:  # noqa: BLE001 - any constructor failure is the document's
-            what = _SCALAR_TAGS[node.tag]
-            if what == "!!int" and sum(c.isdigit() for c in node.value) > 18:
+            what = _SCALAR_TAGS[tag]
+            if what == "!!int" and sum(c.isdigit() for c in text) > 18:
                 message = "integer out of range (64 bits at most)"  # Python refuses > 4,300 digits
             else:
-                message = f"{_short(node.value)} is not a valid {what}"
+                message = f"{_short(text)} is not a valid {what}"
             self.issues.append(self.source.issue(path, message))
             return _INVALID
         if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
@@ -397,13 +408,16 @@ class _Builder:
             return _INVALID
         return value
 
-    def _scalar(self, node: ScalarNode, path: Path) -> Any:
+    def _scalar(self, node: _Node, path: Path) -> Any:
         value = self._construct(node, path)
         if value is _INVALID:
             return None
         if isinstance(value, str) and "$" in value:
             if "${" in value:
                 self.source.from_env.add(path)
+                for m in _ENV.finditer(value):
+                    if m.group(1) in self.env:
+                        self.source.env_values.add(self.env[m.group(1)])
             value, missing = expand_env(value, self.env)
             for name in missing:
                 self.issues.append(
