@@ -96,7 +96,7 @@ class DaemonConfig(StrictModel):
     def _listen_ok(cls, value: str) -> str:
         m = _LISTEN.match(value)
         if not m or not 0 <= int(m.group("port")) < 65536:
-            raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {value!r}")
+            raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {clip_repr(value)}")
         return value
 
     @property
@@ -111,7 +111,7 @@ class DaemonConfig(StrictModel):
 def _split_listen(value: str) -> tuple[str, int]:
     m = _LISTEN.match(value)
     if m is None:
-        raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {value!r}")
+        raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {clip_repr(value)}")
     return m.group("v6") or m.group("host"), int(m.group("port"))
 
 
@@ -336,7 +336,9 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                 path: Path = (*section.split("."), i, key)
                 first = f"{section}[{seen[value]}]"
                 issues.append(
-                    source.issue(path, f"duplicate {what} {value!r} (first used by {first})")
+                    source.issue(
+                        path, f"duplicate {what} {clip_repr(value)} (first used by {first})"
+                    )
                 )
             seen.setdefault(value, i)
     notifiers = data.get("notifiers")
@@ -396,7 +398,7 @@ def _escalation_refs(data: dict[str, Any], source: SourceMap) -> list[ConfigIssu
                     for k, who in enumerate(step["page"])
                 ]
     return [
-        source.issue(path, f"no {what} named {ref!r}")
+        source.issue(path, f"no {what} named {clip_repr(ref)}")
         for path, ref, names, what in refs
         if isinstance(ref, str) and ref not in names
     ]
@@ -413,7 +415,9 @@ def _unknown_rule_kinds(data: dict[str, Any], source: SourceMap) -> list[ConfigI
             if isinstance(kind, str) and kind not in CHECKS:
                 known = ", ".join(sorted(CHECKS))
                 path: Path = ("severity", i, "match", "kinds", j)
-                issues.append(source.issue(path, f"unknown kind {kind!r} (known kinds: {known})"))
+                issues.append(
+                    source.issue(path, f"unknown kind {clip_repr(kind)} (known kinds: {known})")
+                )
     return issues
 
 
@@ -449,12 +453,14 @@ def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                 if not isinstance(ref, str):
                     continue
                 if ref not in kinds:
-                    issues.append(source.issue(path, f"no check named {ref!r}"))
+                    issues.append(source.issue(path, f"no check named {clip_repr(ref)}"))
                 elif ref == check.get("name"):
                     issues.append(source.issue(path, "a check cannot refer to itself"))
                 elif kind is not None and kinds[ref] != kind:
                     issues.append(
-                        source.issue(path, f"{ref!r} is a {kinds[ref]!s:.40} check, not {kind}")
+                        source.issue(
+                            path, f"{clip_repr(ref)} is a {kinds[ref]!s:.40} check, not {kind}"
+                        )
                     )
     return issues
 
@@ -469,7 +475,7 @@ def _issues_from_validation(
         kind = err["type"]
         ctx = err.get("ctx") or {}
         if kind == "extra_forbidden":
-            message = f"unknown key {path[-1]!r}" + _suggest(data, path)
+            message = f"unknown key {clip_repr(path[-1])}" + _suggest(data, path)
             issues.append(source.issue(path, message, key=True))
             continue
         if kind == "missing":
@@ -488,7 +494,7 @@ def _issues_from_validation(
             message = _TIMEDELTA.sub(_readable_timedelta, err["msg"].removeprefix("Value error, "))
             value = err.get("input")
             shown = isinstance(value, str | int | float | bool) and clip_repr(value) not in message
-            if shown and not _may_be_secret(path, source):
+            if shown and not _may_be_secret(path, source) and not _USERINFO.search(str(value)):
                 message += f" (got {clip_repr(value)})"
         if _may_be_secret(path, source):
             message = _without(message, err.get("input"), env_values)
@@ -501,6 +507,9 @@ def _issues_from_validation(
 _SECRET_WORDS = re.compile(
     r"token|key|secret|password|passwd|auth|sig|credential|session|headers|url", re.IGNORECASE
 )
+
+
+_USERINFO = re.compile(r"//[^/@\s]*@")  # a URL with a user (and password) in it
 
 
 def _may_be_secret(path: tuple[str | int, ...], source: SourceMap) -> bool:

@@ -245,3 +245,18 @@ async def test_billion_laughs_is_refused_within_time_and_memory(tmp_path: Path) 
     assert "aliases and merge keys expand to more than 100,000 values" in err
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert peak_mb < 200 or before / 1024 >= 200, peak_mb
+
+
+def test_a_url_with_a_password_is_never_echoed() -> None:
+    issues = issues_of(
+        "checks:\n  - {name: a, kind: http, url: 'http://x/', runbook: 'ftp://u:s3cr3t@h/'}\n"
+    )
+    assert issues == [
+        "m.yaml:2:54: checks[0].runbook: String should match pattern '^https?://\\S+$'"
+    ]
+
+
+def test_a_huge_key_is_cut_in_the_message() -> None:
+    (issue,) = issues_of(BASE + "? " + "x" * 100_000 + "\n: 1\n")
+    assert len(issue) < 200
+    assert issue.endswith("unknown key 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…")
