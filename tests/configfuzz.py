@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from monitor.config import parse_config
 from monitor.errors import ConfigError
 
-__all__ = ["DOCUMENTS", "ENV", "Verdict", "judge"]
+__all__ = ["BUNDLED", "DOCUMENTS", "ENV", "Verdict", "judge"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = (ROOT / "monitors.yaml").read_text()
