@@ -3,6 +3,7 @@ the file is wrong, and keeps probing and answering."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 from pathlib import Path
@@ -92,3 +93,53 @@ async def test_sighup_with_each_hostile_file_keeps_the_daemon_running(
         assert not [line for line in d.other if "Traceback" in line], d.other
     finally:
         await d.kill()
+
+
+async def test_reload_reads_the_file_off_the_event_loop(
+    aiohttp_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a slow file is read, the loop keeps turning: the read is in a thread."""
+    import threading
+
+    import monitor.app
+    from monitor.app import App
+    from monitor.config import load_config
+
+    async def site(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", site)
+    server = await aiohttp_server(app)
+    config = tmp_path / "m.yaml"
+    config.write_text(
+        f'daemon: {{listen: "127.0.0.1:0", state_dir: "{tmp_path}/state"}}\n'
+        f'checks:\n  - {{name: site, kind: http, url: "http://127.0.0.1:{server.port}/"}}\n'
+    )
+    daemon = App(load_config(config, {}), config_path=str(config), env={}, install_signals=False)
+    running = asyncio.create_task(daemon.run())
+    try:
+        await wait_for(lambda: daemon.ready, what="ready")
+
+        def slow_load(*args: object) -> object:
+            threading.Event().wait(0.5)  # a file that takes long to read: blocks its thread
+            raise RuntimeError("not a ConfigError")
+
+        monkeypatch.setattr(monitor.app, "load_config", slow_load)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        assert await daemon.reload() is False
+        ticker.cancel()
+        assert ticks >= 10  # the loop ran on while the file was read
+        assert daemon.metrics.reload_ok._value.get() == 0
+        assert daemon.config.checks[0].name == "site"  # the running config stays
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(running, 15)
