@@ -81,6 +81,11 @@ KILLERS = [
      "2:66: checks[0].expect.body_regex: invalid regular expression '(': missing )"),
     ("a mapping as a name", 'checks: [{name: {a: 1}, kind: http, url: "http://x/"}]\n',
      "1:17: checks[0].name: Input should be a valid string"),
+    ("a bare mapping as a name", "checks: [{name: {a: 1}}]\n",
+     "1:10: checks[0].kind: missing required key 'kind'"),
+    ("a CA bundle that does not load", "checks:\n  - {name: a, kind: http, url: 'https://x/', "
+     "tls_ca_file: /nonexistent/ca.pem}\n",
+     "2:59: checks[0].tls_ca_file: cannot load the CA bundle: No such file or directory"),
     ("a list as a person", 'oncall: {people: [{name: []}]}\n'
      'escalation: {policies: {p: {steps: [{page: [x]}]}}}\n' + BASE,
      "1:26: oncall.people[0].name: Input should be a valid string"),

@@ -24,7 +24,7 @@ RELOAD_KILLERS = [
         "merge on a scalar", "4,301 digits", "huge repetition", "thousands of groups",
         "a mapping as a name", "billion laughs", "merge bomb", "NUL on line 2",
         "unknown notifier type", "notifier name with a line break", "empty file",
-        "deep flow nesting",
+        "deep flow nesting", "a CA bundle that does not load",
     }
 ]  # fmt: skip
 

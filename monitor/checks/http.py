@@ -183,6 +183,20 @@ class HttpCheckConfig(CheckConfigBase):
     max_redirects: int = Field(default=10, ge=0, le=50)
     tls_verify: bool = True
     tls_ca_file: str | None = Field(default=None, description="PEM bundle of trusted CAs.")
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_file_loads(cls, value: str | None) -> str | None:
+        # Loaded now, so that a missing or broken bundle is a located config error
+        # instead of a check that cannot be built when the daemon starts or reloads.
+        if value is not None:
+            try:
+                _ssl_context(value)
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                raise ValueError(f"cannot load the CA bundle: {reason}") from None
+        return value
+
     tls_min_days: int | None = Field(
         default=None, ge=0, description="Degraded when the certificate expires sooner."
     )
