@@ -250,7 +250,10 @@ class App:
             new = await asyncio.to_thread(load_config, self.config_path, self.env)
         except ConfigError as exc:
             self.metrics.reload_ok.set(0)
-            log.error("config_reload_failed", errors=[str(i) for i in exc.issues])
+            errors = [str(i) for i in exc.issues[:RELOAD_ERRORS_LOGGED]]
+            if len(exc.issues) > RELOAD_ERRORS_LOGGED:
+                errors.append(f"… and {len(exc.issues) - RELOAD_ERRORS_LOGGED:,} more")
+            log.error("config_reload_failed", errors=errors)
             return False
         except Exception as exc:  # noqa: BLE001 - a reload never stops the daemon
             self.metrics.reload_ok.set(0)
@@ -293,6 +296,8 @@ class App:
         enabled = len(config.enabled_checks)
         self.metrics.count_checks(enabled, len(config.checks) - enabled)
 
+
+RELOAD_ERRORS_LOGGED = 100  # a log line stays readable; `monitor validate` lists them all
 
 FULL_COLLECTION_EVERY = 1000  # middle-generation collections per full one (CPython: 10)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog.testing
 from aiohttp import web
 
 from tests.proc import Daemon, wait_for
@@ -140,6 +141,15 @@ async def test_reload_reads_the_file_off_the_event_loop(
         assert ticks >= 10  # the loop ran on while the file was read
         assert daemon.metrics.reload_ok._value.get() == 0
         assert daemon.config.checks[0].name == "site"  # the running config stays
+
+        monkeypatch.setattr(monitor.app, "load_config", load_config)
+        config.write_text(config.read_text() + "".join(f"x{i}: 1\n" for i in range(150)))
+        with structlog.testing.capture_logs() as logs:
+            assert await daemon.reload() is False
+        (failed,) = [e for e in logs if e["event"] == "config_reload_failed"]
+        assert len(failed["errors"]) == 101
+        assert failed["errors"][0] == f"{config}:4:1: x0: unknown key 'x0'"
+        assert failed["errors"][-1] == "… and 50 more"
     finally:
         daemon.request_stop()
         await asyncio.wait_for(running, 15)
