@@ -4,6 +4,11 @@
 (`${VAR}`, `${VAR:-default}`, `$$` for a literal `$`) are expanded in string values
 only, after parsing, so a reference in a comment is never evaluated and every error
 still points at the line it came from.
+
+Every document gets data or a located `ConfigError`, within bounds on its size, its
+nesting, its node count and what its aliases and merge keys expand to (`MAX_*` below),
+and only YAML's own tags are read: nothing in a file can crash, hang or exhaust the
+process that reads it.
 """
 
 from __future__ import annotations
@@ -126,7 +131,8 @@ _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {
     f"{_TAG}{name}": f"!!{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")
 }
-_COLLECTION_TAGS = {f"{_TAG}map": 2, f"{_TAG}seq": 1}  # _MAP, _SEQ
+_SCALAR, _SEQ, _MAP = 0, 1, 2  # kinds of composed nodes (see `_compose`)
+_COLLECTION_TAGS = {f"{_TAG}map": _MAP, f"{_TAG}seq": _SEQ}
 _MERGE = f"{_TAG}merge"
 _STR = f"{_TAG}str"
 _INT64 = 2**63
@@ -202,7 +208,6 @@ def _at(file: str, mark: Any, message: str) -> _Refused:
 # (key, value) node pairs. Lighter than PyYAML's node objects and their marks: a 1 MiB
 # document of short scalars stays within tens of megabytes.
 _Node = tuple[Any, ...]
-_SCALAR, _SEQ, _MAP = 0, 1, 2
 
 
 def _compose(loader: Any, file: str) -> _Node | None:
