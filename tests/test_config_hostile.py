@@ -230,7 +230,9 @@ class TestSecretsStayOut:
 
 async def test_validate_answers_every_killer_input_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
-    for name, document, expected in KILLERS[:3] + KILLERS[-14:-10]:
+    chosen = {"int tag", "python tag", "weeks overflow", "merge bomb", "NUL on line 2",
+              "unknown notifier type", "notifier name with a line break"}  # fmt: skip
+    for name, document, expected in [k for k in KILLERS if k[0] in chosen]:
         path.write_text(document)
         code, out, err = await run_cli("validate", "-c", str(path))
         assert code == 1, name
