@@ -179,6 +179,20 @@ class MemoryStore:
         ]
         return min(times) if times else None
 
+    async def pending_notifications(self, notifier):
+        pending = [
+            i for i in self.outbox.values() if i.notifier == notifier and i.status == "pending"
+        ]
+        return sorted(pending, key=lambda i: i.id)
+
+    async def settle_notifications(self, ids, status, items) -> None:
+        from dataclasses import replace
+
+        for i in ids:
+            if (old := self.outbox.get(i)) is not None and old.status == "pending":
+                self.outbox[i] = replace(old, status=status)
+        await self.enqueue(items)
+
     async def update_notification(self, item) -> None:
         self.outbox[item.id] = item
 

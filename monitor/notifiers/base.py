@@ -15,7 +15,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -23,7 +23,7 @@ import aiohttp
 from pydantic import AfterValidator, SecretStr
 from yarl import URL
 
-from monitor.configtypes import StrictModel
+from monitor.configtypes import PositiveDuration, StrictModel
 from monitor.model import Severity
 
 __all__ = [
@@ -124,6 +124,9 @@ class NotifierConfigBase(StrictModel):
     to `Literal["its-name"]`, the YAML `type:` value and its registry key."""
 
     type: str
+    # A message still undelivered this long after it was made becomes a dead letter on
+    # its incident's timeline, and the notifier's outage is reported on the others.
+    give_up_after: PositiveDuration = timedelta(hours=24)
 
 
 def _http_url(value: SecretStr) -> SecretStr:

@@ -119,6 +119,17 @@ class Store(Protocol):
         """When the earliest pending notification of `notifier` is due."""
         ...
 
+    async def pending_notifications(self, notifier: str) -> list[OutboxItem]:
+        """Every pending notification of `notifier`, in the order they were enqueued."""
+        ...
+
+    async def settle_notifications(
+        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+    ) -> None:
+        """In one transaction: gives the notifications `ids` that are still pending the
+        final `status` (e.g. `superseded`) and enqueues `items` (keys present skipped)."""
+        ...
+
     async def update_notification(self, item: OutboxItem) -> None:
         """Writes back attempts, status, next attempt, sent time and last error."""
         ...

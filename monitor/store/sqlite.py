@@ -356,6 +356,28 @@ class SqliteStore:
             )
         return _opt_time(row["at"])
 
+    async def pending_notifications(self, notifier: str) -> list[OutboxItem]:
+        with self._errors("cannot read the outbox"):
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT * FROM outbox WHERE notifier = ? AND status = 'pending' ORDER BY id",
+                    (notifier,),
+                )
+                .fetchall()
+            )
+        return [_item(r) for r in rows]
+
+    async def settle_notifications(
+        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+    ) -> None:
+        with self._write("cannot settle notifications") as db:
+            db.executemany(
+                "UPDATE outbox SET status = ? WHERE id = ? AND status = 'pending'",
+                [(status, i) for i in ids],
+            )
+            _insert_items(db, items)
+
     async def update_notification(self, item: OutboxItem) -> None:
         with self._write("cannot update a notification") as db:
             db.execute(
