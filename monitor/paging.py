@@ -25,7 +25,7 @@ from monitor.incidents import IncidentManager
 from monitor.model import EscalationState, Incident, IncidentStatus, OutboxItem, Severity
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
 from monitor.oncall import OnCallConfig, Person, handoffs, on_call, person
-from monitor.outbox import Outbox
+from monitor.outbox import Outbox, incident_of
 from monitor.store import Store
 
 __all__ = ["Pager", "from_payload", "to_payload"]
@@ -34,8 +34,12 @@ log = structlog.stdlib.get_logger(__name__)
 
 _REVERTIBLE = (Severity.P0, Severity.P1)  # pages that say what reverting means
 
-# Notifier types that follow an incident's life (acknowledge, resolve), not only pages.
+# Notifier types that follow every incident's life (acknowledge, resolve), even when
+# they are not in `page_via`; every notifier in `page_via` follows the incidents it pages.
 LIFECYCLE_TYPES = frozenset({"pagerduty", "slack_bot"})
+
+# What a page superseded by an acknowledgement (or a resolve) was: messages to a person.
+_PAGES = frozenset({NotificationEvent.TRIGGER, NotificationEvent.REASSIGN})
 
 
 def to_payload(n: Notification) -> str:
@@ -351,19 +355,69 @@ class Pager:
         what: str,
         actor: str | None = None,
     ) -> None:
-        """Posts a lifecycle change to the channel and to notifiers that track incidents."""
+        """Posts a lifecycle change to the channel, to the notifiers that page for the
+        incident and to those that track incidents.
+
+        On an acknowledgement or a resolve, pages of the incident still waiting for a
+        notifier (it was unreachable) are not sent any more: the message says which were
+        held back ("while this channel was unreachable"), and so does the timeline."""
         targets = [self.config.channel] if self.config.channel else []
+        targets += [n for n in self.page_via if n in self.notifier_types and n not in targets]
         targets += [
             n for n, t in self.notifier_types.items() if t in LIFECYCLE_TYPES and n not in targets
         ]
         stamp = int(self.clock.now().timestamp())
-        items = [
-            self._item(f"incident:{incident.id}:{what}:{stamp}:{target}", target,
-                       self._notification(incident, event, f"incident:{incident.id}:{what}:{stamp}", (), text, actor))
-            for target in targets
-        ]  # fmt: skip
-        if items:
+        base = f"incident:{incident.id}:{what}:{stamp}"
+        superseded: list[int] = []
+        items = []
+        notes = []
+        for target in targets:
+            held = []
+            if event in (NotificationEvent.ACKNOWLEDGE, NotificationEvent.RESOLVE):
+                held = await self._held_pages(incident.id, target, event)
+            body = text
+            if held:
+                superseded += [item.id for item, _ in held]
+                lines = [f"{_hhmm(n.created_at)} {_page_label(n)}" for _, n in held]
+                body += (
+                    f"\nWhile this channel was unreachable, {_count(len(held), 'page')} "
+                    f"not sent (now {what}):\n" + "\n".join(lines)
+                )
+                notes.append(
+                    f"not sent via {target} (unreachable until {what}): "
+                    + "; ".join(lines)
+                    + f"; summarized in the {event.value} message"
+                )
+            n = self._notification(incident, event, base, (), body, actor)
+            items.append(self._item(f"{base}:{target}", target, n))
+        if superseded:
+            await self.store.settle_notifications(superseded, "superseded", items)
+            self.outbox.wake(targets)
+            await self.outbox.export_depth()
+            log.info("pages_superseded", incident_id=incident.id, count=len(superseded))
+        elif items:
             await self.outbox.enqueue(items)
+        for note in notes:
+            await self.incidents.note(incident.id, "notification_superseded", note)
+
+    async def _held_pages(
+        self, incident_id: int, notifier: str, event: NotificationEvent
+    ) -> list[tuple[OutboxItem, Notification]]:
+        """Pages of the incident still waiting for `notifier` (none in flight)."""
+        held = []
+        for item in await self.store.pending_notifications(notifier):
+            if incident_of(item.key) != incident_id or item.id in self.outbox.in_flight:
+                continue
+            try:
+                n = from_payload(item.payload)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if not n.recipients or n.event not in _PAGES:
+                continue  # a post to a channel still tells the story in order
+            if event is NotificationEvent.ACKNOWLEDGE and n.event is not NotificationEvent.TRIGGER:
+                continue  # the new owner still hears of an acknowledged incident
+            held.append((item, n))
+        return held
 
     async def _reassigned(self, incident: Incident, actor: str) -> None:
         assignee = (
@@ -414,6 +468,19 @@ class Pager:
     def _item(self, key: str, notifier: str, n: Notification) -> OutboxItem:
         now = self.clock.now()
         return OutboxItem(0, key, notifier, to_payload(replace(n, idempotency_key=key)), now, now)
+
+
+def _page_label(n: Notification) -> str:
+    whom = ", ".join(r.name for r in n.recipients)
+    return f"page to {whom}" if n.event is NotificationEvent.TRIGGER else f"{whom} as new owner"
+
+
+def _hhmm(at: datetime) -> str:
+    return f"{at:%H:%M:%S} UTC"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"1 {noun} was" if n == 1 else f"{n} {noun}s were"
 
 
 def _recipient(p: Person) -> Recipient:
