@@ -117,7 +117,8 @@ class ResultHandler:
         history.add(result)
         self.metrics.record(result)
         prev = self.states.get(result.check) or CheckState()
-        new = step(prev, result, config.failure_threshold or 1, config.success_threshold or 1)
+        fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1
+        new = step(prev, result, fail_n, ok_n)
         self.states[result.check] = new
         if self._debug:
             self._log.debug(
@@ -129,8 +130,10 @@ class ResultHandler:
             )
         if new.state is not prev.state:
             self._transition(result, prev, new)
-            if self.store is not None:
-                await self.store.save_check_state(result.check, new)
+        if self.store is not None and _kept(prev, fail_n, ok_n) != _kept(new, fail_n, ok_n):
+            # The streak is saved with the state, so a restart does not start it again;
+            # a steady state (counts past their thresholds) writes nothing.
+            await self.store.save_check_state(result.check, new)
         if result.ok:
             await self._remember(result)
         elif result.check in self._unsaved:
@@ -225,4 +228,15 @@ def annotate(result: CheckResult, upstream: CheckResult | None) -> CheckResult:
         result,
         message=f"{result.message} (while {upstream.check}: {upstream.message})",
         details={**result.details, "upstream": note},
+    )
+
+
+def _kept(state: CheckState, fail_n: int, ok_n: int) -> CheckState:
+    """What the store keeps of `state`: counts beyond their threshold change nothing."""
+    return replace(
+        state,
+        ups=min(state.ups, ok_n),
+        non_downs=min(state.non_downs, ok_n),
+        bads=min(state.bads, fail_n),
+        downs=min(state.downs, fail_n),
     )
