@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -34,7 +34,8 @@ from monitor.model import (
     Severity,
     TimelineEntry,
 )
-from monitor.oncall import format_coverage, format_on_call
+from monitor.oncall import format_coverage, format_on_call, on_call
+from monitor.paging import page_notifiers
 from monitor.postmortem import render_postmortem
 from monitor.postmortem_issue import GITHUB_API, PostmortemIssueError, open_issue
 from monitor.rules import Situation, classify
@@ -86,7 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("name", help="the check")
     explain.add_argument("--failure", help="failure kind (default: none given)")
-    explain.add_argument("--state", default="down", choices=["down", "degraded"])
+    explain.add_argument(
+        "--state",
+        choices=["down", "degraded"],
+        help="default: what the failure kind gives (degraded for stale, slow, …; else down)",
+    )
     explain.add_argument(
         "--for", dest="failing_for", default="0s", help="how long it has been failing, e.g. 2h"
     )
@@ -433,12 +438,13 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    state = args.state or ("degraded" if args.failure in _SOFT_FAILURES else "down")
     situation = Situation(
         check=check.name, kind=check.kind, tags=frozenset(check.tags), failure=args.failure,
-        state=AlertState(args.state), failing_for=failing_for, now=now,
+        state=AlertState(state), failing_for=failing_for, now=now,
     )  # fmt: skip
     verdict = classify(config.severity, situation)
-    what = f"{check.name} ({check.kind}) {args.state}" + (
+    what = f"{check.name} ({check.kind}) {state}" + (
         f" with {args.failure}" if args.failure else ""
     )
     print(f"{what}, failing for {format_duration(failing_for)}, at {now:%Y-%m-%d %H:%M} UTC:")
@@ -446,7 +452,70 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         print(f"  {line}")
     result = verdict.severity.value if verdict.severity else "ignore (no incident)"
     print(f"→ {result} (rule {verdict.rule}{'' if verdict.auto_resolve else ', resolved by hand'})")
+    if verdict.severity is None:
+        print("→ paged now: nobody (no incident)")
+    else:
+        for line in _who_is_paged(config, verdict.severity, now):
+            print(line)
     return EXIT_OK
+
+
+# Failure kinds that are soft by nature: a check reports them as degraded, not down.
+_SOFT_FAILURES = frozenset(
+    k.value
+    for k in (
+        FailureKind.TLS_EXPIRING,
+        FailureKind.SLOW,
+        FailureKind.STALE,
+        FailureKind.DEPRECATED,
+        FailureKind.WORKFLOW_DISABLED,
+    )
+)
+
+
+def _who_is_paged(config: MonitorConfig, severity: Severity, now: datetime) -> list[str]:
+    """The policy an incident of `severity` runs, and who its page steps reach at `now`."""
+    chosen = config.escalation.policy_for(severity)
+    if chosen is None:
+        return [f"policy: none for {severity}: nobody is paged (no escalation policies)"]
+    name, policy = chosen
+    via = page_notifiers(config.escalation, list(config.notifiers) or ["console"])
+    current = on_call(config.oncall, now) if config.oncall is not None else None
+    steps: list[str] = []
+    paged: list[str] = []  # the first pass: who, and when if not at once
+    offset = timedelta(0)
+    for step in policy.steps:
+        after = f"after {format_duration(offset)} unacknowledged: " if offset else ""
+        if step.wait is not None:
+            offset += step.wait
+            steps.append(f"wait {format_duration(step.wait)}")
+        elif step.post is not None:
+            steps.append(f"post to {step.post}")
+        elif isinstance(step.page, list):
+            steps.append(f"page {', '.join(step.page)}")
+            paged.append(after + ", ".join(step.page))
+        else:
+            found: list[str] = []
+            if current is not None and step.page in ("primary", "secondary"):
+                who = current.primary if step.page == "primary" else current.secondary
+                found = [who.name] if who else []
+            elif current is not None and current.rotation is not None and config.oncall:
+                rotation = next(r for r in config.oncall.rotations if r.name == current.rotation)
+                found = list(rotation.members)
+            label = (
+                f"{step.page} of {current.rotation}" if current and current.rotation else step.page
+            )
+            steps.append(f"page {label} ({', '.join(found) or 'nobody on call'})")
+            paged.append(f"{after}{', '.join(found) or 'nobody'} ({label})")
+    repeat = (
+        f"; then {policy.repeat} more times from step {policy.repeat_from}" if policy.repeat else ""
+    )
+    lines = [f"policy {name}: {'; '.join(steps)}{repeat}"]
+    if paged:
+        lines.append(f"→ paged now via {', '.join(via)}: {'; '.join(paged)}")
+    else:
+        lines.append("→ paged now: nobody (the policy pages no one)")
+    return lines
 
 
 def _oncall(config: MonitorConfig, args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from monitor.oncall import OnCallConfig, Person, handoffs, on_call, person
 from monitor.outbox import Outbox, incident_of
 from monitor.store import Store
 
-__all__ = ["Pager", "from_payload", "to_payload"]
+__all__ = ["Pager", "from_payload", "page_notifiers", "to_payload"]
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -96,11 +96,7 @@ class Pager:
 
     @property
     def page_via(self) -> list[str]:
-        return (
-            self.config.page_via
-            or [n for n in self.notifier_types if n != self.config.channel]
-            or list(self.notifier_types)
-        )
+        return page_notifiers(self.config, list(self.notifier_types))
 
     async def _heard(self, incident: Incident, event: str, actor: str) -> None:
         self._changes.put_nowait(_Change(incident, event, actor))
@@ -468,6 +464,11 @@ class Pager:
     def _item(self, key: str, notifier: str, n: Notification) -> OutboxItem:
         now = self.clock.now()
         return OutboxItem(0, key, notifier, to_payload(replace(n, idempotency_key=key)), now, now)
+
+
+def page_notifiers(config: EscalationConfig, notifiers: Sequence[str]) -> list[str]:
+    """The notifiers that page a person: `page_via`, or every one but the channel."""
+    return config.page_via or [n for n in notifiers if n != config.channel] or list(notifiers)
 
 
 def _page_label(n: Notification) -> str:
