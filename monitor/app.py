@@ -207,8 +207,8 @@ class App:
             stamp = int(self.clock.now().timestamp())
             await alert(f"alert:{notifier}:{stamp}", NotificationEvent.MONITOR_ALERT, notifier,
                   f"The monitor cannot deliver through {notifier}",
-                  f"{notifier}: a notification was {reason}. Messages for {notifier} are kept and "
-                  f"retried until they give up; check the channel and its configuration.")  # fmt: skip
+                  f"Notifications through {notifier} fail ({reason}). They are kept and retried "
+                  "until they give up; check the channel and its configuration.")  # fmt: skip
 
         async def recovered(notifier: str, since: datetime) -> None:
             stamp = int(since.timestamp())
@@ -241,6 +241,7 @@ class App:
             on_outage=outage,
             on_recovered=recovered,
             give_up_after={name: c.give_up_after for name, c in configs.items()},
+            alert_after={name: c.alert_after for name, c in configs.items()},
         )
 
         def runbook_of(incident: Incident) -> str | None:

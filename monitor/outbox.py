@@ -16,9 +16,9 @@ message that got it; channels limit per app or workspace, not per message.
 
 Giving up: a message still undelivered `give_up_after` after it was made, or refused
 permanently, becomes a dead letter (`on_dead_letter`: a line on its incident's
-timeline). The first dead letter of a notifier starts its outage (`on_outage`: one
-alert on the other channels, however many messages fail), its next delivery ends it
-(`on_recovered`). The outage is kept in the store, so a restart neither repeats the
+timeline). A notifier's outage starts with its first dead letter, or when a message it
+fails is `alert_after` old (`on_outage`: one alert on the other channels, however many
+messages fail); its next delivery ends it (`on_recovered`). The outage is kept in the store, so a restart neither repeats the
 alert nor forgets the recovery notice.
 """
 
@@ -38,7 +38,7 @@ from monitor.metrics import Metrics
 from monitor.model import OutboxItem
 from monitor.store import Store
 
-__all__ = ["DEFAULT_GIVE_UP_AFTER", "Deliver", "Outbox", "incident_of"]
+__all__ = ["DEFAULT_ALERT_AFTER", "DEFAULT_GIVE_UP_AFTER", "Deliver", "Outbox", "incident_of"]
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -51,6 +51,7 @@ Outage = Callable[[str, str], Awaitable[None]]
 Recovered = Callable[[str, datetime], Awaitable[None]]
 
 DEFAULT_GIVE_UP_AFTER = timedelta(hours=24)
+DEFAULT_ALERT_AFTER = timedelta(minutes=10)
 _OUTAGE = "outbox:outage:"  # kv: notifier → {"since": iso, "reason": text}
 _BATCH = 50
 
@@ -76,6 +77,7 @@ class Outbox:
         on_outage: Outage | None = None,
         on_recovered: Recovered | None = None,
         give_up_after: Mapping[str, timedelta] | None = None,
+        alert_after: Mapping[str, timedelta] | None = None,
         base_backoff_s: float = 2.0,
         max_backoff_s: float = 600.0,
         send_timeout_s: float = 30.0,
@@ -90,6 +92,7 @@ class Outbox:
         self.on_outage = on_outage
         self.on_recovered = on_recovered
         self.give_up_after = dict(give_up_after or {})
+        self.alert_after = dict(alert_after or {})
         self.in_flight: set[int] = set()  # ids being sent right now
         self._paused_until: dict[str, datetime] = {}
         self._outages: dict[str, datetime] = {}  # notifier → when its outage started
@@ -240,6 +243,11 @@ class Outbox:
         self.metrics.notifications.labels(item.notifier, "retried").inc()
         log.warning("notification_retry", notifier=item.notifier, key=item.key, attempts=attempts,
                     retry_in_s=round((next_at - now).total_seconds(), 1), error=message)  # fmt: skip
+        failing_for = now - item.created_at
+        if failing_for >= self.alert_after.get(item.notifier, DEFAULT_ALERT_AFTER):
+            await self._outage(
+                item.notifier, item.created_at, f"undelivered for {_span(failing_for)}: {message}"
+            )
 
     async def _dead(self, failed: OutboxItem, reason: str) -> None:
         """A dead letter: stored as failed, told to its incident, maybe an outage."""
@@ -249,16 +257,19 @@ class Outbox:
         await self.export_depth()
         if self.on_dead_letter is not None:
             await self.on_dead_letter(failed, reason)
-        if failed.notifier in self._outages:
-            return  # this outage was reported already
-        now = self.clock.now()
-        self._outages[failed.notifier] = now
+        await self._outage(failed.notifier, self.clock.now(), reason)
+
+    async def _outage(self, notifier: str, since: datetime, reason: str) -> None:
+        """Reports the notifier's outage once, however many messages it fails."""
+        if notifier in self._outages:
+            return
+        self._outages[notifier] = since
         await self.store.kv_set(
-            _OUTAGE + failed.notifier, json.dumps({"since": now.isoformat(), "reason": reason})
+            _OUTAGE + notifier, json.dumps({"since": since.isoformat(), "reason": reason})
         )
-        log.error("notifier_outage", notifier=failed.notifier, error=reason)
+        log.error("notifier_outage", notifier=notifier, error=reason)
         if self.on_outage is not None:
-            await self.on_outage(failed.notifier, reason)
+            await self.on_outage(notifier, reason)
 
     def in_outage(self, notifier: str) -> bool:
         return notifier in self._outages

@@ -65,6 +65,7 @@ def world(clock, metrics):
     outbox = Outbox(store, clock, metrics, deliver, ["slack", "pagerduty"],
                     on_dead_letter=on_dead, on_outage=on_outage, on_recovered=on_recovered,
                     give_up_after={"slack": timedelta(hours=24), "pagerduty": timedelta(hours=1)},
+                    alert_after={"pagerduty": timedelta(hours=2)},
                     rng=random.Random(7))  # noqa: S311  # fmt: skip
     return store, outbox, channels, failures
 
@@ -311,4 +312,27 @@ async def test_an_outage_survives_a_restart(clock, metrics) -> None:
     await second.enqueue([item(clock, "b")])
     await settle()
     assert heard == ["outage:slack", "recovered:slack"]
+    task.cancel()
+
+
+async def test_a_notifier_failing_for_alert_after_is_reported_once(world, clock) -> None:
+    # Hours before anything gives up, a channel that keeps failing is reported (default
+    # alert_after: 10 minutes), once, and its recovery too.
+    _, outbox, channels, failures = world
+    channels["slack"] = Channel(clock, [Refused("503")] * 10_000)
+    channels["pagerduty"] = Channel(clock)
+    task = await running(outbox)
+    await outbox.enqueue([item(clock, "incident:1:1:post:slack")])
+    await clock.advance(9 * 60)
+    assert failures == []
+    await outbox.enqueue([item(clock, "incident:2:1:post:slack")])
+    await clock.advance(60 * 60)
+    [(what, reason)] = failures
+    assert what == "outage:slack"
+    assert reason.startswith("undelivered for 1")  # the first retry after 10 minutes
+    assert reason.endswith(": 503")
+    channels["slack"].script.clear()
+    await clock.advance(15 * 60)
+    assert len(channels["slack"].delivered) == 2
+    assert [k for k, _ in failures] == ["outage:slack", "recovered:slack"]
     task.cancel()

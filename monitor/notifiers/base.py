@@ -124,8 +124,11 @@ class NotifierConfigBase(StrictModel):
     to `Literal["its-name"]`, the YAML `type:` value and its registry key."""
 
     type: str
+    # A message this old and still failing: the notifier's outage is reported on the
+    # other notifiers (once per outage, with a notice when it delivers again).
+    alert_after: PositiveDuration = timedelta(minutes=10)
     # A message still undelivered this long after it was made becomes a dead letter on
-    # its incident's timeline, and the notifier's outage is reported on the others.
+    # its incident's timeline.
     give_up_after: PositiveDuration = timedelta(hours=24)
 
 
