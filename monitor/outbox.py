@@ -2,7 +2,7 @@
 
 One worker per notifier, so a notifier that is down delays only its own notifications
 and never blocks probes or the other notifiers. Retries back off exponentially with
-jitter (capped) and honour Retry-After. Nothing is marked in flight: after a crash, what
+jitter (capped) and honour Retry-After. Nothing is stored as in flight: after a crash, what
 was being sent is sent again, with the same idempotency key.
 
 Order: the messages of one incident through one notifier leave in the order they were

@@ -267,6 +267,7 @@ async def test_a_failing_streak_survives_kill_9(target, tmp_path, daemon_for) ->
     config = write_config(
         tmp_path / "m.yaml", base,
         "severity:\n  - {name: site-down, match: {checks: [site]}, severity: P1}\n",
+        interval="2s",  # room between probes for the kill and for reading the log
     )  # fmt: skip
     config.write_text(config.read_text().replace("failure_threshold: 2", "failure_threshold: 3"))
     db = tmp_path / "state" / "monitor.sqlite3"
