@@ -22,6 +22,7 @@ from monitor.clock import SystemClock
 from monitor.config import MonitorConfig, config_json_schema, default_config_path, load_config
 from monitor.configtypes import CheckConfigBase, format_duration, parse_duration
 from monitor.errors import ConfigError
+from monitor.escalation import Policy
 from monitor.httpclient import make_session
 from monitor.limits import Limiter
 from monitor.logs import configure_logging
@@ -39,7 +40,7 @@ from monitor.postmortem import render_postmortem
 from monitor.postmortem_issue import GITHUB_API, PostmortemIssueError, open_issue
 from monitor.rules import Situation, classify
 from monitor.scheduler import CheckRunner
-from monitor.state import AlertState
+from monitor.state import AlertState, blindness
 from monitor.store.sqlite import SqliteStore, default_state_path
 
 __all__ = ["main"]
@@ -86,7 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("name", help="the check")
     explain.add_argument("--failure", help="failure kind (default: none given)")
-    explain.add_argument("--state", default="down", choices=["down", "degraded"])
+    explain.add_argument(
+        "--state",
+        choices=["down", "degraded", "blind"],
+        help="alert state (default: blind for a failure that means the monitor cannot see, "
+        "else down)",
+    )
     explain.add_argument(
         "--for", dest="failing_for", default="0s", help="how long it has been failing, e.g. 2h"
     )
@@ -433,6 +439,8 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    if args.state is None:
+        args.state = "blind" if blindness(check.kind, args.failure) else "down"
     situation = Situation(
         check=check.name, kind=check.kind, tags=frozenset(check.tags), failure=args.failure,
         state=AlertState(args.state), failing_for=failing_for, now=now,
@@ -446,7 +454,21 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         print(f"  {line}")
     result = verdict.severity.value if verdict.severity else "ignore (no incident)"
     print(f"→ {result} (rule {verdict.rule}{'' if verdict.auto_resolve else ', resolved by hand'})")
+    if args.state == "blind":
+        notifiers = list(config.notifiers) or ["console"]
+        chosen = config.escalation.health_policy(notifiers)
+        how = "nowhere to post" if chosen is None else _describe_policy(*chosen)
+        print(f"blind: the monitor cannot see {check.name}; a monitor-health incident → {how}")
     return EXIT_OK
+
+
+def _describe_policy(name: str, policy: Policy) -> str:
+    steps = [
+        f"post to {s.post}" if s.post else f"wait {format_duration(s.wait)}" if s.wait
+        else f"page {s.page if isinstance(s.page, str) else ', '.join(s.page or [])}"
+        for s in policy.steps
+    ]  # fmt: skip
+    return f"policy {name}: {'; '.join(steps)}"
 
 
 def _oncall(config: MonitorConfig, args: argparse.Namespace) -> int:
@@ -554,7 +576,8 @@ async def _run_checks(
 def _table(results: Sequence[CheckResult]) -> str:
     rows = [("CHECK", "KIND", "RESULT", "TIME", "MESSAGE")]
     for r in results:
-        verdict = "ok" if r.ok else f"{r.outcome.value}: {r.failure.value if r.failure else '?'}"
+        outcome = "blind" if blindness(r.kind, r.failure) else r.outcome.value
+        verdict = "ok" if r.ok else f"{outcome}: {r.failure.value if r.failure else '?'}"
         rows.append((r.check, r.kind, verdict, f"{r.duration_s * 1000:.0f} ms", r.message))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
@@ -562,7 +585,11 @@ def _table(results: Sequence[CheckResult]) -> str:
         for row in rows
     ]
     failed = sum(not r.ok for r in results)
-    lines.append(f"\n{len(results) - failed} ok, {failed} failed")
+    blind = sum(blindness(r.kind, r.failure) for r in results)
+    lines.append(
+        f"\n{len(results) - failed} ok, {failed - blind} failed"
+        + (f", {blind} blind (the monitor could not see)" if blind else "")
+    )
     return "\n".join(lines)
 
 

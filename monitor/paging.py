@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 import structlog
 
 from monitor.clock import Clock, sleep_or_wake
-from monitor.escalation import Action, EscalationConfig, due_actions, freeze, thaw
-from monitor.incidents import IncidentManager
+from monitor.escalation import Action, EscalationConfig, Policy, due_actions, freeze, thaw
+from monitor.incidents import HEALTH_SOURCE, IncidentManager
 from monitor.model import EscalationState, Incident, IncidentStatus, OutboxItem, Severity
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
 from monitor.oncall import OnCallConfig, Person, handoffs, on_call, person
@@ -126,8 +126,17 @@ class Pager:
             incident.status is IncidentStatus.TRIGGERED
             and incident.severity is not None
             and incident.suppressed is None
-            and self.config.policy_for(incident.severity) is not None
+            and self._policy(incident) is not None
         )
+
+    def _policy(self, incident: Incident) -> tuple[str, Policy] | None:
+        """Monitor-health incidents follow `escalation.monitor_health`; others their
+        severity's policy."""
+        if incident.source == HEALTH_SOURCE:
+            return self.config.health_policy(list(self.notifier_types))
+        if incident.severity is None:
+            return None
+        return self.config.policy_for(incident.severity)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -225,8 +234,7 @@ class Pager:
     # --- escalations -------------------------------------------------------------------
 
     async def _start(self, incident: Incident, at: datetime) -> None:
-        assert incident.severity is not None  # noqa: S101  _should_page checked
-        chosen = self.config.policy_for(incident.severity)
+        chosen = self._policy(incident)
         if chosen is None:
             return
         name, policy = chosen
@@ -245,7 +253,7 @@ class Pager:
         timeout = self.config.ack_timeout
         if timeout <= timedelta(0) or incident.severity is None:
             return
-        chosen = self.config.policy_for(incident.severity)
+        chosen = self._policy(incident)
         if chosen is None:
             return
         frozen = json.dumps({"epoch": int(acked_at.timestamp()), **json.loads(freeze(*chosen))})

@@ -82,9 +82,9 @@ class StatusView:
         now = self.clock.now()
         assets = [self._asset(c) for c in self.checks()]
         # Failing first (worst first), then by name: what needs eyes is on top.
-        rank = {"down": 0, "degraded": 1, "unknown": 2, "up": 3}
+        rank = {"down": 0, "degraded": 1, "blind": 2, "unknown": 3, "up": 4}
         assets.sort(key=lambda a: (rank[a["state"]], a["name"]))
-        summary = dict.fromkeys(("down", "degraded", "unknown", "up"), 0)
+        summary = dict.fromkeys(("down", "degraded", "blind", "unknown", "up"), 0)
         for a in assets:
             summary[a["state"]] += 1
         return {
@@ -114,7 +114,9 @@ class StatusView:
             "description": c.description or "",
             "tags": list(c.tags),
             "runbook": c.runbook,
-            "state": name if name in ("up", "down", "degraded") else "unknown",
+            "state": name if name in ("up", "down", "degraded", "blind") else "unknown",
+            # Blind: the monitor cannot see it; what it believed before, kept until it sees.
+            "seen": state.seen.value if state and state.seen else None,
             "since": state.since.isoformat(timespec="seconds") if state and state.since else None,
             "message": last.message if last else "",
             "last_run": last.started_at.isoformat(timespec="seconds") if last else None,
@@ -146,7 +148,7 @@ td,th{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d1d9e0;verti
 th{font-weight:600;color:#59636e;font-size:.85rem}
 .state{font-weight:600;text-transform:uppercase;font-size:.8rem;white-space:nowrap}
 .up .state{color:#1a7f37}.degraded .state{color:#9a6700}.down .state{color:#d1242f}
-.unknown .state{color:#59636e}
+.unknown .state{color:#59636e}.blind .state{color:#8250df}
 .bars{display:flex;gap:2px;align-items:flex-end;height:1.4rem}
 .bar{display:inline-block;width:6px;height:100%;border-radius:1px;background:#d1d9e0}
 .bar.up{background:#2da44e}.bar.degraded{background:#d4a72c}.bar.down{background:#cf222e}
@@ -169,7 +171,8 @@ def render_html(doc: dict[str, Any]) -> str:
         f"<title>{e(doc['title'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(doc['title'])}</h1>",
         f'<p class="summary" id="summary"><b>{s["down"]}</b> down · <b>{s["degraded"]}</b> degraded · '
-        f"<b>{s['up']}</b> up · <b>{s['unknown']}</b> not yet checked · "
+        f"<b>{s['up']}</b> up · <b>{s['blind']}</b> blind (the monitor cannot see) · "
+        f"<b>{s['unknown']}</b> not yet checked · "
         f'updated <time datetime="{e(doc["generated_at"])}">{e(doc["generated_at"])}</time></p>',
         "<h2>Open incidents</h2>",
     ]
@@ -207,9 +210,10 @@ def render_html(doc: dict[str, Any]) -> str:
         if a["runbook"]:
             name += f' <a href="{e(a["runbook"])}" rel="noopener">runbook</a>'
         desc = f'<div class="msg">{e(a["description"])}</div>' if a["description"] else ""
+        was = f' <span class="seen">(was {e(a["seen"])})</span>' if a.get("seen") else ""
         parts.append(
             f'<tr class="asset {a["state"]}" data-name="{e(a["name"])}"><td>{name}{desc}</td>'
-            f'<td class="state">{a["state"]}</td><td><div class="bars">{bars}</div></td>'
+            f'<td class="state">{a["state"]}{was}</td><td><div class="bars">{bars}</div></td>'
             f'<td class="msg">{e(a["message"])}</td></tr>'
         )
     parts.append("</tbody></table></body></html>")

@@ -374,7 +374,11 @@ class TestValidation:
                 "did you mean 'http_status'? valid kinds: dns, connect,",
             ),
             (RuleMatch, {"failures": ["nope"]}, "unknown failure kind 'nope'; valid kinds: dns,"),
-            (RuleMatch, {"states": ["up"]}, "('states', 0): Input should be 'down' or 'degraded'"),
+            (
+                RuleMatch,
+                {"states": ["up"]},
+                "('states', 0): Input should be 'down', 'degraded' or 'blind'",
+            ),
             (RuleMatch, {"for": "10"}, "invalid duration '10'"),
             (RuleMatch, {"check": ["x"]}, "('check',): Extra inputs are not permitted"),
             (
