@@ -415,9 +415,18 @@ def _incident_text(doc: dict[str, Any]) -> str:
     lines.append("timeline:")
     lines += [
         f"  {e['at'][:19].replace('T', ' ')}  {e['actor']:<10} {e['event']:<16} {e['text']}"
+        + _repeats(e)
         for e in doc["timeline"]
     ]
     return "\n".join(lines)
+
+
+def _repeats(entry: dict[str, Any]) -> str:
+    """ " (seen 12 times, last 05:40:00)" for an entry seen again; empty for one seen once."""
+    count, last = entry.get("count") or 1, entry.get("last_at")
+    if count <= 1:
+        return ""
+    return f" (seen {count} times" + (f", last {str(last)[11:19]})" if last else ")")
 
 
 def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
@@ -609,6 +618,8 @@ def incident_from_json(doc: dict[str, Any]) -> Incident:
 
 def entry_from_json(doc: dict[str, Any]) -> TimelineEntry:
     at = datetime.fromisoformat(doc["at"])
+    last = doc.get("last_at")
     return TimelineEntry(
-        doc["incident_id"], at, doc["event"], doc["actor"], doc["text"], doc.get("data") or {}
-    )
+        doc["incident_id"], at, doc["event"], doc["actor"], doc["text"], doc.get("data") or {},
+        count=doc.get("count") or 1, last_at=datetime.fromisoformat(last) if last else None,
+    )  # fmt: skip

@@ -308,11 +308,15 @@ def _describe_cause(config: CheckConfigBase, result: CheckResult) -> str:
 def annotate(result: CheckResult, upstream: CheckResult | None) -> CheckResult:
     """Adds the upstream's trouble to a failure: "… (while GitHub: Actions is degraded)".
 
+    Only when the upstream reports a non-operational state; when the status check itself
+    failed (unreachable, a component not on the page), that is a detail, not the story.
     Only annotates; suppressing pages on it is the incident engine's decision.
     """
     if upstream is None or upstream.ok:
         return result
     note = {"check": upstream.check, "outcome": upstream.outcome.value, "message": upstream.message}
+    if upstream.failure is not FailureKind.UPSTREAM_DEGRADED:
+        return replace(result, details={**result.details, "upstream_check_failed": note})
     return replace(
         result,
         message=f"{result.message} (while {upstream.check}: {upstream.message})",
