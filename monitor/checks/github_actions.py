@@ -33,6 +33,7 @@ from monitor.configtypes import CheckConfigBase, PositiveDuration, format_durati
 from monitor.httpclient import default_user_agent
 from monitor.metrics import Metrics
 from monitor.model import FailureKind, Observation
+from monitor.retryafter import header
 
 __all__ = [
     "GithubActionsCheck",
@@ -448,7 +449,7 @@ class RateBudget:
             self._block(self._until_reset(now), why)
         elif status == 429 or (status == 403 and _secondary(headers, body)):
             self._strikes += 1
-            wait = retry_after_s(headers)
+            wait = retry_after_s(headers, now)
             if wait is None:  # back off harder each time GitHub says so without a number
                 wait = min(_SECONDARY_BACKOFF_S * 2 ** (self._strikes - 1), 900.0)
             self._block(now + timedelta(seconds=wait), f"GitHub API secondary rate limit ({got})")
@@ -478,8 +479,8 @@ class RateBudget:
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     try:
-        return int(float(headers[name]))
-    except (KeyError, ValueError, OverflowError):
+        return int(float(header(headers, name) or ""))
+    except (ValueError, OverflowError):
         return None
 
 

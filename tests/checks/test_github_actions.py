@@ -600,6 +600,32 @@ class TestRateLimits:
         assert (await check.run()).failure is FailureKind.RUN_FAILED
         assert len(github.seen) == 3
 
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("Retry-After", "300"),
+            ("retry-after", "300"),
+            ("RETRY-AFTER", "300"),
+            ("Retry-After", "Sun, 22 Nov 2026 05:55:00 GMT"),  # an HTTP-date: 300 s from now
+        ],
+    )
+    async def test_secondary_limit_honours_the_wait_github_asks_for(
+        self, github, build, name: str, value: str
+    ) -> None:
+        build.clock = FakeClock(BEFORE_RESET)
+        body = {"message": "You have exceeded a secondary rate limit."}
+        path = "/repos/winglang/wing/actions/workflows/build.yml"
+        github.canned[path] = [web.json_response(body, status=429, headers={name: value})]
+        check = main_build(build, token=TOKEN)
+        obs = await check.run()
+        assert obs.failure is FailureKind.RATE_LIMITED
+        assert obs.details["retry_after_s"] == 300  # not the 60 s fallback
+        await build.clock.advance(299)
+        assert (await check.run()).failure is FailureKind.RATE_LIMITED
+        assert len(github.seen) == 1  # GitHub was not asked again before it said
+        await build.clock.advance(1)
+        assert (await check.run()).failure is FailureKind.RUN_FAILED
+
     async def test_secondary_403_without_retry_after_backs_off(self, github, build) -> None:
         build.clock = FakeClock(BEFORE_RESET)
         body = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
