@@ -2,7 +2,8 @@
 
 One worker per notifier, so a notifier that is down delays only its own notifications
 and never blocks probes or the other notifiers. Retries back off exponentially with
-jitter (capped) and honour Retry-After; a permanent error stops the retries and is
+jitter (capped) and honour Retry-After, which pauses the whole notifier (a channel's
+limit is per app or workspace, not per message); a permanent error stops the retries and is
 reported through `on_permanent_failure` (an alert about the monitor itself on the other
 channels). Nothing is marked in flight: after a crash, what was being sent is sent again,
 with the same idempotency key.
@@ -14,7 +15,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -60,6 +61,8 @@ class Outbox:
         self.send_timeout_s = send_timeout_s
         self.rng = rng or random.Random()  # noqa: S311  jitter, not secrets
         self._wake = {name: asyncio.Event() for name in self.notifiers}
+        # Notifier → until when it asked (Retry-After) to be left alone.
+        self._paused: dict[str, datetime] = {}
 
     def wake(self, notifiers: Sequence[str] | None = None) -> None:
         """Tells the workers that new notifications may be due."""
@@ -81,10 +84,18 @@ class Outbox:
 
     async def drain_once(self, notifier: str) -> int:
         """Attempts every notification of `notifier` that is due now; returns how many."""
+        if self._pause_left(notifier) > 0:
+            return 0
         items = await self.store.due_notifications(notifier, self.clock.now(), 50)
-        for item in items:
+        for n, item in enumerate(items, 1):
             await self._attempt(item)
+            if self._pause_left(notifier) > 0:
+                return n  # the channel asked for a pause: the rest waits with it
         return len(items)
+
+    def _pause_left(self, notifier: str) -> float:
+        until = self._paused.get(notifier)
+        return 0.0 if until is None else (until - self.clock.now()).total_seconds()
 
     async def _worker(self, name: str) -> None:
         wake = self._wake[name]
@@ -94,6 +105,8 @@ class Outbox:
                 continue
             due = await self.store.next_notification_at(name)
             delay = None if due is None else max(0.0, (due - self.clock.now()).total_seconds())
+            if delay is not None:
+                delay = max(delay, self._pause_left(name))
             await sleep_or_wake(self.clock, wake, delay)
 
     async def _attempt(self, item: OutboxItem) -> None:
@@ -132,6 +145,8 @@ class Outbox:
         delay = (
             max(backoff, float(retry_after)) if isinstance(retry_after, int | float) else backoff
         )
+        if isinstance(retry_after, int | float) and retry_after > 0:
+            self._paused[item.notifier] = self.clock.now() + timedelta(seconds=float(retry_after))
         later = replace(
             item, attempts=attempts, last_error=message,
             next_attempt_at=self.clock.now() + timedelta(seconds=delay),

@@ -162,3 +162,23 @@ async def test_oldest_pending_age(world, clock, registry) -> None:
         90
     )
     task.cancel()
+
+
+async def test_retry_after_pauses_the_whole_notifier(world, clock) -> None:
+    """Slack limits per app and workspace: after a 429 the next message waits too, so a
+    page does not overtake the post that was refused (nor draw another 429)."""
+    _, outbox, channels, _ = world
+    channels["slack"] = Channel(clock, [Refused("429", retry_after_s=30)])
+    channels["pagerduty"] = Channel(clock)
+    task = await running(outbox)
+    await outbox.enqueue([item(clock, "post")])
+    await settle()
+    await outbox.enqueue([item(clock, "page")])
+    await outbox.enqueue([item(clock, "pd", notifier="pagerduty")])
+    await clock.advance(29)
+    assert channels["slack"].delivered == []  # paused, the new message as well
+    assert [p for p, _ in channels["pagerduty"].delivered] == ["payload pd"]  # others go on
+    await clock.advance(2)
+    assert sorted(p for p, _ in channels["slack"].delivered) == ["payload page", "payload post"]
+    assert all(at >= 30 for _, at in channels["slack"].delivered)
+    task.cancel()
