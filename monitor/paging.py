@@ -129,6 +129,15 @@ class Pager:
             and self._policy(incident) is not None
         )
 
+    def _health_targets(self, incident: Incident, targets: list[str]) -> list[str]:
+        """A monitor-health incident's lifecycle goes where its policy posted, and to the
+        paging notifiers only if the policy pages: nothing to resolve where nothing began."""
+        chosen = self._policy(incident)
+        steps = chosen[1].steps if chosen else []
+        posted = [s.post for s in steps if s.post is not None]
+        paged = self.page_via if any(s.page is not None for s in steps) else []
+        return [t for t in targets if t in posted or t in paged] or posted
+
     def _policy(self, incident: Incident) -> tuple[str, Policy] | None:
         """Monitor-health incidents follow `escalation.monitor_health`; others their
         severity's policy."""
@@ -364,6 +373,8 @@ class Pager:
         targets += [
             n for n, t in self.notifier_types.items() if t in LIFECYCLE_TYPES and n not in targets
         ]
+        if incident.source == HEALTH_SOURCE:
+            targets = self._health_targets(incident, targets)
         stamp = int(self.clock.now().timestamp())
         items = [
             self._item(f"incident:{incident.id}:{what}:{stamp}:{target}", target,
