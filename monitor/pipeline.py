@@ -105,6 +105,7 @@ class ResultHandler:
 
     async def forget(self, names: Iterable[str]) -> None:
         names = list(names)
+        causes = {s.cause for n in names if (s := self.states.get(n)) and s.cause}
         for name in names:
             self.states.pop(name, None)
             self.last.pop(name, None)
@@ -114,6 +115,9 @@ class ResultHandler:
         if self.store is not None and names:
             await self.store.delete_check_states(names)
             await self.store.kv_delete([_LAST_GOOD + n for n in names])
+        if self.incidents is not None:
+            for cause in sorted(causes):  # a removed check no longer keeps the monitor blind
+                await self._health(cause)
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
         if config.upstream_status is not None and not result.ok:
@@ -283,6 +287,14 @@ def _host(config: CheckConfigBase) -> str:
     return config.kind
 
 
+_UPSTREAM = {
+    "github_actions": "GitHub API",
+    "statuspage": "status page",
+    "npm": "npm registry",
+    "version_sync": "registry",
+    "vscode_marketplace": "VS Code Marketplace",
+    "openvsx": "Open VSX",
+}
 _CANNOT = {
     FailureKind.RATE_LIMITED: "rate limit reached",
     FailureKind.AUTH: "refuses the monitor's credentials",
@@ -291,11 +303,14 @@ _CANNOT = {
 
 
 def _describe_cause(config: CheckConfigBase, result: CheckResult) -> str:
-    """What the monitor cannot do, stably worded: "api.github.com: rate limit reached until
-    05:44 UTC"."""
+    """What the monitor cannot do, stably worded: "GitHub API (api.github.com): rate limit
+    reached until 05:44 UTC"."""
     if result.failure is FailureKind.MONITOR_RESOURCES:
         return "the monitor ran out of its own resources"
-    text = f"{_host(config)}: " + _CANNOT.get(result.failure or FailureKind.UNEXPECTED, "blind")
+    host = _host(config)
+    label = _UPSTREAM.get(config.kind)
+    text = (f"{label} ({host})" if label and host != config.kind else host) + ": "
+    text += _CANNOT.get(result.failure or FailureKind.UNEXPECTED, "blind")
     until = result.details.get("rate_limit_reset")
     retry = result.details.get("retry_after_s")
     if not isinstance(until, datetime) and isinstance(retry, int | float):

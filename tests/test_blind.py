@@ -158,7 +158,10 @@ class TestPipeline:
         assert len(incidents) == 1  # nothing for the assets
         health = incidents[0]
         assert health.source == HEALTH_SOURCE
-        assert health.title == "api.github.com: rate limit reached until 12:44 UTC; 3 checks blind"
+        assert (
+            health.title
+            == "GitHub API (api.github.com): rate limit reached until 12:44 UTC; 3 checks blind"
+        )
         assert health.message.endswith("3 checks blind: canary, main-build, pr-builds")
         # Sight returns check by check; the incident resolves with the last.
         for i, c in enumerate(checks):
@@ -224,6 +227,29 @@ class TestPipeline:
         await again(canary, result(clock, canary, *degraded))
         assert again.states["canary"].state.value == "degraded"
         assert manager.open_incidents == []  # the health incident resolved, nothing else
+
+    async def test_removing_the_last_blind_check_resolves_the_health_incident(
+        self, world, clock
+    ) -> None:
+        store, manager, handler = world
+        main = gha("main-build")
+        await handler(main, result(clock, main, *LIMITED, "limited"))
+        (health,) = manager.open_incidents
+        await handler.forget(["main-build"])
+        assert store.incidents[health.id].status is IncidentStatus.RESOLVED
+
+
+def test_monitor_check_shows_blind_apart_from_failed(clock) -> None:
+    from monitor.cli import _table
+
+    main, site = gha("main-build"), npm("npm-winglang")
+    text = _table([
+        result(clock, main, *LIMITED, "GitHub API rate limit exhausted"),
+        result(clock, site, Outcome.DOWN, FailureKind.TAG_MISSING, "no latest"),
+    ])  # fmt: skip
+    assert "blind: rate_limited" in text
+    assert "down: tag_missing" in text
+    assert text.endswith("0 ok, 1 failed, 1 blind (the monitor could not see)")
 
 
 class TestBundledConfig:

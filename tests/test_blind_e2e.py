@@ -88,7 +88,7 @@ escalation:
         github.limited = True
         await wait_until(reached, {"main-build": "blind", "canary": "blind"})
         opened = await d.event("monitor_health_opened")
-        assert opened["title"].startswith("127.0.0.1: rate limit reached until ")
+        assert opened["title"].startswith("GitHub API (127.0.0.1): rate limit reached until ")
         await wait_for(lambda: receivers.at("/slack"), what="the channel post")
         _, metrics = await get(d.port, "/metrics")
         assert (
@@ -101,7 +101,7 @@ escalation:
         await d.event("incident_resolved", incident_id=opened["incident_id"])
         await wait_for(lambda: len(receivers.at("/slack")) >= 2, what="the resolve post")
         slack = receivers.at("/slack")
-        assert "127.0.0.1: rate limit reached until" in slack[0]["text"]
+        assert "GitHub API (127.0.0.1): rate limit reached until" in slack[0]["text"]
         assert "check blind" in slack[0]["text"]
         assert "resolved" in json.dumps(slack[-1])
         assert receivers.at("/pd") == []  # nobody paged, ever
