@@ -149,9 +149,7 @@ class ResultHandler:
             )
         if new.state is not prev.state:
             self._transition(result, prev, new)
-        if self.store is not None and (
-            new.state is not prev.state or new.cause != prev.cause or new.blinds != prev.blinds
-        ):
+        if self.store is not None and (new.state is not prev.state or new.cause != prev.cause):
             await self.store.save_check_state(result.check, new)
         if result.ok:
             await self._remember(result)
@@ -313,10 +311,13 @@ def _describe_cause(config: CheckConfigBase, result: CheckResult) -> str:
     text += _CANNOT.get(result.failure or FailureKind.UNEXPECTED, "blind")
     until = result.details.get("rate_limit_reset")
     retry = result.details.get("retry_after_s")
-    if not isinstance(until, datetime) and isinstance(retry, int | float):
-        until = result.started_at + timedelta(seconds=float(retry))
-    if isinstance(until, datetime):
-        text += f" until {until.astimezone(UTC):%H:%M} UTC"
+    try:
+        if not isinstance(until, datetime) and isinstance(retry, int | float):
+            until = result.started_at + timedelta(seconds=float(retry))
+        if isinstance(until, datetime):
+            text += f" until {until.astimezone(UTC):%H:%M} UTC"
+    except (OverflowError, ValueError):  # an absurd wait: say no time rather than fail
+        pass
     return text
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.checks.github_actions import GithubActionsCheckConfig
 from monitor.checks.npm import NpmCheckConfig
@@ -355,3 +357,31 @@ def test_monitor_health_names_a_policy() -> None:
         "policies": {"loud": {"steps": [{"page": "primary"}]}},
     })  # fmt: skip
     assert config.health_policy([]) == ("loud", config.policies["loud"])
+
+
+RUNS = st.lists(st.sampled_from(["up", "down", "degraded", "blind"]), min_size=1, max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(runs=RUNS, fail_n=st.integers(1, 4), ok_n=st.integers(1, 4))
+def test_blind_runs_are_transparent(runs: list[str], fail_n: int, ok_n: int) -> None:
+    """Once the monitor sees again, what it believes is what it would believe had the
+    blind runs never happened: blindness never invents a state for the asset."""
+    clock = FakeClock()
+    config = gha("c")
+    outcomes = {
+        "up": (Outcome.UP, None), "down": (Outcome.DOWN, FailureKind.RUN_FAILED),
+        "degraded": (Outcome.DEGRADED, FailureKind.STALE), "blind": LIMITED,
+    }  # fmt: skip
+    with_blind, without = CheckState(), CheckState()
+    for i, run in enumerate([*runs, "up"] if runs[-1] == "blind" else runs):
+        r = CheckResult(
+            "c", config.kind, *outcomes[run], "m", clock.now() + timedelta(minutes=i), 0.1
+        )
+        cause = "gh" if run == "blind" else None
+        with_blind = step(with_blind, r, fail_n, ok_n, cause)
+        if cause is None:
+            without = step(without, r, fail_n, ok_n)
+            assert with_blind == without
+        else:
+            assert with_blind.state in (without.state, AlertState.BLIND)
