@@ -133,7 +133,7 @@ class ResultHandler:
         history = self.history.get(result.check)
         if history is None:
             history = self.history[result.check] = RunHistory()
-        history.add(result)
+        history.add(result, blind=cause is not None)
         self.metrics.record(result)
         prev = self.states.get(result.check) or CheckState()
         fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1

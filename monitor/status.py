@@ -32,7 +32,8 @@ __all__ = ["RUNS", "RunHistory", "StatusView", "render_html"]
 
 RUNS = 30  # bars per asset
 _CODES = {Outcome.UP: 1, Outcome.DEGRADED: 2, Outcome.DOWN: 3}
-_NAMES = {1: "up", 2: "degraded", 3: "down"}
+_NAMES = {1: "up", 2: "degraded", 3: "down", 4: "blind"}
+_BLIND = 4  # a run that could not observe the asset
 
 
 class RunHistory:
@@ -46,9 +47,9 @@ class RunHistory:
         self._durations = array("f", bytes(4 * RUNS))
         self._next = 0
 
-    def add(self, result: CheckResult) -> None:
+    def add(self, result: CheckResult, *, blind: bool = False) -> None:
         i = self._next
-        self._outcomes[i] = _CODES[result.outcome]
+        self._outcomes[i] = _BLIND if blind else _CODES[result.outcome]
         self._at[i] = result.started_at.timestamp()
         self._durations[i] = result.duration_s
         self._next = (i + 1) % RUNS
@@ -152,6 +153,7 @@ th{font-weight:600;color:#59636e;font-size:.85rem}
 .bars{display:flex;gap:2px;align-items:flex-end;height:1.4rem}
 .bar{display:inline-block;width:6px;height:100%;border-radius:1px;background:#d1d9e0}
 .bar.up{background:#2da44e}.bar.degraded{background:#d4a72c}.bar.down{background:#cf222e}
+.bar.blind{background:#8c959f}
 .msg{color:#59636e;font-size:.85rem;overflow-wrap:anywhere}
 .sev{font-weight:700}.P0{color:#d1242f}.P1{color:#bc4c00}.P2{color:#9a6700}
 .none{color:#59636e}

@@ -151,6 +151,7 @@ class TestPipeline:
         assert {n: s.state for n, s in handler.states.items()} == dict.fromkeys(
             ("main-build", "pr-builds", "canary"), AlertState.BLIND
         )
+        assert handler.history["canary"].runs()[-1]["outcome"] == "blind"  # a grey bar
         text = handler.metrics.series.text()
         assert (
             'monitor_check_alert_state{check="canary",kind="github_actions",state="blind"} 1.0'
