@@ -96,3 +96,20 @@ async def test_the_count_survives_a_reopen_of_the_store(tmp_path: Path, clock: F
     (entry,) = await store.timeline(incident.id)
     assert (entry.count, entry.last_at) == (2, now + timedelta(minutes=1))
     await store.close()
+
+
+def test_monitor_incident_shows_the_count() -> None:
+    from monitor.api import to_json
+    from monitor.cli import _incident_text, entry_from_json
+    from monitor.model import TimelineEntry
+
+    at = FakeClock().now()
+    entry = TimelineEntry(
+        1, at, "failure", "monitor", "503", count=12, last_at=at + timedelta(hours=1)
+    )
+    doc = to_json(entry)
+    assert (doc["count"], doc["last_at"]) == (12, "2026-11-02T13:00:00+00:00")
+    assert entry_from_json(doc) == entry
+    incident = {"id": 1, "severity": "P2", "status": "triggered", "title": "site is down"}
+    text = _incident_text({"incident": incident, "timeline": [doc]})
+    assert text.endswith("failure          503 (seen 12 times, last 13:00:00)")
