@@ -242,6 +242,23 @@ class TestPipeline:
         assert store.incidents[health.id].status is IncidentStatus.RESOLVED
 
 
+async def test_no_secret_in_a_health_incident(world, clock) -> None:
+    store, manager, handler = world
+    token, password = "ghp_PLANTEDsecret0123456789", "hunter2PLANTED"
+    main = gha("main-build", token=token, api_url=f"https://bot:{password}@ghe.example.org/api/v3")
+    await handler(
+        main, result(clock, main, Outcome.DOWN, FailureKind.AUTH, "GitHub API refused the token")
+    )
+    (health,) = manager.open_incidents
+    assert (
+        health.title
+        == "GitHub API (ghe.example.org): refuses the monitor's credentials; 1 check blind"
+    )
+    shown = repr(health) + repr(store.entries)
+    assert token not in shown
+    assert password not in shown
+
+
 def test_monitor_check_shows_blind_apart_from_failed(clock) -> None:
     from monitor.cli import _table
 
