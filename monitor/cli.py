@@ -464,7 +464,7 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
     result = verdict.severity.value if verdict.severity else "ignore (no incident)"
     print(f"→ {result} (rule {verdict.rule}{'' if verdict.auto_resolve else ', resolved by hand'})")
     if args.state == "blind":
-        notifiers = list(config.notifiers) or ["console"]
+        notifiers = {n: c.type for n, c in config.notifiers.items()} or {"console": "console"}
         chosen = config.escalation.health_policy(notifiers)
         how = "nowhere to post" if chosen is None else _describe_policy(*chosen)
         print(f"blind: the monitor cannot see {check.name}; a monitor-health incident → {how}")

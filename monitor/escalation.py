@@ -9,7 +9,7 @@ remaining steps keep their original times.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -81,7 +81,8 @@ class EscalationConfig(StrictModel):
     monitor_health: str | None = Field(
         default=None,
         description="Policy for monitor-health incidents (checks blind: rate limited, "
-        "refused, out of resources). Default: a post to `channel`, nobody paged.",
+        "refused, out of resources). Default: a post to `channel` (none: to every notifier "
+        "that pages nobody), nobody paged.",
     )
 
     @model_validator(mode="after")
@@ -98,12 +99,20 @@ class EscalationConfig(StrictModel):
             )
         return self
 
-    def health_policy(self, notifiers: Sequence[str]) -> tuple[str, Policy] | None:
+    def health_policy(self, notifiers: Mapping[str, str]) -> tuple[str, Policy] | None:
         """The policy of monitor-health incidents: `monitor_health`, or else a post to the
-        channel (to every notifier when there is no channel); None with nowhere to post."""
+        channel. Without a channel, a post to every notifier (name → type) that pages
+        nobody: not in `page_via`, not PagerDuty. None with nowhere to post."""
         if self.monitor_health is not None:
             return self.monitor_health, self.policies[self.monitor_health]
-        targets = [self.channel] if self.channel else list(notifiers)
+        if self.channel:
+            targets = [self.channel]
+        else:
+            targets = [
+                name
+                for name, kind in notifiers.items()
+                if kind != "pagerduty" and name not in self.page_via
+            ]
         if not targets:
             return None
         return "monitor_health", Policy(steps=[Step(post=t) for t in targets])

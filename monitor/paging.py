@@ -142,7 +142,7 @@ class Pager:
         """Monitor-health incidents follow `escalation.monitor_health`; others their
         severity's policy."""
         if incident.source == HEALTH_SOURCE:
-            return self.config.health_policy(list(self.notifier_types))
+            return self.config.health_policy(self.notifier_types)
         if incident.severity is None:
             return None
         return self.config.policy_for(incident.severity)

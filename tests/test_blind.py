@@ -293,7 +293,7 @@ class TestBundledConfig:
             chosen = policies.policy_for(Severity(severity))
             assert chosen is not None
             assert all(s.page is None for s in chosen[1].steps), severity
-        health = policies.health_policy(["console"])
+        health = policies.health_policy({"console": "console"})
         assert health is not None
         assert all(s.page is None for s in health[1].steps)
         clock_now = FakeClock().now()
@@ -374,7 +374,16 @@ def test_monitor_health_names_a_policy() -> None:
         "monitor_health": "loud",
         "policies": {"loud": {"steps": [{"page": "primary"}]}},
     })  # fmt: skip
-    assert config.health_policy([]) == ("loud", config.policies["loud"])
+    assert config.health_policy({}) == ("loud", config.policies["loud"])
+
+
+def test_without_a_channel_monitor_health_posts_where_nobody_is_paged() -> None:
+    config = EscalationConfig.model_validate({"page_via": ["mail"]})
+    types = {"pd": "pagerduty", "mail": "email", "hook": "webhook", "chat": "discord"}
+    chosen = config.health_policy(types)
+    assert chosen is not None
+    assert [s.post for s in chosen[1].steps] == ["hook", "chat"]
+    assert EscalationConfig().health_policy({"pd": "pagerduty"}) is None
 
 
 RUNS = st.lists(st.sampled_from(["up", "down", "degraded", "blind"]), min_size=1, max_size=30)
