@@ -242,6 +242,18 @@ class TestPipeline:
         assert store.incidents[health.id].status is IncidentStatus.RESOLVED
 
 
+async def test_a_new_cause_moves_the_check_to_its_own_health_incident(world, clock) -> None:
+    store, manager, handler = world
+    main = gha("main-build")
+    await handler(main, result(clock, main, *LIMITED, "limited"))
+    (limited,) = manager.open_incidents
+    await handler(main, result(clock, main, Outcome.DOWN, FailureKind.AUTH, "refused"))
+    (refused,) = manager.open_incidents
+    assert store.incidents[limited.id].status is IncidentStatus.RESOLVED
+    assert refused.key == "monitor-health:auth:api.github.com"
+    assert handler.states["main-build"].state is AlertState.BLIND
+
+
 async def test_no_secret_in_a_health_incident(world, clock) -> None:
     store, manager, handler = world
     token, password = "ghp_PLANTEDsecret0123456789", "hunter2PLANTED"
