@@ -22,6 +22,7 @@ from monitor.clock import SystemClock
 from monitor.config import MonitorConfig, config_json_schema, default_config_path, load_config
 from monitor.configtypes import CheckConfigBase, format_duration, parse_duration
 from monitor.errors import ConfigError
+from monitor.escalation import Policy
 from monitor.httpclient import make_session
 from monitor.limits import Limiter
 from monitor.logs import configure_logging
@@ -40,7 +41,7 @@ from monitor.postmortem import render_postmortem
 from monitor.postmortem_issue import GITHUB_API, PostmortemIssueError, open_issue
 from monitor.rules import Situation, classify
 from monitor.scheduler import CheckRunner
-from monitor.state import AlertState
+from monitor.state import AlertState, blindness
 from monitor.store.sqlite import SqliteStore, default_state_path
 
 __all__ = ["main"]
@@ -89,8 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--failure", help="failure kind (default: none given)")
     explain.add_argument(
         "--state",
-        choices=["down", "degraded"],
-        help="default: what the failure kind gives (degraded for stale, slow, …; else down)",
+        choices=["down", "degraded", "blind"],
+        help="default: what the failure kind gives (blind when the monitor cannot see, "
+        "degraded for stale, slow, …; else down)",
     )
     explain.add_argument(
         "--for", dest="failing_for", default="0s", help="how long it has been failing, e.g. 2h"
@@ -414,9 +416,18 @@ def _incident_text(doc: dict[str, Any]) -> str:
     lines.append("timeline:")
     lines += [
         f"  {e['at'][:19].replace('T', ' ')}  {e['actor']:<10} {e['event']:<16} {e['text']}"
+        + _repeats(e)
         for e in doc["timeline"]
     ]
     return "\n".join(lines)
+
+
+def _repeats(entry: dict[str, Any]) -> str:
+    """ " (seen 12 times, last 05:40:00)" for an entry seen again; empty for one seen once."""
+    count, last = entry.get("count") or 1, entry.get("last_at")
+    if count <= 1:
+        return ""
+    return f" (seen {count} times" + (f", last {str(last)[11:19]})" if last else ")")
 
 
 def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
@@ -438,7 +449,11 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    state = args.state or ("degraded" if args.failure in _SOFT_FAILURES else "down")
+    state = args.state or (
+        "blind" if blindness(check.kind, args.failure)
+        else "degraded" if args.failure in _SOFT_FAILURES
+        else "down"
+    )  # fmt: skip
     situation = Situation(
         check=check.name, kind=check.kind, tags=frozenset(check.tags), failure=args.failure,
         state=AlertState(state), failing_for=failing_for, now=now,
@@ -452,11 +467,16 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         print(f"  {line}")
     result = verdict.severity.value if verdict.severity else "ignore (no incident)"
     print(f"→ {result} (rule {verdict.rule}{'' if verdict.auto_resolve else ', resolved by hand'})")
-    if verdict.severity is None:
-        print("→ paged now: nobody (no incident)")
-    else:
+    if verdict.severity is not None:
         for line in _who_is_paged(config, verdict.severity, now):
             print(line)
+    elif state != "blind":
+        print("→ paged now: nobody (no incident)")
+    if state == "blind":
+        notifiers = {n: c.type for n, c in config.notifiers.items()} or {"console": "console"}
+        chosen = config.escalation.health_policy(notifiers)
+        how = "nowhere to post" if chosen is None else _describe_policy(*chosen)
+        print(f"blind: the monitor cannot see {check.name}; a monitor-health incident → {how}")
     return EXIT_OK
 
 
@@ -516,6 +536,15 @@ def _who_is_paged(config: MonitorConfig, severity: Severity, now: datetime) -> l
     else:
         lines.append("→ paged now: nobody (the policy pages no one)")
     return lines
+
+
+def _describe_policy(name: str, policy: Policy) -> str:
+    steps = [
+        f"post to {s.post}" if s.post else f"wait {format_duration(s.wait)}" if s.wait
+        else f"page {s.page if isinstance(s.page, str) else ', '.join(s.page or [])}"
+        for s in policy.steps
+    ]  # fmt: skip
+    return f"policy {name}: {'; '.join(steps)}"
 
 
 def _oncall(config: MonitorConfig, args: argparse.Namespace) -> int:
@@ -623,7 +652,8 @@ async def _run_checks(
 def _table(results: Sequence[CheckResult]) -> str:
     rows = [("CHECK", "KIND", "RESULT", "TIME", "MESSAGE")]
     for r in results:
-        verdict = "ok" if r.ok else f"{r.outcome.value}: {r.failure.value if r.failure else '?'}"
+        outcome = "blind" if blindness(r.kind, r.failure) else r.outcome.value
+        verdict = "ok" if r.ok else f"{outcome}: {r.failure.value if r.failure else '?'}"
         rows.append((r.check, r.kind, verdict, f"{r.duration_s * 1000:.0f} ms", r.message))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
@@ -631,7 +661,11 @@ def _table(results: Sequence[CheckResult]) -> str:
         for row in rows
     ]
     failed = sum(not r.ok for r in results)
-    lines.append(f"\n{len(results) - failed} ok, {failed} failed")
+    blind = sum(blindness(r.kind, r.failure) for r in results)
+    lines.append(
+        f"\n{len(results) - failed} ok, {failed - blind} failed"
+        + (f", {blind} blind (the monitor could not see)" if blind else "")
+    )
     return "\n".join(lines)
 
 
@@ -651,6 +685,8 @@ def incident_from_json(doc: dict[str, Any]) -> Incident:
 
 def entry_from_json(doc: dict[str, Any]) -> TimelineEntry:
     at = datetime.fromisoformat(doc["at"])
+    last = doc.get("last_at")
     return TimelineEntry(
-        doc["incident_id"], at, doc["event"], doc["actor"], doc["text"], doc.get("data") or {}
-    )
+        doc["incident_id"], at, doc["event"], doc["actor"], doc["text"], doc.get("data") or {},
+        count=doc.get("count") or 1, last_at=datetime.fromisoformat(last) if last else None,
+    )  # fmt: skip

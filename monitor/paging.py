@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 import structlog
 
 from monitor.clock import Clock, sleep_or_wake
-from monitor.escalation import Action, EscalationConfig, due_actions, freeze, thaw
-from monitor.incidents import IncidentManager
+from monitor.escalation import Action, EscalationConfig, Policy, due_actions, freeze, thaw
+from monitor.incidents import HEALTH_SOURCE, IncidentManager
 from monitor.model import EscalationState, Incident, IncidentStatus, OutboxItem, Severity
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
 from monitor.oncall import OnCallConfig, Person, handoffs, on_call, person
@@ -126,8 +126,26 @@ class Pager:
             incident.status is IncidentStatus.TRIGGERED
             and incident.severity is not None
             and incident.suppressed is None
-            and self.config.policy_for(incident.severity) is not None
+            and self._policy(incident) is not None
         )
+
+    def _health_targets(self, incident: Incident, targets: list[str]) -> list[str]:
+        """A monitor-health incident's lifecycle goes where its policy posted, and to the
+        paging notifiers only if the policy pages: nothing to resolve where nothing began."""
+        chosen = self._policy(incident)
+        steps = chosen[1].steps if chosen else []
+        posted = [s.post for s in steps if s.post is not None]
+        paged = self.page_via if any(s.page is not None for s in steps) else []
+        return [t for t in targets if t in posted or t in paged] or posted
+
+    def _policy(self, incident: Incident) -> tuple[str, Policy] | None:
+        """Monitor-health incidents follow `escalation.monitor_health`; others their
+        severity's policy."""
+        if incident.source == HEALTH_SOURCE:
+            return self.config.health_policy(self.notifier_types)
+        if incident.severity is None:
+            return None
+        return self.config.policy_for(incident.severity)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -225,8 +243,7 @@ class Pager:
     # --- escalations -------------------------------------------------------------------
 
     async def _start(self, incident: Incident, at: datetime) -> None:
-        assert incident.severity is not None  # noqa: S101  _should_page checked
-        chosen = self.config.policy_for(incident.severity)
+        chosen = self._policy(incident)
         if chosen is None:
             return
         name, policy = chosen
@@ -245,7 +262,7 @@ class Pager:
         timeout = self.config.ack_timeout
         if timeout <= timedelta(0) or incident.severity is None:
             return
-        chosen = self.config.policy_for(incident.severity)
+        chosen = self._policy(incident)
         if chosen is None:
             return
         frozen = json.dumps({"epoch": int(acked_at.timestamp()), **json.loads(freeze(*chosen))})
@@ -362,6 +379,8 @@ class Pager:
         targets += [
             n for n, t in self.notifier_types.items() if t in LIFECYCLE_TYPES and n not in targets
         ]
+        if incident.source == HEALTH_SOURCE:
+            targets = self._health_targets(incident, targets)
         stamp = int(self.clock.now().timestamp())
         base = f"incident:{incident.id}:{what}:{stamp}"
         superseded: list[int] = []

@@ -60,7 +60,8 @@ def render_postmortem(incident: Incident, timeline: Sequence[TimelineEntry]) -> 
         lines.append(f"- **Last known good:** {incident.last_good['text']}")
     lines += ["", "## Timeline", "", "| time (UTC) | who | what |", "|---|---|---|"]
     lines += [
-        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.actor} | {e.event}: {_cell(e.text)} |" for e in timeline
+        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.actor} | {e.event}: {_cell(e.text)}{_seen(e)} |"
+        for e in timeline
     ]
     lines += [
         "",
@@ -86,3 +87,10 @@ def render_postmortem(incident: Incident, timeline: Sequence[TimelineEntry]) -> 
         "",
     ]
     return "\n".join(lines)
+
+
+def _seen(e: TimelineEntry) -> str:
+    """ " (seen 12 times, last 05:40:00)" for an entry the same failure repeated."""
+    if e.count <= 1:
+        return ""
+    return f" (seen {e.count} times" + (f", last {e.last_at:%H:%M:%S})" if e.last_at else ")")

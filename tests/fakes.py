@@ -120,6 +120,16 @@ class MemoryStore:
     async def timeline(self, incident_id):
         return [e for e in self.entries if e.incident_id == incident_id]
 
+    async def repeat_entry(self, incident_id, events, at):
+        from dataclasses import replace
+
+        for i in range(len(self.entries) - 1, -1, -1):
+            e = self.entries[i]
+            if e.incident_id == incident_id and e.event in events:
+                self.entries[i] = replace(e, count=e.count + 1, last_at=at)
+                return self.entries[i]
+        return None
+
     async def create_silence(self, silence):
         from dataclasses import replace
 

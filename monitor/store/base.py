@@ -83,6 +83,13 @@ class Store(Protocol):
         """Oldest first."""
         ...
 
+    async def repeat_entry(
+        self, incident_id: int, events: Sequence[str], at: datetime
+    ) -> TimelineEntry | None:
+        """Counts one more of the latest entry among `events` (count + 1, last_at = at);
+        None when the incident has no such entry."""
+        ...
+
     # Silences.
     async def create_silence(self, silence: Silence) -> Silence:
         """Inserts `silence` (its `id` is ignored); returns it with its new id."""

@@ -127,6 +127,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE incidents ADD COLUMN last_good TEXT;
     """,
+    # 5: blind checks (what was believed before, and why blind); repeated timeline entries
+    # collapsed into one with a count and the time last seen.
+    """
+    ALTER TABLE check_states ADD COLUMN blinds INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE check_states ADD COLUMN seen TEXT;
+    ALTER TABLE check_states ADD COLUMN seen_since TEXT;
+    ALTER TABLE check_states ADD COLUMN cause TEXT;
+    ALTER TABLE timeline ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE timeline ADD COLUMN last_at TEXT;
+    """,
 )
 
 
@@ -195,13 +205,16 @@ class SqliteStore:
     async def save_check_state(self, check: str, state: CheckState) -> None:
         with self._write("cannot save check state") as db:
             db.execute(
-                "INSERT INTO check_states (name, state, since, ups, non_downs, bads, downs)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO check_states (name, state, since, ups, non_downs, bads, downs,"
+                " blinds, seen, seen_since, cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
                 " since = excluded.since, ups = excluded.ups, non_downs = excluded.non_downs,"
-                " bads = excluded.bads, downs = excluded.downs",
+                " bads = excluded.bads, downs = excluded.downs, blinds = excluded.blinds,"
+                " seen = excluded.seen, seen_since = excluded.seen_since, cause = excluded.cause",
                 (check, state.state.value, _opt_text(state.since), state.ups,
-                 state.non_downs, state.bads, state.downs),
+                 state.non_downs, state.bads, state.downs, state.blinds,
+                 state.seen.value if state.seen else None, _opt_text(state.seen_since),
+                 state.cause),
             )  # fmt: skip
 
     async def delete_check_states(self, checks: Iterable[str]) -> None:
@@ -268,6 +281,26 @@ class SqliteStore:
                 .fetchall()
             )
         return [_entry(row) for row in rows]
+
+    async def repeat_entry(
+        self, incident_id: int, events: Sequence[str], at: datetime
+    ) -> TimelineEntry | None:
+        """Counts one more of the incident's latest entry among `events`: the same thing
+        seen again. Returns it as it is now; None when there is none."""
+        with self._write("cannot update timeline") as db:
+            row = db.execute(
+                "SELECT id FROM timeline WHERE incident_id = ? AND event IN"
+                " (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1",
+                (incident_id, json.dumps(list(events))),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE timeline SET count = count + 1, last_at = ? WHERE id = ?",
+                (_text(at), row["id"]),
+            )
+            updated = db.execute("SELECT * FROM timeline WHERE id = ?", (row["id"],)).fetchone()
+        return _entry(updated)
 
     # --- silences --------------------------------------------------------------------
 
@@ -611,6 +644,10 @@ def _check_state(row: sqlite3.Row) -> CheckState:
         non_downs=row["non_downs"],
         bads=row["bads"],
         downs=row["downs"],
+        blinds=row["blinds"],
+        seen=None if row["seen"] is None else AlertState(row["seen"]),
+        seen_since=_opt_time(row["seen_since"]),
+        cause=row["cause"],
     )
 
 
@@ -683,6 +720,8 @@ def _entry(row: sqlite3.Row) -> TimelineEntry:
         actor=row["actor"],
         text=row["text"],
         data=json.loads(row["data"]),
+        count=row["count"],
+        last_at=_opt_time(row["last_at"]),
     )
 
 
