@@ -45,6 +45,7 @@ from monitor.configtypes import parse_duration
 from monitor.incidents import IncidentError, IncidentManager
 from monitor.metrics import Metrics
 from monitor.model import Incident, IncidentStatus, Severity
+from monitor.redact import redact, redact_text
 from monitor.silences import SilenceBook
 from monitor.status import StatusView, render_html
 
@@ -71,12 +72,12 @@ def to_json(value: Any) -> Any:
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return web.json_response({"error": redact_text(message)}, status=status)
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(to_json(value)), status=status, content_type="application/json"
+        text=json.dumps(redact(to_json(value))), status=status, content_type="application/json"
     )
 
 
@@ -141,13 +142,13 @@ def build_app(
 def _add_status_routes(app: web.Application, view: StatusView) -> None:
     async def page(_request: web.Request) -> web.Response:
         return web.Response(
-            text=render_html(view.snapshot()),
+            text=render_html(redact(view.snapshot())),
             content_type="text/html",
             headers={"Cache-Control": "no-store", "Content-Security-Policy": _PAGE_CSP},
         )
 
     async def status(_request: web.Request) -> web.Response:
-        return web.json_response(view.snapshot(), headers={"Cache-Control": "no-store"})
+        return web.json_response(redact(view.snapshot()), headers={"Cache-Control": "no-store"})
 
     app.router.add_get("/", page)
     app.router.add_get("/api/status", status)

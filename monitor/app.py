@@ -35,6 +35,7 @@ from monitor.notifiers.console import ConsoleConfig
 from monitor.outbox import Outbox
 from monitor.paging import Pager, from_payload, to_payload
 from monitor.pipeline import ResultHandler
+from monitor.redact import remember_config
 from monitor.scheduler import Scheduler
 from monitor.silences import SilenceBook
 from monitor.status import StatusView
@@ -65,6 +66,7 @@ class App:
         store: Store | None = None,
     ) -> None:
         self.config = config
+        remember_config(config)  # its secrets are masked on every surface (monitor.redact)
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
@@ -249,6 +251,7 @@ class App:
             self.metrics.reload_ok.set(0)
             log.error("config_reload_failed", errors=[str(i) for i in exc.issues])
             return False
+        remember_config(new)
         if new.daemon.listen != self._listen:
             log.warning("config_change_needs_restart", key="daemon.listen", kept=self._listen)
         for key, old_value, new_value in (
