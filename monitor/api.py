@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -46,6 +47,7 @@ from monitor.incidents import IncidentError, IncidentManager
 from monitor.metrics import Metrics
 from monitor.model import Incident, IncidentStatus, Severity
 from monitor.redact import redact, redact_text
+from monitor.resources import nofile_limit
 from monitor.silences import SilenceBook
 from monitor.status import StatusView, render_html
 
@@ -158,6 +160,14 @@ def _add_status_routes(app: web.Application, view: StatusView) -> None:
 _PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 
+# Connections: a client has HEADER_TIMEOUT_S from connecting to finish its first request's
+# headers, BODY_TIMEOUT_S for a body and IDLE_TIMEOUT_S between requests; at most
+# MAX_CONNECTIONS at once (the idle ones give way to new ones), and never the descriptors
+# the probes need (`monitor.resources.probe_reserve`).
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 15.0
+MAX_CONNECTIONS = 256
 MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger id names nothing
 MAX_SILENCE = timedelta(days=366)
 SILENCE_HORIZON = timedelta(days=366)  # how far ahead a silence may start
@@ -166,6 +176,9 @@ SILENCE_HORIZON = timedelta(days=366)  # how far ahead a silence may start
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as `{"error": …}` with its status; nothing escapes as a 500 page."""
+    protocol = request.protocol
+    if isinstance(protocol, _Protocol):
+        protocol.request_started()
     try:
         return await handler(request)
     except IncidentError as exc:
@@ -179,6 +192,9 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     except Exception:
         log.exception("api_request_failed", method=request.method, route=_route_of(request))
         return _error(500, "internal error; the monitor's log has the details")
+    finally:
+        if isinstance(protocol, _Protocol):
+            protocol.request_finished()
 
 
 def _reason(exc: web.HTTPException) -> str:
@@ -204,7 +220,11 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 
 async def _body(request: web.Request, model: type[_Model]) -> _Model:
-    raw = await request.read() if request.can_read_body else b""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            raw = await request.read() if request.can_read_body else b""
+    except TimeoutError:
+        raise _BadRequest(f"the body did not arrive within {BODY_TIMEOUT_S:g}s", 408) from None
     if len(raw) > MAX_BODY_BYTES:
         raise _BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes", 413)
     if not raw.strip():
@@ -413,9 +433,94 @@ def _enum_list(value: str | None, enum: type[Any]) -> list[Any] | None:
         raise ValueError(f"unknown value; use {allowed}") from None
 
 
+class _Guard:
+    """The API's share of the process: connections counted, the oldest idle one closed to
+    make room for a new one, none accepted into the probes' descriptor reserve."""
+
+    def __init__(self, max_connections: int, reserve: int) -> None:
+        self.max_connections = max_connections
+        self.reserve = reserve
+        self.open: dict[_Protocol, None] = {}  # insertion order: oldest first
+        self.refused = 0
+
+    def admit(self, protocol: _Protocol, transport: asyncio.BaseTransport) -> bool:
+        sock = transport.get_extra_info("socket")
+        limit = nofile_limit()
+        # At most half the limit is held back: a low limit must still leave the API room
+        # for /healthz (the daemon raises its limit at start where it may).
+        reserve = min(self.reserve, limit // 2) if limit is not None else 0
+        if sock is not None and limit is not None and sock.fileno() >= limit - reserve:
+            # Descriptors are handed out lowest first: this one's number says that fewer
+            # than `reserve` are left, and those belong to the probes.
+            return self._refuse("descriptor_reserve")
+        if len(self.open) >= self.max_connections:
+            idle = next((p for p in self.open if not p.busy), None)
+            if idle is None:
+                return self._refuse("max_connections")
+            idle.close_idle()
+        self.open[protocol] = None
+        return True
+
+    def _refuse(self, reason: str) -> bool:
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning("api_connection_refused", reason=reason, refused=self.refused,
+                        open=len(self.open))  # fmt: skip
+        return False
+
+    def closed(self, protocol: _Protocol) -> None:
+        self.open.pop(protocol, None)
+
+
 class _Protocol(RequestHandler):
-    """aiohttp's connection handler, answering what its own parser rejects (a malformed
-    request line or header, a header too long) with a JSON error like every other."""
+    """aiohttp's connection handler under the API's limits (see `_Guard`), answering what
+    its own parser rejects (a malformed request line or header, a header too long) with a
+    JSON error like every other."""
+
+    def __init__(
+        self, manager: Server, guard: _Guard, *, loop: asyncio.AbstractEventLoop,
+        header_timeout_s: float, idle_timeout_s: float,
+    ) -> None:  # fmt: skip
+        super().__init__(manager, loop=loop, keepalive_timeout=idle_timeout_s)
+        self._guard = guard
+        self._header_timeout_s = header_timeout_s
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._admitted = False
+        self.busy = 0  # requests being handled
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._guard.admit(self, transport):
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            else:
+                transport.close()
+            return
+        self._admitted = True
+        super().connection_made(transport)
+        self._header_timer = self._loop.call_later(self._header_timeout_s, self.close_idle)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self._admitted:
+            return
+        self._guard.closed(self)
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        super().connection_lost(exc)
+
+    def request_started(self) -> None:
+        self.busy += 1
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def request_finished(self) -> None:
+        self.busy -= 1
+
+    def close_idle(self) -> None:
+        """Closes the connection unless a request is being handled on it."""
+        if not self.busy:
+            self._guard.closed(self)
+            self.force_close()
 
     def handle_error(
         self,
@@ -444,11 +549,17 @@ class ApiServer:
     """Serves the app on host:port: aiohttp's AppRunner and request handler on a listening
     socket of our own (no signal handling of its own)."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, *,
+        max_connections: int = MAX_CONNECTIONS, reserve: int = 0,
+        header_timeout_s: float = HEADER_TIMEOUT_S, idle_timeout_s: float = IDLE_TIMEOUT_S,
+    ) -> None:  # fmt: skip
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
+        self.guard = _Guard(max_connections, reserve)
+        self._header_timeout_s, self._idle_timeout_s = header_timeout_s, idle_timeout_s
 
     async def start(self) -> None:
         await self._runner.setup()
@@ -458,7 +569,10 @@ class ApiServer:
         loop = asyncio.get_running_loop()
 
         def protocol() -> _Protocol:
-            return _Protocol(manager, loop=loop)
+            return _Protocol(
+                manager, self.guard, loop=loop, header_timeout_s=self._header_timeout_s,
+                idle_timeout_s=self._idle_timeout_s,
+            )  # fmt: skip
 
         self._server = await loop.create_server(
             protocol, self._host, self._port, reuse_address=True

@@ -168,7 +168,7 @@ ROUTES: tuple[Route, ...] = (
 _REASONS = {
     200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or wrong bearer token",
     403: "The write API is off", 404: "Not found", 409: "Conflicts with the current state",
-    413: "Body too large", 503: "Not ready",
+    408: "The body did not arrive in time", 413: "Body too large", 503: "Not ready",
 }  # fmt: skip
 
 
@@ -209,7 +209,7 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
                 },
             }
-            statuses |= {400, 413}
+            statuses |= {400, 408, 413}
         if route.write:
             op["security"] = [{"bearer": []}]
             statuses |= {401, 403, 409}

@@ -36,6 +36,7 @@ from monitor.outbox import Outbox
 from monitor.paging import Pager, from_payload, to_payload
 from monitor.pipeline import ResultHandler
 from monitor.redact import remember_config
+from monitor.resources import probe_reserve, raise_nofile_limit
 from monitor.scheduler import Scheduler
 from monitor.silences import SilenceBook
 from monitor.status import StatusView
@@ -117,6 +118,9 @@ class App:
 
     async def _run(self) -> None:
         config = self.config
+        limits = raise_nofile_limit()
+        if limits is not None:
+            log.info("open_files_limit", soft=limits[0], hard=limits[1])
         self._mark_loaded(config)
         self._limiter = Limiter(config.limits)
         async with contextlib.AsyncExitStack() as stack:
@@ -139,7 +143,9 @@ class App:
             app = build_app(self.metrics, lambda: self._ready, incident_api, status)
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
-            api = ApiServer(app, config.daemon.host, config.daemon.port)
+            # The API never takes the descriptors the probes need.
+            reserve = probe_reserve(config.limits.max_concurrency)
+            api = ApiServer(app, config.daemon.host, config.daemon.port, reserve=reserve)
             await api.start()
             stack.push_async_callback(api.stop)
             self.api_port = api.port

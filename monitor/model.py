@@ -71,6 +71,8 @@ class FailureKind(StrEnum):
     FAILURE_RATE = "failure_rate"  # GitHub Actions: too many failed runs in the window
     UPSTREAM_DEGRADED = "upstream_degraded"  # a status page reports a component degraded
     UNEXPECTED = "unexpected"
+    # The monitor itself ran out (descriptors, buffers, memory): its failure, not the asset's.
+    MONITOR_RESOURCES = "monitor_resources"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from monitor.incidents import CheckEvent, IncidentManager
 from monitor.lastgood import LastGood, advice, capture
 from monitor.maintenance import MaintenanceWindow, suppression
 from monitor.metrics import Metrics
-from monitor.model import CheckResult
+from monitor.model import CheckResult, FailureKind
 from monitor.rules import SeverityRule, Situation, classify
 from monitor.silences import SilenceBook
 from monitor.state import AlertState, CheckState, step
@@ -108,6 +108,12 @@ class ResultHandler:
             await self.store.kv_delete([_LAST_GOOD + n for n in names])
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
+        if result.failure is FailureKind.MONITOR_RESOURCES:
+            # The monitor could not look: nothing is known about the asset, so its state,
+            # history and incidents stay as they are.
+            self.metrics.blinded.labels(result.check).inc()
+            log.warning("probe_blinded", check=result.check, message=result.message)
+            return
         if config.upstream_status is not None and not result.ok:
             result = annotate(result, self.last.get(config.upstream_status))
         self.last[result.check] = result
