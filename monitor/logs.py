@@ -8,6 +8,7 @@ shows them by default; a local may hold a token).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -29,10 +30,20 @@ class _Stream:
         self.target: TextIO = sys.stdout
 
     def write(self, text: str) -> int:
-        return self.target.write(text)
+        # A log line must never take the daemon down: a closed target falls back to
+        # stdout, a broken one loses the line.
+        try:
+            return self.target.write(text)
+        except ValueError:
+            self.target = sys.stdout
+        try:
+            return self.target.write(text)
+        except (ValueError, OSError):
+            return 0
 
     def flush(self) -> None:
-        self.target.flush()
+        with contextlib.suppress(ValueError, OSError):
+            self.target.flush()
 
 
 _STREAM = _Stream()

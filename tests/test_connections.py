@@ -203,11 +203,11 @@ def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
     assert json.loads(out.stdout.splitlines()[-1]) == [1024, 1024], out.stderr
 
 
-def test_a_refused_raise_is_a_warning(monkeypatch, capsys) -> None:
+def test_a_refused_raise_is_a_warning(monkeypatch) -> None:
     from monitor import resources
-    from monitor.logs import configure_logging
+    from tests.test_secrets import captured_logs, restore_logs
 
-    configure_logging(json=True, stream=sys.stdout)
+    buffer = captured_logs(True)
     monkeypatch.setattr(resource, "getrlimit", lambda _r: (256, 1024))
 
     def refuse(*_a: object) -> None:
@@ -215,7 +215,10 @@ def test_a_refused_raise_is_a_warning(monkeypatch, capsys) -> None:
 
     monkeypatch.setattr(resource, "setrlimit", refuse)
     assert resources.raise_nofile_limit() == (256, 1024)
-    assert "open_files_limit_not_raised" in capsys.readouterr().out
+    try:
+        assert "open_files_limit_not_raised" in buffer.getvalue()
+    finally:
+        restore_logs()
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from monitor import logs
 from monitor import redact as redaction
 from monitor.api import IncidentApi, build_app
 from monitor.config import load_config
@@ -50,6 +51,27 @@ SECRETS = (API_TOKEN, URL_PASSWORD, QUERY_TOKEN, HEADER_KEY, HOOK_PATH, HOOK_SEC
 
 def leaked(text: str, allowed: tuple[str, ...] = ()) -> list[str]:
     return [s for s in SECRETS if s in text and s not in allowed]
+
+
+_saved: list[tuple[Any, list[Any]]] = []
+
+
+def captured_logs(as_json: bool) -> io.StringIO:
+    """Points the log (cached loggers included) at a buffer; `restore_logs()` undoes it."""
+    _saved.append((logs._STREAM.target, list(logs._PROCESSORS)))
+    buffer = io.StringIO()
+    configure_logging(json=as_json, stream=buffer)
+    return buffer
+
+
+def restore_logs() -> None:
+    target, processors = _saved.pop()
+    if processors:
+        logs._STREAM.target = target
+        logs._PROCESSORS[:] = processors
+    else:  # never configured before: loggers cached meanwhile get the console format
+        configure_logging(json=False, stream=sys.stdout)
+    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)
@@ -216,8 +238,7 @@ async def test_a_crashing_check_logs_no_secret_and_no_locals(
     path = write_config(tmp_path, "http://127.0.0.1:9", monkeypatch)
     config = load_config(str(path))
     remember_config(config)
-    buffer = io.StringIO()
-    configure_logging(json=as_json, stream=buffer)
+    buffer = captured_logs(as_json)
     try:
 
         async def crash(self: HttpCheck) -> Observation:
@@ -228,7 +249,7 @@ async def test_a_crashing_check_logs_no_secret_and_no_locals(
 
         results = await _run_checks(config, config.enabled_checks)
     finally:
-        structlog.reset_defaults()
+        restore_logs()
     text = buffer.getvalue()
     assert "check_crashed" in text
     assert "RuntimeError" in text
@@ -239,8 +260,7 @@ async def test_a_crashing_check_logs_no_secret_and_no_locals(
 
 async def test_a_500_logs_no_token(clock: FakeClock, aiohttp_client, monkeypatch) -> None:
     redaction.remember([API_TOKEN])
-    buffer = io.StringIO()
-    configure_logging(json=True, stream=buffer)
+    buffer = captured_logs(True)
     try:
         store = MemoryStore()
         manager = IncidentManager(store, clock, Metrics(CollectorRegistry()), cooldown=timedelta(0))
@@ -264,7 +284,7 @@ async def test_a_500_logs_no_token(clock: FakeClock, aiohttp_client, monkeypatch
         assert resp.status == 500
         assert leaked(await resp.text()) == []
     finally:
-        structlog.reset_defaults()
+        restore_logs()
     text = buffer.getvalue()
     assert "api_request_failed" in text
     assert leaked(text) == []
