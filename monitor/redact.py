@@ -16,6 +16,7 @@ Functions here never raise: a value they cannot parse is masked whole rather tha
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 MASK = "***"
+_MASKED = frozenset({MASK, "<redacted>"})  # masked already (the notifiers' own marker)
 MIN_SECRET = 4  # shorter literals are not remembered: masking them would mask everything
 
 _WORDS = ("token", "key", "secret", "password", "passwd", "pwd", "auth", "sig", "signature",
@@ -102,6 +104,9 @@ def _collect(value: Any, name: str, found: list[str], depth: int) -> None:
         secret = value.get_secret_value()
         found.append(secret)
         found.extend(_url_secrets(secret))
+        if "://" in secret:  # a secret URL (a webhook): its token is a long path segment
+            with contextlib.suppress(ValueError):
+                found.extend(p for p in urlsplit(secret).path.split("/") if len(p) >= 16)
     elif isinstance(value, str):
         if name and secret_name(name):
             found.append(value)
@@ -161,7 +166,7 @@ def _mask_pair(pair: str) -> str:
 
 
 def _mask_match(match: re.Match[str]) -> str:
-    if not secret_name(match.group("name")):
+    if not secret_name(match.group("name")) or match.group("value") in _MASKED:
         return match.group(0)
     return f"{match.group('name')}{match.group('sep')}{MASK}"
 

@@ -258,9 +258,12 @@ async def test_a_crashing_check_logs_no_secret_and_no_locals(
     assert results[0].failure is not None
 
 
-async def test_a_500_logs_no_token(clock: FakeClock, aiohttp_client, monkeypatch) -> None:
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "console"])
+async def test_a_500_logs_no_token(
+    as_json: bool, clock: FakeClock, aiohttp_client, monkeypatch
+) -> None:
     redaction.remember([API_TOKEN])
-    buffer = captured_logs(True)
+    buffer = captured_logs(as_json)
     try:
         store = MemoryStore()
         manager = IncidentManager(store, clock, Metrics(CollectorRegistry()), cooldown=timedelta(0))
@@ -287,6 +290,7 @@ async def test_a_500_logs_no_token(clock: FakeClock, aiohttp_client, monkeypatch
         restore_logs()
     text = buffer.getvalue()
     assert "api_request_failed" in text
+    assert "RuntimeError" in text
     assert leaked(text) == []
     assert '"locals"' not in text
     assert "LOCAL-MARKER" not in text
@@ -340,3 +344,13 @@ async def test_state_files_are_private(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+async def test_cli_errors_are_redacted() -> None:
+    from monitor.client import ApiClient, ApiError
+
+    client = ApiClient(f"http://bot:{URL_PASSWORD}@127.0.0.1:1/?token={QUERY_TOKEN}", None, 2)
+    with pytest.raises(ApiError) as caught:
+        await client.get("/api/incidents")
+    assert "cannot reach the daemon" in str(caught.value)
+    assert leaked(str(caught.value)) == []
