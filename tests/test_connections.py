@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,17 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from monitor.api import ApiServer, build_app
+from monitor.api import ApiServer, IncidentApi, build_app
 from monitor.checks.base import classify_exception
+from monitor.incidents import IncidentManager
 from monitor.metrics import Metrics
 from monitor.model import CheckResult, FailureKind, Outcome
 from monitor.pipeline import ResultHandler
 from monitor.resources import is_resource_error
-from tests.fakes import FakeClock
+from monitor.silences import SilenceBook
+from tests.fakes import FakeClock, MemoryStore
 from tests.proc import Daemon, wait_for
+from tests.test_api_hostile import TOKEN
 
 
 async def start(**limits: float) -> ApiServer:
@@ -84,14 +88,6 @@ async def test_an_idle_keep_alive_connection_is_closed(small: ApiServer) -> None
 
 async def test_a_body_that_never_arrives_is_a_408(monkeypatch) -> None:
     monkeypatch.setattr("monitor.api.BODY_TIMEOUT_S", 0.3)
-    from datetime import timedelta
-
-    from monitor.api import IncidentApi
-    from monitor.incidents import IncidentManager
-    from monitor.silences import SilenceBook
-    from tests.fakes import MemoryStore
-    from tests.test_api_hostile import TOKEN
-
     clock, store = FakeClock(), MemoryStore()
     manager = IncidentManager(store, clock, Metrics(CollectorRegistry()), cooldown=timedelta(0))
     app = build_app(
