@@ -130,6 +130,7 @@ def build_app(
         return web.Response(text=document, content_type="application/json")
 
     app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
+    app.on_response_prepare.append(_plain_headers)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -195,6 +196,12 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     finally:
         if isinstance(protocol, _Protocol):
             protocol.request_finished()
+
+
+async def _plain_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """Browsers take every answer as what it says it is, and nothing is cached on the way."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 def _reason(exc: web.HTTPException) -> str:

@@ -142,6 +142,15 @@ async def test_latin1_bearer_is_unauthorized(api: Api) -> None:
     assert await api.raw(request) == (401, {"error": "missing or wrong bearer token"})
 
 
+async def test_answers_are_not_sniffed_or_cached(api: Api) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.server.port)
+    writer.write(b"GET /api/incidents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = (await reader.read()).partition(b"\r\n\r\n")[0].lower()
+    writer.close()
+    assert b"x-content-type-options: nosniff" in head
+    assert b"cache-control: no-store" in head
+
+
 async def test_aiohttp_errors_are_json(api: Api) -> None:
     assert (await api.call("GET", "/nowhere"))[0] == 404
     assert (await api.call("PUT", "/api/incidents", b"{}"))[0] == 405
