@@ -17,9 +17,11 @@ Functions here never raise: a value they cannot parse is masked whole rather tha
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -60,6 +62,10 @@ _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 
+_SCALARS = (int, float, bool, timedelta, datetime, Enum, re.Pattern)
+
+
+@functools.lru_cache(maxsize=4096)
 def secret_name(name: str) -> bool:
     """Whether a query parameter, header or field called `name` holds a secret: one of its
     words (split at punctuation and camelCase) starts or ends with a secret word."""
@@ -98,7 +104,7 @@ def remember_config(config: object) -> None:
 
 
 def _collect(value: Any, name: str, found: list[str], depth: int) -> None:
-    if depth > 20:
+    if depth > 20 or value is None or isinstance(value, _SCALARS):
         return
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
@@ -110,7 +116,8 @@ def _collect(value: Any, name: str, found: list[str], depth: int) -> None:
     elif isinstance(value, str):
         if name and secret_name(name):
             found.append(value)
-        found.extend(_url_secrets(value))
+        if "@" in value or "?" in value:
+            found.extend(_url_secrets(value))
     elif isinstance(value, BaseModel):
         for field in type(value).model_fields:
             _collect(getattr(value, field, None), field, found, depth + 1)
