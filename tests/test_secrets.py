@@ -45,8 +45,10 @@ HOOK_PATH = "HOOKPATH-3e8a17"
 HOOK_SECRET = "HOOKSECRET-aa11f"
 SLACK_PATH = "SLACKPATH-b7c6d"
 PD_KEY = "PDKEY-c0ffee42"
+NPM_TOKEN = "NPMTOKEN-5a5a5a"
+GITHUB_TOKEN = "GHTOKEN-6b6b6b"
 SECRETS = (API_TOKEN, URL_PASSWORD, QUERY_TOKEN, HEADER_KEY, HOOK_PATH, HOOK_SECRET,
-           SLACK_PATH, PD_KEY)  # fmt: skip
+           SLACK_PATH, PD_KEY, NPM_TOKEN, GITHUB_TOKEN)  # fmt: skip
 
 
 def leaked(text: str, allowed: tuple[str, ...] = ()) -> list[str]:
@@ -121,6 +123,8 @@ def write_config(tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("T_SLACK_URL", f"{base}/slack/{SLACK_PATH}")
     monkeypatch.setenv("T_PD_KEY", PD_KEY)
     monkeypatch.setenv("T_HEADER_KEY", HEADER_KEY)
+    monkeypatch.setenv("T_NPM_TOKEN", NPM_TOKEN)
+    monkeypatch.setenv("T_GITHUB_TOKEN", GITHUB_TOKEN)
     site = base.replace("http://", f"http://bot:{URL_PASSWORD}@") + f"/site?api_key={QUERY_TOKEN}"
     path = tmp_path / "m.yaml"
     path.write_text(f"""
@@ -132,6 +136,10 @@ checks:
     kind: http
     url: "{site}"
     headers: {{X-Api-Key: "${{T_HEADER_KEY}}"}}
+  - {{name: npm-wing, kind: npm, package: winglang, registry: "{base}/npm", token: "${{T_NPM_TOKEN}}",
+     interval: 1s}}
+  - {{name: ci, kind: github_actions, repo: o/r, workflow: b.yml, api_url: "{base}/gh",
+     token: "${{T_GITHUB_TOKEN}}", interval: 1s}}
 severity:
   - {{match: {{checks: [site]}}, severity: P1}}
 notifiers:
@@ -157,6 +165,10 @@ class Site:
         self.headers.append(request.headers.get("X-Api-Key", ""))
         return web.Response(status=self.status, text="Wing")
 
+    async def other(self, request: web.Request) -> web.Response:
+        self.headers.append(request.headers.get("Authorization", ""))
+        return web.json_response({"message": "Not Found"}, status=404)
+
     async def receive(self, request: web.Request) -> web.Response:
         kind = request.path.split("/")[1]
         self.bodies.setdefault(kind, []).append(await request.text())
@@ -180,6 +192,7 @@ async def test_no_secret_on_any_surface_of_the_daemon(
     site = Site()
     app = web.Application()
     app.router.add_get("/site", site.site)
+    app.router.add_get("/{tail:.*}", site.other)
     app.router.add_post("/{tail:.*}", site.receive)
     server = await aiohttp_server(app)
     config = write_config(tmp_path, f"http://127.0.0.1:{server.port}", monkeypatch)
@@ -189,7 +202,11 @@ async def test_no_secret_on_any_surface_of_the_daemon(
         site.status = 500
         opened = await daemon.event("incident_opened", check="site")
         await wait_for(lambda: {"slack", "hook", "pd"} <= set(site.bodies), what="every page")
+        for check in ("npm-wing", "ci"):  # they fail, saying why, without their tokens
+            await daemon.event("check_down", check=check)
         assert HEADER_KEY in site.headers  # the secrets are used where they belong
+        assert any(NPM_TOKEN in h for h in site.headers)
+        assert any(GITHUB_TOKEN in h for h in site.headers)
         surfaces = {
             path: await fetch(daemon.port, path)
             for path in ("/api/incidents", f"/api/incidents/{opened['incident_id']}",
