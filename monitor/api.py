@@ -168,6 +168,7 @@ _PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-
 HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 15.0
+LINGER_S = 1.0
 MAX_CONNECTIONS = 256
 MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger id names nothing
 MAX_SILENCE = timedelta(days=366)
@@ -290,7 +291,12 @@ def _add_incident_routes(app: web.Application, api: IncidentApi) -> None:
             try:
                 return await handler(request, await _body(request, model))
             except _BadRequest as exc:
-                return _error(exc.status, str(exc))
+                response = _error(exc.status, str(exc))
+                if exc.status in (408, 413):
+                    # The rest of that body is not worth waiting for (aiohttp would
+                    # linger reading it): the connection ends with the answer.
+                    response.force_close()
+                return response
 
         return guarded
 
@@ -488,7 +494,11 @@ class _Protocol(RequestHandler):
         self, manager: Server, guard: _Guard, *, loop: asyncio.AbstractEventLoop,
         header_timeout_s: float, idle_timeout_s: float,
     ) -> None:  # fmt: skip
-        super().__init__(manager, loop=loop, keepalive_timeout=idle_timeout_s)
+        # lingering_time: after an answer given before the body was read (408, 413), the
+        # rest of the body is drained for at most a second, not aiohttp's ten.
+        super().__init__(
+            manager, loop=loop, keepalive_timeout=idle_timeout_s, lingering_time=LINGER_S
+        )
         self._guard = guard
         self._header_timeout_s = header_timeout_s
         self._header_timer: asyncio.TimerHandle | None = None
