@@ -36,6 +36,8 @@ from monitor.notifiers.console import ConsoleConfig
 from monitor.outbox import Outbox, incident_of
 from monitor.paging import Pager, from_payload, to_payload
 from monitor.pipeline import ResultHandler
+from monitor.redact import remember_config
+from monitor.resources import probe_reserve, raise_nofile_limit
 from monitor.scheduler import Scheduler
 from monitor.silences import SilenceBook
 from monitor.status import StatusView
@@ -66,6 +68,7 @@ class App:
         store: Store | None = None,
     ) -> None:
         self.config = config
+        remember_config(config)  # its secrets are masked on every surface (monitor.redact)
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
@@ -116,6 +119,9 @@ class App:
 
     async def _run(self) -> None:
         config = self.config
+        limits = raise_nofile_limit()
+        if limits is not None:
+            log.info("open_files_limit", soft=limits[0], hard=limits[1])
         self._mark_loaded(config)
         self._limiter = Limiter(config.limits)
         async with contextlib.AsyncExitStack() as stack:
@@ -138,7 +144,9 @@ class App:
             app = build_app(self.metrics, lambda: self._ready, incident_api, status)
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
-            api = ApiServer(app, config.daemon.host, config.daemon.port)
+            # The API never takes the descriptors the probes need.
+            reserve = probe_reserve(config.limits.max_concurrency)
+            api = ApiServer(app, config.daemon.host, config.daemon.port, reserve=reserve)
             await api.start()
             stack.push_async_callback(api.stop)
             self.api_port = api.port
@@ -282,6 +290,7 @@ class App:
             self.metrics.reload_ok.set(0)
             log.error("config_reload_failed", errors=[str(i) for i in exc.issues])
             return False
+        remember_config(new)
         if new.daemon.listen != self._listen:
             log.warning("config_change_needs_restart", key="daemon.listen", kept=self._listen)
         for key, old_value, new_value in (

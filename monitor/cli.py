@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -39,6 +40,7 @@ from monitor.oncall import format_coverage, format_on_call, on_call
 from monitor.paging import page_notifiers
 from monitor.postmortem import render_postmortem
 from monitor.postmortem_issue import GITHUB_API, PostmortemIssueError, open_issue
+from monitor.redact import redact, redact_text, remember_config
 from monitor.rules import Situation, classify
 from monitor.scheduler import CheckRunner
 from monitor.state import AlertState, blindness
@@ -209,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.config or default_config_path()
     try:
         config = load_config(path)
+        remember_config(config)  # its secrets are masked on every surface from here on
     except ConfigError as exc:
         if args.command in API_COMMANDS and not args.config and not os.path.exists(path):
             return _api_command(args, None)  # no config here: talk to the default address
@@ -617,12 +620,15 @@ def _check(config: MonitorConfig, names: list[str], *, as_json: bool) -> int:
         print(f"unknown check(s): {', '.join(unknown)}", file=sys.stderr)
         return EXIT_USAGE
     selected = [c for c in config.checks if c.name in names] if names else config.enabled_checks
-    configure_logging(json=False, level="error")
-    results = asyncio.run(_run_checks(config, selected))
+    # stdout carries the results only (JSON with --json): logs, and anything a check or a
+    # library prints while the checks run, go to stderr.
+    configure_logging(json=False, level="error", stream=sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):
+        results = asyncio.run(_run_checks(config, selected))
     if as_json:
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        print(json.dumps([redact(r.to_json()) for r in results], indent=2))
     else:
-        print(_table(results))
+        print(redact_text(_table(results)))
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 

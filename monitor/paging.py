@@ -26,6 +26,7 @@ from monitor.model import EscalationState, Incident, IncidentStatus, OutboxItem,
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
 from monitor.oncall import OnCallConfig, Person, handoffs, on_call, person
 from monitor.outbox import Outbox, incident_of
+from monitor.redact import redact_text
 from monitor.store import Store
 
 __all__ = ["Pager", "from_payload", "page_notifiers", "to_payload"]
@@ -43,10 +44,15 @@ _PAGES = frozenset({NotificationEvent.TRIGGER, NotificationEvent.REASSIGN})
 
 
 def to_payload(n: Notification) -> str:
+    """The outbox's copy of a notification; what people read in it is redacted
+    (`monitor.redact`), the keys channels need are kept as they are."""
     doc = asdict(n)
+    for key in ("title", "text", "runbook", "actor"):
+        if isinstance(doc[key], str):
+            doc[key] = redact_text(doc[key])
+    doc["links"] = {label: redact_text(url) for label, url in n.links.items()}
     doc["created_at"] = n.created_at.isoformat()
     doc["recipients"] = [asdict(r) for r in n.recipients]
-    doc["links"] = dict(n.links)
     return json.dumps(doc)
 
 

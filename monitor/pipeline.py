@@ -120,6 +120,10 @@ class ResultHandler:
                 await self._health(cause)
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
+        if result.failure is FailureKind.MONITOR_RESOURCES:
+            # The monitor could not look: the check goes blind (below), never down.
+            self.metrics.blinded.labels(result.check).inc()
+            log.warning("probe_blinded", check=result.check, message=result.message)
         if config.upstream_status is not None and not result.ok:
             result = annotate(result, self.last.get(config.upstream_status))
         cause = self._blind_cause(config, result)

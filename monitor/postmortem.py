@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from monitor.model import Incident, TimelineEntry
+from monitor.redact import redact_text
 
 __all__ = ["render_postmortem"]
 
@@ -86,7 +87,7 @@ def render_postmortem(incident: Incident, timeline: Sequence[TimelineEntry]) -> 
         "- [ ] Add a check or a rule that would have caught it sooner: _…_",
         "",
     ]
-    return "\n".join(lines)
+    return redact_text("\n".join(lines))
 
 
 def _seen(e: TimelineEntry) -> str:

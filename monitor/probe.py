@@ -30,6 +30,7 @@ from yarl import URL
 
 from monitor.httpclient import PhaseTimer
 from monitor.model import FailureKind
+from monitor.resources import is_resource_error
 
 __all__ = ["ProbeError", "ProbeResponse", "Prober", "unverified_context"]
 
@@ -522,9 +523,8 @@ class Prober:
                 FailureKind.TLS, f"TLS handshake with {host} failed: {_reason(exc)}"
             ) from None
         except OSError as exc:
-            raise ProbeError(
-                FailureKind.CONNECT, f"could not connect to {host}:{port}: {_reason(exc)}"
-            ) from None
+            kind = FailureKind.MONITOR_RESOURCES if is_resource_error(exc) else FailureKind.CONNECT
+            raise ProbeError(kind, f"could not connect to {host}:{port}: {_reason(exc)}") from None
         return transport
 
 

@@ -24,6 +24,7 @@ from yarl import URL
 
 from monitor.configtypes import PositiveDuration, StrictModel
 from monitor.model import Severity
+from monitor.redact import redact_text
 from monitor.retryafter import parse_retry_after, retry_after
 
 __all__ = [
@@ -249,7 +250,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
             found.add(str(url.with_query(None)))
     for secret in sorted(found, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
-    return text
+    return redact_text(text)  # and what monitor.redact masks on every surface
 
 
 def retry_after_s(value: str | None, now: datetime) -> float | None:

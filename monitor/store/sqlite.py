@@ -165,10 +165,11 @@ class SqliteStore:
         if self._db is not None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.path.parent)
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot create its directory: {exc}") from exc
         with self._errors("cannot open database"):
+            _private_file(self.path)
             db = sqlite3.connect(self.path, isolation_level=None)
         try:
             with self._errors("cannot open database"):
@@ -189,6 +190,7 @@ class SqliteStore:
         db = self._conn()
         target = _backup_target(Path(dest), self.path)
         with self._errors(f"backup to {target} failed"):
+            _private_file(target)
             copy = sqlite3.connect(target)
             try:
                 db.backup(copy)
@@ -472,7 +474,7 @@ class SqliteStore:
         """Turns SQLite's errors into `StoreError`, naming the file and the operation."""
         try:
             yield
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{self.path}: {what}: {exc}") from exc
 
     @contextmanager
@@ -501,10 +503,31 @@ def _backup_target(target: Path, live: Path) -> Path:
     if target.resolve() == live.resolve():
         raise StoreError(f"{target}: a backup cannot overwrite the live database")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _private_dir(target.parent)
     except OSError as exc:
         raise StoreError(f"{target}: cannot create its directory: {exc}") from exc
     return target
+
+
+def _private_dir(path: Path) -> None:
+    """Creates `path` (and missing parents) readable by the owner only (0700)."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is cut by the umask; parents keep the umask's
+
+
+def _private_file(path: Path) -> None:
+    """Creates `path` 0600, or takes group and other access away from an existing file.
+
+    SQLite gives the -wal and -shm files the mode of the database file, so they are
+    private too.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 # --- opening and migrating ---------------------------------------------------------------
