@@ -32,8 +32,11 @@ from yarl import URL
 from monitor.httpclient import PhaseTimer
 from monitor.model import FailureKind
 
-try:  # decoding br is an optional extra
+try:  # decoding br is an optional extra; 1.2 bounds the output of each step
     import brotli
+
+    if not hasattr(brotli.Decompressor, "can_accept_more_data"):  # pragma: no cover
+        brotli = None
 except ImportError:  # pragma: no cover - depends on the installation
     brotli = None
 

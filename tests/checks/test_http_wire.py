@@ -969,3 +969,118 @@ class TestParsedByLlhttp:
         pieces = [message[i : i + 7] for i in range(0, len(message), 7)]
         assert matches(await exchange_result(pieces), expected)
         assert matches(await PieceServer([message]).fetch(), expected)
+
+
+def encoded(coding: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Encoding: " + coding + b"\r\n\r\n" + body
+
+
+DEFLATED = zlib.compress(b"Wing, deflated")
+BROTLI: Any = vars(probe)["brotli"]  # the module, or None without the optional extra
+DECODING: dict[str, tuple[bytes, Ok | Fails]] = {
+    # nginx gzip_static serves files made by concatenating gzip members
+    "gzip of two members": (
+        encoded(b"gzip", gzip.compress(b"Wing, ") + gzip.compress(b"cloud-oriented")),
+        Ok(b"Wing, cloud-oriented"),
+    ),
+    "gzip of two members, then zeros": (
+        encoded(b"gzip", gzip.compress(b"Wing, ") + gzip.compress(b"cloud") + bytes(9)),
+        Ok(b"Wing, cloud"),
+    ),
+    "gzip, identity": (encoded(b"gzip, identity", GZIP_WING), Ok(b"Wing")),
+    "gzip, gzip": (encoded(b"gzip, gzip", gzip.compress(GZIP_WING)), Ok(b"Wing")),
+    "deflate, gzip on two lines": (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Encoding: gzip\r\n\r\n"
+        + gzip.compress(DEFLATED),
+        Ok(b"Wing, deflated"),
+    ),
+    "zstd": (encoded(b"zstd", b"(\xb5/\xfd"), Fails(FailureKind.CONTENT, "'zstd'")),
+    "compress": (encoded(b"compress", b"\x1f\x9d"), Fails(FailureKind.CONTENT, "'compress'")),
+    "gzip, x-unknown": (
+        encoded(b"gzip, x-unknown", GZIP_WING),
+        Fails(FailureKind.CONTENT, "encoded with 'x-unknown', which the monitor cannot decode"),
+    ),
+}
+if BROTLI is not None:
+    DECODING["br"] = (encoded(b"br", BROTLI.compress(b"Wing, brotli")), Ok(b"Wing, brotli"))
+    DECODING["br, gzip"] = (
+        encoded(b"br, gzip", gzip.compress(BROTLI.compress(b"Wing"))),
+        Ok(b"Wing"),
+    )
+
+
+class TestDecoding:
+    @pytest.mark.parametrize("case", list(DECODING))
+    async def test_on_the_wire_and_cut_anywhere(self, case: str) -> None:
+        message, expected = DECODING[case]
+        for pieces in [[message], *TestSplitAnywhere.cuts(message)]:
+            result = await exchange_result(pieces)
+            assert matches(result, expected), (pieces, result)
+        assert matches(await PieceServer([message]).fetch(), expected)
+        bytewise = await PieceServer([bytes([b]) for b in message]).fetch()
+        assert matches(bytewise, expected)
+
+    async def test_layers_and_members_with_a_cap(self) -> None:
+        members = gzip.compress(b"W" * 3000) + gzip.compress(b"X" * 3000)
+        message = encoded(b"gzip, gzip", gzip.compress(members))
+        for pieces in [[message], *TestSplitAnywhere.cuts(message)]:
+            assert await fed(pieces, cap=4000) == (b"W" * 3000 + b"X" * 1000, True), pieces
+            assert await fed(pieces, cap=6000) == (b"W" * 3000 + b"X" * 3000, False), pieces
+
+    async def test_br_without_the_brotli_package(self, monkeypatch) -> None:
+        monkeypatch.delitem(probe._DECODERS, "br", raising=False)
+        result = await PieceServer([encoded(b"br", b"\x0b\x01\x80Wing\x03")]).fetch()
+        assert result == Fails(
+            FailureKind.CONTENT,
+            "the response body is encoded with 'br', which the monitor cannot decode",
+        )
+
+    def test_br_is_asked_for_only_when_it_can_be_decoded(self) -> None:
+        request = probe._request_bytes("GET", URL("http://h/"), {}, None).decode()
+        accepted = request.split("Accept-Encoding: ")[1].split("\r\n")[0]
+        assert accepted == ("gzip, deflate, br" if BROTLI is not None else "gzip, deflate")
+        assert ("br" in probe._DECODERS) == (BROTLI is not None)
+
+    async def test_assertions_never_run_on_undecoded_bytes(self, check_for) -> None:
+        reply = encoded(b"zstd", b"Wing is here, compressed in no way that matters")
+        obs = await probe_raw(check_for, reply, expect={"body_contains": ["Wing"]})
+        assert (obs.outcome, obs.failure) == (Outcome.DOWN, FailureKind.CONTENT)
+        assert "'zstd'" in obs.message
+
+
+class TestFinalUrl:
+    @staticmethod
+    async def serve_redirect(location: Callable[[int], str]) -> tuple[asyncio.Server, int]:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head.startswith(b"GET / "):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nWing")
+            else:
+                target = location(port).encode()
+                writer.write(b"HTTP/1.1 301 Moved\r\nLocation: " + target + b"\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        return server, port
+
+    async def test_a_redirect_to_an_origin_ends_at_its_root(self, check_for) -> None:
+        server, port = await self.serve_redirect(lambda port: f"http://127.0.0.1:{port}")
+        async with server:
+            root = f"http://127.0.0.1:{port}/"
+            obs = await check_for(f"{root}old", expect={"final_url": root}).run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert obs.details["final_url"] == root
+
+    async def test_userinfo_in_a_location_is_not_shown(self, check_for) -> None:
+        server, port = await self.serve_redirect(
+            lambda port: f"http://wing:hunter2@127.0.0.1:{port}/"
+        )
+        async with server:
+            obs = await check_for(f"http://127.0.0.1:{port}/old").run()
+        assert obs.outcome is Outcome.UP, obs.message
+        assert obs.details["final_url"] == f"http://127.0.0.1:{port}/"
+        assert "hunter2" not in repr(obs.details)
+        assert "wing@" not in repr(obs.details)
+        assert "wing:" not in repr(obs.details)
