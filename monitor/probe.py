@@ -188,7 +188,7 @@ def _prepared(head: bytes) -> bytes:
     value repeated reduced to one line (RFC 9110, section 8.6). Raises ValueError for
     Content-Length values that differ."""
     first = head.find(b"\n") + 1
-    if b"\n " in head[first:] or b"\n\t" in head[first:]:
+    if head.find(b"\n ", first) >= 0 or head.find(b"\n\t", first) >= 0:
         head = head[:first] + _FOLD.sub(b" ", head[first:])
     if head.lower().count(b"content-length") > 1:
         lines = _CONTENT_LENGTH.findall(head)
@@ -216,25 +216,27 @@ def _codings(value: str) -> list[str]:
 class _Gzip:
     """A gzip body of one or more members (RFC 1952, section 2.2)."""
 
-    __slots__ = ("_decoder", "_rest")
+    __slots__ = ("_decoder", "_ended", "_rest")
 
     def __init__(self) -> None:
         self._decoder: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._rest = b""  # after a member: the next one's first byte, until it is known
+        self._ended = False  # what followed a member was not another one
 
     def decode(self, data: bytes, room: int) -> bytes:
         decoder = self._decoder
         if decoder is None:  # between members
+            if self._ended:
+                return b""  # bytes after the end of the compressed stream are dropped
             data = self._rest + data
             if len(data) < 2:
                 self._rest = data
                 return b""
             self._rest = b""
             if data[:2] != b"\x1f\x8b":
-                return b""  # not another member: bytes after the stream are dropped
+                self._ended = True
+                return b""
             decoder = self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif decoder.eof:
-            return b""  # after a stream that was not followed by a member
         out = decoder.decompress(decoder.unconsumed_tail + data, room)
         if decoder.eof:
             self._decoder = None
@@ -366,24 +368,26 @@ def _new_parser(protocol: object) -> httptools.HttpResponseParser:
     return parser
 
 
-def _feed_head(parser: httptools.HttpResponseParser, reader: _Reader, head: bytes) -> None:
-    """Feeds one complete head to llhttp: the status line, then the headers, so that a
-    failure says which it was. Raises ValueError."""
+def _feed_head(parser: httptools.HttpResponseParser, headers: dict[str, str], head: bytes) -> None:
+    """Feeds one complete head to llhttp. Raises ValueError saying which line it refused."""
     head = _prepared(head)
-    first = head.find(b"\n") + 1
-    line = head[:first]
-    if not line.startswith(b"HTTP/1."):
+    if not head.startswith(b"HTTP/1."):
+        line = head.split(b"\n", 1)[0]
         raise ValueError(f"not an HTTP/1 status line: {_shown_line(line)}")
     try:
-        parser.feed_data(line)
-    except httptools.HttpParserError as exc:
-        raise ValueError(f"not an HTTP/1 status line: {_shown_line(line)} ({exc})") from None
-    try:
-        parser.feed_data(head[first:])
+        parser.feed_data(head)
     except httptools.HttpParserUpgrade:
         pass  # a 101: the response that ends the exchange
     except httptools.HttpParserError as exc:
-        raise ValueError(_header_error(head[first:], str(exc), len(reader.headers))) from None
+        line, _, rest = head.partition(b"\n")
+        if not headers:  # the status line, or the first header line?
+            try:
+                _new_parser(_Reader()).feed_data(line + b"\n")
+            except httptools.HttpParserError:
+                raise ValueError(
+                    f"not an HTTP/1 status line: {_shown_line(line)} ({exc})"
+                ) from None
+        raise ValueError(_header_error(rest, str(exc), len(headers))) from None
 
 
 def _header_error(lines: bytes, reason: str, parsed: int) -> str:
@@ -405,7 +409,7 @@ def _parse_head(raw: bytes) -> _Head:
     """One response head (without its empty line), as the exchange reads it."""
     reader = _Reader()
     parser = _new_parser(reader)
-    _feed_head(parser, reader, raw + b"\r\n\r\n")
+    _feed_head(parser, reader.headers, raw + b"\r\n\r\n")
     return _Head(parser.get_status_code(), _text(reader.reason.decode("latin-1")), reader.headers)
 
 
@@ -441,7 +445,8 @@ class _Exchange(asyncio.Protocol):
         self._received = False
         self._pending: bytearray | None = None  # a head so far, while incomplete
         self._searched = 0  # how far it has been searched for its end
-        self._reader = _Reader()
+        self._reason = b""
+        self._headers: dict[str, str] = {}
         self._parser = _new_parser(self)
         self._head: _Head | None = None
         self._left = -1  # body bytes still expected: -1 until close, -2 chunked
@@ -518,7 +523,7 @@ class _Exchange(asyncio.Protocol):
                     self._pending = bytearray(buffer)
                 self._searched = max(0, len(buffer) - 2)
                 return None
-            _feed_head(self._parser, self._reader, bytes(buffer[:end]))
+            _feed_head(self._parser, self._headers, bytes(buffer[:end]))
             buffer, start = buffer[end:], 0
             if self.done.done():
                 return None
@@ -526,11 +531,17 @@ class _Exchange(asyncio.Protocol):
         return bytes(buffer)
 
     def on_status(self, reason: bytes) -> None:
-        self._reader.reason = reason
+        self._reason = reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._head is None:  # not trailers
-            self._reader.on_header(name, value)
+        if self._head is not None:
+            return  # trailers are not read
+        key = name.decode("latin-1").lower()
+        headers = self._headers
+        if key not in headers:
+            headers[key] = value.strip(b" \t").decode("latin-1")
+        elif key in _LISTS:
+            headers[key] += ", " + value.strip(b" \t").decode("latin-1")
 
     def on_headers_complete(self) -> None:
         try:
@@ -542,12 +553,11 @@ class _Exchange(asyncio.Protocol):
 
     def _headers_complete(self) -> None:
         status = self._parser.get_status_code()
-        reader = self._reader
+        headers = self._headers
         if 100 <= status < 200 and status != 101:
-            self._reader = _Reader()  # an interim response: the real one follows
+            self._headers, self._reason = {}, b""  # an interim response: the real one follows
             return
-        headers = reader.headers
-        self._head = _Head(status, _text(reader.reason.decode("latin-1")), headers)
+        self._head = _Head(status, _text(self._reason.decode("latin-1")), headers)
         self._timer.headers_received()
         if (
             self._head_only
@@ -561,8 +571,8 @@ class _Exchange(asyncio.Protocol):
         ):
             self._finish(False)
             return
-        transfer = _codings(headers.get("transfer-encoding", ""))
-        codings = _codings(headers.get("content-encoding", ""))
+        transfer = _codings(headers["transfer-encoding"]) if "transfer-encoding" in headers else []
+        codings = _codings(headers["content-encoding"]) if "content-encoding" in headers else []
         if transfer:
             # RFC 9112, section 6.3, as llhttp frames it: chunked when it is the final
             # coding, else the body runs to the end of the connection
@@ -577,7 +587,8 @@ class _Exchange(asyncio.Protocol):
             codings += transfer  # other transfer codings are undone like content codings
         elif (length := headers.get("content-length")) is not None:
             self._left = int(length)  # digits only: llhttp checked
-        self._stages = _decoders(codings)
+        if codings:
+            self._stages = _decoders(codings)
         if self._left == 0:
             self._finish(False)
 

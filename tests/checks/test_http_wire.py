@@ -987,6 +987,10 @@ DECODING: dict[str, tuple[bytes, Ok | Fails]] = {
         encoded(b"gzip", gzip.compress(b"Wing, ") + gzip.compress(b"cloud") + bytes(9)),
         Ok(b"Wing, cloud"),
     ),
+    "gzip, then bytes that are no member": (
+        encoded(b"gzip", GZIP_WING + b"junk" + gzip.compress(b", more")),
+        Ok(b"Wing"),
+    ),
     "gzip, identity": (encoded(b"gzip, identity", GZIP_WING), Ok(b"Wing")),
     "gzip, gzip": (encoded(b"gzip, gzip", gzip.compress(GZIP_WING)), Ok(b"Wing")),
     "deflate, gzip on two lines": (
