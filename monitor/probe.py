@@ -11,6 +11,11 @@ becomes a GET without body; credentials are dropped when the origin changes), TL
 the check's trust settings, Content-Length, chunked and read-until-close bodies, gzip
 and deflate bodies, a cap on the body bytes kept, and phase timing on a `PhaseTimer`.
 Every failure is a `ProbeError` with its failure kind and a message naming the host.
+
+The status line, headers and framing are parsed by llhttp through httptools; this module
+is the policy around it: where a head ends and how long it may be, obs-fold and repeated
+Content-Length, the end of a body without length, the length of chunk size lines, and
+the codings of Transfer-Encoding and Content-Encoding.
 """
 
 from __future__ import annotations
@@ -198,11 +203,12 @@ def _prepared(head: bytes) -> bytes:
                 shown = sorted(v.decode("latin-1") for v in values)
                 raise ValueError(f"conflicting Content-Length headers {shown}")
             seen = False
+            (value,) = values
 
             def once(match: re.Match[bytes]) -> bytes:
                 nonlocal seen
                 keep, seen = not seen, True
-                return match.group(0) if keep else b""
+                return b"Content-Length: " + value + b"\r\n" if keep else b""
 
             head = _CONTENT_LENGTH_LINE.sub(once, head)
     return head
@@ -299,6 +305,8 @@ class _Brotli:
 
     def decode(self, data: bytes, room: int) -> bytes:
         if self._decoder.is_finished():
+            if data:  # as the decoder says when they come with the stream's end
+                raise brotli.error("bytes after the end of the br stream")
             return b""
         return cast(bytes, self._decoder.process(data, output_buffer_limit=room))
 

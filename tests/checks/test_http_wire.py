@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import os
 import socket
 import ssl
@@ -22,6 +23,8 @@ import aiohttp
 import pytest
 import trustme
 from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 from monitor import probe
@@ -783,6 +786,10 @@ CASES: dict[str, tuple[bytes, Ok | Fails]] = {
         b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Note: a\r\ncontent-length:4\r\n\r\nWing",
         Ok(b"Wing", "a"),
     ),
+    "equal Content-Length twice, one a list": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\nContent-Length: 4\r\n\r\nWing",
+        Ok(b"Wing"),
+    ),
     "BWS before a chunk extension": (
         chunked(OK_TE) + b"4 ;a=1\r\nWing\r\n6\t;b\r\n, yes!\r\n0\r\n\r\n",
         Ok(b"Wing, yes!"),
@@ -1088,3 +1095,54 @@ class TestFinalUrl:
         assert "hunter2" not in repr(obs.details)
         assert "wing@" not in repr(obs.details)
         assert "wing:" not in repr(obs.details)
+
+
+class TestAnyBytes:
+    """Whatever bytes arrive, however cut, the exchange ends with a response or a
+    ProbeError: nothing else escapes it."""
+
+    @staticmethod
+    def run(pieces: list[bytes], cap: int = 1 << 20) -> Ok | Fails | None:
+        loop = asyncio.new_event_loop()
+        try:
+            ex = _Exchange(loop, b"", False, True, cap, PhaseTimer(), "h")
+            for piece in pieces:
+                ex.data_received(piece)
+            ex.connection_lost(None)
+            assert ex.done.done()
+            if ex.done.exception() is not None:
+                error = ex.done.exception()
+                assert isinstance(error, probe.ProbeError), repr(error)
+                return Fails(error.failure, error.message)
+            _head, body, _ = ex.done.result()
+            return Ok(body)
+        finally:
+            loop.close()
+
+    @given(
+        case=st.sampled_from(sorted(CASES) + sorted(DECODING)),
+        edits=st.lists(st.tuples(st.integers(0, 10_000), st.binary(max_size=3)), max_size=4),
+        cuts=st.lists(st.integers(1, 10_000), max_size=6),
+    )
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    def test_mutated_responses(
+        self, case: str, edits: list[tuple[int, bytes]], cuts: list[int]
+    ) -> None:
+        message = (CASES | DECODING)[case][0]
+        for at, insert in edits:
+            at %= len(message) + 1
+            message = message[:at] + insert + message[at + len(insert) :]
+        points = sorted({c % (len(message) + 1) for c in cuts} | {0, len(message)})
+        pieces = [message[a:b] for a, b in itertools.pairwise(points)]
+        # the same body, or the same kind of failure (zlib may notice corruption by
+        # another of its checks when the bytes come in other pieces)
+        assert self.outcome(self.run(pieces)) == self.outcome(self.run([message]))
+
+    @staticmethod
+    def outcome(result: Ok | Fails | None) -> object:
+        return result.failure if isinstance(result, Fails) else result
+
+    @given(st.binary(max_size=300), st.integers(1, 300))
+    @settings(max_examples=200, deadline=None)
+    def test_noise(self, noise: bytes, cut: int) -> None:
+        self.run([b"HTTP/1.1 200 OK\r\n" + noise[:cut], noise[cut:]])
