@@ -316,7 +316,8 @@ def cpu_blackbox(nginx: Nginx, tmp: Path, rate: int, seconds: float) -> Window:
 
 
 def cpu_rounds(nginx: Nginx, tmp: Path, rate: int, window: float, rounds: int,
-               baseline: Path | None = None, saturation: int = 0) -> dict[str, Any]:  # fmt: skip
+               baseline: Path | None = None, saturation: int = 0,
+               only: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     """Every prober in turn, `rounds` times over; per prober the median of its rounds.
 
     Alternating the probers spreads slow drifts of the machine (other tenants, thermal,
@@ -359,11 +360,13 @@ def cpu_rounds(nginx: Nginx, tmp: Path, rate: int, window: float, rounds: int,
                 )
             probers["sat_bare_uvloop"] = lambda: cpu_bare(nginx, n, window, uvloop=True)
             probers["sat_raw_uvloop"] = lambda: cpu_bare(nginx, n, window, uvloop=True, raw=True)
+    if only:
+        probers = {name: m for name, m in probers.items() if name.startswith(only)}
     runs: dict[str, list[Window]] = {name: [] for name in probers}
     for i in range(rounds):
         for name, measure in probers.items():
             print(
-                f"cpu: round {i + 1}/{rounds}, {name}: {rate} probes/s for {window:g}s …",
+                f"cpu: round {i + 1}/{rounds}, {name}: {saturation if name.startswith('sat_') else rate} probes/s for {window:g}s …",
                 file=sys.stderr,
             )
             runs[name].append(measure())
@@ -652,8 +655,15 @@ def main() -> int:
     parser.add_argument(
         "--baseline", type=Path, help="cpu: a checkout whose daemon runs beside this one's"
     )
-    parser.add_argument("--saturation", type=int, default=0, metavar="N",
-                        help="cpu: also the daemon with N checks at 1 s, beside the bare loops at N/s")  # fmt: skip
+    parser.add_argument(
+        "--saturation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cpu: also the daemon with N checks at 1 s, beside the bare loops at N/s",
+    )
+    parser.add_argument("--rounds", type=int, help="cpu: rounds (default 3, 1 with --quick)")
+    parser.add_argument("--probers", help="cpu: only probers whose names start so, comma-separated")  # fmt: skip
     args = parser.parse_args()
     phases = set(args.only.split(","))
     ensure_packages(phases)
@@ -670,8 +680,10 @@ def main() -> int:
         with started(nginx.argv(), stderr=subprocess.DEVNULL):
             wait_http(nginx.url())
             if "cpu" in phases:
-                results["cpu"] = cpu_rounds(nginx, tmp, rate, window, 1 if quick else 3,
-                                            args.baseline, args.saturation)  # fmt: skip
+                rounds = args.rounds or (1 if quick else 3)
+                only = tuple(args.probers.split(",")) if args.probers else ()
+                results["cpu"] = cpu_rounds(nginx, tmp, rate, window, rounds,
+                                            args.baseline, args.saturation, only)  # fmt: skip
             if "latency" in phases:
                 print("page latency: 200 incidents …", file=sys.stderr)
                 results["latency"] = asyncio.run(page_latency(nginx, tmp, 200, args.loop))
@@ -735,7 +747,7 @@ def report(r: dict[str, Any]) -> str:
                              "<= 1.05x", _ok(d / b <= 1.05)))  # fmt: skip
         bb = cpu["blackbox"]["ms_per_probe"] if "blackbox" in cpu else float("nan")
         for loop in ("uvloop", "asyncio"):
-            if f"daemon_{loop}" not in cpu:
+            if f"daemon_{loop}" not in cpu or f"bare_{loop}" not in cpu:
                 continue
             d, b = cpu[f"daemon_{loop}"]["ms_per_probe"], cpu[f"bare_{loop}"]["ms_per_probe"]
             rows += [
