@@ -189,15 +189,20 @@ def _head_end(buffer: bytes | bytearray, start: int = 0) -> int:
 
 def _prepared(head: bytes) -> bytes:
     """A complete head as llhttp is to read it: obs-fold lines unfolded (RFC 9112,
-    section 5.2: a user agent replaces each with SP) and Content-Length lines with one
-    value repeated reduced to one line (RFC 9110, section 8.6). Raises ValueError for
-    Content-Length values that differ."""
+    section 5.2: a user agent replaces each with SP) and Content-Length lines or lists
+    with one value repeated reduced to one line (RFC 9110, section 8.6). Raises
+    ValueError for Content-Length values that differ."""
     first = head.find(b"\n") + 1
     if head.find(b"\n ", first) >= 0 or head.find(b"\n\t", first) >= 0:
         head = head[:first] + _FOLD.sub(b" ", head[first:])
-    if head.lower().count(b"content-length") > 1:
+    lowered = head.lower()
+    at = lowered.find(b"\ncontent-length:")
+    if at >= 0 and (
+        lowered.find(b"\ncontent-length:", at + 1) >= 0
+        or lowered.find(b",", at, lowered.find(b"\n", at + 1)) >= 0
+    ):
         lines = _CONTENT_LENGTH.findall(head)
-        if len(lines) > 1:
+        if lines:
             values = {v.strip(b" \t") for line in lines for v in line.split(b",")}
             if len(values) > 1:
                 shown = sorted(v.decode("latin-1") for v in values)

@@ -790,6 +790,14 @@ CASES: dict[str, tuple[bytes, Ok | Fails]] = {
         b"HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\nContent-Length: 4\r\n\r\nWing",
         Ok(b"Wing"),
     ),
+    "a list of equal Content-Lengths": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4,4 , 4\r\n\r\nWing",
+        Ok(b"Wing"),
+    ),
+    "a list of different Content-Lengths": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4, 5\r\n\r\nWing!",
+        Fails(FailureKind.PROTOCOL, "conflicting Content-Length headers ['4', '5']"),
+    ),
     "BWS before a chunk extension": (
         chunked(OK_TE) + b"4 ;a=1\r\nWing\r\n6\t;b\r\n, yes!\r\n0\r\n\r\n",
         Ok(b"Wing, yes!"),
