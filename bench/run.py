@@ -1,6 +1,7 @@
 """Benchmarks of the monitor daemon against a local nginx, blackbox_exporter and a bare loop.
 
     python3 bench/run.py [--quick] [--only cpu,latency,startup,scale,profile] [--json FILE]
+                         [--baseline DIR] [--saturation]
 
 Everything runs on 127.0.0.1: a private nginx (2 KB page, its own config and prefix in a
 temporary directory), prometheus-blackbox-exporter (module http_2xx), the daemon itself
@@ -64,7 +65,7 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def ensure_packages() -> None:
+def ensure_packages(phases: set[str] | None = None) -> None:
     missing = [
         pkg
         for binary, pkg in (("nginx", "nginx-light"), ("prometheus-blackbox-exporter", "prometheus-blackbox-exporter"))
@@ -73,7 +74,7 @@ def ensure_packages() -> None:
     wheels = [
         pkg for module, pkg in (("uvloop", "uvloop"), ("prometheus_client", "prometheus-client"))
         if importlib.util.find_spec(module) is None
-    ] + ([] if shutil.which("py-spy") else ["py-spy"])  # fmt: skip
+    ] + ([] if shutil.which("py-spy") or "profile" not in (phases or {"profile"}) else ["py-spy"])  # fmt: skip
     if wheels:
         print(f"installing {' '.join(wheels)} …", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *wheels], check=True)
@@ -82,8 +83,13 @@ def ensure_packages() -> None:
     print(f"installing {' '.join(missing)} …", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-                   check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+    done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                          check=False, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+    if done.returncode != 0 or shutil.which("nginx") is None:
+        if shutil.which("nginx") is None:
+            raise SystemExit("nginx is missing and could not be installed")
+        print(f"could not install {' '.join(missing)}; the probers that need it are skipped",
+              file=sys.stderr)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -223,8 +229,12 @@ def daemon_argv(config: Path) -> list[str]:
             "--log-level", "info"]  # fmt: skip
 
 
-def daemon_env(loop: str) -> dict[str, str]:
-    return {**os.environ, "MONITOR_EVENT_LOOP": loop}
+def daemon_env(loop: str, code: Path | None = None) -> dict[str, str]:
+    """The daemon's environment; `code`: a checkout whose `monitor` package runs instead."""
+    env = {**os.environ, "MONITOR_EVENT_LOOP": loop}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    return env
 
 
 # --- 1. CPU per probe --------------------------------------------------------------------
@@ -247,11 +257,14 @@ def measure_window(pid: int, nginx: Nginx, seconds: float) -> Window:
     return Window(cpu1 - cpu0, n1 - n0)
 
 
-def cpu_daemon(nginx: Nginx, tmp: Path, rate: int, seconds: float, loop: str) -> Window:
+def cpu_daemon(nginx: Nginx, tmp: Path, rate: int, seconds: float, loop: str,
+               code: Path | None = None) -> Window:  # fmt: skip
     port = free_port()
     config = tmp / f"cpu-{loop}.yaml"
-    daemon_config(config, port, tmp / f"state-cpu-{loop}", [nginx.url()] * rate, interval="1s")
-    with started(daemon_argv(config), stdout=subprocess.DEVNULL, env=daemon_env(loop)) as proc:
+    state = tmp / f"state-cpu-{loop}-{rate}-{'baseline' if code else 'this'}"
+    daemon_config(config, port, state, [nginx.url()] * rate, interval="1s")
+    env = daemon_env(loop, code)
+    with started(daemon_argv(config), stdout=subprocess.DEVNULL, env=env) as proc:
         wait_http(f"http://127.0.0.1:{port}/readyz")
         time.sleep(3)  # every check has run a few times: steady state
         return measure_window(proc.pid, nginx, seconds)
@@ -302,31 +315,58 @@ def cpu_blackbox(nginx: Nginx, tmp: Path, rate: int, seconds: float) -> Window:
         return Window(cpu_seconds(proc.pid) - cpu0, nginx.requests() - n0)
 
 
-def cpu_rounds(nginx: Nginx, tmp: Path, rate: int, window: float, rounds: int) -> dict[str, Any]:
+def cpu_rounds(nginx: Nginx, tmp: Path, rate: int, window: float, rounds: int,
+               baseline: Path | None = None, saturation: int = 0,
+               only: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     """Every prober in turn, `rounds` times over; per prober the median of its rounds.
 
     Alternating the probers spreads slow drifts of the machine (other tenants, thermal,
     page cache) over all of them instead of charging them to whichever ran last.
+    `baseline`: another checkout whose daemon takes its turn beside this one's.
+    `saturation`: also the daemon with this many checks at 1 s on uvloop, beside the bare
+    aiohttp loop and the raw-protocol floor offered the same rate.
     """
     probers: dict[str, Any] = {
         "daemon_asyncio": lambda: cpu_daemon(nginx, tmp, rate, window, "asyncio"),
         "bare_asyncio": lambda: cpu_bare(nginx, rate, window, uvloop=False),
         "raw_asyncio": lambda: cpu_bare(nginx, rate, window, uvloop=False, raw=True),
-        "blackbox": lambda: cpu_blackbox(nginx, tmp, rate, window),
     }
+    if baseline is not None:
+        probers["daemon_asyncio_baseline"] = lambda: cpu_daemon(
+            nginx, tmp, rate, window, "asyncio", baseline
+        )
+    if shutil.which("prometheus-blackbox-exporter"):
+        probers["blackbox"] = lambda: cpu_blackbox(nginx, tmp, rate, window)
+    else:
+        print("cpu: prometheus-blackbox-exporter is not installed; skipped", file=sys.stderr)
     try:
         import uvloop  # noqa: F401
     except ImportError:
         print("cpu: uvloop is not installed; asyncio only", file=sys.stderr)
     else:
         probers["daemon_uvloop"] = lambda: cpu_daemon(nginx, tmp, rate, window, "uvloop")
+        if baseline is not None:
+            probers["daemon_uvloop_baseline"] = lambda: cpu_daemon(
+                nginx, tmp, rate, window, "uvloop", baseline
+            )
         probers["bare_uvloop"] = lambda: cpu_bare(nginx, rate, window, uvloop=True)
         probers["raw_uvloop"] = lambda: cpu_bare(nginx, rate, window, uvloop=True, raw=True)
+        if saturation:
+            n = saturation
+            probers["sat_daemon_uvloop"] = lambda: cpu_daemon(nginx, tmp, n, window, "uvloop")
+            if baseline is not None:
+                probers["sat_daemon_uvloop_baseline"] = lambda: cpu_daemon(
+                    nginx, tmp, n, window, "uvloop", baseline
+                )
+            probers["sat_bare_uvloop"] = lambda: cpu_bare(nginx, n, window, uvloop=True)
+            probers["sat_raw_uvloop"] = lambda: cpu_bare(nginx, n, window, uvloop=True, raw=True)
+    if only:
+        probers = {name: m for name, m in probers.items() if name.startswith(only)}
     runs: dict[str, list[Window]] = {name: [] for name in probers}
     for i in range(rounds):
         for name, measure in probers.items():
             print(
-                f"cpu: round {i + 1}/{rounds}, {name}: {rate} probes/s for {window:g}s …",
+                f"cpu: round {i + 1}/{rounds}, {name}: {saturation if name.startswith('sat_') else rate} probes/s for {window:g}s …",
                 file=sys.stderr,
             )
             runs[name].append(measure())
@@ -335,6 +375,7 @@ def cpu_rounds(nginx: Nginx, tmp: Path, rate: int, window: float, rounds: int) -
             "ms_per_probe": statistics.median(w.ms_per_probe for w in ws),
             "rounds_ms": [round(w.ms_per_probe, 4) for w in ws],
             "probes": sum(w.probes for w in ws),
+            "probes_per_s": sum(w.probes for w in ws) / (window * len(ws)),
         }
         for name, ws in runs.items()
     }
@@ -611,9 +652,21 @@ def main() -> int:
         help="the daemon's event loop (MONITOR_EVENT_LOOP)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--baseline", type=Path, help="cpu: a checkout whose daemon runs beside this one's"
+    )
+    parser.add_argument(
+        "--saturation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cpu: also the daemon with N checks at 1 s, beside the bare loops at N/s",
+    )
+    parser.add_argument("--rounds", type=int, help="cpu: rounds (default 3, 1 with --quick)")
+    parser.add_argument("--probers", help="cpu: only probers whose names start so, comma-separated")  # fmt: skip
     args = parser.parse_args()
     phases = set(args.only.split(","))
-    ensure_packages()
+    ensure_packages(phases)
     quick = args.quick
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                "cores": os.cpu_count(), "python": sys.version.split()[0], "loop": args.loop}  # fmt: skip
@@ -627,7 +680,10 @@ def main() -> int:
         with started(nginx.argv(), stderr=subprocess.DEVNULL):
             wait_http(nginx.url())
             if "cpu" in phases:
-                results["cpu"] = cpu_rounds(nginx, tmp, rate, window, 1 if quick else 3)
+                rounds = args.rounds or (1 if quick else 3)
+                only = tuple(args.probers.split(",")) if args.probers else ()
+                results["cpu"] = cpu_rounds(nginx, tmp, rate, window, rounds,
+                                            args.baseline, args.saturation, only)  # fmt: skip
             if "latency" in phases:
                 print("page latency: 200 incidents …", file=sys.stderr)
                 results["latency"] = asyncio.run(page_latency(nginx, tmp, 200, args.loop))
@@ -664,15 +720,34 @@ def report(r: dict[str, Any]) -> str:
             "raw_uvloop": "CPU per probe: raw protocol, no HTTP library, on uvloop",
             "raw_asyncio": "CPU per probe: raw protocol, no HTTP library, on asyncio",
             "blackbox": "CPU per probe: blackbox_exporter",
+            "daemon_uvloop_baseline": "CPU per probe: baseline daemon on uvloop",
+            "daemon_asyncio_baseline": "CPU per probe: baseline daemon on asyncio",
         }
         for key, label in labels.items():
             if key in cpu:
                 c = cpu[key]
                 spread = ", ".join(f"{v:.3f}" for v in c["rounds_ms"])
                 rows.append((label, f"{c['ms_per_probe']:.3f} ms (rounds: {spread})", "", ""))
-        bb = cpu["blackbox"]["ms_per_probe"]
+        for key, label in {
+            "sat_daemon_uvloop": "saturation, uvloop: daemon",
+            "sat_daemon_uvloop_baseline": "saturation, uvloop: baseline daemon",
+            "sat_bare_uvloop": "saturation, uvloop: bare aiohttp loop",
+            "sat_raw_uvloop": "saturation, uvloop: raw protocol",
+        }.items():
+            if key in cpu:
+                c = cpu[key]
+                spread = ", ".join(f"{v:.3f}" for v in c["rounds_ms"])
+                rows.append((label, f"{c['ms_per_probe']:.3f} ms at {c['probes_per_s']:.0f} probes/s "
+                             f"(rounds: {spread})", "", ""))  # fmt: skip
         for loop in ("uvloop", "asyncio"):
-            if f"daemon_{loop}" not in cpu:
+            if f"daemon_{loop}_baseline" in cpu:
+                d = cpu[f"daemon_{loop}"]["ms_per_probe"]
+                b = cpu[f"daemon_{loop}_baseline"]["ms_per_probe"]
+                rows.append((f"daemon on {loop} / baseline daemon on {loop}", f"{d / b:.2f}x",
+                             "<= 1.05x", _ok(d / b <= 1.05)))  # fmt: skip
+        bb = cpu["blackbox"]["ms_per_probe"] if "blackbox" in cpu else float("nan")
+        for loop in ("uvloop", "asyncio"):
+            if f"daemon_{loop}" not in cpu or f"bare_{loop}" not in cpu:
                 continue
             d, b = cpu[f"daemon_{loop}"]["ms_per_probe"], cpu[f"bare_{loop}"]["ms_per_probe"]
             rows += [

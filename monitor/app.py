@@ -13,6 +13,7 @@ import gc
 import os
 import signal
 from collections.abc import Mapping
+from datetime import datetime
 
 import aiohttp
 import structlog
@@ -25,16 +26,18 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import MonitorConfig, load_config
 from monitor.errors import ConfigError
 from monitor.httpclient import make_session
-from monitor.incidents import IncidentManager
+from monitor.incidents import IncidentError, IncidentManager
 from monitor.limits import Limiter
 from monitor.metrics import Metrics
 from monitor.model import Incident, OutboxItem, Severity
 from monitor.notifiers import NOTIFIERS
 from monitor.notifiers.base import Notification, NotificationEvent, NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
-from monitor.outbox import Outbox
+from monitor.outbox import Outbox, incident_of
 from monitor.paging import Pager, from_payload, to_payload
 from monitor.pipeline import ResultHandler
+from monitor.redact import remember_config
+from monitor.resources import probe_reserve, raise_nofile_limit
 from monitor.scheduler import Scheduler
 from monitor.silences import SilenceBook
 from monitor.status import StatusView
@@ -65,6 +68,7 @@ class App:
         store: Store | None = None,
     ) -> None:
         self.config = config
+        remember_config(config)  # its secrets are masked on every surface (monitor.redact)
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
@@ -115,6 +119,9 @@ class App:
 
     async def _run(self) -> None:
         config = self.config
+        limits = raise_nofile_limit()
+        if limits is not None:
+            log.info("open_files_limit", soft=limits[0], hard=limits[1])
         self._mark_loaded(config)
         self._limiter = Limiter(config.limits)
         async with contextlib.AsyncExitStack() as stack:
@@ -137,7 +144,9 @@ class App:
             app = build_app(self.metrics, lambda: self._ready, incident_api, status)
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
-            api = ApiServer(app, config.daemon.host, config.daemon.port)
+            # The API never takes the descriptors the probes need.
+            reserve = probe_reserve(config.limits.max_concurrency)
+            api = ApiServer(app, config.daemon.host, config.daemon.port, reserve=reserve)
             await api.start()
             stack.push_async_callback(api.stop)
             self.api_port = api.port
@@ -184,23 +193,51 @@ class App:
         async def deliver(name: str, payload: str) -> None:
             await notifiers[name].send(from_payload(payload))
 
-        async def alert_others(failed: OutboxItem, message: str) -> None:
-            # A channel refuses permanently: say so on every other channel.
+        async def alert(
+            key: str, event: NotificationEvent, notifier: str, title: str, text: str
+        ) -> None:
+            # About the monitor itself: said on every channel but the one concerned.
             now = self.clock.now()
             note = Notification(
-                idempotency_key=f"alert:{failed.id}", event=NotificationEvent.MONITOR_ALERT,
-                incident_id=None, dedup_key=f"monitor:{failed.notifier}",
-                title=f"The monitor cannot deliver through {failed.notifier}",
-                text=f"{failed.notifier} refused a notification permanently: {message}. Check its configuration.",
-                severity=Severity.P1, status=None, check=None, created_at=now,
+                idempotency_key=key, event=event, incident_id=None, dedup_key=f"monitor:{notifier}",
+                title=title, text=text, severity=Severity.P1, status=None, check=None, created_at=now,
             )  # fmt: skip
-            others = [n for n in notifiers if n != failed.notifier]
             await outbox.enqueue(
                 [
-                    OutboxItem(0, f"alert:{failed.id}:{o}", o, to_payload(note), now, now)
-                    for o in others
+                    OutboxItem(0, f"{key}:{o}", o, to_payload(note), now, now)
+                    for o in notifiers
+                    if o != notifier
                 ]
             )
+
+        async def outage(notifier: str, reason: str) -> None:
+            # One alert per outage of a channel, however many messages it fails.
+            stamp = int(self.clock.now().timestamp())
+            await alert(f"alert:{notifier}:{stamp}", NotificationEvent.MONITOR_ALERT, notifier,
+                  f"The monitor cannot deliver through {notifier}",
+                  f"Notifications through {notifier} fail ({reason}). They are kept and retried "
+                  "until they give up; check the channel and its configuration.")  # fmt: skip
+
+        async def recovered(notifier: str, since: datetime) -> None:
+            stamp = int(since.timestamp())
+            await alert(f"recovered:{notifier}:{stamp}", NotificationEvent.RESOLVE, notifier,
+                  f"The monitor delivers through {notifier} again",
+                  f"{notifier} delivers again (unreachable since {since:%Y-%m-%d %H:%M} UTC).")  # fmt: skip
+
+        async def dead_letter(item: OutboxItem, reason: str) -> None:
+            incident = incident_of(item.key)
+            if incident is None:
+                return
+            try:
+                what = from_payload(item.payload)
+                whom = ", ".join(r.name for r in what.recipients)
+                label = f"{what.event.value}{f' to {whom}' if whom else ''}"
+            except (ValueError, KeyError, TypeError):
+                label = "a notification"
+            with contextlib.suppress(IncidentError):  # an incident that is gone: nothing to tell
+                await self.incidents.note(
+                    incident, "dead_letter", f"not delivered via {item.notifier}: {label}, {reason}"
+                )
 
         outbox = Outbox(
             self.store,
@@ -208,7 +245,11 @@ class App:
             self.metrics,
             deliver,
             list(notifiers),
-            on_permanent_failure=alert_others,
+            on_dead_letter=dead_letter,
+            on_outage=outage,
+            on_recovered=recovered,
+            give_up_after={name: c.give_up_after for name, c in configs.items()},
+            alert_after={name: c.alert_after for name, c in configs.items()},
         )
 
         def runbook_of(incident: Incident) -> str | None:
@@ -259,6 +300,7 @@ class App:
             self.metrics.reload_ok.set(0)
             log.error("config_reload_failed", errors=[f"{self.config_path}: {type(exc).__name__}"])
             return False
+        remember_config(new)
         if new.daemon.listen != self._listen:
             log.warning("config_change_needs_restart", key="daemon.listen", kept=self._listen)
         for key, old_value, new_value in (

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -22,6 +23,7 @@ from monitor.clock import SystemClock
 from monitor.config import MonitorConfig, config_json_schema, default_config_path, load_config
 from monitor.configtypes import CheckConfigBase, format_duration, parse_duration
 from monitor.errors import ConfigError
+from monitor.escalation import Policy
 from monitor.httpclient import make_session
 from monitor.limits import Limiter
 from monitor.logs import configure_logging
@@ -34,12 +36,14 @@ from monitor.model import (
     Severity,
     TimelineEntry,
 )
-from monitor.oncall import format_coverage, format_on_call
+from monitor.oncall import format_coverage, format_on_call, on_call
+from monitor.paging import page_notifiers
 from monitor.postmortem import render_postmortem
 from monitor.postmortem_issue import GITHUB_API, PostmortemIssueError, open_issue
+from monitor.redact import redact, redact_text, remember_config
 from monitor.rules import Situation, classify
 from monitor.scheduler import CheckRunner
-from monitor.state import AlertState
+from monitor.state import AlertState, blindness
 from monitor.store.sqlite import SqliteStore, default_state_path
 
 __all__ = ["main"]
@@ -86,7 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("name", help="the check")
     explain.add_argument("--failure", help="failure kind (default: none given)")
-    explain.add_argument("--state", default="down", choices=["down", "degraded"])
+    explain.add_argument(
+        "--state",
+        choices=["down", "degraded", "blind"],
+        help="default: what the failure kind gives (blind when the monitor cannot see, "
+        "degraded for stale, slow, …; else down)",
+    )
     explain.add_argument(
         "--for", dest="failing_for", default="0s", help="how long it has been failing, e.g. 2h"
     )
@@ -202,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.config or default_config_path()
     try:
         config = load_config(path)
+        remember_config(config)  # its secrets are masked on every surface from here on
     except ConfigError as exc:
         if args.command in API_COMMANDS and not args.config and not os.path.exists(path):
             return _api_command(args, None)  # no config here: talk to the default address
@@ -409,9 +419,18 @@ def _incident_text(doc: dict[str, Any]) -> str:
     lines.append("timeline:")
     lines += [
         f"  {e['at'][:19].replace('T', ' ')}  {e['actor']:<10} {e['event']:<16} {e['text']}"
+        + _repeats(e)
         for e in doc["timeline"]
     ]
     return "\n".join(lines)
+
+
+def _repeats(entry: dict[str, Any]) -> str:
+    """ " (seen 12 times, last 05:40:00)" for an entry seen again; empty for one seen once."""
+    count, last = entry.get("count") or 1, entry.get("last_at")
+    if count <= 1:
+        return ""
+    return f" (seen {count} times" + (f", last {str(last)[11:19]})" if last else ")")
 
 
 def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
@@ -433,12 +452,17 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    state = args.state or (
+        "blind" if blindness(check.kind, args.failure)
+        else "degraded" if args.failure in _SOFT_FAILURES
+        else "down"
+    )  # fmt: skip
     situation = Situation(
         check=check.name, kind=check.kind, tags=frozenset(check.tags), failure=args.failure,
-        state=AlertState(args.state), failing_for=failing_for, now=now,
+        state=AlertState(state), failing_for=failing_for, now=now,
     )  # fmt: skip
     verdict = classify(config.severity, situation)
-    what = f"{check.name} ({check.kind}) {args.state}" + (
+    what = f"{check.name} ({check.kind}) {state}" + (
         f" with {args.failure}" if args.failure else ""
     )
     print(f"{what}, failing for {format_duration(failing_for)}, at {now:%Y-%m-%d %H:%M} UTC:")
@@ -446,7 +470,84 @@ def _explain(config: MonitorConfig, args: argparse.Namespace) -> int:
         print(f"  {line}")
     result = verdict.severity.value if verdict.severity else "ignore (no incident)"
     print(f"→ {result} (rule {verdict.rule}{'' if verdict.auto_resolve else ', resolved by hand'})")
+    if verdict.severity is not None:
+        for line in _who_is_paged(config, verdict.severity, now):
+            print(line)
+    elif state != "blind":
+        print("→ paged now: nobody (no incident)")
+    if state == "blind":
+        notifiers = {n: c.type for n, c in config.notifiers.items()} or {"console": "console"}
+        chosen = config.escalation.health_policy(notifiers)
+        how = "nowhere to post" if chosen is None else _describe_policy(*chosen)
+        print(f"blind: the monitor cannot see {check.name}; a monitor-health incident → {how}")
     return EXIT_OK
+
+
+# Failure kinds that are soft by nature: a check reports them as degraded, not down.
+_SOFT_FAILURES = frozenset(
+    k.value
+    for k in (
+        FailureKind.TLS_EXPIRING,
+        FailureKind.SLOW,
+        FailureKind.STALE,
+        FailureKind.DEPRECATED,
+        FailureKind.WORKFLOW_DISABLED,
+    )
+)
+
+
+def _who_is_paged(config: MonitorConfig, severity: Severity, now: datetime) -> list[str]:
+    """The policy an incident of `severity` runs, and who its page steps reach at `now`."""
+    chosen = config.escalation.policy_for(severity)
+    if chosen is None:
+        return [f"policy: none for {severity}: nobody is paged (no escalation policies)"]
+    name, policy = chosen
+    via = page_notifiers(config.escalation, list(config.notifiers) or ["console"])
+    current = on_call(config.oncall, now) if config.oncall is not None else None
+    steps: list[str] = []
+    paged: list[str] = []  # the first pass: who, and when if not at once
+    offset = timedelta(0)
+    for step in policy.steps:
+        after = f"after {format_duration(offset)} unacknowledged: " if offset else ""
+        if step.wait is not None:
+            offset += step.wait
+            steps.append(f"wait {format_duration(step.wait)}")
+        elif step.post is not None:
+            steps.append(f"post to {step.post}")
+        elif isinstance(step.page, list):
+            steps.append(f"page {', '.join(step.page)}")
+            paged.append(after + ", ".join(step.page))
+        else:
+            found: list[str] = []
+            if current is not None and step.page in ("primary", "secondary"):
+                who = current.primary if step.page == "primary" else current.secondary
+                found = [who.name] if who else []
+            elif current is not None and current.rotation is not None and config.oncall:
+                rotation = next(r for r in config.oncall.rotations if r.name == current.rotation)
+                found = list(rotation.members)
+            label = (
+                f"{step.page} of {current.rotation}" if current and current.rotation else step.page
+            )
+            steps.append(f"page {label} ({', '.join(found) or 'nobody on call'})")
+            paged.append(f"{after}{', '.join(found) or 'nobody'} ({label})")
+    repeat = (
+        f"; then {policy.repeat} more times from step {policy.repeat_from}" if policy.repeat else ""
+    )
+    lines = [f"policy {name}: {'; '.join(steps)}{repeat}"]
+    if paged:
+        lines.append(f"→ paged now via {', '.join(via)}: {'; '.join(paged)}")
+    else:
+        lines.append("→ paged now: nobody (the policy pages no one)")
+    return lines
+
+
+def _describe_policy(name: str, policy: Policy) -> str:
+    steps = [
+        f"post to {s.post}" if s.post else f"wait {format_duration(s.wait)}" if s.wait
+        else f"page {s.page if isinstance(s.page, str) else ', '.join(s.page or [])}"
+        for s in policy.steps
+    ]  # fmt: skip
+    return f"policy {name}: {'; '.join(steps)}"
 
 
 def _oncall(config: MonitorConfig, args: argparse.Namespace) -> int:
@@ -519,12 +620,15 @@ def _check(config: MonitorConfig, names: list[str], *, as_json: bool) -> int:
         print(f"unknown check(s): {', '.join(unknown)}", file=sys.stderr)
         return EXIT_USAGE
     selected = [c for c in config.checks if c.name in names] if names else config.enabled_checks
-    configure_logging(json=False, level="error")
-    results = asyncio.run(_run_checks(config, selected))
+    # stdout carries the results only (JSON with --json): logs, and anything a check or a
+    # library prints while the checks run, go to stderr.
+    configure_logging(json=False, level="error", stream=sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):
+        results = asyncio.run(_run_checks(config, selected))
     if as_json:
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        print(json.dumps([redact(r.to_json()) for r in results], indent=2))
     else:
-        print(_table(results))
+        print(redact_text(_table(results)))
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
@@ -554,7 +658,8 @@ async def _run_checks(
 def _table(results: Sequence[CheckResult]) -> str:
     rows = [("CHECK", "KIND", "RESULT", "TIME", "MESSAGE")]
     for r in results:
-        verdict = "ok" if r.ok else f"{r.outcome.value}: {r.failure.value if r.failure else '?'}"
+        outcome = "blind" if blindness(r.kind, r.failure) else r.outcome.value
+        verdict = "ok" if r.ok else f"{outcome}: {r.failure.value if r.failure else '?'}"
         rows.append((r.check, r.kind, verdict, f"{r.duration_s * 1000:.0f} ms", r.message))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
@@ -562,7 +667,11 @@ def _table(results: Sequence[CheckResult]) -> str:
         for row in rows
     ]
     failed = sum(not r.ok for r in results)
-    lines.append(f"\n{len(results) - failed} ok, {failed} failed")
+    blind = sum(blindness(r.kind, r.failure) for r in results)
+    lines.append(
+        f"\n{len(results) - failed} ok, {failed - blind} failed"
+        + (f", {blind} blind (the monitor could not see)" if blind else "")
+    )
     return "\n".join(lines)
 
 
@@ -582,6 +691,8 @@ def incident_from_json(doc: dict[str, Any]) -> Incident:
 
 def entry_from_json(doc: dict[str, Any]) -> TimelineEntry:
     at = datetime.fromisoformat(doc["at"])
+    last = doc.get("last_at")
     return TimelineEntry(
-        doc["incident_id"], at, doc["event"], doc["actor"], doc["text"], doc.get("data") or {}
-    )
+        doc["incident_id"], at, doc["event"], doc["actor"], doc["text"], doc.get("data") or {},
+        count=doc.get("count") or 1, last_at=datetime.fromisoformat(last) if last else None,
+    )  # fmt: skip

@@ -6,6 +6,8 @@ from typing import Any
 
 import aiohttp
 
+from monitor.redact import redact_text
+
 __all__ = ["ApiClient", "ApiError"]
 
 
@@ -42,9 +44,13 @@ class ApiClient:
                     doc = None
                 if resp.status >= 400:
                     message = doc.get("error") if isinstance(doc, dict) else None
-                    raise ApiError(f"{resp.status}: {message or resp.reason}")
+                    raise ApiError(redact_text(f"{resp.status}: {message or resp.reason}"))
                 return doc
         except aiohttp.ClientError as exc:
-            raise ApiError(f"cannot reach the daemon at {self.base_url}: {exc}") from exc
+            raise ApiError(
+                redact_text(f"cannot reach the daemon at {self.base_url}: {exc}")
+            ) from exc
         except TimeoutError as exc:
-            raise ApiError(f"the daemon at {self.base_url} did not answer in time") from exc
+            raise ApiError(
+                redact_text(f"the daemon at {self.base_url} did not answer in time")
+            ) from exc

@@ -356,6 +356,52 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
     issues += _dangling(data, source)
     issues += _unknown_rule_kinds(data, source)
     issues += _escalation_refs(data, source)
+    issues += _unrouted_severities(data, source)
+    return issues
+
+
+def _unrouted_severities(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
+    """Once there are escalation policies, every severity the rules can yield (and P2,
+    what a failure no rule matches gets) must reach one: else its incidents page nobody."""
+    esc = data.get("escalation")
+    policies = esc.get("policies") if isinstance(esc, dict) else None
+    if not isinstance(policies, dict) or not policies:
+        return []  # no paging set up: incidents are recorded and shown, nobody is paged
+    named = esc.get("severities") if isinstance(esc, dict) else None
+    named = named if isinstance(named, dict) else {}
+
+    def unrouted(severity: object) -> bool:
+        # A severity named in `severities` reaches its policy (or is reported missing).
+        return (
+            severity in ("P0", "P1", "P2") and severity not in named and "default" not in policies
+        )
+
+    why = "escalation.severities names no policy for it and there is no `default` policy"
+    issues = []
+    rules = data.get("severity")
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        label = f"rule {rule['name']!r}" if isinstance(rule.get("name"), str) else f"severity[{i}]"
+        yields: list[tuple[Path, object]] = [(("severity", i, "severity"), rule.get("severity"))]
+        raises = rule.get("raise_after")
+        yields += [
+            (("severity", i, "raise_after", j, "severity"), step.get("severity"))
+            for j, step in enumerate(raises if isinstance(raises, list) else [])
+            if isinstance(step, dict)
+        ]
+        issues += [
+            source.issue(path, f"{label} yields {level}, which reaches no escalation policy "
+                               f"({why}): its incidents would page nobody")
+            for path, level in yields
+            if unrouted(level)
+        ]  # fmt: skip
+    if unrouted("P2"):
+        issues.append(
+            source.issue(("escalation", "policies"), "a failure no rule matches is P2, which "
+                         f"reaches no escalation policy ({why}): its incidents would page nobody",
+                         key=True)
+        )  # fmt: skip
     return issues
 
 

@@ -9,6 +9,7 @@ remaining steps keep their original times.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -77,16 +78,44 @@ class EscalationConfig(StrictModel):
         default=timedelta(minutes=30),
         description="Acknowledged but not resolved this long: paging starts again. 0s: never.",
     )
+    monitor_health: str | None = Field(
+        default=None,
+        description="Policy for monitor-health incidents (checks blind: rate limited, "
+        "refused, out of resources). Default: a post to `channel` (none: to every notifier "
+        "that pages nobody), nobody paged.",
+    )
 
     @model_validator(mode="after")
     def _policies_exist(self) -> EscalationConfig:
+        known = ", ".join(sorted(self.policies)) or "none"
         for severity, name in self.severities.items():
             if name not in self.policies:
-                known = ", ".join(sorted(self.policies)) or "none"
                 raise ValueError(
                     f"severities.{severity}: no policy named {name!r} (policies: {known})"
                 )
+        if self.monitor_health is not None and self.monitor_health not in self.policies:
+            raise ValueError(
+                f"monitor_health: no policy named {self.monitor_health!r} (policies: {known})"
+            )
         return self
+
+    def health_policy(self, notifiers: Mapping[str, str]) -> tuple[str, Policy] | None:
+        """The policy of monitor-health incidents: `monitor_health`, or else a post to the
+        channel. Without a channel, a post to every notifier (name → type) that pages
+        nobody: not in `page_via`, not PagerDuty. None with nowhere to post."""
+        if self.monitor_health is not None:
+            return self.monitor_health, self.policies[self.monitor_health]
+        if self.channel:
+            targets = [self.channel]
+        else:
+            targets = [
+                name
+                for name, kind in notifiers.items()
+                if kind != "pagerduty" and name not in self.page_via
+            ]
+        if not targets:
+            return None
+        return "monitor_health", Policy(steps=[Step(post=t) for t in targets])
 
     def policy_for(self, severity: Severity) -> tuple[str, Policy] | None:
         name = self.severities.get(severity.value, "default")

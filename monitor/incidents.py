@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,11 +30,14 @@ from monitor.model import (
 from monitor.state import AlertState
 from monitor.store import Store
 
-__all__ = ["CheckEvent", "IncidentError", "IncidentManager"]
+__all__ = ["HEALTH_SOURCE", "CheckEvent", "IncidentError", "IncidentManager"]
 
 log = structlog.stdlib.get_logger(__name__)
 
 MONITOR = "monitor"  # the actor of everything the daemon does by itself
+HEALTH_SOURCE = "monitor_health"  # the source of incidents about the monitor's own sight
+# Timeline events that say what a check saw; the same thing seen again is counted on them.
+_SEEN = ("opened", "reopened", "failure")
 
 
 class IncidentError(Exception):
@@ -64,6 +67,9 @@ class CheckEvent:
 
     @property
     def failing(self) -> bool:
+        """Down or degraded; blind only when a rule opted in (gave it a severity)."""
+        if self.state is AlertState.BLIND:
+            return self.severity is not None
         return self.state in (AlertState.DOWN, AlertState.DEGRADED)
 
 
@@ -122,7 +128,47 @@ class IncidentManager:
                 return await self._still_failing(current, event, now)
             if event.state is AlertState.UP and event.previous is not AlertState.UP:
                 return await self._recovered(current, event, now)
+            if event.state is AlertState.BLIND and event.previous is not AlertState.BLIND:
+                # Nothing is known about the asset: the incident stays as it was.
+                incident = replace(current, updated_at=now)
+                text = f"the monitor cannot see the check: {event.result.message}"
+                await self._write(incident, [self._entry(current, now, "blind", text)])
+                return incident
             return current
+
+    async def monitor_health(
+        self, key: str, title: str, message: str, checks: Sequence[str]
+    ) -> Incident | None:
+        """Opens or updates the monitor-health incident `key` (checks blind for one cause);
+        resolves it when `checks` is empty: the monitor sees again."""
+        async with self._lock:
+            current = self._open.get(key)
+            now = self.clock.now()
+            if not checks:
+                if current is None:
+                    return None
+                seen = self._entry(current, now, "sight_restored", "every check sees again")
+                return await self._resolve(current, MONITOR, now, [seen], "the monitor sees again")
+            if current is not None:
+                if current.title == title and current.message == message:
+                    return current
+                incident = replace(current, title=title, message=message, updated_at=now)
+                entry = self._entry(incident, now, "blind_checks", message, checks=list(checks))
+                await self._write(incident, [entry])
+                return incident
+            incident = Incident(
+                id=0, key=key, title=title, status=IncidentStatus.TRIGGERED,
+                severity=Severity.P2, opened_at=now, updated_at=now, source=HEALTH_SOURCE,
+                message=message,
+            )  # fmt: skip
+            entry = self._entry(incident, now, "opened", message, checks=list(checks))
+            incident = await self.store.create_incident(incident, [entry])
+            self._open[key] = incident
+            self.metrics.incidents_opened.labels(str(incident.severity)).inc()
+            log.warning("monitor_health_opened", incident_id=incident.id, key=key, title=title)
+            self._export()
+        await self._tell(incident, "opened")
+        return incident
 
     async def _open_or_reopen(self, event: CheckEvent, now: datetime) -> Incident:
         assert event.severity is not None  # noqa: S101  checked by the caller
@@ -203,6 +249,9 @@ class IncidentManager:
         if not result.ok and (failure != current.failure or result.message != current.message):
             changes.update(failure=failure, message=result.message)
             entries.append(self._entry(current, now, "failure", result.message, failure=failure))
+        elif not result.ok:
+            # The same failure again: counted on its entry, not a new line.
+            await self.store.repeat_entry(current.id, _SEEN, now)
         if event.severity is not None and event.severity.worse_than(current.severity):
             # Severity may rise while open, never silently fall.
             changes["severity"] = event.severity

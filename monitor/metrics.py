@@ -78,6 +78,11 @@ class Metrics:
             ["api", "budget"], registry=registry,
         )  # fmt: skip
         self._versions: dict[str, str] = {}
+        self.blinded = Counter(
+            "monitor_probes_blinded", "Runs that failed because the monitor itself ran out of "
+            "resources (descriptors, buffers, memory); not counted against the asset.",
+            ["check"], registry=registry,
+        )  # fmt: skip
         self.notifications = Counter(
             "monitor_notifications", "Notification attempts by outcome (sent, retried, failed).",
             ["notifier", "outcome"], registry=registry,

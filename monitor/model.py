@@ -72,6 +72,7 @@ class FailureKind(StrEnum):
     RUN_FAILED = "run_failed"  # GitHub Actions: latest run(s) failed
     FAILURE_RATE = "failure_rate"  # GitHub Actions: too many failed runs in the window
     UPSTREAM_DEGRADED = "upstream_degraded"  # a status page reports a component degraded
+    MONITOR_RESOURCES = "monitor_resources"  # the monitor ran out of its own (e.g. EMFILE)
     UNEXPECTED = "unexpected"
 
 
@@ -233,6 +234,9 @@ class TimelineEntry:
     actor: str  # "monitor", or the person who acted
     text: str
     data: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    # The same failure seen again collapses into this entry: how often, and when last.
+    count: int = 1
+    last_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

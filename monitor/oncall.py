@@ -62,7 +62,8 @@ class Handoff(StrictModel):
 class Rotation(StrictModel):
     name: str = Field(min_length=1)
     window: str = Field(
-        default="00:00-00:00", description="HH:MM-HH:MM local; 00:00-00:00 is all day"
+        default="00:00-00:00",
+        description="HH:MM-HH:MM local; 00:00-24:00 (or 00:00-00:00) is all day",
     )
     timezone: TimeZoneName = "UTC"
     members: list[str] = Field(min_length=1)
@@ -78,13 +79,18 @@ class Rotation(StrictModel):
         if not sep:
             raise ValueError(f"invalid window {value!r}: use HH:MM-HH:MM, e.g. 15:00-03:00")
         parse_clock(begin)
-        parse_clock(end)
+        _end_clock(end)
         return value
 
     @property
     def bounds(self) -> tuple[time, time]:
         begin, _, end = self.window.partition("-")
-        return parse_clock(begin), parse_clock(end)
+        return parse_clock(begin), _end_clock(end)
+
+
+def _end_clock(text: str) -> time:
+    """A window's end: HH:MM, or 24:00 for the midnight that ends the day (= 00:00)."""
+    return time(0, 0) if text.strip() == "24:00" else parse_clock(text)
 
 
 class Override(StrictModel):

@@ -20,29 +20,39 @@ from datetime import datetime, timedelta
 import structlog
 
 from monitor.clock import Clock, sleep_or_wake
-from monitor.escalation import Action, EscalationConfig, due_actions, freeze, thaw
-from monitor.incidents import IncidentManager
+from monitor.escalation import Action, EscalationConfig, Policy, due_actions, freeze, thaw
+from monitor.incidents import HEALTH_SOURCE, IncidentManager
 from monitor.model import EscalationState, Incident, IncidentStatus, OutboxItem, Severity
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
 from monitor.oncall import OnCallConfig, Person, handoffs, on_call, person
-from monitor.outbox import Outbox
+from monitor.outbox import Outbox, incident_of
+from monitor.redact import redact_text
 from monitor.store import Store
 
-__all__ = ["Pager", "from_payload", "to_payload"]
+__all__ = ["Pager", "from_payload", "page_notifiers", "to_payload"]
 
 log = structlog.stdlib.get_logger(__name__)
 
 _REVERTIBLE = (Severity.P0, Severity.P1)  # pages that say what reverting means
 
-# Notifier types that follow an incident's life (acknowledge, resolve), not only pages.
+# Notifier types that follow every incident's life (acknowledge, resolve), even when
+# they are not in `page_via`; every notifier in `page_via` follows the incidents it pages.
 LIFECYCLE_TYPES = frozenset({"pagerduty", "slack_bot"})
+
+# What a page superseded by an acknowledgement (or a resolve) was: messages to a person.
+_PAGES = frozenset({NotificationEvent.TRIGGER, NotificationEvent.REASSIGN})
 
 
 def to_payload(n: Notification) -> str:
+    """The outbox's copy of a notification; what people read in it is redacted
+    (`monitor.redact`), the keys channels need are kept as they are."""
     doc = asdict(n)
+    for key in ("title", "text", "runbook", "actor"):
+        if isinstance(doc[key], str):
+            doc[key] = redact_text(doc[key])
+    doc["links"] = {label: redact_text(url) for label, url in n.links.items()}
     doc["created_at"] = n.created_at.isoformat()
     doc["recipients"] = [asdict(r) for r in n.recipients]
-    doc["links"] = dict(n.links)
     return json.dumps(doc)
 
 
@@ -92,11 +102,7 @@ class Pager:
 
     @property
     def page_via(self) -> list[str]:
-        return (
-            self.config.page_via
-            or [n for n in self.notifier_types if n != self.config.channel]
-            or list(self.notifier_types)
-        )
+        return page_notifiers(self.config, list(self.notifier_types))
 
     async def _heard(self, incident: Incident, event: str, actor: str) -> None:
         self._changes.put_nowait(_Change(incident, event, actor))
@@ -126,8 +132,26 @@ class Pager:
             incident.status is IncidentStatus.TRIGGERED
             and incident.severity is not None
             and incident.suppressed is None
-            and self.config.policy_for(incident.severity) is not None
+            and self._policy(incident) is not None
         )
+
+    def _health_targets(self, incident: Incident, targets: list[str]) -> list[str]:
+        """A monitor-health incident's lifecycle goes where its policy posted, and to the
+        paging notifiers only if the policy pages: nothing to resolve where nothing began."""
+        chosen = self._policy(incident)
+        steps = chosen[1].steps if chosen else []
+        posted = [s.post for s in steps if s.post is not None]
+        paged = self.page_via if any(s.page is not None for s in steps) else []
+        return [t for t in targets if t in posted or t in paged] or posted
+
+    def _policy(self, incident: Incident) -> tuple[str, Policy] | None:
+        """Monitor-health incidents follow `escalation.monitor_health`; others their
+        severity's policy."""
+        if incident.source == HEALTH_SOURCE:
+            return self.config.health_policy(self.notifier_types)
+        if incident.severity is None:
+            return None
+        return self.config.policy_for(incident.severity)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -225,8 +249,7 @@ class Pager:
     # --- escalations -------------------------------------------------------------------
 
     async def _start(self, incident: Incident, at: datetime) -> None:
-        assert incident.severity is not None  # noqa: S101  _should_page checked
-        chosen = self.config.policy_for(incident.severity)
+        chosen = self._policy(incident)
         if chosen is None:
             return
         name, policy = chosen
@@ -245,7 +268,7 @@ class Pager:
         timeout = self.config.ack_timeout
         if timeout <= timedelta(0) or incident.severity is None:
             return
-        chosen = self.config.policy_for(incident.severity)
+        chosen = self._policy(incident)
         if chosen is None:
             return
         frozen = json.dumps({"epoch": int(acked_at.timestamp()), **json.loads(freeze(*chosen))})
@@ -351,19 +374,71 @@ class Pager:
         what: str,
         actor: str | None = None,
     ) -> None:
-        """Posts a lifecycle change to the channel and to notifiers that track incidents."""
+        """Posts a lifecycle change to the channel, to the notifiers that page for the
+        incident and to those that track incidents.
+
+        On an acknowledgement or a resolve, pages of the incident still waiting for a
+        notifier (it was unreachable) are not sent any more: the message says which were
+        held back ("while this channel was unreachable"), and so does the timeline."""
         targets = [self.config.channel] if self.config.channel else []
+        targets += [n for n in self.page_via if n in self.notifier_types and n not in targets]
         targets += [
             n for n, t in self.notifier_types.items() if t in LIFECYCLE_TYPES and n not in targets
         ]
+        if incident.source == HEALTH_SOURCE:
+            targets = self._health_targets(incident, targets)
         stamp = int(self.clock.now().timestamp())
-        items = [
-            self._item(f"incident:{incident.id}:{what}:{stamp}:{target}", target,
-                       self._notification(incident, event, f"incident:{incident.id}:{what}:{stamp}", (), text, actor))
-            for target in targets
-        ]  # fmt: skip
-        if items:
+        base = f"incident:{incident.id}:{what}:{stamp}"
+        superseded: list[int] = []
+        items = []
+        notes = []
+        for target in targets:
+            held = []
+            if event in (NotificationEvent.ACKNOWLEDGE, NotificationEvent.RESOLVE):
+                held = await self._held_pages(incident.id, target, event)
+            body = text
+            if held:
+                superseded += [item.id for item, _ in held]
+                lines = [f"{_hhmm(n.created_at)} {_page_label(n)}" for _, n in held]
+                body += (
+                    f"\nWhile this channel was unreachable, {_count(len(held), 'page')} "
+                    f"not sent (now {what}):\n" + "\n".join(lines)
+                )
+                notes.append(
+                    f"not sent via {target} (unreachable until {what}): "
+                    + "; ".join(lines)
+                    + f"; summarized in the {event.value} message"
+                )
+            n = self._notification(incident, event, base, (), body, actor)
+            items.append(self._item(f"{base}:{target}", target, n))
+        if superseded:
+            await self.store.settle_notifications(superseded, "superseded", items)
+            self.outbox.wake(targets)
+            await self.outbox.export_depth()
+            log.info("pages_superseded", incident_id=incident.id, count=len(superseded))
+        elif items:
             await self.outbox.enqueue(items)
+        for note in notes:
+            await self.incidents.note(incident.id, "notification_superseded", note)
+
+    async def _held_pages(
+        self, incident_id: int, notifier: str, event: NotificationEvent
+    ) -> list[tuple[OutboxItem, Notification]]:
+        """Pages of the incident still waiting for `notifier` (none in flight)."""
+        held = []
+        for item in await self.store.pending_notifications(notifier):
+            if incident_of(item.key) != incident_id or item.id in self.outbox.in_flight:
+                continue
+            try:
+                n = from_payload(item.payload)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if not n.recipients or n.event not in _PAGES:
+                continue  # a post to a channel still tells the story in order
+            if event is NotificationEvent.ACKNOWLEDGE and n.event is not NotificationEvent.TRIGGER:
+                continue  # the new owner still hears of an acknowledged incident
+            held.append((item, n))
+        return held
 
     async def _reassigned(self, incident: Incident, actor: str) -> None:
         assignee = (
@@ -414,6 +489,24 @@ class Pager:
     def _item(self, key: str, notifier: str, n: Notification) -> OutboxItem:
         now = self.clock.now()
         return OutboxItem(0, key, notifier, to_payload(replace(n, idempotency_key=key)), now, now)
+
+
+def page_notifiers(config: EscalationConfig, notifiers: Sequence[str]) -> list[str]:
+    """The notifiers that page a person: `page_via`, or every one but the channel."""
+    return config.page_via or [n for n in notifiers if n != config.channel] or list(notifiers)
+
+
+def _page_label(n: Notification) -> str:
+    whom = ", ".join(r.name for r in n.recipients)
+    return f"page to {whom}" if n.event is NotificationEvent.TRIGGER else f"{whom} as new owner"
+
+
+def _hhmm(at: datetime) -> str:
+    return f"{at:%H:%M:%S} UTC"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"1 {noun} was" if n == 1 else f"{n} {noun}s were"
 
 
 def _recipient(p: Person) -> Recipient:

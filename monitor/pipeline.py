@@ -4,6 +4,11 @@ Per result: annotate with the upstream status, record metrics, step the alert st
 (persisted when it changes), then, while the check fails or has an incident open,
 classify it and hand it to the incident manager with the reason paging is held back,
 if any (maintenance, a silence, a parent check that is down).
+
+A result that could not observe (`state.blindness`) makes the check BLIND, which opens
+nothing for the asset unless a rule names `blind`; the monitor's own trouble goes to one
+monitor-health incident per cause (the failure and the upstream host), resolved when no
+check is blind for it any more.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
+from yarl import URL
 
 from monitor.clock import Clock
 from monitor.configtypes import CheckConfigBase
@@ -22,10 +28,10 @@ from monitor.incidents import CheckEvent, IncidentManager
 from monitor.lastgood import LastGood, advice, capture
 from monitor.maintenance import MaintenanceWindow, suppression
 from monitor.metrics import Metrics
-from monitor.model import CheckResult
+from monitor.model import CheckResult, FailureKind
 from monitor.rules import SeverityRule, Situation, classify
 from monitor.silences import SilenceBook
-from monitor.state import AlertState, CheckState, step
+from monitor.state import AlertState, CheckState, blindness, step
 from monitor.status import RunHistory
 from monitor.store import Store
 
@@ -34,6 +40,7 @@ __all__ = ["ResultHandler", "annotate"]
 log = structlog.stdlib.get_logger(__name__)
 
 _FAILING = (AlertState.DOWN, AlertState.DEGRADED)
+_CLASSIFIED = (*_FAILING, AlertState.BLIND)  # states the severity rules are asked about
 _LAST_GOOD = "lastgood:"  # store key prefix
 
 
@@ -69,6 +76,7 @@ class ResultHandler:
         self.last_good: dict[str, LastGood] = {}
         self.history: dict[str, RunHistory] = {}  # recent runs, for the status page
         self._unsaved: set[str] = set()
+        self._causes: dict[str, str] = {}  # monitor-health key → what the monitor cannot do
         # Bound once, after logging is configured: the per-run debug line is then skipped
         # without building its fields when debug is off.
         self._log = log.bind()
@@ -97,6 +105,7 @@ class ResultHandler:
 
     async def forget(self, names: Iterable[str]) -> None:
         names = list(names)
+        causes = {s.cause for n in names if (s := self.states.get(n)) and s.cause}
         for name in names:
             self.states.pop(name, None)
             self.last.pop(name, None)
@@ -106,18 +115,33 @@ class ResultHandler:
         if self.store is not None and names:
             await self.store.delete_check_states(names)
             await self.store.kv_delete([_LAST_GOOD + n for n in names])
+        if self.incidents is not None:
+            for cause in sorted(causes):  # a removed check no longer keeps the monitor blind
+                await self._health(cause)
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
+        if result.failure is FailureKind.MONITOR_RESOURCES:
+            # The monitor could not look: the check goes blind (below), never down.
+            self.metrics.blinded.labels(result.check).inc()
+            log.warning("probe_blinded", check=result.check, message=result.message)
         if config.upstream_status is not None and not result.ok:
             result = annotate(result, self.last.get(config.upstream_status))
+        cause = self._blind_cause(config, result)
+        if cause is None and result.failure is FailureKind.UNAVAILABLE:
+            # The users' own path is down too (a registry, a gallery): the asset's failure,
+            # marked as upstream for the rules and the page.
+            result = replace(
+                result, details={**result.details, "upstream_unavailable": _host(config)}
+            )
         self.last[result.check] = result
         history = self.history.get(result.check)
         if history is None:
             history = self.history[result.check] = RunHistory()
-        history.add(result)
+        history.add(result, blind=cause is not None)
         self.metrics.record(result)
         prev = self.states.get(result.check) or CheckState()
-        new = step(prev, result, config.failure_threshold or 1, config.success_threshold or 1)
+        fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1
+        new = step(prev, result, fail_n, ok_n, cause)
         self.states[result.check] = new
         if self._debug:
             self._log.debug(
@@ -129,14 +153,50 @@ class ResultHandler:
             )
         if new.state is not prev.state:
             self._transition(result, prev, new)
-            if self.store is not None:
-                await self.store.save_check_state(result.check, new)
+        if self.store is not None and _kept(prev, fail_n, ok_n) != _kept(new, fail_n, ok_n):
+            # The streak is saved with the state (and a blind check's cause), so a restart
+            # does not start it again; a steady state (counts past their thresholds) writes
+            # nothing.
+            await self.store.save_check_state(result.check, new)
         if result.ok:
             await self._remember(result)
         elif result.check in self._unsaved:
             await self._save_last_good(result.check)
-        if self.incidents is not None and (new.state in _FAILING or new.state is not prev.state):
+        if self.incidents is not None and (new.state in _CLASSIFIED or new.state is not prev.state):
             await self._incident(config, result, prev.state, new)
+        if self.incidents is not None and (prev.cause or new.cause) and prev.cause != new.cause:
+            if new.cause is not None:
+                self._causes[new.cause] = _describe_cause(config, result)
+            for key in {prev.cause, new.cause} - {None}:
+                await self._health(str(key))
+
+    def _blind_cause(self, config: CheckConfigBase, result: CheckResult) -> str | None:
+        """The monitor-health key when `result` could not observe, else None."""
+        if result.ok or not blindness(config.kind, result.failure):
+            return None
+        assert result.failure is not None  # noqa: S101  blindness says so
+        if result.failure is FailureKind.MONITOR_RESOURCES:
+            return f"monitor-health:{result.failure.value}"
+        return f"monitor-health:{result.failure.value}:{_host(config)}"
+
+    async def _health(self, key: str) -> None:
+        """Opens, updates or resolves the monitor-health incident for `key`."""
+        assert self.incidents is not None  # noqa: S101  the caller checked
+        blind = sorted(
+            name
+            for name, s in self.states.items()
+            if s.state is AlertState.BLIND and s.cause == key
+        )
+        if not blind:
+            self._causes.pop(key, None)
+            await self.incidents.monitor_health(key, "", "", [])
+            return
+        current = self.incidents.open_for(key)
+        what = self._causes.get(key) or (current.message.split(";")[0] if current else key)
+        n = f"{len(blind)} check{'s' if len(blind) != 1 else ''} blind"
+        await self.incidents.monitor_health(
+            key, f"{what}; {n}", f"{what}; {n}: {', '.join(blind)}", blind
+        )
 
     async def _remember(self, result: CheckResult) -> None:
         values = capture(result.kind, result.details)
@@ -156,7 +216,12 @@ class ResultHandler:
     def _transition(self, result: CheckResult, prev: CheckState, new: CheckState) -> None:
         self.metrics.set_state(result.check, result.kind, new.state)
         fields = {"check": result.check, "kind": result.kind, "message": result.message}
-        if new.state is AlertState.DOWN:
+        if new.state is AlertState.BLIND:
+            log.warning("check_blind", failure=result.failure, previous=prev.state.value,
+                        cause=new.cause, **fields)  # fmt: skip
+        elif prev.state is AlertState.BLIND:
+            log.info("check_sees_again", state=new.state.value, **fields)
+        elif new.state is AlertState.DOWN:
             log.warning("check_down", failure=result.failure, previous=prev.state.value, **fields)
         elif new.state is AlertState.DEGRADED:
             log.warning(
@@ -173,7 +238,7 @@ class ResultHandler:
     ) -> None:
         assert self.incidents is not None  # noqa: S101  the caller checked
         key = config.dedup_key or config.name
-        failing = new.state in _FAILING
+        failing = new.state in _CLASSIFIED
         if not failing and (previous is new.state or self.incidents.open_for(key) is None):
             return  # healthy with nothing to resolve: the common case costs nothing
         now = self.clock.now() if self.clock is not None else result.started_at
@@ -213,16 +278,82 @@ class ResultHandler:
         return None
 
 
+def _host(config: CheckConfigBase) -> str:
+    """The upstream a check talks to, for monitor-health keys and messages."""
+    for attr in ("api_url", "url", "registry", "gallery_url", "api"):
+        value = getattr(config, attr, None)
+        if isinstance(value, str) and value:
+            try:
+                host = URL(value).host
+            except (ValueError, TypeError):
+                host = None
+            if host:
+                return host
+    return config.kind
+
+
+_UPSTREAM = {
+    "github_actions": "GitHub API",
+    "statuspage": "status page",
+    "npm": "npm registry",
+    "version_sync": "registry",
+    "vscode_marketplace": "VS Code Marketplace",
+    "openvsx": "Open VSX",
+}
+_CANNOT = {
+    FailureKind.RATE_LIMITED: "rate limit reached",
+    FailureKind.AUTH: "refuses the monitor's credentials",
+    FailureKind.UNAVAILABLE: "unavailable",
+}
+
+
+def _describe_cause(config: CheckConfigBase, result: CheckResult) -> str:
+    """What the monitor cannot do, stably worded: "GitHub API (api.github.com): rate limit
+    reached until 05:44 UTC"."""
+    if result.failure is FailureKind.MONITOR_RESOURCES:
+        return "the monitor ran out of its own resources"
+    host = _host(config)
+    label = _UPSTREAM.get(config.kind)
+    text = (f"{label} ({host})" if label and host != config.kind else host) + ": "
+    text += _CANNOT.get(result.failure or FailureKind.UNEXPECTED, "blind")
+    until = result.details.get("rate_limit_reset")
+    retry = result.details.get("retry_after_s")
+    try:
+        if not isinstance(until, datetime) and isinstance(retry, int | float):
+            until = result.started_at + timedelta(seconds=float(retry))
+        if isinstance(until, datetime):
+            text += f" until {until.astimezone(UTC):%H:%M} UTC"
+    except (OverflowError, ValueError):  # an absurd wait: say no time rather than fail
+        pass
+    return text
+
+
 def annotate(result: CheckResult, upstream: CheckResult | None) -> CheckResult:
     """Adds the upstream's trouble to a failure: "… (while GitHub: Actions is degraded)".
 
+    Only when the upstream reports a non-operational state; when the status check itself
+    failed (unreachable, a component not on the page), that is a detail, not the story.
     Only annotates; suppressing pages on it is the incident engine's decision.
     """
     if upstream is None or upstream.ok:
         return result
     note = {"check": upstream.check, "outcome": upstream.outcome.value, "message": upstream.message}
+    if upstream.failure is not FailureKind.UPSTREAM_DEGRADED:
+        return replace(result, details={**result.details, "upstream_check_failed": note})
     return replace(
         result,
         message=f"{result.message} (while {upstream.check}: {upstream.message})",
         details={**result.details, "upstream": note},
+    )
+
+
+def _kept(state: CheckState, fail_n: int, ok_n: int) -> CheckState:
+    """What the store keeps of `state`: counts beyond their threshold change nothing."""
+    return replace(
+        state,
+        ups=min(state.ups, ok_n),
+        non_downs=min(state.non_downs, ok_n),
+        bads=min(state.bads, fail_n),
+        downs=min(state.downs, fail_n),
+        blinds=min(state.blinds, fail_n),
     )

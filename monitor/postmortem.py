@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from monitor.model import Incident, TimelineEntry
+from monitor.redact import redact_text
 
 __all__ = ["render_postmortem"]
 
@@ -60,7 +61,8 @@ def render_postmortem(incident: Incident, timeline: Sequence[TimelineEntry]) -> 
         lines.append(f"- **Last known good:** {incident.last_good['text']}")
     lines += ["", "## Timeline", "", "| time (UTC) | who | what |", "|---|---|---|"]
     lines += [
-        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.actor} | {e.event}: {_cell(e.text)} |" for e in timeline
+        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.actor} | {e.event}: {_cell(e.text)}{_seen(e)} |"
+        for e in timeline
     ]
     lines += [
         "",
@@ -85,4 +87,11 @@ def render_postmortem(incident: Incident, timeline: Sequence[TimelineEntry]) -> 
         "- [ ] Add a check or a rule that would have caught it sooner: _…_",
         "",
     ]
-    return "\n".join(lines)
+    return redact_text("\n".join(lines))
+
+
+def _seen(e: TimelineEntry) -> str:
+    """ " (seen 12 times, last 05:40:00)" for an entry the same failure repeated."""
+    if e.count <= 1:
+        return ""
+    return f" (seen {e.count} times" + (f", last {e.last_at:%H:%M:%S})" if e.last_at else ")")

@@ -11,6 +11,11 @@ becomes a GET without body; credentials are dropped when the origin changes), TL
 the check's trust settings, Content-Length, chunked and read-until-close bodies, gzip
 and deflate bodies, a cap on the body bytes kept, and phase timing on a `PhaseTimer`.
 Every failure is a `ProbeError` with its failure kind and a message naming the host.
+
+The status line, headers and framing are parsed by llhttp through httptools; this module
+is the policy around it: where a head ends and how long it may be, obs-fold and repeated
+Content-Length, the end of a body without length, the length of chunk size lines, and
+the codings of Transfer-Encoding and Content-Encoding.
 """
 
 from __future__ import annotations
@@ -26,24 +31,37 @@ from datetime import UTC, datetime
 from functools import cache, lru_cache
 from typing import Any, cast
 
+import httptools
 from yarl import URL
 
 from monitor.httpclient import PhaseTimer
 from monitor.model import FailureKind
+from monitor.resources import is_resource_error
+
+try:  # decoding br is an optional extra; 1.2 bounds the output of each step
+    import brotli
+
+    if not hasattr(brotli.Decompressor, "can_accept_more_data"):  # pragma: no cover
+        brotli = None
+except ImportError:  # pragma: no cover - depends on the installation
+    brotli = None
 
 __all__ = ["ProbeError", "ProbeResponse", "Prober", "unverified_context"]
 
 _MAX_HEAD = 64 * 1024  # bytes of status line and headers, like a server's limit
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NO_BODY = frozenset({204, 304})
-# One header line: a name without spaces, a colon, the rest of the line. No part can
-# match in two ways, so a hostile line costs linear time.
-_HEADER = re.compile(r"^([^:\s]+):([^\r\n]*)\r?$", re.MULTILINE)
+# obs-fold: a line break followed by whitespace continues the previous header line
+_FOLD = re.compile(rb"\r?\n[ \t]+")
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_CONTENT_LENGTH_LINE = re.compile(rb"^content-length:[^\n]*\n", re.IGNORECASE | re.MULTILINE)
+_LISTS = frozenset({"transfer-encoding", "content-encoding"})  # lists across their lines
 CONNECT_STAGGER_S = 0.25  # Happy Eyeballs: the next address after this long
 _MAX_CHUNK_LINE = 1024  # a chunk size with extensions; real ones are a few bytes
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # not sent to another origin: credentials, and a Host header meant for the first one
 _ORIGIN_BOUND = ("authorization", "cookie", "proxy-authorization", "host")
+ACCEPT_ENCODING = "gzip, deflate, br" if brotli is not None else "gzip, deflate"
 
 
 class ProbeError(Exception):
@@ -109,7 +127,7 @@ def _request_bytes(method: str, url: URL, headers: dict[str, str], body: bytes |
         f"{name}: {value}"
         for name, value in (
             ("Accept", "*/*"),
-            ("Accept-Encoding", "gzip, deflate"),
+            ("Accept-Encoding", ACCEPT_ENCODING),
             ("Connection", "close"),
         )
         if name.lower() not in given
@@ -151,29 +169,270 @@ class _Head:
     def __init__(self, status: int, reason: str, headers: dict[str, str]) -> None:
         self.status = status
         self.reason = reason
-        self.headers = headers  # lower-case names; the first of repeated headers
+        # lower-case names; the first of repeated headers, except the coding lists
+        # (Transfer-Encoding, Content-Encoding), whose lines are joined with ", "
+        self.headers = headers
+
+
+def _head_end(buffer: bytes | bytearray, start: int = 0) -> int:
+    """The end of the first head in `buffer` (after its empty line), -1 if not there yet;
+    `start`: where a new line may begin that was not searched before.
+
+    Lines may end in CRLF or a bare LF (RFC 9112, section 2.2); a bare CR is invalid
+    anywhere in a head, so the first empty line is where the head ends.
+    """
+    crlf = buffer.find(b"\n\r\n", start)
+    lf = buffer.find(b"\n\n", start, crlf + 2 if crlf >= 0 else len(buffer))
+    if lf >= 0:
+        return lf + 2
+    return crlf + 3 if crlf >= 0 else -1
+
+
+def _prepared(head: bytes) -> bytes:
+    """A complete head as llhttp is to read it: obs-fold lines unfolded (RFC 9112,
+    section 5.2: a user agent replaces each with SP) and Content-Length lines or lists
+    with one value repeated reduced to one line (RFC 9110, section 8.6). Raises
+    ValueError for Content-Length values that differ."""
+    first = head.find(b"\n") + 1
+    if head.find(b"\n ", first) >= 0 or head.find(b"\n\t", first) >= 0:
+        head = head[:first] + _FOLD.sub(b" ", head[first:])
+    lowered = head.lower()
+    at = lowered.find(b"\ncontent-length:")
+    if at >= 0 and (
+        lowered.find(b"\ncontent-length:", at + 1) >= 0
+        or lowered.find(b",", at, lowered.find(b"\n", at + 1)) >= 0
+    ):
+        lines = _CONTENT_LENGTH.findall(head)
+        if lines:
+            values = {v.strip(b" \t") for line in lines for v in line.split(b",")}
+            if len(values) > 1:
+                shown = sorted(v.decode("latin-1") for v in values)
+                raise ValueError(f"conflicting Content-Length headers {shown}")
+            seen = False
+            (value,) = values
+
+            def once(match: re.Match[bytes]) -> bytes:
+                nonlocal seen
+                keep, seen = not seen, True
+                return b"Content-Length: " + value + b"\r\n" if keep else b""
+
+            head = _CONTENT_LENGTH_LINE.sub(once, head)
+    return head
+
+
+def _codings(value: str) -> list[str]:
+    """The codings of a Transfer-Encoding or Content-Encoding value, in order applied."""
+    return [c for c in (part.strip(" \t").lower() for part in value.split(",")) if c]
+
+
+class _Gzip:
+    """A gzip body of one or more members (RFC 1952, section 2.2)."""
+
+    __slots__ = ("_decoder", "_ended", "_rest")
+
+    def __init__(self) -> None:
+        self._decoder: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._rest = b""  # after a member: the next one's first byte, until it is known
+        self._ended = False  # what followed a member was not another one
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        decoder = self._decoder
+        if decoder is None:  # between members
+            if self._ended:
+                return b""  # bytes after the end of the compressed stream are dropped
+            data = self._rest + data
+            if len(data) < 2:
+                self._rest = data
+                return b""
+            self._rest = b""
+            if data[:2] != b"\x1f\x8b":
+                self._ended = True
+                return b""
+            decoder = self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = decoder.decompress(decoder.unconsumed_tail + data, room)
+        if decoder.eof:
+            self._decoder = None
+            more = decoder.unused_data
+            if more:
+                if len(out) < room:
+                    out += self.decode(more, room - len(out))
+                else:
+                    self._rest = more[:2]  # the cap is reached: no more output needed
+        return out
+
+    def pending(self) -> bool:
+        return self._decoder is not None and bool(self._decoder.unconsumed_tail)
+
+    def flush(self) -> bytes:
+        return self._decoder.flush() if self._decoder is not None else b""
+
+
+class _Deflate:
+    """A deflate body: RFC 1950's zlib format, or raw deflate as some servers send it,
+    told apart by its first two bytes."""
+
+    __slots__ = ("_decoder", "_start")
+
+    def __init__(self) -> None:
+        self._decoder: zlib._Decompress | None = None
+        self._start = b""
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        decoder = self._decoder
+        if decoder is None:
+            data = self._start + data
+            if len(data) < 2:
+                self._start = data
+                return b""
+            self._start = b""
+            # RFC 1950's header: compression method 8 and a check over the two bytes
+            wrapped = data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+            decoder = self._decoder = zlib.decompressobj(
+                zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
+            )
+        if decoder.eof:
+            return b""  # bytes after the end of the compressed stream are dropped
+        return decoder.decompress(decoder.unconsumed_tail + data, room)
+
+    def pending(self) -> bool:
+        return self._decoder is not None and bool(self._decoder.unconsumed_tail)
+
+    def flush(self) -> bytes:
+        return self._decoder.flush() if self._decoder is not None else b""
+
+
+class _Brotli:
+    """A br body (RFC 7932), with the optional `brotli` package."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = brotli.Decompressor()
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        if self._decoder.is_finished():
+            if data:  # as the decoder says when they come with the stream's end
+                raise brotli.error("bytes after the end of the br stream")
+            return b""
+        return cast(bytes, self._decoder.process(data, output_buffer_limit=room))
+
+    def pending(self) -> bool:
+        return not self._decoder.is_finished() and not self._decoder.can_accept_more_data()
+
+    def flush(self) -> bytes:
+        return b""
+
+
+_Decoder = _Gzip | _Deflate | _Brotli
+_DECODERS: dict[str, type[_Decoder]] = {"gzip": _Gzip, "x-gzip": _Gzip, "deflate": _Deflate}
+if brotli is not None:
+    _DECODERS["br"] = _Brotli
+_DECODE_ERRORS: tuple[type[Exception], ...] = (zlib.error,) + (
+    (brotli.error,) if brotli is not None else ()
+)
+
+
+def _decoders(codings: list[str]) -> list[_Decoder]:
+    """Decoders for codings in the order they were applied: the last applied first.
+    Raises ProbeError (content) naming a coding that cannot be undone."""
+    stages: list[_Decoder] = []
+    for coding in reversed(codings):
+        if coding == "identity":
+            continue
+        kind = _DECODERS.get(coding)
+        if kind is None:
+            raise ProbeError(
+                FailureKind.CONTENT,
+                f"the response body is encoded with {coding!r}, which the monitor cannot decode",
+            )
+        stages.append(kind())
+    return stages
+
+
+class _Reader:
+    """httptools' callbacks for one response head: status, reason and headers."""
+
+    __slots__ = ("headers", "reason")
+
+    def __init__(self) -> None:
+        self.reason = b""
+        self.headers: dict[str, str] = {}
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.strip(b" \t").decode("latin-1")
+        headers = self.headers
+        if key not in headers:
+            headers[key] = text
+        elif key in _LISTS:
+            headers[key] += ", " + text
+
+
+def _new_parser(protocol: object) -> httptools.HttpResponseParser:
+    parser = httptools.HttpResponseParser(protocol)
+    # Lenient only where RFC 9112 lets a recipient be: a bare LF ending the status
+    # line or a header line (section 2.2), and whitespace (BWS) between a chunk size
+    # and its extensions (section 7.1.1). Strict everywhere else.
+    parser.set_dangerous_leniencies(
+        lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+    )
+    return parser
+
+
+def _feed_head(parser: httptools.HttpResponseParser, headers: dict[str, str], head: bytes) -> None:
+    """Feeds one complete head to llhttp. Raises ValueError saying which line it refused."""
+    head = _prepared(head)
+    if not head.startswith(b"HTTP/1."):
+        line = head.split(b"\n", 1)[0]
+        raise ValueError(f"not an HTTP/1 status line: {_shown_line(line)}")
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass  # a 101: the response that ends the exchange
+    except httptools.HttpParserError as exc:
+        line, _, rest = head.partition(b"\n")
+        if not headers:  # the status line, or the first header line?
+            try:
+                _new_parser(_Reader()).feed_data(line + b"\n")
+            except httptools.HttpParserError:
+                raise ValueError(
+                    f"not an HTTP/1 status line: {_shown_line(line)} ({exc})"
+                ) from None
+        raise ValueError(_header_error(rest, str(exc), len(headers))) from None
+
+
+def _header_error(lines: bytes, reason: str, parsed: int) -> str:
+    """llhttp's reason for refusing header lines, with the line it stopped at."""
+    if "Content-Length" in reason:
+        for value in _CONTENT_LENGTH.findall(lines):
+            if not value.strip(b" \t").isdigit():
+                shown = value.strip(b" \t").decode("latin-1")
+                return f"Content-Length {shown!r} is not a number ({reason})"
+    at = lines.split(b"\n")
+    return f"malformed header line {_shown_line(at[min(parsed, len(at) - 1)])} ({reason})"
+
+
+def _shown_line(line: bytes) -> str:
+    return repr(line.rstrip(b"\r\n")[:80].decode("latin-1"))
 
 
 def _parse_head(raw: bytes) -> _Head:
-    text = raw.decode("latin-1")
-    status_line, _, rest = text.partition("\r\n")
-    parts = status_line.split(" ", 2)
-    code = parts[1] if len(parts) > 1 else ""
-    if not parts[0].startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise ValueError(f"not an HTTP/1 status line: {status_line[:80]!r}")
-    pairs = _HEADER.findall(rest) if rest else []
-    if len(pairs) != (rest.count("\r\n") + 1 if rest else 0):
-        raise ValueError("malformed header line")
-    headers = {name.lower(): value.strip(" \t") for name, value in reversed(pairs)}
-    if len(headers) != len(pairs):  # repeated names: lengths must agree
-        lengths = {v.strip(" \t") for k, v in pairs if k.lower() == "content-length"}
-        if len(lengths) > 1:
-            raise ValueError(f"conflicting Content-Length headers {sorted(lengths)}")
-    return _Head(int(code), parts[2].strip() if len(parts) > 2 else "", headers)
+    """One response head (without its empty line), as the exchange reads it."""
+    reader = _Reader()
+    parser = _new_parser(reader)
+    _feed_head(parser, reader.headers, raw + b"\r\n\r\n")
+    return _Head(parser.get_status_code(), _text(reader.reason.decode("latin-1")), reader.headers)
 
 
 class _Exchange(asyncio.Protocol):
     """One request written and one response read on one connection.
+
+    llhttp (through httptools) parses the status line, headers and framing; this class
+    bounds the head, finds where each head ends, reads a body without length to the
+    end of the connection, bounds chunk size lines, decodes and caps the body.
 
     `done` resolves with the head, the body (decoded, at most `cap` bytes) and whether
     more followed, or with a ProbeError.
@@ -197,15 +456,22 @@ class _Exchange(asyncio.Protocol):
         self._cap = cap
         self._timer = timer
         self._host = host
-        self._buffer = b""
+        self._received = False
+        self._pending: bytearray | None = None  # a head so far, while incomplete
+        self._searched = 0  # how far it has been searched for its end
+        self._reason = b""
+        self._headers: dict[str, str] = {}
+        self._parser = _new_parser(self)
         self._head: _Head | None = None
         self._left = -1  # body bytes still expected: -1 until close, -2 chunked
-        self._chunk = 0  # bytes left of the current chunk, -1 before its size line
-        self._decoder: zlib._Decompress | None = None
-        self._deflate = False  # deflate, its framing not known yet: with zlib header or raw
-        self._start = b""  # a deflate body's first byte, until the second one comes
+        self._stages: list[_Decoder] = []
         self._parts: list[bytes] = []
         self._size = 0
+        # chunked: where llhttp is in the bytes being fed, and the size line so far
+        self._data = b""
+        self._pos = 0
+        self._line = -1  # bytes of the current chunk size line, -1 outside one
+        self._line_start = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -214,18 +480,18 @@ class _Exchange(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.done.done():
             return
+        self._received = True
         try:
             if self._head is None:
                 rest = self._read_head(data)
-                if rest is None or self.done.done():
+                if not rest or self.done.done():
                     return
                 data = rest
-            if data:
-                self._read_body(data)
+            self._read_body(data)
         except ValueError as exc:
             self._fail(FailureKind.PROTOCOL, f"invalid HTTP response from {self._host}: {exc}")
-        except zlib.error as exc:
-            self._fail(FailureKind.PROTOCOL, f"could not decode the response body: {exc}")
+        except ProbeError as exc:
+            self._fail(exc.failure, exc.message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
@@ -233,13 +499,13 @@ class _Exchange(asyncio.Protocol):
         if exc is not None:
             self._fail(FailureKind.DISCONNECTED, f"connection error: {exc}")
         elif self._head is None:
-            got = "no response" if not self._buffer else "an incomplete response head"
+            got = "an incomplete response head" if self._received else "no response"
             self._fail(
                 FailureKind.DISCONNECTED,
                 f"connection dropped before the response was complete: {got} from {self._host}",
             )
         elif self._left == -1:
-            self._finish(False)
+            self._finish(False)  # no Content-Length, not chunked: the body ends here
         else:
             missing = "the rest of a chunked body" if self._left == -2 else f"{self._left} bytes"
             self._fail(
@@ -252,130 +518,183 @@ class _Exchange(asyncio.Protocol):
             self.done.set_exception(ProbeError(failure, message))
 
     def _read_head(self, data: bytes) -> bytes | None:
-        """Takes the status line and headers (skipping 1xx); returns the body's start,
-        None while the head is incomplete."""
-        buffer = self._buffer + data if self._buffer else data
-        while True:
-            end = buffer.find(b"\r\n\r\n")
+        """Feeds whole heads to llhttp (skipping 1xx); returns the body's start, None
+        while the head is incomplete."""
+        buffer: bytes | bytearray
+        if self._pending is None:
+            buffer, start = data, 0
+        else:  # a bytearray grows in place: a head cut into many pieces costs linear time
+            self._pending += data
+            buffer, start = self._pending, self._searched
+        while self._head is None:
+            end = _head_end(buffer, start)
             if end > _MAX_HEAD:
                 raise ValueError(f"response headers longer than {_MAX_HEAD} bytes")
             if end < 0:
                 if len(buffer) > _MAX_HEAD:
                     raise ValueError(f"no end of the headers in the first {_MAX_HEAD} bytes")
-                self._buffer = buffer
+                if buffer is not self._pending:
+                    self._pending = bytearray(buffer)
+                self._searched = max(0, len(buffer) - 2)
                 return None
-            head = _parse_head(buffer[:end])
-            buffer = buffer[end + 4 :]
-            if 100 <= head.status < 200 and head.status != 101:
-                continue  # an interim response: the real one follows
-            break
-        self._buffer = b""
-        self._head = head
+            _feed_head(self._parser, self._headers, bytes(buffer[:end]))
+            buffer, start = buffer[end:], 0
+            if self.done.done():
+                return None
+        self._pending = None
+        return bytes(buffer)
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head is not None:
+            return  # trailers are not read
+        key = name.decode("latin-1").lower()
+        headers = self._headers
+        if key not in headers:
+            headers[key] = value.strip(b" \t").decode("latin-1")
+        elif key in _LISTS:
+            headers[key] += ", " + value.strip(b" \t").decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        try:
+            self._headers_complete()
+        except ValueError as exc:
+            self._fail(FailureKind.PROTOCOL, f"invalid HTTP response from {self._host}: {exc}")
+        except ProbeError as exc:
+            self._fail(exc.failure, exc.message)
+
+    def _headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        headers = self._headers
+        if 100 <= status < 200 and status != 101:
+            self._headers, self._reason = {}, b""  # an interim response: the real one follows
+            return
+        self._head = _Head(status, _text(self._reason.decode("latin-1")), headers)
         self._timer.headers_received()
-        headers = head.headers
-        encoding = headers.get("content-encoding", "").lower()
-        if encoding in ("gzip", "x-gzip"):
-            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self._deflate = True  # the decoder is chosen by the first two bytes
         if (
             self._head_only
-            or head.status in _NO_BODY
+            or status in _NO_BODY
+            or status == 101
             or (
                 self._follow
-                and head.status in _REDIRECTS
+                and status in _REDIRECTS
                 and ("location" in headers or "uri" in headers)
             )
         ):
             self._finish(False)
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self._left, self._chunk = -2, -1
+            return
+        transfer = _codings(headers["transfer-encoding"]) if "transfer-encoding" in headers else []
+        codings = _codings(headers["content-encoding"]) if "content-encoding" in headers else []
+        if transfer:
+            # RFC 9112, section 6.3, as llhttp frames it: chunked when it is the final
+            # coding, else the body runs to the end of the connection
+            if transfer[-1] == "chunked":
+                self._left, self._line = -2, 0
+                transfer.pop()
+            value = headers["transfer-encoding"]
+            if "chunked" in transfer:
+                raise ValueError(f"Transfer-Encoding {value!r}: chunked is not the final coding")
+            if any(";" in coding for coding in transfer):
+                raise ValueError(f"Transfer-Encoding {value!r}: a coding with parameters")
+            codings += transfer  # other transfer codings are undone like content codings
         elif (length := headers.get("content-length")) is not None:
-            if not length.isdigit():
-                raise ValueError(f"Content-Length {length!r} is not a number")
-            self._left = int(length)
-            if self._left == 0:
-                self._finish(False)
-        return buffer
+            self._left = int(length)  # digits only: llhttp checked
+        if codings:
+            self._stages = _decoders(codings)
+        if self._left == 0:
+            self._finish(False)
 
     def _read_body(self, data: bytes) -> None:
+        chunked = self._left == -2
+        if chunked:
+            self._data, self._pos = data, 0
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if not self.done.done():  # else: bytes after the response, not read
+                raise ValueError(str(exc)) from None
+        if chunked and self._line >= 0 and not self.done.done():
+            if self._line < 64:
+                self._line_start += data[self._pos : self._pos + 64]
+            self._line += len(data) - self._pos
+            if self._line > _MAX_CHUNK_LINE + 1:  # its CR may have come already
+                raise ValueError(f"chunk size line longer than {_MAX_CHUNK_LINE} bytes")
+        self._data = b""
+
+    # llhttp's callbacks while a body is fed; each runs inside `feed_data`
+
+    def on_chunk_header(self) -> None:
+        """A chunk size line has ended: at the first LF from where it began."""
+        if self.done.done():
+            return
+        data, pos = self._data, self._pos
+        end = data.find(b"\n", pos) + 1
+        line = self._line_start + data[pos:end] if self._line_start else data[pos:end]
+        if self._line + end - pos - 2 > _MAX_CHUNK_LINE:  # without its CRLF
+            message = f"chunk size line longer than {_MAX_CHUNK_LINE} bytes"
+            self._fail(FailureKind.PROTOCOL, f"invalid HTTP response from {self._host}: {message}")
+            return
+        self._pos, self._line, self._line_start = end, -1, b""
+        size = re.match(rb"[0-9A-Fa-f]*", line)
+        if size is not None and not size.group(0).strip(b"0"):
+            self._finish(False)  # the last chunk; trailers, if any, are not needed
+
+    def on_chunk_complete(self) -> None:
+        if self._line == -1:  # the CRLF after a chunk's data: a size line follows
+            self._pos = self._data.find(b"\n", self._pos) + 1
+            self._line = 0
+
+    def on_body(self, data: bytes) -> None:
+        if self.done.done():
+            return
         if self._left >= 0:
-            data = data[: self._left]
             self._left -= len(data)
-            if self._keep(data) and self._left == 0:
-                self._finish(False)
-        elif self._left == -1:
+        elif self._left == -2:
+            self._pos += len(data)
+        try:
             self._keep(data)
-        else:
-            self._read_chunks(self._buffer + data if self._buffer else data)
+        except _DECODE_ERRORS as exc:
+            self._fail(FailureKind.PROTOCOL, f"could not decode the response body: {exc}")
 
-    def _read_chunks(self, data: bytes) -> None:
-        pos = 0
-        while not self.done.done():
-            if self._chunk == -1:
-                end = data.find(b"\r\n", pos)
-                if end < 0:
-                    if len(data) - pos > _MAX_CHUNK_LINE:
-                        raise ValueError(f"chunk size line longer than {_MAX_CHUNK_LINE} bytes")
-                    break
-                size = data[pos:end].split(b";", 1)[0].strip()
-                try:
-                    self._chunk = int(size, 16)
-                except ValueError:
-                    raise ValueError(f"bad chunk size line {data[pos:end][:40]!r}") from None
-                pos = end + 2
-                if self._chunk == 0:
-                    self._finish(False)  # trailers, if any, are not needed
-                    return
-            elif self._chunk > 0:
-                piece = data[pos : pos + self._chunk]
-                if not piece:
-                    break
-                pos += len(piece)
-                self._chunk -= len(piece)
-                if not self._keep(piece):
-                    return
-            else:  # the CRLF after a chunk's data
-                if len(data) - pos < 2:
-                    break
-                if data[pos : pos + 2] != b"\r\n":
-                    raise ValueError("chunk data longer than its size")
-                pos += 2
-                self._chunk = -1
-        self._buffer = data[pos:]
+    def on_message_complete(self) -> None:
+        if self._head is not None:
+            self._finish(False)
 
-    def _keep(self, data: bytes) -> bool:
-        """Adds body bytes; False once more than `cap` decoded bytes have arrived."""
+    def _keep(self, data: bytes) -> None:
+        """Adds body bytes; finishes once more than `cap` decoded bytes have arrived."""
         room = self._cap + 1 - self._size
-        if self._deflate:
-            data = self._start + data
-            if len(data) < 2:
-                self._start = data
-                return True
-            self._start = b""
-            self._deflate = False
-            # RFC 1950's header: compression method 8 and a check over the two bytes
-            wrapped = data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
-            self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-        if self._decoder is not None:
-            if self._decoder.eof:
-                return True  # bytes after the end of the compressed stream are dropped
-            data = self._decoder.decompress(data, room)
+        stages = self._stages
+        if stages:
+            for stage in stages:
+                data = stage.decode(data, room)
+            while len(data) < room and any(stage.pending() for stage in stages):
+                more = b""
+                for stage in stages:
+                    more = stage.decode(more, room - len(data))
+                if not more and not any(stage.pending() for stage in stages):
+                    break
+                data += more
         elif len(data) > room:
             data = data[:room]
         self._parts.append(data)
         self._size += len(data)
         if self._size > self._cap:
             self._finish(True)
-            return False
-        return True
 
     def _finish(self, truncated: bool) -> None:
         head = self._head
-        if head is None:
+        if head is None or self.done.done():
             return
-        if not truncated and self._decoder is not None and self._size <= self._cap:
-            rest = self._decoder.flush()
+        if not truncated and self._stages and self._size <= self._cap:
+            try:
+                rest = b""
+                for stage in self._stages:
+                    rest = stage.decode(rest, self._cap + 1 - self._size) + stage.flush()
+            except _DECODE_ERRORS as exc:
+                self._fail(FailureKind.PROTOCOL, f"could not decode the response body: {exc}")
+                return
             if rest:
                 self._parts.append(rest)
                 self._size += len(rest)
@@ -428,7 +747,7 @@ class Prober:
             location = head.headers.get("location") or head.headers.get("uri")
             if not self._follow or head.status not in _REDIRECTS or location is None:
                 break
-            chain.append((head.status, str(url)))
+            chain.append((head.status, _shown(url)))
             if self._max_redirects and len(chain) >= self._max_redirects:
                 raise ProbeError(
                     FailureKind.REDIRECTS, f"too many redirects (stopped after {len(chain)})"
@@ -449,7 +768,7 @@ class Prober:
         return ProbeResponse(
             status=head.status,
             reason=head.reason,
-            url=str(url),
+            url=_shown(url),
             location=_text(location) if location is not None else None,
             chain=chain,
             body=content,
@@ -522,9 +841,8 @@ class Prober:
                 FailureKind.TLS, f"TLS handshake with {host} failed: {_reason(exc)}"
             ) from None
         except OSError as exc:
-            raise ProbeError(
-                FailureKind.CONNECT, f"could not connect to {host}:{port}: {_reason(exc)}"
-            ) from None
+            kind = FailureKind.MONITOR_RESOURCES if is_resource_error(exc) else FailureKind.CONNECT
+            raise ProbeError(kind, f"could not connect to {host}:{port}: {_reason(exc)}") from None
         return transport
 
 
@@ -635,6 +953,19 @@ async def _resolve(
     if not addresses:
         raise ProbeError(FailureKind.DNS, f"could not resolve {host}: no addresses")
     return addresses
+
+
+def _shown(url: URL) -> str:
+    """A URL as results show it: without userinfo, and with `/` for an empty path (the
+    path the request was made for)."""
+    if url.raw_user is not None or url.raw_password is not None:
+        url = url.with_user(None)
+    text = str(url)
+    scheme, _, rest = text.partition("://")
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    if "/" not in rest[:cut]:  # yarl prints http://host:port for http://host:port/
+        text = f"{scheme}://{rest[:cut]}/{rest[cut:]}"
+    return text
 
 
 def _redirect_target(url: URL, location: str) -> URL:

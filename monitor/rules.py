@@ -176,14 +176,17 @@ FailureKindName = Annotated[
 class RuleMatch(StrictModel):
     """What a rule applies to. Every field given must match; any value within a field may.
 
-    An empty field matches everything; `states` empty means down or degraded.
+    An empty field matches everything; `states` empty means down or degraded. A blind
+    check (the monitor could not observe it) matches only rules that name `blind`.
     """
 
     checks: list[str] = Field(default_factory=list, description="Globs on the check name.")
     kinds: list[str] = Field(default_factory=list, description="Check kinds: http, npm, …")
     tags: list[str] = Field(default_factory=list, description="Matches if any tag is present.")
     failures: list[FailureKindName] = Field(default_factory=list, description="Failure kinds.")
-    states: list[Literal["down", "degraded"]] = Field(default_factory=list)
+    states: list[Literal["down", "degraded", "blind"]] = Field(
+        default_factory=list, description="Empty: down or degraded. blind must be named."
+    )
     for_: Duration | None = Field(
         default=None, alias="for", description="Only once failing at least this long."
     )
@@ -272,14 +275,15 @@ class Verdict:
     trace: tuple[str, ...]  # one line per rule examined, for `monitor explain`
 
 
-_FAILING = (AlertState.DOWN, AlertState.DEGRADED)
+_FAILING = (AlertState.DOWN, AlertState.DEGRADED, AlertState.BLIND)
 
 
 def classify(rules: Sequence[SeverityRule], s: Situation) -> Verdict:
     """The severity of `s`: the first matching rule's, raised by how long it has failed.
 
-    With no match, a DOWN check is P2 and a DEGRADED one opens nothing. A check that is
-    UP or UNKNOWN is not failing: no rule is examined and the verdict is to ignore it.
+    With no match, a DOWN check is P2 and a DEGRADED or BLIND one opens nothing. A check
+    that is UP or UNKNOWN is not failing: no rule is examined and the verdict is to ignore
+    it.
     """
     if s.state not in _FAILING:
         line = f"state '{s.state.value}': not failing, nothing to classify"
@@ -318,6 +322,8 @@ def _misses(m: RuleMatch, s: Situation) -> list[str]:
             misses.append(f"failure {s.failure!r} is not one of {_list(m.failures)}")
     if m.states and s.state.value not in m.states:
         misses.append(f"state {s.state.value!r} is not one of {_list(m.states)}")
+    elif not m.states and s.state is AlertState.BLIND:
+        misses.append("state 'blind' is matched only by a rule naming it in states")
     if m.for_ is not None and s.failing_for < m.for_:
         misses.append(f"failing for {_duration(s.failing_for)}, less than {_duration(m.for_)}")
     if m.time is not None and not m.time.contains(s.now):

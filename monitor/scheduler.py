@@ -24,6 +24,7 @@ from monitor.configtypes import CheckConfigBase
 from monitor.limits import Limiter
 from monitor.metrics import Metrics
 from monitor.model import CheckResult, FailureKind, Observation, Outcome
+from monitor.resources import is_resource_error, starved
 
 __all__ = ["CheckRunner", "ReloadSummary", "Scheduler", "hashed_offset", "next_tick", "spread"]
 
@@ -67,6 +68,13 @@ def spread(names_intervals: Iterable[tuple[str, float]]) -> dict[str, float]:
     return offsets
 
 
+# Failures that running out of descriptors produces (a socket or resolver that cannot open).
+_BLINDING = frozenset(
+    {FailureKind.DNS, FailureKind.CONNECT, FailureKind.TLS, FailureKind.DISCONNECTED,
+     FailureKind.UNEXPECTED}
+)  # fmt: skip
+
+
 class CheckRunner:
     """One check's loop: wait for the tick, run with retries, hand the result on."""
 
@@ -104,6 +112,13 @@ class CheckRunner:
             attempts += 1
             async with self.limiter.slot(self.check.target):
                 obs = await self._attempt()
+            if obs.failure in _BLINDING and starved():
+                # Failing to resolve or connect while holding every descriptor it may: the
+                # monitor could not look, the asset may be fine.
+                obs = Observation.down(
+                    FailureKind.MONITOR_RESOURCES,
+                    f"the monitor is out of file descriptors: {obs.message}",
+                )
             if obs.outcome is Outcome.UP or attempts > self._retries or self.stopping:
                 break
             await self.clock.sleep_until(self.clock.monotonic() + self._retry_delay_s)
@@ -131,6 +146,10 @@ class CheckRunner:
                 FailureKind.TIMEOUT, f"check did not finish within {self.config.timeout_s:g}s"
             )
         except Exception as exc:
+            if is_resource_error(exc):
+                return Observation.down(
+                    FailureKind.MONITOR_RESOURCES, f"the monitor ran out of resources: {exc}"
+                )
             log.exception("check_crashed", check=self._name, kind=self._kind)
             return Observation.down(FailureKind.UNEXPECTED, f"{type(exc).__name__}: {exc}")
 

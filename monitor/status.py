@@ -32,7 +32,8 @@ __all__ = ["RUNS", "RunHistory", "StatusView", "render_html"]
 
 RUNS = 30  # bars per asset
 _CODES = {Outcome.UP: 1, Outcome.DEGRADED: 2, Outcome.DOWN: 3}
-_NAMES = {1: "up", 2: "degraded", 3: "down"}
+_NAMES = {1: "up", 2: "degraded", 3: "down", 4: "blind"}
+_BLIND = 4  # a run that could not observe the asset
 
 
 class RunHistory:
@@ -46,9 +47,9 @@ class RunHistory:
         self._durations = array("f", bytes(4 * RUNS))
         self._next = 0
 
-    def add(self, result: CheckResult) -> None:
+    def add(self, result: CheckResult, *, blind: bool = False) -> None:
         i = self._next
-        self._outcomes[i] = _CODES[result.outcome]
+        self._outcomes[i] = _BLIND if blind else _CODES[result.outcome]
         self._at[i] = result.started_at.timestamp()
         self._durations[i] = result.duration_s
         self._next = (i + 1) % RUNS
@@ -82,9 +83,9 @@ class StatusView:
         now = self.clock.now()
         assets = [self._asset(c) for c in self.checks()]
         # Failing first (worst first), then by name: what needs eyes is on top.
-        rank = {"down": 0, "degraded": 1, "unknown": 2, "up": 3}
+        rank = {"down": 0, "degraded": 1, "blind": 2, "unknown": 3, "up": 4}
         assets.sort(key=lambda a: (rank[a["state"]], a["name"]))
-        summary = dict.fromkeys(("down", "degraded", "unknown", "up"), 0)
+        summary = dict.fromkeys(("down", "degraded", "blind", "unknown", "up"), 0)
         for a in assets:
             summary[a["state"]] += 1
         return {
@@ -114,7 +115,9 @@ class StatusView:
             "description": c.description or "",
             "tags": list(c.tags),
             "runbook": c.runbook,
-            "state": name if name in ("up", "down", "degraded") else "unknown",
+            "state": name if name in ("up", "down", "degraded", "blind") else "unknown",
+            # Blind: the monitor cannot see it; what it believed before, kept until it sees.
+            "seen": state.seen.value if state and state.seen else None,
             "since": state.since.isoformat(timespec="seconds") if state and state.since else None,
             "message": last.message if last else "",
             "last_run": last.started_at.isoformat(timespec="seconds") if last else None,
@@ -146,10 +149,11 @@ td,th{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #d1d9e0;verti
 th{font-weight:600;color:#59636e;font-size:.85rem}
 .state{font-weight:600;text-transform:uppercase;font-size:.8rem;white-space:nowrap}
 .up .state{color:#1a7f37}.degraded .state{color:#9a6700}.down .state{color:#d1242f}
-.unknown .state{color:#59636e}
+.unknown .state{color:#59636e}.blind .state{color:#8250df}
 .bars{display:flex;gap:2px;align-items:flex-end;height:1.4rem}
 .bar{display:inline-block;width:6px;height:100%;border-radius:1px;background:#d1d9e0}
 .bar.up{background:#2da44e}.bar.degraded{background:#d4a72c}.bar.down{background:#cf222e}
+.bar.blind{background:#8c959f}
 .msg{color:#59636e;font-size:.85rem;overflow-wrap:anywhere}
 .sev{font-weight:700}.P0{color:#d1242f}.P1{color:#bc4c00}.P2{color:#9a6700}
 .none{color:#59636e}
@@ -169,7 +173,8 @@ def render_html(doc: dict[str, Any]) -> str:
         f"<title>{e(doc['title'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(doc['title'])}</h1>",
         f'<p class="summary" id="summary"><b>{s["down"]}</b> down · <b>{s["degraded"]}</b> degraded · '
-        f"<b>{s['up']}</b> up · <b>{s['unknown']}</b> not yet checked · "
+        f"<b>{s['up']}</b> up · <b>{s['blind']}</b> blind (the monitor cannot see) · "
+        f"<b>{s['unknown']}</b> not yet checked · "
         f'updated <time datetime="{e(doc["generated_at"])}">{e(doc["generated_at"])}</time></p>',
         "<h2>Open incidents</h2>",
     ]
@@ -207,9 +212,10 @@ def render_html(doc: dict[str, Any]) -> str:
         if a["runbook"]:
             name += f' <a href="{e(a["runbook"])}" rel="noopener">runbook</a>'
         desc = f'<div class="msg">{e(a["description"])}</div>' if a["description"] else ""
+        was = f' <span class="seen">(was {e(a["seen"])})</span>' if a.get("seen") else ""
         parts.append(
             f'<tr class="asset {a["state"]}" data-name="{e(a["name"])}"><td>{name}{desc}</td>'
-            f'<td class="state">{a["state"]}</td><td><div class="bars">{bars}</div></td>'
+            f'<td class="state">{a["state"]}{was}</td><td><div class="bars">{bars}</div></td>'
             f'<td class="msg">{e(a["message"])}</td></tr>'
         )
     parts.append("</tbody></table></body></html>")

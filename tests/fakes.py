@@ -120,6 +120,16 @@ class MemoryStore:
     async def timeline(self, incident_id):
         return [e for e in self.entries if e.incident_id == incident_id]
 
+    async def repeat_entry(self, incident_id, events, at):
+        from dataclasses import replace
+
+        for i in range(len(self.entries) - 1, -1, -1):
+            e = self.entries[i]
+            if e.incident_id == incident_id and e.event in events:
+                self.entries[i] = replace(e, count=e.count + 1, last_at=at)
+                return self.entries[i]
+        return None
+
     async def create_silence(self, silence):
         from dataclasses import replace
 
@@ -178,6 +188,20 @@ class MemoryStore:
             if i.notifier == notifier and i.status == "pending"
         ]
         return min(times) if times else None
+
+    async def pending_notifications(self, notifier):
+        pending = [
+            i for i in self.outbox.values() if i.notifier == notifier and i.status == "pending"
+        ]
+        return sorted(pending, key=lambda i: i.id)
+
+    async def settle_notifications(self, ids, status, items) -> None:
+        from dataclasses import replace
+
+        for i in ids:
+            if (old := self.outbox.get(i)) is not None and old.status == "pending":
+                self.outbox[i] = replace(old, status=status)
+        await self.enqueue(items)
 
     async def update_notification(self, item) -> None:
         self.outbox[item.id] = item

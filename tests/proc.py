@@ -41,8 +41,9 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
 class Daemon:
     """`monitor run` as a child process; its JSON log lines are collected as they come."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *, nofile: int | None = None) -> None:
         self.config = config
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) of the child
         self.events: list[dict[str, Any]] = []
         self.other: list[str] = []  # anything printed that is not a JSON log line
         self.proc: asyncio.subprocess.Process | None = None
@@ -53,6 +54,7 @@ class Daemon:
             sys.executable, "-W", "always::ResourceWarning", "-m", "monitor",
             "run", "-c", str(self.config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=self._limits if self.nofile is not None else None,
         )  # fmt: skip
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
@@ -63,6 +65,12 @@ class Daemon:
         started = await self.event("monitor_started")
         self.port = int(started["listen"].rsplit(":", 1)[1])
         return self
+
+    def _limits(self) -> None:
+        import resource
+
+        limit = self.nofile or 1024
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
     async def _read(self, stream: asyncio.StreamReader) -> None:
         async for raw in stream:

@@ -137,16 +137,70 @@ async def test_explain_on_the_reference_config() -> None:
         "  severity[0] cannot-install: no match: kind 'http' is not one of npm; "
         "failure 'http_status' is not one of not_found, tag_missing, tarball, integrity"
     )
-    assert lines[-1] == "→ P1 (rule sites-down)"
+    assert "→ P1 (rule sites-down)" in lines
     code, out, _ = await run_cli(
         "explain", "-c", str(root / "monitors.yaml"), "npm-winglang", "--failure", "tarball"
     )
-    assert out.splitlines()[-1] == "→ P0 (rule cannot-install, resolved by hand)"
+    assert "→ P0 (rule cannot-install, resolved by hand)" in out.splitlines()
     code, _, err = await run_cli(
         "explain", "-c", str(root / "monitors.yaml"), "docs", "--failure", "bogus"
     )
     assert code == 2
     assert err.startswith("unknown failure kind 'bogus'")
+
+
+EXPLAIN = """
+checks:
+  - {name: build, kind: github_actions, repo: o/r, workflow: ci.yml, max_age: 1d}
+severity:
+  - {name: build-stale, match: {checks: [build], states: [degraded]}, severity: P2}
+  - {name: build-down, match: {checks: [build], states: [down]}, severity: P1}
+notifiers:
+  chat: {type: console}
+  pager: {type: console}
+oncall:
+  people: [{name: alice}, {name: bob}]
+  rotations: [{name: all, window: "00:00-24:00", members: [alice, bob], start: 2026-11-02}]
+escalation:
+  channel: chat
+  severities: {P2: fyi}
+  policies:
+    default: {steps: [{post: chat}, {page: primary}, {wait: 10m}, {page: secondary}]}
+    fyi: {steps: [{post: chat}]}
+"""
+
+
+async def test_explain_uses_the_failure_kinds_outcome_and_ends_with_who_is_paged(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "m.yaml"
+    config.write_text(EXPLAIN)
+    at = "2026-11-03T12:00"
+    # `stale` is a soft failure: the check is degraded, not down.
+    code, out, err = await run_cli(
+        "explain", "-c", str(config), "build", "--failure", "stale", "--at", at
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("build (github_actions) degraded with stale")
+    assert lines[-3:] == [
+        "→ P2 (rule build-stale)",
+        "policy fyi: post to chat",
+        "→ paged now: nobody (the policy pages no one)",
+    ]
+    code, out, _ = await run_cli(
+        "explain", "-c", str(config), "build", "--failure", "stale", "--state", "down", "--at", at
+    )
+    assert out.splitlines()[-3:] == [
+        "→ P1 (rule build-down)",
+        "policy default: post to chat; page primary of all (alice); wait 10m; "
+        "page secondary of all (bob)",
+        "→ paged now via pager: alice (primary of all); after 10m unacknowledged: bob (secondary of all)",
+    ]
+    code, out, _ = await run_cli(
+        "explain", "-c", str(config), "build", "--failure", "run_failed", "--at", at
+    )
+    assert out.splitlines()[0].startswith("build (github_actions) down with run_failed")
 
 
 async def test_backup_copies_the_store(tmp_path: Path) -> None:

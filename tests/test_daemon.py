@@ -6,7 +6,9 @@ import asyncio
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
@@ -256,3 +258,38 @@ async def test_incident_survives_sigkill_and_is_handled_through_the_cli(
         1,
         f"error: 409: incident {opened['incident_id']} is already resolved",
     )
+
+
+async def test_a_failing_streak_survives_kill_9(target, tmp_path, daemon_for) -> None:
+    # failure_threshold 3: two failed probes, kill -9, and the first failed probe after the
+    # restart is the third in a row: the incident opens then, not three probes later.
+    t, base = target
+    config = write_config(
+        tmp_path / "m.yaml", base,
+        "severity:\n  - {name: site-down, match: {checks: [site]}, severity: P1}\n",
+        interval="2s",  # room between probes for the kill and for reading the log
+    )  # fmt: skip
+    config.write_text(config.read_text().replace("failure_threshold: 2", "failure_threshold: 3"))
+    db = tmp_path / "state" / "monitor.sqlite3"
+
+    def downs() -> int:
+        if not db.exists():
+            return 0
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            try:
+                row = conn.execute("SELECT downs FROM check_states WHERE name = 'site'").fetchone()
+            except sqlite3.OperationalError:  # the schema is not there yet
+                return 0
+        return int(row[0]) if row else 0
+
+    t.status = 503
+    first = await daemon_for(config)
+    await wait_for(lambda: downs() >= 2, what="two failed probes stored")
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGKILL)
+    await first.wait()
+    assert not first.find("incident_opened")
+    hits = t.hits
+    second = await daemon_for(config)
+    await second.event("incident_opened", check="site")
+    assert t.hits == hits + 1

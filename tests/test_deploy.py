@@ -58,3 +58,51 @@ def test_container_image_file() -> None:
     assert re.search(r"^USER monitor$", text, re.M)
     assert 'ENTRYPOINT ["monitor", "run"]' in text  # exec form: the daemon gets SIGTERM
     assert re.search(r"^HEALTHCHECK .*\n.*/healthz", text, re.M)
+
+
+def _expand(analyze: str, item: str, seen: set[str]) -> set[str]:
+    """A syscall filter item as the set of system calls it names (groups recursively)."""
+    if not item.startswith("@"):
+        return {item}
+    if item in seen:
+        return set()
+    seen.add(item)
+    done = subprocess.run(
+        [analyze, "syscall-filter", item], capture_output=True, text=True, timeout=60
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    names: set[str] = set()
+    for line in done.stdout.splitlines()[1:]:
+        word = line.strip()
+        if word and not word.startswith("#"):
+            names |= _expand(analyze, word, seen)
+    return names
+
+
+def test_unit_lets_the_daemon_raise_its_open_file_limit() -> None:
+    """systemd's semantics: the first SystemCallFilter= line is the allow list, a later `~`
+    line removes from it, a later plain line adds to it. setrlimit and prlimit64 (what
+    Python's resource.setrlimit makes) must survive, or the call is answered by SIGSYS."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("needs systemd-analyze (Debian package 'systemd')")
+    unit = (DEPLOY / "systemd" / "monitor.service").read_text()
+    assert re.search(r"^LimitNOFILE=(\d+)$", unit, re.M)
+    assert int(re.search(r"^LimitNOFILE=(\d+)$", unit, re.M).group(1)) >= 65536  # type: ignore[union-attr]
+    assert re.search(r"^SystemCallErrorNumber=EPERM$", unit, re.M)  # refusals are errors
+    allowed: set[str] | None = None
+    for line in re.findall(r"^SystemCallFilter=(.*)$", unit, re.M):
+        deny = line.startswith("~")
+        names: set[str] = set()
+        for item in line.lstrip("~").split():
+            names |= _expand(analyze, item, set())
+        if allowed is None:
+            assert not deny
+            allowed = names
+        elif deny:
+            allowed -= names
+        else:
+            allowed |= names
+    assert allowed is not None
+    assert {"setrlimit", "prlimit64"} <= allowed
+    assert not {"mount", "reboot", "setuid", "init_module"} & allowed  # still sandboxed

@@ -112,6 +112,52 @@ def test_references_are_checked():
         parse_config(text, "m.yaml", {})
     assert [str(i) for i in info.value.issues] == [
         "m.yaml:3:12: escalation.channel: no notifier named 'slack'",
+        "m.yaml:5:3: escalation.policies: a failure no rule matches is P2, which reaches no "
+        "escalation policy (escalation.severities names no policy for it and there is no "
+        "`default` policy): its incidents would page nobody",
         "m.yaml:6:29: escalation.policies.urgent.steps[0].post: no notifier named 'slack'",
         "m.yaml:6:45: escalation.policies.urgent.steps[1].page[0]: no person in oncall.people named 'bob'",
     ]
+
+
+RULES = (
+    "checks: []\n"
+    "severity:\n"
+    "  - {name: site-down, match: {checks: [site]}, severity: P1}\n"
+    "  - {match: {checks: [docs]}, severity: P2, raise_after: [{after: 1h, severity: P1}]}\n"
+    "  - {match: {checks: [blog]}, severity: P0}\n"
+    "  - {match: {checks: [wiki]}, severity: ignore}\n"
+)
+
+
+def test_every_severity_the_rules_yield_reaches_a_policy():
+    from monitor.config import parse_config
+    from monitor.errors import ConfigError
+
+    text = RULES + (
+        "escalation:\n"
+        "  severities: {P0: urgent, P2: urgent}\n"
+        "  policies:\n"
+        "    urgent: {steps: [{page: primary}]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "m.yaml", {})
+    assert [str(i).split(", which")[0] for i in info.value.issues] == [
+        "m.yaml:3:58: severity[0].severity: rule 'site-down' yields P1",
+        "m.yaml:4:81: severity[1].raise_after[0].severity: severity[1] yields P1",
+    ]
+    assert "reaches no escalation policy" in str(info.value.issues[0])
+
+
+@pytest.mark.parametrize(
+    "escalation",
+    [
+        "escalation: {severities: {P0: urgent, P1: urgent, P2: urgent}, policies: {urgent: {steps: [{page: primary}]}}}\n",
+        "escalation: {severities: {P0: urgent}, policies: {urgent: {steps: [{page: primary}]}, default: {steps: [{page: primary}]}}}\n",
+        "escalation: {}\n",  # no paging set up at all: incidents are recorded, nobody paged
+    ],
+)
+def test_severities_that_reach_a_policy_are_fine(escalation):
+    from monitor.config import parse_config
+
+    parse_config(RULES + escalation, "m.yaml", {})

@@ -194,3 +194,29 @@ def test_windows_follow_local_time_across_dst() -> None:
 def test_validation(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         config(**change)
+
+
+@pytest.mark.parametrize("window", ["00:00-24:00", "00:00-00:00"])
+def test_an_all_day_window(window: str) -> None:
+    cfg = OnCallConfig.model_validate({
+        "people": [{"name": "a"}, {"name": "b"}],
+        "rotations": [{"name": "all", "window": window, "members": ["a", "b"], "start": "2026-11-02",
+                       "timezone": "Europe/Berlin"}],
+    })  # fmt: skip
+    for when in ("2026-11-03 00:00", "2026-11-03 12:00", "2026-11-03 22:59", "2026-11-03 23:00"):
+        assert on_call(cfg, at(when)).rotation == "all", when
+    assert coverage_gaps(cfg, at("2026-11-02 00:00"), at("2026-11-16 00:00")) == []
+
+
+def test_a_window_may_end_at_24_00_not_start_there() -> None:
+    cfg = OnCallConfig.model_validate({
+        "people": [{"name": "a"}],
+        "rotations": [{"name": "evening", "window": "18:00-24:00", "members": ["a"], "start": "2026-11-02"}],
+    })  # fmt: skip
+    assert on_call(cfg, at("2026-11-03 23:59")).rotation == "evening"
+    assert on_call(cfg, at("2026-11-04 00:00")).rotation is None
+    with pytest.raises(ValidationError, match="invalid time"):
+        OnCallConfig.model_validate({
+            "people": [{"name": "a"}],
+            "rotations": [{"name": "r", "window": "24:00-08:00", "members": ["a"], "start": "2026-11-02"}],
+        })  # fmt: skip

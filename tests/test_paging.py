@@ -30,8 +30,18 @@ ESCALATION = EscalationConfig.model_validate({
 
 
 class World:
-    def __init__(self, clock: FakeClock, metrics, store: MemoryStore | None = None) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        metrics,
+        store: MemoryStore | None = None,
+        escalation: EscalationConfig = ESCALATION,
+        types: dict[str, str] | None = None,
+    ) -> None:
         self.clock = clock
+        self.down: set[str] = set()  # notifiers that fail every attempt
+        self.texts: list[tuple[str, str, str]] = []  # (notifier, event, text) delivered
+        types = types or {"slack": "slack", "pd": "pagerduty"}
         self.store = store or MemoryStore()
         self.sent: list[
             tuple[float, str, str, tuple[str, ...]]
@@ -39,7 +49,10 @@ class World:
         self.manager = IncidentManager(self.store, clock, metrics, cooldown=timedelta(minutes=30))
 
         async def deliver(notifier: str, payload: str) -> None:
+            if notifier in self.down:
+                raise ConnectionError(f"{notifier} unreachable")
             n = from_payload(payload)
+            self.texts.append((notifier, n.event.value, n.text))
             self.sent.append(
                 (
                     clock.monotonic() / 60,
@@ -49,9 +62,9 @@ class World:
                 )
             )
 
-        self.outbox = Outbox(self.store, clock, metrics, deliver, ["slack", "pd"])
-        self.pager = Pager(self.store, clock, self.manager, self.outbox, ESCALATION, ONCALL,
-                           {"slack": "slack", "pd": "pagerduty"})  # fmt: skip
+        self.outbox = Outbox(self.store, clock, metrics, deliver, list(types))
+        self.pager = Pager(self.store, clock, self.manager, self.outbox, escalation, ONCALL,
+                           types)  # fmt: skip
 
     async def start(self) -> list[asyncio.Task[None]]:
         await self.manager.load()
@@ -208,4 +221,74 @@ async def test_a_drill_pages_for_real_says_so_and_ends_itself(clock, metrics) ->
     events = [e.text for e in w.store.entries if e.incident_id == drill.id]
     assert events[0] == "drill started by alice"
     assert events[-1] == "resolved by monitor: the drill is over"
+    await stop(tasks)
+
+
+async def test_pages_held_by_an_outage_are_summarized_not_sent_after_the_ack(
+    clock, metrics
+) -> None:
+    w = World(clock, metrics)
+    w.down.add("pd")
+    tasks = await w.start()
+    incident_id = await w.fail()
+    await clock.advance(12 * 60)  # alice paged at 0, bob at 10: neither delivered
+    await w.manager.acknowledge(incident_id, "carol")
+    await settle()
+    w.down.clear()
+    await clock.advance(15 * 60)  # within ack_timeout (30m)
+    # Nobody is @mentioned for an acknowledged incident; the channel hears what it missed.
+    assert w.pages() == []
+    [(notifier, event, text)] = [t for t in w.texts if t[0] == "pd"]
+    assert (notifier, event) == ("pd", "acknowledge")
+    assert "While this channel was unreachable, 2 pages were not sent (now acknowledged)" in text
+    assert "12:00:00 UTC page to alice" in text
+    assert "12:10:00 UTC page to bob" in text
+    statuses = sorted(i.status for i in w.store.outbox.values() if i.notifier == "pd")
+    assert statuses == ["sent", "superseded", "superseded"]
+    notes = [
+        e.text
+        for e in await w.manager.store.timeline(incident_id)
+        if e.event == "notification_superseded"
+    ]
+    assert notes == [
+        "not sent via pd (unreachable until acknowledged): 12:00:00 UTC page to alice; "
+        "12:10:00 UTC page to bob; summarized in the acknowledge message"
+    ]
+    # The channel, which was up, got its post and the acknowledgement, in that order.
+    assert [e for n, e, _ in w.texts if n == "slack"] == ["trigger", "acknowledge"]
+    await stop(tasks)
+
+
+async def test_a_channel_back_after_ack_and_resolve_hears_them_in_order(clock, metrics) -> None:
+    w = World(clock, metrics)
+    w.down.update({"slack", "pd"})
+    tasks = await w.start()
+    incident_id = await w.fail()
+    await clock.advance(11 * 60)
+    await w.manager.acknowledge(incident_id, "alice")
+    await clock.advance(60)
+    await w.manager.resolve(incident_id, "alice")
+    await settle()
+    w.down.clear()
+    await clock.advance(20 * 60)
+    assert [e for n, e, _ in w.texts if n == "slack"] == ["trigger", "acknowledge", "resolve"]
+    assert [e for n, e, _ in w.texts if n == "pd"] == ["acknowledge", "resolve"]
+    await stop(tasks)
+
+
+async def test_webhook_and_email_in_page_via_hear_acknowledge_and_resolve(clock, metrics) -> None:
+    escalation = EscalationConfig.model_validate({
+        "channel": "slack", "page_via": ["hook", "mail"],
+        "policies": {"default": {"steps": [{"post": "slack"}, {"page": "primary"}]}},
+    })  # fmt: skip
+    types = {"slack": "slack", "hook": "webhook", "mail": "email", "other": "webhook"}
+    w = World(clock, metrics, escalation=escalation, types=types)
+    tasks = await w.start()
+    incident_id = await w.fail()
+    await w.manager.acknowledge(incident_id, "alice")
+    await w.manager.resolve(incident_id, "alice")
+    await settle()
+    for via in ("hook", "mail"):
+        assert [e for n, e, _ in w.texts if n == via] == ["trigger", "acknowledge", "resolve"]
+    assert [t for t in w.texts if t[0] == "other"] == []  # pages nothing, follows nothing
     await stop(tasks)

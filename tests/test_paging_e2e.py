@@ -210,3 +210,71 @@ async def test_a_channel_refusing_for_good_raises_an_alert_on_the_others(world) 
     await wait_for(lambda: any(b.get("event_action") == "trigger" and "cannot deliver through hook" in b["payload"]["summary"]
                                for b in r.at("/pd")), what="the alert about the monitor on PagerDuty")  # fmt: skip
     assert any("cannot deliver through hook" in b["text"] for b in r.at("/slack"))
+    # Every page to the webhook is refused, yet the outage is reported once.
+    await wait_for(lambda: len(d.find("notification_failed", notifier="hook")) >= 2,
+                   what="a second refusal")  # fmt: skip
+    await asyncio.sleep(0.3)
+    assert len([b for b in r.at("/slack") if "cannot deliver through hook" in b["text"]]) == 1
+    r.refuse.clear()  # fixed: the next page goes through, and the others hear it once
+    await wait_for(lambda: any(b.get("event_action") == "resolve" and b["dedup_key"] == "monitor:hook"
+                               for b in r.at("/pd")), timeout=20, what="the recovery notice")  # fmt: skip
+    await wait_for(lambda: any("delivers through hook again" in b["text"] for b in r.at("/slack")),
+                   what="the recovery notice in the channel")  # fmt: skip
+    await asyncio.sleep(0.3)
+    assert len([b for b in r.at("/slack") if "delivers through hook again" in b["text"]]) == 1
+    _, text = await get(d.port, f"/api/incidents/{d.find('incident_opened')[0]['incident_id']}")
+    dead = [e["text"] for e in json.loads(text)["timeline"] if e["event"] == "dead_letter"]
+    assert dead
+    assert dead[0].startswith("not delivered via hook: trigger to alice, refused permanently")
+
+
+def slack_kinds(r: Receivers) -> list[str]:
+    """What the channel heard, in order: post, acknowledge, resolve (from the headline)."""
+    kinds = []
+    for b in r.at("/slack"):
+        head = b["text"].split("\n", 1)[0]
+        kinds.append(
+            "acknowledge"
+            if "Acknowledged:" in head
+            else "resolve"
+            if "Resolved:" in head
+            else "post"
+        )
+    return kinds
+
+
+async def test_channels_back_after_ack_and_resolve_hear_the_story_in_order(world) -> None:
+    # Slack and the webhook are down while the incident is paged, acknowledged and
+    # resolved. Back up, they hear it in the order it happened, and nobody is paged for
+    # an incident that is over: the held pages are summarized in the acknowledgement.
+    target, r, start = world
+    r.down.update({"/slack", "/hook"})
+    target.status = 503
+    d = await start()
+    opened = await d.event("incident_opened", check="site")
+    incident_id = opened["incident_id"]
+    await wait_for(
+        lambda: len([b for b in r.at("/pd") if b["event_action"] == "trigger"]) >= 2,
+        what="PagerDuty paged twice while the others are down",
+    )
+    assert await post(d.port, f"/api/incidents/{incident_id}/ack", {"actor": "alice"}) == 200
+    await d.event("incident_acknowledged", incident_id=incident_id)
+    target.status = 200
+    await d.event("incident_resolved", incident_id=incident_id)
+    r.down.clear()
+    await wait_for(
+        lambda: len(r.at("/slack")) >= 3 and len(r.at("/hook")) >= 2,
+        timeout=30,
+        what="the channel and the webhook catching up",
+    )
+    await asyncio.sleep(0.5)  # anything out of order would arrive now
+    assert slack_kinds(r) == ["post", "acknowledge", "resolve"]
+    hook = r.at("/hook")
+    assert [b["event"] for b in hook] == ["acknowledge", "resolve"]
+    assert hook_pages(r) == []
+    assert "While this channel was unreachable" in hook[0]["text"]
+    assert "page to alice" in hook[0]["text"]
+    assert "page to bob" in hook[0]["text"]
+    _, text = await get(d.port, f"/api/incidents/{incident_id}")
+    events = [e["event"] for e in json.loads(text)["timeline"]]
+    assert "notification_superseded" in events

@@ -44,6 +44,22 @@ class TestAnnotate:
         ci = result("build", Outcome.DOWN, "failed", FailureKind.RUN_FAILED)
         assert annotate(ci, upstream) is ci
 
+    @pytest.mark.parametrize(
+        ("failure", "message"),
+        [
+            (FailureKind.SCHEMA, "component 'Actions' not on the page"),
+            (FailureKind.UNAVAILABLE, "status page unavailable: 503"),
+            (FailureKind.RATE_LIMITED, "rate limited"),
+        ],
+    )
+    def test_a_failing_status_check_is_a_detail_only(
+        self, failure: FailureKind, message: str
+    ) -> None:
+        ci = result("build", Outcome.DOWN, "failed", FailureKind.RUN_FAILED)
+        out = annotate(ci, result("github-status", Outcome.DOWN, message, failure))
+        assert out.message == "failed"
+        assert out.details["upstream_check_failed"]["message"] == message
+
     async def test_handler_uses_the_latest_upstream_result(self, metrics) -> None:
         handler = ResultHandler(metrics)
         config = HttpCheckConfig(

@@ -117,3 +117,60 @@ async def test_state_comes_back_from_the_store(world, clock, metrics) -> None:
     assert again.states["docs"].state is AlertState.DOWN
     await again.forget(["docs"])
     assert "docs" not in store.states
+
+
+async def test_a_failing_streak_survives_a_restart(clock, metrics, tmp_path) -> None:
+    # failure_threshold 3: two failures, a kill, one more failure after the restart is
+    # the third in a row and opens the incident at once, as it would have without the kill.
+    from monitor.store.sqlite import SqliteStore
+
+    docs = HttpCheckConfig(name="docs", kind="http", url="http://x", failure_threshold=3,
+                           success_threshold=2).resolved(Defaults())  # fmt: skip
+    rules = [SeverityRule.model_validate({"name": "all", "severity": "P1"})]
+
+    async def process(store: SqliteStore) -> tuple[IncidentManager, ResultHandler]:
+        await store.open()
+        manager = IncidentManager(store, clock, metrics, cooldown=timedelta(minutes=30))
+        await manager.load()
+        handler = ResultHandler(metrics, clock=clock, store=store, incidents=manager,
+                                silences=SilenceBook(store, clock))  # fmt: skip
+        handler.configure(rules, [])
+        await handler.load([docs])
+        return manager, handler
+
+    first_store = SqliteStore(tmp_path / "state.sqlite3")
+    manager, handler = await process(first_store)
+    await feed(handler, clock, docs, ok=True)
+    await feed(handler, clock, docs, ok=False)
+    await feed(handler, clock, docs, ok=False)
+    assert manager.open_for("docs") is None
+    await first_store.close()  # no shutdown work: what is stored is what a kill -9 leaves
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    manager, handler = await process(store)
+    await feed(handler, clock, docs, ok=False)
+    assert manager.open_for("docs") is not None
+    assert (await store.load_check_states())["docs"].downs == 3
+    # Recovering takes success_threshold (2) good runs, across a restart too.
+    await feed(handler, clock, docs, ok=True)
+    await store.close()
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    manager, handler = await process(store)
+    await feed(handler, clock, docs, ok=True)
+    assert handler.states["docs"].state is AlertState.UP
+    await store.close()
+
+
+async def test_a_steady_state_writes_nothing(world, clock) -> None:
+    store, _, _, handler = world
+    docs = check("docs")
+    writes: list[str] = []
+    save = store.save_check_state
+
+    async def counting(name, state) -> None:
+        writes.append(name)
+        await save(name, state)
+
+    store.save_check_state = counting
+    for _ in range(5):
+        await feed(handler, clock, docs, ok=True)
+    assert writes == ["docs"]  # unknown → up, then nothing

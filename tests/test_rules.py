@@ -44,6 +44,7 @@ severity:
   - name: main-build
     match:
       checks: [main-build]
+      failures: [run_failed, failure_rate]
       states: [down]
     severity: P1
   - name: sites-down
@@ -306,7 +307,8 @@ class TestWingRules:
             "failure 'http_status' is not one of not_found, tag_missing, tarball, integrity",
             "severity[1] canary-failing: no match: check 'docs' matches none of canary; "
             "failure 'http_status' is not one of run_failed, failure_rate",
-            "severity[2] main-build: no match: check 'docs' matches none of main-build",
+            "severity[2] main-build: no match: check 'docs' matches none of main-build; "
+            "failure 'http_status' is not one of run_failed, failure_rate",
             "severity[3] sites-down: match → P1",
         )
 
@@ -318,6 +320,7 @@ class TestWingRules:
             "severity[1] canary-failing: no match: check 'blog' matches none of canary; "
             "no failure kind, wants one of run_failed, failure_rate",
             "severity[2] main-build: no match: check 'blog' matches none of main-build; "
+            "no failure kind, wants one of run_failed, failure_rate; "
             "state 'degraded' is not one of down",
             "severity[3] sites-down: no match: check 'blog' matches none of homepage, docs; "
             "state 'degraded' is not one of down",
@@ -374,7 +377,11 @@ class TestValidation:
                 "did you mean 'http_status'? valid kinds: dns, connect,",
             ),
             (RuleMatch, {"failures": ["nope"]}, "unknown failure kind 'nope'; valid kinds: dns,"),
-            (RuleMatch, {"states": ["up"]}, "('states', 0): Input should be 'down' or 'degraded'"),
+            (
+                RuleMatch,
+                {"states": ["up"]},
+                "('states', 0): Input should be 'down', 'degraded' or 'blind'",
+            ),
             (RuleMatch, {"for": "10"}, "invalid duration '10'"),
             (RuleMatch, {"check": ["x"]}, "('check',): Extra inputs are not permitted"),
             (

@@ -69,7 +69,7 @@ def test_history_keeps_the_last_runs_oldest_first(clock: FakeClock) -> None:
 async def test_snapshot_orders_failing_first_and_lists_incidents(view: StatusView) -> None:
     doc = view.snapshot()
     assert [a["name"] for a in doc["assets"]] == ["docs", "npm-new", "playground", "website"]
-    assert doc["summary"] == {"down": 1, "degraded": 0, "unknown": 1, "up": 2}
+    assert doc["summary"] == {"down": 1, "degraded": 0, "blind": 0, "unknown": 1, "up": 2}
     docs = doc["assets"][0]
     assert docs["state"] == "down"
     assert [r["outcome"] for r in docs["runs"]][-4:] == ["up", "down", "down", "down"]

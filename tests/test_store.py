@@ -611,3 +611,27 @@ async def test_kv_prefix(store: SqliteStore) -> None:
     assert await store.kv_prefix("nothing:") == {}
     await store.kv_delete(["lastgood:a", "missing"])
     assert await store.kv_prefix("lastgood:") == {"lastgood:b": "2"}
+
+
+async def test_pending_notifications_and_settling_them(store: SqliteStore) -> None:
+    from monitor.model import OutboxItem
+
+    def item(key: str, notifier: str = "slack") -> OutboxItem:
+        return OutboxItem(0, key, notifier, "{}", at(0), at(0))
+
+    await store.enqueue(
+        [item("incident:1:a"), item("incident:1:b"), item("x", "pd"), item("incident:1:c")]
+    )
+    pending = await store.pending_notifications("slack")
+    assert [i.key for i in pending] == ["incident:1:a", "incident:1:b", "incident:1:c"]
+    # One transaction: the two still pending become superseded, the summary is enqueued;
+    # one already sent stays sent.
+    await store.update_notification(replace(pending[0], status="sent", sent_at=at(1)))
+    await store.settle_notifications(
+        [p.id for p in pending[:2]], "superseded", [item("incident:1:ack")]
+    )
+    assert [i.key for i in await store.pending_notifications("slack")] == [
+        "incident:1:c",
+        "incident:1:ack",
+    ]
+    assert (await store.outbox_depth())[0] == 3

@@ -18,6 +18,7 @@ from monitor.clock import Clock
 from monitor.configtypes import CheckConfigBase
 from monitor.metrics import Metrics
 from monitor.model import FailureKind, Observation
+from monitor.resources import is_resource_error
 
 __all__ = ["Check", "CheckContext", "classify_exception"]
 
@@ -71,6 +72,8 @@ class Check(ABC, Generic[C]):
 
 def classify_exception(exc: BaseException) -> tuple[FailureKind, str]:
     """Maps a client exception to a failure kind and a message, most specific first."""
+    if is_resource_error(exc) or is_resource_error(getattr(exc, "os_error", None)):
+        return FailureKind.MONITOR_RESOURCES, f"the monitor ran out of resources: {exc}"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return FailureKind.DNS, f"could not resolve {exc.host}: {_os_reason(exc)}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):

@@ -33,6 +33,7 @@ from monitor.configtypes import CheckConfigBase, PositiveDuration, format_durati
 from monitor.httpclient import default_user_agent
 from monitor.metrics import Metrics
 from monitor.model import FailureKind, Observation
+from monitor.retryafter import header
 
 __all__ = [
     "GithubActionsCheck",
@@ -304,10 +305,12 @@ def evaluate(
     age = now - newest.created_at
     if policy.max_age is not None and age > policy.max_age:
         message = (
-            f"{label}: newest run {newest.ref} was created {_ago(age)} ago "
-            f"({newest.created_at:%Y-%m-%d %H:%M}Z), over max_age {format_duration(policy.max_age)}"
+            f"{label}: newest run {newest.ref} was created {newest.created_at:%Y-%m-%d %H:%M}Z, "
+            f"over max_age {format_duration(policy.max_age)}"
         )
-        return Observation.degraded(FailureKind.STALE, message, **details)
+        return Observation.degraded(
+            FailureKind.STALE, message, **details, age_s=int(age.total_seconds())
+        )
     return Observation.up(_summary(policy, verdicts, streak, newest), **details)
 
 
@@ -382,15 +385,6 @@ def _describe(run: Run) -> str:
     return f"{text} ({run.url})" if run.url else text
 
 
-def _ago(age: timedelta) -> str:
-    seconds = max(age.total_seconds(), 0.0)
-    if seconds >= 2 * 86_400:
-        return f"{int(seconds // 86_400)} days"
-    if seconds >= 2 * 3600:
-        return f"{int(seconds // 3600)} hours"
-    return f"{int(seconds // 60)} minutes"
-
-
 # ---------------------------------------------------------------------------------------
 # Rate limits: one budget per API and token, shared by every check that uses it.
 
@@ -424,11 +418,13 @@ class RateBudget:
         if until is None or now >= until:
             return None
         wait = until - now
+        # The message stays the same run after run (the timeline adds a line only when it
+        # changes); the countdown is a detail.
         return Observation.down(
             FailureKind.RATE_LIMITED,
-            f"{self.blocked_why}; not calling the GitHub API until {until:%Y-%m-%d %H:%M:%S}Z "
-            f"(in {format_duration(timedelta(seconds=math.ceil(wait.total_seconds())))})",
+            f"{self.blocked_why}; not calling the GitHub API until {until:%Y-%m-%d %H:%M:%S}Z",
             retry_after_s=wait.total_seconds(),
+            retry_in=format_duration(timedelta(seconds=math.ceil(wait.total_seconds()))),
             rate_limit_reset=until,
             budget=self.name,
         )
@@ -453,7 +449,7 @@ class RateBudget:
             self._block(self._until_reset(now), why)
         elif status == 429 or (status == 403 and _secondary(headers, body)):
             self._strikes += 1
-            wait = retry_after_s(headers)
+            wait = retry_after_s(headers, now)
             if wait is None:  # back off harder each time GitHub says so without a number
                 wait = min(_SECONDARY_BACKOFF_S * 2 ** (self._strikes - 1), 900.0)
             self._block(now + timedelta(seconds=wait), f"GitHub API secondary rate limit ({got})")
@@ -483,8 +479,8 @@ class RateBudget:
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     try:
-        return int(float(headers[name]))
-    except (KeyError, ValueError, OverflowError):
+        return int(float(header(headers, name) or ""))
+    except (ValueError, OverflowError):
         return None
 
 

@@ -314,14 +314,16 @@ class HttpCheck(Check[HttpCheckConfig]):
             left = r.not_after - self.ctx.clock.now()
             if left < timedelta(days=expect_days):
                 message = (
-                    f"TLS certificate expires in {left.days} days ({r.not_after:%Y-%m-%d}), "
+                    f"TLS certificate expires {r.not_after:%Y-%m-%d %H:%M}Z, "
                     f"under tls_min_days {expect_days}"
                 )
+                details = {**details, "tls_days_left": left.days}
                 return Observation(
                     Outcome.DEGRADED, FailureKind.TLS_EXPIRING, message, details, phases
                 )
         if self._max_latency_s is not None and elapsed > self._max_latency_s:
-            message = f"responded in {elapsed:.2f}s, over max_latency {self._max_latency_s:g}s"
+            message = f"slower than max_latency {self._max_latency_s:g}s"
+            details = {**details, "elapsed_s": round(elapsed, 3)}
             return Observation(Outcome.DEGRADED, FailureKind.SLOW, message, details, phases)
         return Observation(
             Outcome.UP, None, f"{r.status} {r.reason} in {elapsed * 1000:.0f} ms", details, phases

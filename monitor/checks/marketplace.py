@@ -385,7 +385,9 @@ def judge_release(
         if age > max_age:
             return Observation.degraded(
                 FailureKind.STALE,
-                f"{where} was updated {_age(age)} ago, over max_age {format_duration(max_age)}",
+                f"{where} was updated {release.updated_at:%Y-%m-%d %H:%M}Z, over max_age "
+                f"{format_duration(max_age)}",
+                age_s=int(age.total_seconds()),
                 **details,
             )
     return Observation.up(
@@ -395,12 +397,6 @@ def judge_release(
 
 def _installs(release: ExtensionRelease) -> str:
     return "" if release.installs is None else f", {release.installs:,} installs"
-
-
-def _age(age: timedelta) -> str:
-    if age.days >= 2:
-        return f"{age.days} days"
-    return format_duration(timedelta(seconds=int(age.total_seconds())))
 
 
 def _schema(message: str) -> Observation:

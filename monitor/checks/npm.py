@@ -13,7 +13,7 @@ import asyncio
 import base64
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -267,7 +267,9 @@ class NpmCheck(Check[NpmCheckConfig]):
             if age > max_age:
                 return Observation.degraded(
                     FailureKind.STALE,
-                    f"{where} was published {_age(age)} ago, over max_age {format_duration(max_age)}",
+                    f"{where} was published {v.published_at:%Y-%m-%d %H:%M}Z, over max_age "
+                    f"{format_duration(max_age)}",
+                    age_s=int(age.total_seconds()),
                     **details,
                 )  # fmt: skip
         checked = "verified" if self.config.verify_integrity else "ok"
@@ -296,13 +298,4 @@ def _tarball_error(v: NpmVersion, exc: BaseException) -> Observation:
         FailureKind.TARBALL,
         f"{v.package}@{v.version}: tarball unavailable: {message}",
         tarball=v.tarball,
-    )
-
-
-def _age(age: timedelta) -> str:
-    days = age.days
-    return (
-        f"{days} days"
-        if days >= 2
-        else format_duration(timedelta(seconds=int(age.total_seconds())))
     )

@@ -21,6 +21,7 @@ from monitor import jsonbody
 from monitor.checks.base import classify_exception
 from monitor.httpclient import read_capped
 from monitor.model import FailureKind, Observation
+from monitor.retryafter import retry_after
 
 __all__ = ["JsonReply", "dig", "fetch_json", "parse_time", "retry_after_s"]
 
@@ -105,14 +106,9 @@ def _bad_status(resp: aiohttp.ClientResponse, what: str) -> Observation:
     return Observation.down(FailureKind.PROTOCOL, f"{what} answered {got}", status=status)
 
 
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `Retry-After` (seconds form), if present and sane."""
-    value = headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and 0 <= seconds < 86_400 else None
+def retry_after_s(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait from `Retry-After` (seconds or an HTTP-date), any header case."""
+    return retry_after(headers, now)
 
 
 def dig(doc: Any, *path: str | int, kind: type[T]) -> T | None:

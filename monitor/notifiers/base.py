@@ -9,13 +9,12 @@ answers are classified, and `redact` keeps URLs, tokens and keys out of every me
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -23,8 +22,10 @@ import aiohttp
 from pydantic import AfterValidator, SecretStr
 from yarl import URL
 
-from monitor.configtypes import StrictModel
+from monitor.configtypes import PositiveDuration, StrictModel
 from monitor.model import Severity
+from monitor.redact import redact_text
+from monitor.retryafter import parse_retry_after, retry_after
 
 __all__ = [
     "DRILL_NOTE",
@@ -124,6 +125,12 @@ class NotifierConfigBase(StrictModel):
     to `Literal["its-name"]`, the YAML `type:` value and its registry key."""
 
     type: str
+    # A message this old and still failing: the notifier's outage is reported on the
+    # other notifiers (once per outage, with a notice when it delivers again).
+    alert_after: PositiveDuration = timedelta(minutes=10)
+    # A message still undelivered this long after it was made becomes a dead letter on
+    # its incident's timeline.
+    give_up_after: PositiveDuration = timedelta(hours=24)
 
 
 def _http_url(value: SecretStr) -> SecretStr:
@@ -243,35 +250,13 @@ def redact(text: str, secrets: Iterable[str]) -> str:
             found.add(str(url.with_query(None)))
     for secret in sorted(found, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
-    return text
+    return redact_text(text)  # and what monitor.redact masks on every surface
 
 
 def retry_after_s(value: str | None, now: datetime) -> float | None:
     """`Retry-After` as seconds to wait: a number of seconds, or an HTTP date compared
-    with `now`. None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        at = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return max(0.0, (at - now).total_seconds())
-
-
-def _server_now(headers: Mapping[str, str]) -> datetime:
-    """The server's own time (its `Date` header), so an HTTP-date `Retry-After` means
-    the same wait whatever our clock says; the local clock when it sent none."""
-    try:
-        at = email.utils.parsedate_to_datetime(headers.get("Date", ""))
-    except (TypeError, ValueError, IndexError):
-        return datetime.now(UTC)
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    with `now`. None when absent or unreadable (the one parser: `monitor.retryafter`)."""
+    return parse_retry_after(value, now)
 
 
 def _body_retry_after(text: str) -> float | None:
@@ -297,7 +282,7 @@ def http_error(
     short = redact(" ".join(text.split()), secrets)[:300]
     message = f"{what} answered {status}" + (f": {short}" if short else "")
     if status == 429:
-        wait = retry_after_s(headers.get("Retry-After"), _server_now(headers))
+        wait = retry_after(headers)  # any header case; an HTTP-date against the server's Date
         if wait is None:
             wait = _body_retry_after(text)
         return NotifierError(message, retryable=True, retry_after_s=wait)

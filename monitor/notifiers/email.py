@@ -26,6 +26,7 @@ from monitor.configtypes import PositiveDuration
 from monitor.notifiers.base import (
     DRILL_NOTE,
     Notification,
+    NotificationEvent,
     Notifier,
     NotifierConfigBase,
     NotifierError,
@@ -37,6 +38,12 @@ __all__ = ["EmailConfig", "EmailNotifier", "message_id"]
 
 log = structlog.stdlib.get_logger(__name__)
 
+_LIFECYCLE = frozenset(
+    {NotificationEvent.ACKNOWLEDGE, NotificationEvent.RESOLVE, NotificationEvent.REASSIGN}
+)
+_PLAIN_RELAY = (
+    "for a plain relay (e.g. a local MTA on port 25) set `port: 25` and `starttls: false`"
+)
 _ADDRESS = r"^[^@\s]+@[^@\s]+$"
 _UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")  # what a Message-ID's left side may hold
 
@@ -101,6 +108,11 @@ class EmailNotifier(Notifier[EmailConfig]):
 
     async def send(self, n: Notification) -> None:
         payload = self.build_payload(n)
+        if not payload["to"] and n.event in _LIFECYCLE and not n.recipients:
+            # No team list: an acknowledgement or resolve has nobody to go to, and that is
+            # no delivery failure (pages still reach each person's own address).
+            log.debug("notification_skipped", notifier=self.name, kind=n.event.value)
+            return
         if not payload["to"]:
             raise NotifierError(
                 f"email ({self.name}): nobody to send to (set `to`)", retryable=False
@@ -129,8 +141,21 @@ class EmailNotifier(Notifier[EmailConfig]):
         c = self.config
         what = f"email ({self.name})"
         try:
-            with smtplib.SMTP(c.host, c.port, timeout=timeout_s) as smtp:
+            try:
+                smtp = smtplib.SMTP(c.host, c.port, timeout=timeout_s)
+            except ConnectionRefusedError as exc:
+                hint = f"; {_PLAIN_RELAY}" if c.port == 587 else ""
+                raise NotifierError(f"{what}: nothing accepts connections on {c.host}:{c.port}"
+                                    + hint, retryable=True) from exc  # fmt: skip
+            with smtp:
                 if c.starttls:
+                    smtp.ehlo()
+                    if not smtp.has_extn("starttls"):
+                        raise NotifierError(
+                            f"{what}: the server at {c.host}:{c.port} offers no STARTTLS "
+                            f"(`starttls: true` is the default); {_PLAIN_RELAY}",
+                            retryable=False,
+                        )
                     smtp.starttls(context=ssl.create_default_context())
                 if c.username:
                     smtp.login(c.username, c.password.get_secret_value() if c.password else "")

@@ -83,6 +83,13 @@ class Store(Protocol):
         """Oldest first."""
         ...
 
+    async def repeat_entry(
+        self, incident_id: int, events: Sequence[str], at: datetime
+    ) -> TimelineEntry | None:
+        """Counts one more of the latest entry among `events` (count + 1, last_at = at);
+        None when the incident has no such entry."""
+        ...
+
     # Silences.
     async def create_silence(self, silence: Silence) -> Silence:
         """Inserts `silence` (its `id` is ignored); returns it with its new id."""
@@ -117,6 +124,17 @@ class Store(Protocol):
 
     async def next_notification_at(self, notifier: str) -> datetime | None:
         """When the earliest pending notification of `notifier` is due."""
+        ...
+
+    async def pending_notifications(self, notifier: str) -> list[OutboxItem]:
+        """Every pending notification of `notifier`, in the order they were enqueued."""
+        ...
+
+    async def settle_notifications(
+        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+    ) -> None:
+        """In one transaction: gives the notifications `ids` that are still pending the
+        final `status` (e.g. `superseded`) and enqueues `items` (keys present skipped)."""
         ...
 
     async def update_notification(self, item: OutboxItem) -> None:

@@ -127,6 +127,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE incidents ADD COLUMN last_good TEXT;
     """,
+    # 5: blind checks (what was believed before, and why blind); repeated timeline entries
+    # collapsed into one with a count and the time last seen.
+    """
+    ALTER TABLE check_states ADD COLUMN blinds INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE check_states ADD COLUMN seen TEXT;
+    ALTER TABLE check_states ADD COLUMN seen_since TEXT;
+    ALTER TABLE check_states ADD COLUMN cause TEXT;
+    ALTER TABLE timeline ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE timeline ADD COLUMN last_at TEXT;
+    """,
 )
 
 
@@ -155,10 +165,11 @@ class SqliteStore:
         if self._db is not None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_dir(self.path.parent)
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot create its directory: {exc}") from exc
         with self._errors("cannot open database"):
+            _private_file(self.path)
             db = sqlite3.connect(self.path, isolation_level=None)
         try:
             with self._errors("cannot open database"):
@@ -179,6 +190,7 @@ class SqliteStore:
         db = self._conn()
         target = _backup_target(Path(dest), self.path)
         with self._errors(f"backup to {target} failed"):
+            _private_file(target)
             copy = sqlite3.connect(target)
             try:
                 db.backup(copy)
@@ -195,13 +207,16 @@ class SqliteStore:
     async def save_check_state(self, check: str, state: CheckState) -> None:
         with self._write("cannot save check state") as db:
             db.execute(
-                "INSERT INTO check_states (name, state, since, ups, non_downs, bads, downs)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO check_states (name, state, since, ups, non_downs, bads, downs,"
+                " blinds, seen, seen_since, cause) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
                 " since = excluded.since, ups = excluded.ups, non_downs = excluded.non_downs,"
-                " bads = excluded.bads, downs = excluded.downs",
+                " bads = excluded.bads, downs = excluded.downs, blinds = excluded.blinds,"
+                " seen = excluded.seen, seen_since = excluded.seen_since, cause = excluded.cause",
                 (check, state.state.value, _opt_text(state.since), state.ups,
-                 state.non_downs, state.bads, state.downs),
+                 state.non_downs, state.bads, state.downs, state.blinds,
+                 state.seen.value if state.seen else None, _opt_text(state.seen_since),
+                 state.cause),
             )  # fmt: skip
 
     async def delete_check_states(self, checks: Iterable[str]) -> None:
@@ -268,6 +283,26 @@ class SqliteStore:
                 .fetchall()
             )
         return [_entry(row) for row in rows]
+
+    async def repeat_entry(
+        self, incident_id: int, events: Sequence[str], at: datetime
+    ) -> TimelineEntry | None:
+        """Counts one more of the incident's latest entry among `events`: the same thing
+        seen again. Returns it as it is now; None when there is none."""
+        with self._write("cannot update timeline") as db:
+            row = db.execute(
+                "SELECT id FROM timeline WHERE incident_id = ? AND event IN"
+                " (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1",
+                (incident_id, json.dumps(list(events))),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE timeline SET count = count + 1, last_at = ? WHERE id = ?",
+                (_text(at), row["id"]),
+            )
+            updated = db.execute("SELECT * FROM timeline WHERE id = ?", (row["id"],)).fetchone()
+        return _entry(updated)
 
     # --- silences --------------------------------------------------------------------
 
@@ -356,6 +391,28 @@ class SqliteStore:
             )
         return _opt_time(row["at"])
 
+    async def pending_notifications(self, notifier: str) -> list[OutboxItem]:
+        with self._errors("cannot read the outbox"):
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT * FROM outbox WHERE notifier = ? AND status = 'pending' ORDER BY id",
+                    (notifier,),
+                )
+                .fetchall()
+            )
+        return [_item(r) for r in rows]
+
+    async def settle_notifications(
+        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+    ) -> None:
+        with self._write("cannot settle notifications") as db:
+            db.executemany(
+                "UPDATE outbox SET status = ? WHERE id = ? AND status = 'pending'",
+                [(status, i) for i in ids],
+            )
+            _insert_items(db, items)
+
     async def update_notification(self, item: OutboxItem) -> None:
         with self._write("cannot update a notification") as db:
             db.execute(
@@ -417,7 +474,7 @@ class SqliteStore:
         """Turns SQLite's errors into `StoreError`, naming the file and the operation."""
         try:
             yield
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{self.path}: {what}: {exc}") from exc
 
     @contextmanager
@@ -446,10 +503,31 @@ def _backup_target(target: Path, live: Path) -> Path:
     if target.resolve() == live.resolve():
         raise StoreError(f"{target}: a backup cannot overwrite the live database")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _private_dir(target.parent)
     except OSError as exc:
         raise StoreError(f"{target}: cannot create its directory: {exc}") from exc
     return target
+
+
+def _private_dir(path: Path) -> None:
+    """Creates `path` (and missing parents) readable by the owner only (0700)."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is cut by the umask; parents keep the umask's
+
+
+def _private_file(path: Path) -> None:
+    """Creates `path` 0600, or takes group and other access away from an existing file.
+
+    SQLite gives the -wal and -shm files the mode of the database file, so they are
+    private too.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 # --- opening and migrating ---------------------------------------------------------------
@@ -589,6 +667,10 @@ def _check_state(row: sqlite3.Row) -> CheckState:
         non_downs=row["non_downs"],
         bads=row["bads"],
         downs=row["downs"],
+        blinds=row["blinds"],
+        seen=None if row["seen"] is None else AlertState(row["seen"]),
+        seen_since=_opt_time(row["seen_since"]),
+        cause=row["cause"],
     )
 
 
@@ -661,6 +743,8 @@ def _entry(row: sqlite3.Row) -> TimelineEntry:
         actor=row["actor"],
         text=row["text"],
         data=json.loads(row["data"]),
+        count=row["count"],
+        last_at=_opt_time(row["last_at"]),
     )
 
 

@@ -287,9 +287,10 @@ class TestMarketplaceFailures:
         obs = await marketplace_check(max_age="30d").run()
         assert (obs.outcome, obs.failure) == (Outcome.DEGRADED, FailureKind.STALE)
         assert obs.message == (
-            "Monada.vscode-wing 0.85.48 on the marketplace was updated 662 days ago, "
+            "Monada.vscode-wing 0.85.48 on the marketplace was updated 2025-01-28 12:30Z, "
             "over max_age 30d"
         )
+        assert obs.details["age_s"] // 86_400 == 662
         assert obs.details["version"] == "0.85.48"
 
     @pytest.mark.parametrize("status", [500, 502, 503])
@@ -462,7 +463,7 @@ class TestOpenVsx:
         obs = await openvsx_check(max_age="4w").run()
         assert (obs.outcome, obs.failure) == (Outcome.DEGRADED, FailureKind.STALE)
         assert obs.message == (
-            "Monada.vscode-wing 0.85.48 on Open VSX was updated 662 days ago, over max_age 28d"
+            "Monada.vscode-wing 0.85.48 on Open VSX was updated 2025-01-28 12:30Z, over max_age 28d"
         )
 
     async def test_download_count_omitted(self, published, openvsx_check) -> None:

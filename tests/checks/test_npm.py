@@ -157,8 +157,10 @@ class TestNotInstallFailures:
         assert (obs.outcome, obs.failure) == (Outcome.DEGRADED, FailureKind.STALE)
         # published 2026-02-03T00:59 (+00:00 with microseconds), now 2026-11-22
         assert (
-            obs.message == "winglang@latest → 0.85.49 was published 291 days ago, over max_age 30d"
+            obs.message
+            == "winglang@latest → 0.85.49 was published 2026-02-03 00:59Z, over max_age 30d"
         )
+        assert obs.details["age_s"] // 86_400 == 291
         assert registry.requests[0][2]["Accept"] == "application/json"
         assert obs.details["updated_at"] == datetime(2026, 2, 3, 0, 59, 0, 66000, tzinfo=UTC)
 

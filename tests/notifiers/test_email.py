@@ -11,9 +11,16 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from monitor.notifiers.base import NotifierError
+from monitor.notifiers.base import Notification, NotifierError
 from monitor.notifiers.email import message_id
-from tests.notifiers.samples import HANDOFF, SMTP_PASSWORD, TRIGGER, make
+from tests.notifiers.samples import (
+    ACKNOWLEDGE,
+    HANDOFF,
+    RESOLVE,
+    SMTP_PASSWORD,
+    TRIGGER,
+    make,
+)
 
 
 @dataclass
@@ -149,13 +156,31 @@ async def test_starttls_the_server_lacks_is_permanent(smtp: SmtpServer) -> None:
         await make("email", port=smtp.port, starttls=True).send(TRIGGER)
     assert not info.value.retryable
     assert "STARTTLS" in str(info.value)
+    # The defaults (587 + STARTTLS) against a plain relay: the error says what to set.
+    assert "offers no STARTTLS" in str(info.value)
+    assert "`port: 25` and `starttls: false`" in str(info.value)
+    assert smtp.messages == []
 
 
 async def test_server_down_is_retryable() -> None:
     with pytest.raises(NotifierError) as info:
         await make("email", port=9).send(TRIGGER)
     assert info.value.retryable
-    assert "ConnectionRefusedError" in str(info.value)
+    assert "nothing accepts connections on 127.0.0.1:9" in str(info.value)
+
+
+async def test_the_default_port_refused_says_what_to_set() -> None:
+    with pytest.raises(NotifierError) as info:
+        await make("email", port=587).send(TRIGGER)
+    assert info.value.retryable
+    assert "127.0.0.1:587" in str(info.value)
+    assert "`port: 25` and `starttls: false`" in str(info.value)
+
+
+@pytest.mark.parametrize("lifecycle", [ACKNOWLEDGE, RESOLVE])
+async def test_lifecycle_without_a_team_list_is_no_failure(lifecycle: Notification) -> None:
+    # Nobody to tell (no `to`, nobody paged by this message): skipped, not a dead letter.
+    await make("email", to=[]).send(dc_replace(lifecycle, recipients=()))
 
 
 async def test_a_hung_server_is_retryable(smtp: SmtpServer) -> None:

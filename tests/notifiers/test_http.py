@@ -141,7 +141,7 @@ def test_retry_after_parsing() -> None:
     now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     assert retry_after_s("30", now) == 30.0
     assert retry_after_s("1.5", now) == 1.5
-    assert retry_after_s("-5", now) == 0.0
+    assert retry_after_s("-5", now) is None  # delay-seconds is never negative
     assert retry_after_s(None, now) is None
     assert retry_after_s("", now) is None
     assert retry_after_s("not a date", now) is None
