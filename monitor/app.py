@@ -277,7 +277,8 @@ class App:
         while True:
             await self._reload.wait()
             self._reload.clear()
-            await self.reload()
+            with contextlib.suppress(Exception):  # reload() logs its own failures
+                await self.reload()
 
     async def reload(self) -> bool:
         """Loads the config file again and applies it. Returns whether it was applied."""
@@ -285,10 +286,19 @@ class App:
             log.warning("config_reload_unavailable", reason="no config file or not running")
             return False
         try:
-            new = load_config(self.config_path, self.env)
+            # Off the event loop: probes and /healthz keep their pace while a large or
+            # hostile file is read (parse_config bounds it to about a second).
+            new = await asyncio.to_thread(load_config, self.config_path, self.env)
         except ConfigError as exc:
             self.metrics.reload_ok.set(0)
-            log.error("config_reload_failed", errors=[str(i) for i in exc.issues])
+            errors = [str(i) for i in exc.issues[:RELOAD_ERRORS_LOGGED]]
+            if len(exc.issues) > RELOAD_ERRORS_LOGGED:
+                errors.append(f"… and {len(exc.issues) - RELOAD_ERRORS_LOGGED:,} more")
+            log.error("config_reload_failed", errors=errors)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a reload never stops the daemon
+            self.metrics.reload_ok.set(0)
+            log.error("config_reload_failed", errors=[f"{self.config_path}: {type(exc).__name__}"])
             return False
         remember_config(new)
         if new.daemon.listen != self._listen:
@@ -299,11 +309,16 @@ class App:
         ):
             if old_value != new_value:
                 log.warning("config_change_needs_restart", key=key)
-        self.incidents.cooldown = new.incidents.cooldown
-        self._limiter.reconfigure(new.limits)
-        self.results.configure(new.severity, new.maintenance)
-        summary = await self.scheduler.apply(new.enabled_checks)
-        await self.results.forget(summary.removed)
+        try:
+            self.incidents.cooldown = new.incidents.cooldown
+            self._limiter.reconfigure(new.limits)
+            self.results.configure(new.severity, new.maintenance)
+            summary = await self.scheduler.apply(new.enabled_checks)
+            await self.results.forget(summary.removed)
+        except Exception as exc:  # e.g. a check that cannot be built
+            self.metrics.reload_ok.set(0)
+            log.exception("config_reload_failed", errors=[f"could not apply: {type(exc).__name__}"])
+            return False
         self.config = new
         self._mark_loaded(new)
         _settle_heap()
@@ -323,6 +338,8 @@ class App:
         enabled = len(config.enabled_checks)
         self.metrics.count_checks(enabled, len(config.checks) - enabled)
 
+
+RELOAD_ERRORS_LOGGED = 100  # a log line stays readable; `monitor validate` lists them all
 
 FULL_COLLECTION_EVERY = 1000  # middle-generation collections per full one (CPython: 10)
 

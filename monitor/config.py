@@ -7,6 +7,7 @@ the file model from the registry, so adding a kind never touches it.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -23,11 +24,13 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model,
 
 from monitor.checks import CHECKS
 from monitor.configtypes import (
+    NAME_PATTERN,
     CheckConfigBase,
     Defaults,
     Duration,
     PositiveDuration,
     StrictModel,
+    clip_repr,
     format_duration,
 )
 from monitor.errors import ConfigError, ConfigIssue
@@ -37,7 +40,7 @@ from monitor.notifiers import NOTIFIERS, load_plugins
 from monitor.notifiers.base import NotifierConfigBase
 from monitor.oncall import OnCallConfig
 from monitor.rules import SeverityRule
-from monitor.yamlsource import Path, SourceMap, load_yaml
+from monitor.yamlsource import MAX_BYTES, Path, SourceMap, load_yaml
 
 __all__ = [
     "DaemonConfig",
@@ -50,6 +53,7 @@ __all__ = [
     "parse_config",
 ]
 
+_NAME = re.compile(NAME_PATTERN.replace("*$", "{0,127}$"))
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]+)):(?P<port>\d{1,5})$")
 
 
@@ -92,7 +96,7 @@ class DaemonConfig(StrictModel):
     def _listen_ok(cls, value: str) -> str:
         m = _LISTEN.match(value)
         if not m or not 0 <= int(m.group("port")) < 65536:
-            raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {value!r}")
+            raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {clip_repr(value)}")
         return value
 
     @property
@@ -107,7 +111,7 @@ class DaemonConfig(StrictModel):
 def _split_listen(value: str) -> tuple[str, int]:
     m = _LISTEN.match(value)
     if m is None:
-        raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {value!r}")
+        raise ValueError(f"expected host:port such as 127.0.0.1:9180, got {clip_repr(value)}")
     return m.group("v6") or m.group("host"), int(m.group("port"))
 
 
@@ -229,20 +233,50 @@ def load_config(
     """Reads and parses a config file. Raises ConfigError, also when it cannot be read."""
     name = os.fspath(path)
     try:
-        text = FsPath(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue(name, 1, 1, "", f"cannot read config: {exc}")]) from exc
+        with FsPath(name).open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # a larger file is refused without reading it all
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(name, 1, 1, "", f"cannot read config: {exc}")]) from None
+    if len(raw) > MAX_BYTES:
+        message = f"the file is larger than {MAX_BYTES:,} bytes, the most a config may have"
+        raise ConfigError([ConfigIssue(name, 1, 1, "", message)])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"cannot read config: not UTF-8 (byte 0x{raw[exc.start]:02x})"
+        raise ConfigError([ConfigIssue(name, line, column, "", message)]) from None
     return parse_config(text, name, os.environ if env is None else env)
 
 
 def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
-    """Parses and validates config text. Raises ConfigError listing every issue."""
+    """Parses and validates config text. Raises ConfigError listing every issue.
+
+    Nothing else escapes: a fault of the validator itself (a bug, or memory or recursion
+    exhausted) is still a ConfigError, reported at the file, so that neither `validate`
+    nor a reload ever shows a traceback.
+    """
+    try:
+        return _parse_config(text, file, env)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the boundary: every input gets an answer
+        message = f"the config could not be validated ({type(exc).__name__}); please report this"
+        raise ConfigError([ConfigIssue(file, 1, 1, "", message)]) from None
+
+
+def _parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
     data, source, issues = load_yaml(text, file, env)
     if not isinstance(data, dict):
         raise ConfigError(
             [source.issue((), "the config must be a mapping (defaults:, checks:, …)")]
         )
     issues += _cross_checks(data, source)
+    if "checks" not in data:
+        issues.append(
+            source.issue((), "no checks defined: add a `checks:` list (an empty one runs nothing)")
+        )
     try:
         parsed = _file_model().model_validate(data)
     except ValidationError as exc:
@@ -250,6 +284,8 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig:
         explained = {i.path for i in issues}
         issues += [i for i in _issues_from_validation(exc, data, source) if i.path not in explained]
     if issues:
+        # Whatever produced a message, a value read from the environment is not in it.
+        issues = [_masked(i, source.env_values) for i in issues]
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.column)))
     checks: list[CheckConfigBase] = list(getattr(parsed, "checks", []))
     return MonitorConfig(
@@ -300,9 +336,23 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                 path: Path = (*section.split("."), i, key)
                 first = f"{section}[{seen[value]}]"
                 issues.append(
-                    source.issue(path, f"duplicate {what} {value!r} (first used by {first})")
+                    source.issue(
+                        path, f"duplicate {what} {clip_repr(value)} (first used by {first})"
+                    )
                 )
             seen.setdefault(value, i)
+    notifiers = data.get("notifiers")
+    for name in notifiers if isinstance(notifiers, dict) else ():
+        if not isinstance(name, str) or not _NAME.match(name):
+            issues.append(
+                source.issue(
+                    ("notifiers", name if isinstance(name, str | int) else str(name)),
+                    "a notifier name is letters, digits and _.:- (it goes into "
+                    "Idempotency-Key headers), starting with a letter or digit, "
+                    "at most 128 characters",
+                    key=True,
+                )
+            )
     issues += _dangling(data, source)
     issues += _unknown_rule_kinds(data, source)
     issues += _escalation_refs(data, source)
@@ -365,7 +415,11 @@ def _escalation_refs(data: dict[str, Any], source: SourceMap) -> list[ConfigIssu
     oncall = data.get("oncall")
     people_list = oncall.get("people") if isinstance(oncall, dict) else None
     people = (
-        {p.get("name") for p in people_list if isinstance(p, dict)}
+        {
+            p.get("name")
+            for p in people_list
+            if isinstance(p, dict) and isinstance(p.get("name"), str)
+        }
         if isinstance(people_list, list)
         else set()
     )
@@ -390,7 +444,7 @@ def _escalation_refs(data: dict[str, Any], source: SourceMap) -> list[ConfigIssu
                     for k, who in enumerate(step["page"])
                 ]
     return [
-        source.issue(path, f"no {what} named {ref!r}")
+        source.issue(path, f"no {what} named {clip_repr(ref)}")
         for path, ref, names, what in refs
         if isinstance(ref, str) and ref not in names
     ]
@@ -407,7 +461,9 @@ def _unknown_rule_kinds(data: dict[str, Any], source: SourceMap) -> list[ConfigI
             if isinstance(kind, str) and kind not in CHECKS:
                 known = ", ".join(sorted(CHECKS))
                 path: Path = ("severity", i, "match", "kinds", j)
-                issues.append(source.issue(path, f"unknown kind {kind!r} (known kinds: {known})"))
+                issues.append(
+                    source.issue(path, f"unknown kind {clip_repr(kind)} (known kinds: {known})")
+                )
     return issues
 
 
@@ -423,7 +479,11 @@ def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
     checks = data.get("checks")
     if not isinstance(checks, list):
         return []
-    kinds = {c.get("name"): c.get("kind") for c in checks if isinstance(c, dict)}
+    kinds = {
+        c["name"]: c.get("kind")
+        for c in checks
+        if isinstance(c, dict) and isinstance(c.get("name"), str)
+    }
     issues = []
     for i, check in enumerate(checks):
         if not isinstance(check, dict):
@@ -439,12 +499,14 @@ def _dangling(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                 if not isinstance(ref, str):
                     continue
                 if ref not in kinds:
-                    issues.append(source.issue(path, f"no check named {ref!r}"))
+                    issues.append(source.issue(path, f"no check named {clip_repr(ref)}"))
                 elif ref == check.get("name"):
                     issues.append(source.issue(path, "a check cannot refer to itself"))
                 elif kind is not None and kinds[ref] != kind:
                     issues.append(
-                        source.issue(path, f"{ref!r} is a {kinds[ref]} check, not {kind}")
+                        source.issue(
+                            path, f"{clip_repr(ref)} is a {kinds[ref]!s:.40} check, not {kind}"
+                        )
                     )
     return issues
 
@@ -453,43 +515,77 @@ def _issues_from_validation(
     exc: ValidationError, data: dict[str, Any], source: SourceMap
 ) -> list[ConfigIssue]:
     issues = []
+    env_values = tuple(source.env_values)
     for err in exc.errors(include_url=False):
         path = _data_path(data, err["loc"])
         kind = err["type"]
         ctx = err.get("ctx") or {}
         if kind == "extra_forbidden":
-            message = f"unknown key {path[-1]!r}" + _suggest(data, path)
+            message = f"unknown key {clip_repr(path[-1])}" + _suggest(data, path)
             issues.append(source.issue(path, message, key=True))
             continue
         if kind == "missing":
             message = f"missing required key {path[-1]!r}"
-        elif kind == "union_tag_invalid":
-            path = (*path, "kind")
-            known = ", ".join(sorted(CHECKS))
-            message = f"unknown kind {ctx.get('tag')!r} (known kinds: {known})"
-        elif kind == "union_tag_not_found":
-            path = (*path, "kind")
-            message = f"missing required key 'kind' (one of: {', '.join(sorted(CHECKS))})"
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            # The discriminator: `kind` of checks, `type` of notifiers.
+            tag = str(ctx.get("discriminator", "'kind'")).strip("'")
+            path = (*path, tag)
+            what = "notifier types" if tag == "type" else "kinds"
+            known = ", ".join(sorted(NOTIFIERS if tag == "type" else CHECKS))
+            if kind == "union_tag_invalid":
+                message = f"unknown {tag} {clip_repr(ctx.get('tag'))} (known {what}: {known})"
+            else:
+                message = f"missing required key {tag!r} (one of: {known})"
         else:
             message = _TIMEDELTA.sub(_readable_timedelta, err["msg"].removeprefix("Value error, "))
             value = err.get("input")
-            if (
-                isinstance(value, str | int | float | bool)
-                and repr(value) not in message
-                and not _may_be_secret(path)
-            ):
-                message += f" (got {value!r})"
+            shown = isinstance(value, str | int | float | bool) and clip_repr(value) not in message
+            if shown and not _may_be_secret(path, source) and not _USERINFO.search(str(value)):
+                message += f" (got {clip_repr(value)})"
+        if _may_be_secret(path, source):
+            message = _without(message, err.get("input"), env_values)
         issues.append(source.issue(path, message))
     return issues
 
 
-# Values under these are never repeated in an error: a mistyped webhook URL or token
-# would otherwise end up in a terminal or a CI log.
-_SECRET_KEYS = frozenset({"token", "password", "secret", "routing_key", "headers", "auth"})
+# Values under keys with these words are never repeated in an error: a mistyped webhook
+# URL or token would otherwise end up in a terminal or a CI log.
+_SECRET_WORDS = re.compile(
+    r"token|key|secret|password|passwd|auth|sig|credential|session|headers|url", re.IGNORECASE
+)
 
 
-def _may_be_secret(path: tuple[str | int, ...]) -> bool:
-    return bool(path) and (path[0] == "notifiers" or any(p in _SECRET_KEYS for p in path))
+_USERINFO = re.compile(r"//[^/@\s]*@")  # a URL with a user (and password) in it
+
+
+def _may_be_secret(path: tuple[str | int, ...], source: SourceMap) -> bool:
+    """Whether the value at `path` may hold a secret: anything a notifier is given, any
+    key whose name says so, and every value that had a `${VAR}` in it (that is how
+    secrets reach the file)."""
+    if not path:
+        return False
+    if path[0] == "notifiers" or any(isinstance(p, str) and _SECRET_WORDS.search(p) for p in path):
+        return True
+    return any(path[:n] in source.from_env for n in range(1, len(path) + 1)) or any(
+        p[: len(path)] == path for p in source.from_env
+    )
+
+
+def _masked(issue: ConfigIssue, env_values: set[str]) -> ConfigIssue:
+    if not env_values:
+        return issue
+    message = _without(issue.message, None, tuple(env_values))
+    return issue if message == issue.message else dataclasses.replace(issue, message=message)
+
+
+def _without(message: str, value: Any, env_values: tuple[str, ...]) -> str:
+    """`message` with the input value and every environment value it may contain masked."""
+    hidden = [repr(value), str(value)] if isinstance(value, str | int | float) else []
+    hidden += [v for v in env_values if len(v) >= 4]
+    for text in sorted(hidden, key=len, reverse=True):
+        if text:
+            message = message.replace(text, "[hidden]")
+    return message
 
 
 _TIMEDELTA = re.compile(r"datetime\.timedelta\(([^)]*)\)")

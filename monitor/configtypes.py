@@ -10,15 +10,19 @@ import re
 from datetime import timedelta
 from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 __all__ = [
     "ByteSize",
     "CheckConfigBase",
     "Defaults",
     "Duration",
+    "HeaderMap",
     "PositiveDuration",
     "StrictModel",
+    "check_headers",
+    "clip_repr",
+    "compile_regex",
     "format_duration",
     "parse_byte_size",
     "parse_duration",
@@ -42,13 +46,25 @@ def parse_duration(value: object) -> timedelta:
             f"expected a duration with a unit such as 30s, 5m, 1h30m or 2d, got {value!r}"
         )
     text = value.strip()
-    if not _DURATION.match(text):
+    if len(text) > 64 or not _DURATION.match(text):
         raise ValueError(
-            f"invalid duration {value!r}: use a number and a unit (ms, s, m, h, d, w), "
+            f"invalid duration {clip_repr(value)}: use a number and a unit (ms, s, m, h, d, w), "
             "e.g. 30s, 5m, 1h30m, 2d"
         )
     seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if not seconds <= MAX_DURATION_S:
+        raise ValueError(f"duration {clip_repr(value)} is too long: at most 3650d (ten years)")
     return timedelta(seconds=seconds)
+
+
+MAX_DURATION_S = 3650 * 86400.0
+"""Longest duration any setting takes: ten years, far inside what timedelta holds."""
+
+
+def clip_repr(value: object, limit: int = 40) -> str:
+    """`repr(value)` cut to `limit` characters with an ellipsis: messages stay one line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def format_duration(delta: timedelta) -> str:
@@ -66,7 +82,8 @@ def format_duration(delta: timedelta) -> str:
     return "".join(parts)
 
 
-_SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
+_SIZE = re.compile(r"^(\d{1,15})\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
+MAX_BYTE_SIZE = 1024**3
 _SIZE_UNITS = {
     None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
     "GB": 1000**3, "GiB": 1024**3,
@@ -79,7 +96,83 @@ def parse_byte_size(value: object) -> int:
         return value
     if isinstance(value, str) and (m := _SIZE.match(value.strip())):
         return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
-    raise ValueError(f"invalid size {value!r}: use bytes or a unit, e.g. 65536, 512KiB, 1MiB")
+    raise ValueError(
+        f"invalid size {clip_repr(value)}: use bytes or a unit, e.g. 65536, 512KiB, 1MiB"
+    )
+
+
+MAX_REGEX_LENGTH = 1000
+MAX_REGEX_REPEAT = 1000
+MAX_REGEX_NESTING = 20
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """Compiles a regular expression from config, within limits the `re` module lacks.
+
+    Counted repetition is bounded (`a{4294967296}` raises OverflowError in `re`, and
+    large counts make matching slow), so are the length and the nesting of groups
+    (thousands of them raise RecursionError). Every refusal is a ValueError that
+    says which limit.
+    """
+    if len(pattern) > MAX_REGEX_LENGTH:
+        raise ValueError(
+            f"regular expression of {len(pattern):,} characters; at most {MAX_REGEX_LENGTH:,}"
+        )
+    for m in _REPEAT.finditer(pattern):
+        counts = [int(g) if len(g) < 10 else MAX_REGEX_REPEAT + 1 for g in m.groups() if g]
+        if max(counts) > MAX_REGEX_REPEAT:
+            raise ValueError(
+                f"repetition {m.group()} in a regular expression: counts go up to "
+                f"{MAX_REGEX_REPEAT}"
+            )
+    if _group_depth(pattern) > MAX_REGEX_NESTING:
+        raise ValueError(f"regular expression nests groups deeper than {MAX_REGEX_NESTING}")
+    try:
+        return re.compile(pattern)
+    except (re.error, OverflowError, RecursionError, MemoryError, ValueError) as exc:
+        raise ValueError(f"invalid regular expression {clip_repr(pattern)}: {exc}") from None
+
+
+def _group_depth(pattern: str) -> int:
+    """How deep `(` groups nest, skipping escapes and character classes."""
+    depth = deepest = 0
+    i, in_class = 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "]":
+                i += 1  # `[]...]`: a leading `]` is part of the class
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+
+
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    """HTTP header names must be tokens and values one line of at most 8 KiB: a line
+    break could never be sent (and would split the request). Values are not echoed:
+    headers carry credentials."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"header name {clip_repr(name)} is not a valid HTTP header name")
+        if len(value) > 8192 or any(c in value for c in "\r\n\x00"):
+            raise ValueError(
+                f"the value of header {name} must be one line without NUL, at most 8 KiB"
+            )
+    return headers
 
 
 _DURATION_SCHEMA = {
@@ -103,7 +196,7 @@ PositiveDuration = Annotated[
 ByteSize = Annotated[
     int,
     BeforeValidator(parse_byte_size),
-    Field(gt=0),
+    Field(gt=0, le=MAX_BYTE_SIZE),
     WithJsonSchema(
         {
             "anyOf": [
@@ -114,6 +207,9 @@ ByteSize = Annotated[
         }
     ),
 ]
+
+
+HeaderMap = Annotated[dict[str, str], AfterValidator(check_headers)]
 
 
 class StrictModel(BaseModel):
@@ -132,8 +228,8 @@ class Defaults(StrictModel):
     timeout: PositiveDuration = timedelta(seconds=10)
     retries: int = Field(default=0, ge=0, le=10)
     retry_delay: Duration = timedelta(seconds=1)
-    failure_threshold: int = Field(default=2, ge=1)
-    success_threshold: int = Field(default=2, ge=1)
+    failure_threshold: int = Field(default=2, ge=1, le=1000)
+    success_threshold: int = Field(default=2, ge=1, le=1000)
 
 
 class CheckConfigBase(StrictModel):
@@ -152,8 +248,8 @@ class CheckConfigBase(StrictModel):
     timeout: PositiveDuration | None = None
     retries: int | None = Field(default=None, ge=0, le=10)
     retry_delay: Duration | None = None
-    failure_threshold: int | None = Field(default=None, ge=1)
-    success_threshold: int | None = Field(default=None, ge=1)
+    failure_threshold: int | None = Field(default=None, ge=1, le=1000)
+    success_threshold: int | None = Field(default=None, ge=1, le=1000)
     depends_on: list[str] = Field(
         default_factory=list,
         description="Checks this one needs: while one of them is down, its incidents do not page.",

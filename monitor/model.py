@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "EMPTY",
+    "MAX_MESSAGE",
     "CheckResult",
     "EscalationState",
     "FailureKind",
@@ -26,6 +27,7 @@ __all__ = [
     "Severity",
     "Silence",
     "TimelineEntry",
+    "bound_message",
 ]
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -101,6 +103,15 @@ class Observation:
         return cls(Outcome.DEGRADED, failure, message, details)
 
 
+MAX_MESSAGE = 1024
+"""Longest result message, in characters; longer ones are cut with an ellipsis."""
+
+
+def bound_message(message: str, limit: int = MAX_MESSAGE) -> str:
+    """`message` cut to `limit` characters, the last one an ellipsis."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """A completed run of one check, after retries: the raw result the pipeline consumes."""
@@ -115,6 +126,12 @@ class CheckResult:
     attempts: int = 1
     details: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     phases: Mapping[str, float] = field(default_factory=lambda: EMPTY)
+
+    def __post_init__(self) -> None:
+        # Bounded here, where every result is made, so that every surface (log, API,
+        # status page, pages, webhooks) is: a 60 KB reason phrase stays 1 KiB.
+        if len(self.message) > MAX_MESSAGE:
+            object.__setattr__(self, "message", bound_message(self.message))
 
     @property
     def ok(self) -> bool:

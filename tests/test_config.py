@@ -172,7 +172,7 @@ class TestErrors:
         assert expected in errors[0]
 
     def test_bounds_read_as_durations(self) -> None:
-        errors = issues_of("defaults: {timeout: 0s}\n")
+        errors = issues_of("defaults: {timeout: 0s}\nchecks: []\n")
         assert errors == [
             "m.yaml:1:21: defaults.timeout: Input should be greater than 0s (got '0s')"
         ]
@@ -202,8 +202,11 @@ class TestDefaults:
         assert (b.interval_s, b.timeout_s, b.retries) == (300, 5, 0)
         assert [c.name for c in config.enabled_checks] == ["a"]
 
-    def test_empty_file_is_an_empty_config(self) -> None:
-        assert parse_config("", "m.yaml", {}).checks == ()
+    def test_empty_file_is_refused_an_empty_list_runs_nothing(self) -> None:
+        for text in ("", "# nothing yet\n", "defaults: {interval: 1m}\n"):
+            with pytest.raises(ConfigError, match=r"m\.yaml:1:1: no checks defined"):
+                parse_config(text, "m.yaml", {})
+        assert parse_config("checks: []\n", "m.yaml", {}).checks == ()
 
     def test_merge_keys_and_anchors(self) -> None:
         config = parse_config(

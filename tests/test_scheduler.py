@@ -300,7 +300,9 @@ class TestLimiter:
         assert peak == 3
 
     async def test_rate_limit_paces_starts(self) -> None:
-        config = parse_config("limits: {rates: [{host: api, requests: 5, per: 100ms}]}", "m", {})
+        config = parse_config(
+            "limits: {rates: [{host: api, requests: 5, per: 100ms}]}\nchecks: []\n", "m", {}
+        )
         limiter = Limiter(config.limits)
         loop = asyncio.get_running_loop()
         starts = []

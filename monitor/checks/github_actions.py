@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http
-import json
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from pydantic import Field, SecretStr, field_validator
 from urllib3.util.retry import Retry
 from yarl import URL
 
+from monitor import jsonbody
 from monitor.checks.base import Check, CheckContext
 from monitor.checks.upstream import dig, parse_time, retry_after_s
 from monitor.configtypes import CheckConfigBase, PositiveDuration, format_duration
@@ -492,7 +492,7 @@ def _secondary(headers: Mapping[str, str], body: str) -> bool:
 
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text)
+        return jsonbody.loads(text)
     except ValueError:
         return None
 
@@ -727,7 +727,7 @@ class GithubActionsCheck(Check[GithubActionsCheckConfig]):
 
 def _json_body(body: str, headers: Mapping[str, str], what: str) -> Any:
     try:
-        return json.loads(body)
+        return jsonbody.loads(body)
     except ValueError as exc:
         ctype = headers.get("content-type", "").split(";")[0].strip() or "no content type"
         hint = f"{ctype} instead of JSON" if "json" not in ctype else f"malformed JSON ({exc})"

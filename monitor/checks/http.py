@@ -7,7 +7,6 @@ final response. The body is read up to `max_body` and never further.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import ssl
 import time
@@ -18,8 +17,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 from yarl import URL
 
+from monitor import jsonbody
 from monitor.checks.base import Check, CheckContext, classify_exception
-from monitor.configtypes import ByteSize, CheckConfigBase, PositiveDuration, StrictModel
+from monitor.configtypes import (
+    ByteSize,
+    CheckConfigBase,
+    PositiveDuration,
+    StrictModel,
+    compile_regex,
+)
 from monitor.httpclient import PhaseTimer, default_user_agent
 from monitor.model import FailureKind, Observation, Outcome
 from monitor.probe import ProbeError, Prober, ProbeResponse, check_headers, unverified_context
@@ -123,10 +129,7 @@ class HttpExpect(StrictModel):
     @classmethod
     def _regex_ok(cls, values: list[str]) -> list[str]:
         for value in values:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+            compile_regex(value)
         return values
 
 
@@ -149,10 +152,7 @@ class HttpRecord(StrictModel):
         if self.json_ is not None:
             parse_json_path(self.json_)
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from exc
+            compile_regex(self.regex)
         return self
 
     @property
@@ -183,6 +183,20 @@ class HttpCheckConfig(CheckConfigBase):
     max_redirects: int = Field(default=10, ge=0, le=50)
     tls_verify: bool = True
     tls_ca_file: str | None = Field(default=None, description="PEM bundle of trusted CAs.")
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_file_loads(cls, value: str | None) -> str | None:
+        # Loaded now, so that a missing or broken bundle is a located config error
+        # instead of a check that cannot be built when the daemon starts or reloads.
+        if value is not None:
+            try:
+                _ssl_context(value)
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                raise ValueError(f"cannot load the CA bundle: {reason}") from None
+        return value
+
     tls_min_days: int | None = Field(
         default=None, ge=0, description="Degraded when the certificate expires sooner."
     )
@@ -327,7 +341,7 @@ class HttpCheck(Check[HttpCheckConfig]):
             found = m.group(1) if m.groups() and m.group(1) is not None else m.group(0)
             return found[:200]
         try:
-            value = _lookup(json.loads(text), self._record_json or ())
+            value = _lookup(jsonbody.loads(text), self._record_json or ())
         except ValueError:
             return None
         if value is _MISSING or isinstance(value, dict | list):
@@ -374,7 +388,7 @@ def _check_json(
     text: str, tests: tuple[tuple[tuple[str | int, ...], JsonAssertion], ...]
 ) -> tuple[FailureKind, str] | None:
     try:
-        doc = json.loads(text)
+        doc = jsonbody.loads(text)
     except ValueError as exc:
         return FailureKind.CONTENT, f"expected a JSON body, could not parse it: {exc}"
     for path, test in tests:

@@ -9,7 +9,6 @@ so malformed upstream data becomes a classified failure, not a crash.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from monitor import jsonbody
 from monitor.checks.base import classify_exception
 from monitor.httpclient import read_capped
 from monitor.model import FailureKind, Observation
@@ -74,7 +74,7 @@ async def fetch_json(
     if not raw.strip():
         return JsonReply(status, resp_headers, None, final_url)
     try:
-        doc = json.loads(raw)
+        doc = jsonbody.loads(raw)
     except ValueError as exc:
         hint = f"{ctype} instead of JSON" if "json" not in ctype else f"malformed JSON ({exc})"
         if "html" in ctype and final_url != url:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
+from monitor.configtypes import HeaderMap
 from monitor.notifiers.base import (
     HttpUrlSecret,
     Notification,
@@ -47,7 +48,7 @@ class WebhookConfig(NotifierConfigBase):
     type: Literal["webhook"]
     url: HttpUrlSecret  # may carry a secret path or query: never shown
     secret: SecretStr | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: HeaderMap = Field(default_factory=dict)
 
 
 def sign(secret: str, body: bytes) -> str:
