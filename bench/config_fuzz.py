@@ -70,7 +70,7 @@ def fuzz(examples: int) -> None:
 
 
 def _worst_cases() -> dict[str, str]:
-    from monitor.yamlsource import MAX_BYTES
+    from monitor.config.yamlsource import MAX_BYTES
 
     item = '  - {name: c%06d, kind: http, url: "http://x/%06d"}\n'
     count = (MAX_BYTES - 8) // len(item % (0, 0))
@@ -98,8 +98,8 @@ def _worst_cases() -> dict[str, str]:
 
 _CHILD = """
 import resource, sys, time
-from monitor.config import load_config
-from monitor.errors import ConfigError
+from monitor.config.loader import load_config
+from monitor.core.errors import ConfigError
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.process_time()
 try:

@@ -1,5 +1,5 @@
 """The probe client's response reading alone: one nginx-like response of a 2 KB page fed
-to `monitor.probe._Exchange` in one piece, in process, no socket.
+to `monitor.checks.http.probe._Exchange` in one piece, in process, no socket.
 
     PYTHONPATH=CHECKOUT python3 bench/exchange.py
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from monitor.httpclient import PhaseTimer
-from monitor.probe import _Exchange
+from monitor.checks.http.httpclient import PhaseTimer
+from monitor.checks.http.probe import _Exchange
 
 PAGE = b"x" * 2055
 RESPONSE = (

@@ -474,7 +474,7 @@ def _quantile(values: list[float], q: float) -> float:
 def seed_incidents(state: Path, names: list[str]) -> None:
     """Open incidents written through the project's own store, as the daemon writes them."""
     sys.path.insert(0, str(ROOT))
-    from monitor.model import Incident, IncidentStatus, Severity, TimelineEntry
+    from monitor.core.model import Incident, IncidentStatus, Severity, TimelineEntry
     from monitor.store.sqlite import SqliteStore, default_state_path
 
     async def write() -> None:

@@ -20,29 +20,29 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
-from monitor.api import ApiServer, IncidentApi, build_app
 from monitor.checks import CheckContext
-from monitor.clock import Clock, SystemClock
-from monitor.config import MonitorConfig, load_config
-from monitor.errors import ConfigError
-from monitor.httpclient import make_session
-from monitor.incidents import IncidentError, IncidentManager
-from monitor.limits import Limiter
-from monitor.metrics import Metrics
-from monitor.model import Incident, OutboxItem, Severity
+from monitor.checks.http.httpclient import make_session
+from monitor.config.loader import MonitorConfig, load_config
+from monitor.core.clock import Clock, SystemClock
+from monitor.core.errors import ConfigError
+from monitor.core.model import Incident, OutboxItem, Severity
+from monitor.core.redact import remember_config
+from monitor.core.resources import probe_reserve, raise_nofile_limit
+from monitor.engine.limits import Limiter
+from monitor.engine.pipeline import ResultHandler
+from monitor.engine.scheduler import Scheduler
+from monitor.incidents.manager import IncidentError, IncidentManager
+from monitor.incidents.silences import SilenceBook
+from monitor.metrics.exporter import Metrics
 from monitor.notifiers import NOTIFIERS
 from monitor.notifiers.base import Notification, NotificationEvent, NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
-from monitor.outbox import Outbox, incident_of
-from monitor.paging import Pager, from_payload, to_payload
-from monitor.pipeline import ResultHandler
-from monitor.redact import remember_config
-from monitor.resources import probe_reserve, raise_nofile_limit
-from monitor.scheduler import Scheduler
-from monitor.silences import SilenceBook
-from monitor.status import StatusView
+from monitor.paging.outbox import Outbox, incident_of
+from monitor.paging.pager import Pager, from_payload, to_payload
 from monitor.store import Store
 from monitor.store.sqlite import SqliteStore, default_state_path
+from monitor.web.api import ApiServer, IncidentApi, build_app
+from monitor.web.status import StatusView
 
 __all__ = ["App"]
 
@@ -68,7 +68,7 @@ class App:
         store: Store | None = None,
     ) -> None:
         self.config = config
-        remember_config(config)  # its secrets are masked on every surface (monitor.redact)
+        remember_config(config)  # its secrets are masked on every surface (monitor.core.redact)
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()

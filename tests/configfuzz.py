@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-from monitor.config import parse_config
-from monitor.errors import ConfigError
+from monitor.config.loader import parse_config
+from monitor.core.errors import ConfigError
 
 __all__ = ["BUNDLED", "DOCUMENTS", "ENV", "Verdict", "judge"]
 

@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.httpclient import make_session
-from monitor.metrics import Metrics
+from monitor.checks.http.httpclient import make_session
+from monitor.metrics.exporter import Metrics
 from tests.fakes import FakeClock
 
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.api import IncidentApi, build_app
-from monitor.incidents import CheckEvent, IncidentManager
-from monitor.metrics import Metrics
-from monitor.model import CheckResult, FailureKind, Outcome, Severity
-from monitor.silences import SilenceBook
-from monitor.state import AlertState
+from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
+from monitor.engine.state import AlertState
+from monitor.incidents.manager import CheckEvent, IncidentManager
+from monitor.incidents.silences import SilenceBook
+from monitor.metrics.exporter import Metrics
+from monitor.web.api import IncidentApi, build_app
 from tests.fakes import FakeClock, MemoryStore
 
 TOKEN = "s3cret-token"

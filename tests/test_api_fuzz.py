@@ -20,15 +20,15 @@ from prometheus_client import CollectorRegistry
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from monitor.api import ApiServer, IncidentApi, build_app
-from monitor.apischema import openapi_document
-from monitor.clock import SystemClock
-from monitor.incidents import IncidentManager
-from monitor.metrics import Metrics
-from monitor.pipeline import ResultHandler
-from monitor.silences import SilenceBook
-from monitor.status import StatusView
+from monitor.core.clock import SystemClock
+from monitor.engine.pipeline import ResultHandler
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.silences import SilenceBook
+from monitor.metrics.exporter import Metrics
 from monitor.store.sqlite import SqliteStore
+from monitor.web.api import ApiServer, IncidentApi, build_app
+from monitor.web.apischema import openapi_document
+from monitor.web.status import StatusView
 
 TOKEN = "fuzz-token"
 # Per operation. bench/README.md records a 10,000-request run: API_FUZZ_EXAMPLES=500, with

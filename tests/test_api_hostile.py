@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.api import ApiServer, IncidentApi, build_app
-from monitor.apischema import MAX_BODY_BYTES, ROUTES, render
-from monitor.incidents import IncidentManager
-from monitor.metrics import Metrics
-from monitor.silences import SilenceBook
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.silences import SilenceBook
+from monitor.metrics.exporter import Metrics
+from monitor.web.api import ApiServer, IncidentApi, build_app
+from monitor.web.apischema import MAX_BODY_BYTES, ROUTES, render
 from tests.fakes import FakeClock, MemoryStore
 from tests.test_api import failing
 
@@ -186,11 +186,11 @@ class TestOpenApi:
         assert status == 200
         assert doc == json.loads(DOCS.read_text())
         assert DOCS.read_text() == render(), (
-            "regenerate: python -m monitor.apischema > docs/openapi.json"
+            "regenerate: python -m monitor.web.apischema > docs/openapi.json"
         )
 
     async def test_document_matches_the_routes(self, api: Api, clock: FakeClock) -> None:
-        from monitor.status import StatusView
+        from monitor.web.status import StatusView
 
         store = MemoryStore()
         manager = IncidentManager(store, clock, Metrics(CollectorRegistry()), cooldown=timedelta(0))

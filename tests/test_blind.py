@@ -14,16 +14,16 @@ from hypothesis import strategies as st
 
 from monitor.checks.github_actions import GithubActionsCheckConfig
 from monitor.checks.npm import NpmCheckConfig
-from monitor.config import load_config
-from monitor.configtypes import CheckConfigBase, Defaults
-from monitor.escalation import EscalationConfig
-from monitor.incidents import HEALTH_SOURCE, IncidentManager
-from monitor.model import CheckResult, FailureKind, IncidentStatus, Outcome, Severity
-from monitor.outbox import Outbox
-from monitor.paging import Pager, from_payload
-from monitor.pipeline import ResultHandler
-from monitor.rules import SeverityRule, Situation, classify
-from monitor.state import AlertState, CheckState, blindness, step
+from monitor.config.loader import load_config
+from monitor.core.configtypes import CheckConfigBase, Defaults
+from monitor.core.model import CheckResult, FailureKind, IncidentStatus, Outcome, Severity
+from monitor.engine.pipeline import ResultHandler
+from monitor.engine.state import AlertState, CheckState, blindness, step
+from monitor.incidents.manager import HEALTH_SOURCE, IncidentManager
+from monitor.incidents.rules import SeverityRule, Situation, classify
+from monitor.paging.escalation import EscalationConfig
+from monitor.paging.outbox import Outbox
+from monitor.paging.pager import Pager, from_payload
 from tests.fakes import FakeClock, MemoryStore, settle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -272,7 +272,7 @@ async def test_no_secret_in_a_health_incident(world, clock) -> None:
 
 
 def test_monitor_check_shows_blind_apart_from_failed(clock) -> None:
-    from monitor.cli import _table
+    from monitor.cli.main import _table
 
     main, site = gha("main-build"), npm("npm-winglang")
     text = _table([
@@ -329,7 +329,7 @@ class TestBundledConfig:
                             assert failure in self.PAGED.get(check.name, set()), where
 
     def test_explain_rate_limited_is_not_p1(self, capsys) -> None:
-        from monitor.cli import main
+        from monitor.cli.main import main
 
         for failure in ("rate_limited", "unavailable", "auth"):
             code = main(

@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from monitor import jsonbody
 from monitor.checks import CheckContext
-from monitor.checks.http import HttpCheck, HttpCheckConfig
-from monitor.clock import SystemClock
-from monitor.configtypes import Defaults
-from monitor.model import MAX_MESSAGE, CheckResult, FailureKind, Outcome
+from monitor.checks.http.check import HttpCheck, HttpCheckConfig
+from monitor.core import jsonbody
+from monitor.core.clock import SystemClock
+from monitor.core.configtypes import Defaults
+from monitor.core.model import MAX_MESSAGE, CheckResult, FailureKind, Outcome
 from tests.proc import Daemon
 
 DEEP = "[" * 200_000 + "]" * 200_000

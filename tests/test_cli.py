@@ -204,7 +204,7 @@ async def test_explain_uses_the_failure_kinds_outcome_and_ends_with_who_is_paged
 
 
 async def test_backup_copies_the_store(tmp_path: Path) -> None:
-    from monitor.model import Incident, IncidentStatus, Severity
+    from monitor.core.model import Incident, IncidentStatus, Severity
     from monitor.store.sqlite import SqliteStore, default_state_path
 
     state = tmp_path / "state"
@@ -279,7 +279,7 @@ async def test_runbook() -> None:
 
 
 def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    from monitor.cli import event_loop_factory
+    from monitor.cli.main import event_loop_factory
 
     assert event_loop_factory("asyncio") is None
     with pytest.raises(ValueError, match="auto, uvloop or asyncio"):

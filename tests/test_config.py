@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.checks import CHECKS
-from monitor.config import config_json_schema, load_config, parse_config
-from monitor.configtypes import format_duration, parse_byte_size, parse_duration
-from monitor.errors import ConfigError
-from monitor.yamlsource import expand_env
+from monitor.config.loader import config_json_schema, load_config, parse_config
+from monitor.config.yamlsource import expand_env
+from monitor.core.configtypes import format_duration, parse_byte_size, parse_duration
+from monitor.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ", ".join(sorted(CHECKS))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.checks.http import HttpCheckConfig
-from monitor.config import load_config, parse_config
-from monitor.errors import ConfigError
-from monitor.yamlsource import MAX_BYTES
+from monitor.checks.http.check import HttpCheckConfig
+from monitor.config.loader import load_config, parse_config
+from monitor.config.yamlsource import MAX_BYTES
+from monitor.core.errors import ConfigError
 from tests.proc import run_cli
 
 CHECK = '  - {name: a, kind: http, url: "http://x/"}\n'
@@ -184,12 +184,12 @@ def test_bytes_that_are_not_utf8_are_located(tmp_path: Path) -> None:
 
 
 def test_validator_faults_are_still_a_located_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import monitor.config
+    import monitor.config.loader
 
     def broken(*_args: object) -> list[object]:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(monitor.config, "_cross_checks", broken)
+    monkeypatch.setattr(monitor.config.loader, "_cross_checks", broken)
     assert issues_of(BASE) == [
         "m.yaml:1:1: the config could not be validated (RuntimeError); please report this"
     ]

@@ -104,7 +104,7 @@ async def test_reload_reads_the_file_off_the_event_loop(
 
     import monitor.app
     from monitor.app import App
-    from monitor.config import load_config
+    from monitor.config.loader import load_config
 
     async def site(_request: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -21,14 +21,14 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from monitor.api import ApiServer, IncidentApi, build_app
 from monitor.checks.base import classify_exception
-from monitor.incidents import IncidentManager
-from monitor.metrics import Metrics
-from monitor.model import CheckResult, FailureKind, Outcome
-from monitor.pipeline import ResultHandler
-from monitor.resources import is_resource_error
-from monitor.silences import SilenceBook
+from monitor.core.model import CheckResult, FailureKind, Outcome
+from monitor.core.resources import is_resource_error
+from monitor.engine.pipeline import ResultHandler
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.silences import SilenceBook
+from monitor.metrics.exporter import Metrics
+from monitor.web.api import ApiServer, IncidentApi, build_app
 from tests.fakes import FakeClock, MemoryStore
 from tests.proc import Daemon, wait_for
 from tests.test_api_hostile import TOKEN
@@ -87,7 +87,7 @@ async def test_an_idle_keep_alive_connection_is_closed(small: ApiServer) -> None
 
 
 async def test_a_body_that_never_arrives_is_a_408(monkeypatch) -> None:
-    monkeypatch.setattr("monitor.api.BODY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("monitor.web.api.BODY_TIMEOUT_S", 0.3)
     clock, store = FakeClock(), MemoryStore()
     manager = IncidentManager(store, clock, Metrics(CollectorRegistry()), cooldown=timedelta(0))
     app = build_app(
@@ -122,13 +122,13 @@ async def test_idle_connections_give_way_to_new_ones(small: ApiServer) -> None:
 async def test_connections_in_the_probes_reserve_are_refused(monkeypatch) -> None:
     server = await start(reserve=100)
     try:
-        monkeypatch.setattr("monitor.api.nofile_limit", lambda: 8)  # every fd is "reserved"
+        monkeypatch.setattr("monitor.web.api.nofile_limit", lambda: 8)  # every fd is "reserved"
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert await closed_within(reader, 2.0)
         assert server.guard.refused == 1
         writer.close()
-        monkeypatch.setattr("monitor.api.nofile_limit", lambda: 100_000)
+        monkeypatch.setattr("monitor.web.api.nofile_limit", lambda: 100_000)
         assert await healthz(server.port) == 200
     finally:
         await server.stop()
@@ -147,9 +147,9 @@ class TestResourceFailures:
         self, aiohttp_server, monkeypatch
     ) -> None:
         from monitor.checks import CheckContext
-        from monitor.checks.http import HttpCheck, HttpCheckConfig
-        from monitor.configtypes import Defaults
-        from monitor.httpclient import make_session
+        from monitor.checks.http.check import HttpCheck, HttpCheckConfig
+        from monitor.checks.http.httpclient import make_session
+        from monitor.core.configtypes import Defaults
 
         async def ok(_request: web.Request) -> web.Response:
             return web.Response(text="ok")
@@ -173,7 +173,7 @@ class TestResourceFailures:
         assert obs.failure is FailureKind.MONITOR_RESOURCES, obs
 
     async def test_never_the_assets_failure(self, clock: FakeClock) -> None:
-        from monitor.checks.http import HttpCheckConfig
+        from monitor.checks.http.check import HttpCheckConfig
 
         metrics = Metrics(CollectorRegistry())
         handler = ResultHandler(metrics, clock=clock)
@@ -195,7 +195,7 @@ def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
     script = (
         "import resource, json\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))\n"
-        "from monitor.resources import raise_nofile_limit\n"
+        "from monitor.core.resources import raise_nofile_limit\n"
         "print(json.dumps(raise_nofile_limit()))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
@@ -203,7 +203,7 @@ def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
 
 
 def test_a_refused_raise_is_a_warning(monkeypatch) -> None:
-    from monitor import resources
+    from monitor.core import resources
     from tests.test_secrets import captured_logs, restore_logs
 
     buffer = captured_logs(True)
@@ -303,7 +303,7 @@ class TestRunnerBlindness:
         scripts["a"] = down
         runner = runner_for(make_config("a"), clock, metrics, Sink())
         assert (await runner.run_once()).failure is FailureKind.CONNECT
-        monkeypatch.setattr("monitor.scheduler.starved", lambda: True)
+        monkeypatch.setattr("monitor.engine.scheduler.starved", lambda: True)
         result = await runner.run_once()
         assert result.failure is FailureKind.MONITOR_RESOURCES
         assert "refused" in result.message

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.escalation import Policy, due_actions, freeze, thaw
-from monitor.model import EscalationState
+from monitor.core.model import EscalationState
+from monitor.paging.escalation import Policy, due_actions, freeze, thaw
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -97,8 +97,8 @@ def test_validation(policy, message):
 
 
 def test_references_are_checked():
-    from monitor.config import parse_config
-    from monitor.errors import ConfigError
+    from monitor.config.loader import parse_config
+    from monitor.core.errors import ConfigError
 
     text = (
         "checks: []\n"
@@ -131,8 +131,8 @@ RULES = (
 
 
 def test_every_severity_the_rules_yield_reaches_a_policy():
-    from monitor.config import parse_config
-    from monitor.errors import ConfigError
+    from monitor.config.loader import parse_config
+    from monitor.core.errors import ConfigError
 
     text = RULES + (
         "escalation:\n"
@@ -158,6 +158,6 @@ def test_every_severity_the_rules_yield_reaches_a_policy():
     ],
 )
 def test_severities_that_reach_a_policy_are_fine(escalation):
-    from monitor.config import parse_config
+    from monitor.config.loader import parse_config
 
     parse_config(RULES + escalation, "m.yaml", {})

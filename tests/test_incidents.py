@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from monitor.incidents import CheckEvent, IncidentError, IncidentManager
-from monitor.model import CheckResult, FailureKind, IncidentStatus, Outcome, Severity
-from monitor.state import AlertState
+from monitor.core.model import CheckResult, FailureKind, IncidentStatus, Outcome, Severity
+from monitor.engine.state import AlertState
+from monitor.incidents.manager import CheckEvent, IncidentError, IncidentManager
 from tests.fakes import FakeClock, MemoryStore
 
 DOWN, UP, DEG = AlertState.DOWN, AlertState.UP, AlertState.DEGRADED

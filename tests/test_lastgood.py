@@ -10,13 +10,13 @@ import pytest
 
 from monitor.checks.github_actions import GithubActionsCheckConfig
 from monitor.checks.npm import NpmCheckConfig
-from monitor.configtypes import CheckConfigBase, Defaults
-from monitor.incidents import CheckEvent, IncidentManager
-from monitor.lastgood import LastGood, advice, capture
-from monitor.model import CheckResult, FailureKind, Outcome, Severity
-from monitor.pipeline import ResultHandler
-from monitor.rules import SeverityRule
-from monitor.state import AlertState
+from monitor.core.configtypes import CheckConfigBase, Defaults
+from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
+from monitor.engine.lastgood import LastGood, advice, capture
+from monitor.engine.pipeline import ResultHandler
+from monitor.engine.state import AlertState
+from monitor.incidents.manager import CheckEvent, IncidentManager
+from monitor.incidents.rules import SeverityRule
 from tests.fakes import FakeClock, MemoryStore, settle
 from tests.test_paging import World, stop
 
@@ -184,7 +184,7 @@ async def test_p0_and_p1_pages_say_what_reverting_means(clock, metrics, severity
     deliver = w.outbox.deliver
 
     async def record(notifier: str, payload: str) -> None:
-        from monitor.paging import from_payload
+        from monitor.paging.pager import from_payload
 
         n = from_payload(payload)
         if n.event.value == "trigger":

@@ -8,8 +8,13 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from monitor.maintenance import MaintenanceWindow, active_window, silence_matches, suppression
-from monitor.model import Silence
+from monitor.core.model import Silence
+from monitor.incidents.maintenance import (
+    MaintenanceWindow,
+    active_window,
+    silence_matches,
+    suppression,
+)
 
 
 def at(text: str) -> datetime:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from monitor.oncall import OnCallConfig, coverage_gaps, format_coverage, handoffs, on_call
+from monitor.paging.oncall import OnCallConfig, coverage_gaps, format_coverage, handoffs, on_call
 
 # The Wing rotations (operations overview): Israel/Europe 03:00-15:00 UTC, US 15:00-03:00 UTC.
 WING = yaml.safe_load("""

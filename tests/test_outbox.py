@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from monitor.model import OutboxItem
-from monitor.outbox import Outbox
+from monitor.core.model import OutboxItem
+from monitor.paging.outbox import Outbox
 from tests.fakes import FakeClock, MemoryStore, settle
 
 

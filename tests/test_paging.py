@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from monitor.escalation import EscalationConfig
-from monitor.incidents import CheckEvent, IncidentManager
-from monitor.model import CheckResult, FailureKind, Outcome, Severity
-from monitor.oncall import OnCallConfig
-from monitor.outbox import Outbox
-from monitor.paging import Pager, from_payload
-from monitor.state import AlertState
+from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
+from monitor.engine.state import AlertState
+from monitor.incidents.manager import CheckEvent, IncidentManager
+from monitor.paging.escalation import EscalationConfig
+from monitor.paging.oncall import OnCallConfig
+from monitor.paging.outbox import Outbox
+from monitor.paging.pager import Pager, from_payload
 from tests.fakes import FakeClock, MemoryStore, settle
 
 ONCALL = OnCallConfig.model_validate({

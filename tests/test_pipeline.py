@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.checks.http import HttpCheckConfig
-from monitor.config import parse_config
-from monitor.configtypes import Defaults
-from monitor.errors import ConfigError
-from monitor.model import CheckResult, FailureKind, Outcome
-from monitor.pipeline import ResultHandler, annotate
+from monitor.checks.http.check import HttpCheckConfig
+from monitor.config.loader import parse_config
+from monitor.core.configtypes import Defaults
+from monitor.core.errors import ConfigError
+from monitor.core.model import CheckResult, FailureKind, Outcome
+from monitor.engine.pipeline import ResultHandler, annotate
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 

@@ -6,15 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from monitor.checks.http import HttpCheckConfig
-from monitor.configtypes import CheckConfigBase, Defaults
-from monitor.incidents import IncidentManager
-from monitor.maintenance import MaintenanceWindow
-from monitor.model import CheckResult, FailureKind, Outcome, Severity
-from monitor.pipeline import ResultHandler
-from monitor.rules import SeverityRule
-from monitor.silences import SilenceBook
-from monitor.state import AlertState
+from monitor.checks.http.check import HttpCheckConfig
+from monitor.core.configtypes import CheckConfigBase, Defaults
+from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
+from monitor.engine.pipeline import ResultHandler
+from monitor.engine.state import AlertState
+from monitor.incidents.maintenance import MaintenanceWindow
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.rules import SeverityRule
+from monitor.incidents.silences import SilenceBook
 from tests.fakes import FakeClock, MemoryStore
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from monitor.model import Incident, IncidentStatus, Severity, TimelineEntry
-from monitor.postmortem import render_postmortem
+from monitor.core.model import Incident, IncidentStatus, Severity, TimelineEntry
+from monitor.incidents.postmortem import render_postmortem
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.api import IncidentApi, build_app
-from monitor.cli import main
-from monitor.model import Incident, IncidentStatus, Severity
-from monitor.postmortem_issue import PostmortemIssueError, marker, open_issue
+from monitor.cli.main import main
+from monitor.core.model import Incident, IncidentStatus, Severity
+from monitor.incidents.postmortem_issue import PostmortemIssueError, marker, open_issue
+from monitor.web.api import IncidentApi, build_app
 from tests.githubfake import FakeGithub
 from tests.test_api import TOKEN, failing
 from tests.test_api import world as _world

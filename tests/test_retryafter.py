@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from monitor.checks.upstream import retry_after_s as check_retry_after
+from monitor.core.retryafter import MAX_RETRY_AFTER_S, header, parse_retry_after, retry_after
 from monitor.notifiers.base import http_error
-from monitor.retryafter import MAX_RETRY_AFTER_S, header, parse_retry_after, retry_after
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from monitor.model import FailureKind, Severity
-from monitor.rules import (
+from monitor.core.model import FailureKind, Severity
+from monitor.engine.state import AlertState
+from monitor.incidents.rules import (
     RuleMatch,
     SeverityRule,
     Situation,
@@ -18,7 +19,6 @@ from monitor.rules import (
     Verdict,
     classify,
 )
-from monitor.state import AlertState
 
 # 2026-11-23 is a Monday.
 MON_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -488,7 +488,7 @@ def test_classify_never_raises(s: Situation) -> None:
 def test_time_of_day_at_the_first_day_of_the_calendar() -> None:
     # Found by hypothesis: the morning part of a span that crosses midnight began
     # "yesterday", and 0001-01-01 has none.
-    from monitor.rules import TimeOfDay
+    from monitor.incidents.rules import TimeOfDay
 
     tod = TimeOfDay.model_validate({"days": ["sun"], "between": "22:00-11:00"})
     assert (

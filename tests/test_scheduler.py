@@ -9,12 +9,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from monitor.checks import CHECKS, Check, CheckContext
-from monitor.config import LimitsConfig, parse_config
-from monitor.configtypes import CheckConfigBase
-from monitor.limits import Limiter
-from monitor.metrics import Metrics
-from monitor.model import CheckResult, FailureKind, Observation, Outcome
-from monitor.scheduler import CheckRunner, Scheduler, hashed_offset, next_tick, spread
+from monitor.config.loader import LimitsConfig, parse_config
+from monitor.core.configtypes import CheckConfigBase
+from monitor.core.model import CheckResult, FailureKind, Observation, Outcome
+from monitor.engine.limits import Limiter
+from monitor.engine.scheduler import CheckRunner, Scheduler, hashed_offset, next_tick, spread
+from monitor.metrics.exporter import Metrics
 from tests.fakes import FakeClock, settle
 
 
@@ -79,7 +79,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[], Any]]:
 
 
 def make_config(name: str = "a", **fields: Any) -> CheckConfigBase:
-    from monitor.configtypes import Defaults
+    from monitor.core.configtypes import Defaults
 
     return ScriptedConfig(name=name, kind="scripted", **fields).resolved(Defaults())
 
@@ -177,7 +177,7 @@ class TestRunner:
         assert logs[0]["event"] == "check_crashed"
 
     async def test_a_hanging_check_is_cut_off(self, scripted, clock, metrics, monkeypatch) -> None:
-        monkeypatch.setattr("monitor.scheduler.TIMEOUT_GUARD_S", 0.0)
+        monkeypatch.setattr("monitor.engine.scheduler.TIMEOUT_GUARD_S", 0.0)
 
         async def hang() -> Observation:
             await asyncio.Event().wait()
@@ -191,7 +191,7 @@ class TestRunner:
 
 class TestScheduler:
     async def test_many_checks_one_hanging(self, scripted, clock, metrics, monkeypatch) -> None:
-        monkeypatch.setattr("monitor.scheduler.TIMEOUT_GUARD_S", 0.0)
+        monkeypatch.setattr("monitor.engine.scheduler.TIMEOUT_GUARD_S", 0.0)
 
         async def hang() -> Observation:
             await asyncio.Event().wait()

@@ -21,19 +21,19 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from monitor import logs
-from monitor import redact as redaction
-from monitor.api import IncidentApi, build_app
-from monitor.config import load_config
-from monitor.incidents import IncidentManager
-from monitor.logs import configure_logging
-from monitor.metrics import Metrics
-from monitor.model import Incident, IncidentStatus, Observation
-from monitor.postmortem import render_postmortem
-from monitor.redact import redact_text, redact_url, remember_config, secret_name
-from monitor.silences import SilenceBook
-from monitor.state import CheckState
+from monitor.config.loader import load_config
+from monitor.core import logs
+from monitor.core import redact as redaction
+from monitor.core.logs import configure_logging
+from monitor.core.model import Incident, IncidentStatus, Observation
+from monitor.core.redact import redact_text, redact_url, remember_config, secret_name
+from monitor.engine.state import CheckState
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.postmortem import render_postmortem
+from monitor.incidents.silences import SilenceBook
+from monitor.metrics.exporter import Metrics
 from monitor.store.sqlite import SqliteStore
+from monitor.web.api import IncidentApi, build_app
 from tests.fakes import FakeClock, MemoryStore
 from tests.proc import Daemon, run_cli, wait_for
 
@@ -250,7 +250,7 @@ class Boom:
 async def test_a_crashing_check_logs_no_secret_and_no_locals(
     as_json: bool, tmp_path: Path, monkeypatch
 ) -> None:
-    from monitor.checks.http import HttpCheck
+    from monitor.checks.http.check import HttpCheck
 
     path = write_config(tmp_path, "http://127.0.0.1:9", monkeypatch)
     config = load_config(str(path))
@@ -262,7 +262,7 @@ async def test_a_crashing_check_logs_no_secret_and_no_locals(
             return await Boom(self.config.url).run()
 
         monkeypatch.setattr(HttpCheck, "run", crash)
-        from monitor.cli import _run_checks
+        from monitor.cli.main import _run_checks
 
         results = await _run_checks(config, config.enabled_checks)
     finally:
@@ -325,12 +325,12 @@ def test_postmortem_is_redacted(clock: FakeClock) -> None:
 async def test_check_json_stdout_is_json_when_a_check_crashes(tmp_path: Path, monkeypatch) -> None:
     path = write_config(tmp_path, "http://127.0.0.1:9", monkeypatch)
     script = (
-        "import sys, monitor.checks.http as h\n"
+        "import sys, monitor.checks.http.check as h\n"
         "async def boom(self):\n"
         "    print('noise from a check')\n"
         "    raise RuntimeError(f'cannot fetch {self.config.url}')\n"
         "h.HttpCheck.run = boom\n"
-        "from monitor.cli import main\n"
+        "from monitor.cli.main import main\n"
         f"sys.exit(main(['check', '--json', '-c', {str(path)!r}]))\n"
     )
     proc = await asyncio.create_subprocess_exec(
@@ -364,7 +364,7 @@ async def test_state_files_are_private(tmp_path: Path) -> None:
 
 
 async def test_cli_errors_are_redacted() -> None:
-    from monitor.client import ApiClient, ApiError
+    from monitor.cli.client import ApiClient, ApiError
 
     client = ApiClient(f"http://bot:{URL_PASSWORD}@127.0.0.1:1/?token={QUERY_TOKEN}", None, 2)
     with pytest.raises(ApiError) as caught:

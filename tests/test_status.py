@@ -7,15 +7,15 @@ from datetime import timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.api import build_app
-from monitor.checks.http import HttpCheckConfig
-from monitor.config import parse_config
-from monitor.configtypes import Defaults
-from monitor.incidents import IncidentManager
-from monitor.model import CheckResult, FailureKind, Outcome
-from monitor.pipeline import ResultHandler
-from monitor.rules import SeverityRule
-from monitor.status import RUNS, RunHistory, StatusView, render_html
+from monitor.checks.http.check import HttpCheckConfig
+from monitor.config.loader import parse_config
+from monitor.core.configtypes import Defaults
+from monitor.core.model import CheckResult, FailureKind, Outcome
+from monitor.engine.pipeline import ResultHandler
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.rules import SeverityRule
+from monitor.web.api import build_app
+from monitor.web.status import RUNS, RunHistory, StatusView, render_html
 from tests.fakes import FakeClock, MemoryStore
 
 SECRET_HEADER = "Bearer hdr-s3cret"

@@ -14,8 +14,8 @@ from types import MappingProxyType
 import pytest
 
 import monitor.store.sqlite as sqlite_store
-from monitor.model import Incident, IncidentStatus, Severity, Silence, TimelineEntry
-from monitor.state import AlertState, CheckState
+from monitor.core.model import Incident, IncidentStatus, Severity, Silence, TimelineEntry
+from monitor.engine.state import AlertState, CheckState
 from monitor.store import Store, StoreError
 from monitor.store.sqlite import MIGRATIONS, SqliteStore, default_state_path
 
@@ -584,7 +584,7 @@ async def test_satisfies_the_protocol(store: SqliteStore) -> None:
 async def test_drill_flag_round_trips(tmp_path) -> None:
     from datetime import UTC, datetime
 
-    from monitor.model import Incident, IncidentStatus, Severity
+    from monitor.core.model import Incident, IncidentStatus, Severity
     from monitor.store.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "s.sqlite3")
@@ -614,7 +614,7 @@ async def test_kv_prefix(store: SqliteStore) -> None:
 
 
 async def test_pending_notifications_and_settling_them(store: SqliteStore) -> None:
-    from monitor.model import OutboxItem
+    from monitor.core.model import OutboxItem
 
     def item(key: str, notifier: str = "slack") -> OutboxItem:
         return OutboxItem(0, key, notifier, "{}", at(0), at(0))

@@ -6,13 +6,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from monitor.checks.github_actions import RateBudget
-from monitor.checks.http import HttpCheckConfig
-from monitor.configtypes import Defaults
-from monitor.incidents import IncidentManager
-from monitor.model import CheckResult, FailureKind, Outcome
-from monitor.pipeline import ResultHandler
-from monitor.postmortem import render_postmortem
-from monitor.rules import SeverityRule
+from monitor.checks.http.check import HttpCheckConfig
+from monitor.core.configtypes import Defaults
+from monitor.core.model import CheckResult, FailureKind, Outcome
+from monitor.engine.pipeline import ResultHandler
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.postmortem import render_postmortem
+from monitor.incidents.rules import SeverityRule
 from monitor.store.sqlite import SqliteStore
 from tests.fakes import FakeClock
 
@@ -74,7 +74,7 @@ async def test_repeated_failures_collapse_into_one_entry(
 
 
 async def test_the_count_survives_a_reopen_of_the_store(tmp_path: Path, clock: FakeClock) -> None:
-    from monitor.model import Incident, IncidentStatus, TimelineEntry
+    from monitor.core.model import Incident, IncidentStatus, TimelineEntry
 
     path = tmp_path / "state.sqlite3"
     store = SqliteStore(path)
@@ -99,9 +99,9 @@ async def test_the_count_survives_a_reopen_of_the_store(tmp_path: Path, clock: F
 
 
 def test_monitor_incident_shows_the_count() -> None:
-    from monitor.api import to_json
-    from monitor.cli import _incident_text, entry_from_json
-    from monitor.model import TimelineEntry
+    from monitor.cli.main import _incident_text, entry_from_json
+    from monitor.core.model import TimelineEntry
+    from monitor.web.api import to_json
 
     at = FakeClock().now()
     entry = TimelineEntry(

@@ -9,7 +9,7 @@ from typing import Any
 
 from monitor.checks.base import Check, CheckContext, classify_exception
 from monitor.checks.github_actions import GithubActionsCheck
-from monitor.checks.http import HttpCheck
+from monitor.checks.http.check import HttpCheck
 from monitor.checks.marketplace import OpenVsxCheck, VscodeMarketplaceCheck
 from monitor.checks.npm import NpmCheck
 from monitor.checks.statuspage import StatuspageCheck

@@ -14,11 +14,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 
-from monitor.clock import Clock
-from monitor.configtypes import CheckConfigBase
-from monitor.metrics import Metrics
-from monitor.model import FailureKind, Observation
-from monitor.resources import is_resource_error
+from monitor.core.clock import Clock
+from monitor.core.configtypes import CheckConfigBase
+from monitor.core.model import FailureKind, Observation
+from monitor.core.resources import is_resource_error
+from monitor.metrics.exporter import Metrics
 
 __all__ = ["Check", "CheckContext", "classify_exception"]
 

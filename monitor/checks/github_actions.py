@@ -26,14 +26,14 @@ from pydantic import Field, SecretStr, field_validator
 from urllib3.util.retry import Retry
 from yarl import URL
 
-from monitor import jsonbody
 from monitor.checks.base import Check, CheckContext
+from monitor.checks.http.httpclient import default_user_agent
 from monitor.checks.upstream import dig, parse_time, retry_after_s
-from monitor.configtypes import CheckConfigBase, PositiveDuration, format_duration
-from monitor.httpclient import default_user_agent
-from monitor.metrics import Metrics
-from monitor.model import FailureKind, Observation
-from monitor.retryafter import header
+from monitor.core import jsonbody
+from monitor.core.configtypes import CheckConfigBase, PositiveDuration, format_duration
+from monitor.core.model import FailureKind, Observation
+from monitor.core.retryafter import header
+from monitor.metrics.exporter import Metrics
 
 __all__ = [
     "GithubActionsCheck",

@@ -23,8 +23,8 @@ from yarl import URL
 
 from monitor.checks.base import Check, CheckContext, classify_exception
 from monitor.checks.upstream import JsonReply, dig, fetch_json, parse_time
-from monitor.configtypes import CheckConfigBase, PositiveDuration, format_duration
-from monitor.model import FailureKind, Observation
+from monitor.core.configtypes import CheckConfigBase, PositiveDuration, format_duration
+from monitor.core.model import FailureKind, Observation
 
 __all__ = [
     "DEFAULT_REGISTRY",

@@ -17,8 +17,8 @@ from yarl import URL
 
 from monitor.checks.base import Check, CheckContext
 from monitor.checks.upstream import dig, fetch_json
-from monitor.configtypes import CheckConfigBase
-from monitor.model import FailureKind, Observation, Outcome
+from monitor.core.configtypes import CheckConfigBase
+from monitor.core.model import FailureKind, Observation, Outcome
 
 __all__ = [
     "Component",

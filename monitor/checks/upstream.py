@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from monitor import jsonbody
 from monitor.checks.base import classify_exception
-from monitor.httpclient import read_capped
-from monitor.model import FailureKind, Observation
-from monitor.retryafter import retry_after
+from monitor.checks.http.httpclient import read_capped
+from monitor.core import jsonbody
+from monitor.core.model import FailureKind, Observation
+from monitor.core.retryafter import retry_after
 
 __all__ = ["JsonReply", "dig", "fetch_json", "parse_time", "retry_after_s"]
 

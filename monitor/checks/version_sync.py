@@ -23,8 +23,8 @@ from monitor.checks.marketplace import (
 )
 from monitor.checks.npm import DEFAULT_REGISTRY, PACKAGE_PATTERN, fetch_packument, resolve_tag
 from monitor.checks.upstream import dig, fetch_json
-from monitor.configtypes import CheckConfigBase, Duration, StrictModel, format_duration
-from monitor.model import FailureKind, Observation
+from monitor.core.configtypes import CheckConfigBase, Duration, StrictModel, format_duration
+from monitor.core.model import FailureKind, Observation
 
 __all__ = ["SyncSource", "VersionSyncCheck", "VersionSyncCheckConfig", "version_key"]
 

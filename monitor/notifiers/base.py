@@ -22,10 +22,10 @@ import aiohttp
 from pydantic import AfterValidator, SecretStr
 from yarl import URL
 
-from monitor.configtypes import PositiveDuration, StrictModel
-from monitor.model import Severity
-from monitor.redact import redact_text
-from monitor.retryafter import parse_retry_after, retry_after
+from monitor.core.configtypes import PositiveDuration, StrictModel
+from monitor.core.model import Severity
+from monitor.core.redact import redact_text
+from monitor.core.retryafter import parse_retry_after, retry_after
 
 __all__ = [
     "DRILL_NOTE",
@@ -250,12 +250,12 @@ def redact(text: str, secrets: Iterable[str]) -> str:
             found.add(str(url.with_query(None)))
     for secret in sorted(found, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
-    return redact_text(text)  # and what monitor.redact masks on every surface
+    return redact_text(text)  # and what monitor.core.redact masks on every surface
 
 
 def retry_after_s(value: str | None, now: datetime) -> float | None:
     """`Retry-After` as seconds to wait: a number of seconds, or an HTTP date compared
-    with `now`. None when absent or unreadable (the one parser: `monitor.retryafter`)."""
+    with `now`. None when absent or unreadable (the one parser: `monitor.core.retryafter`)."""
     return parse_retry_after(value, now)
 
 

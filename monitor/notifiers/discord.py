@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from yarl import URL
 
-from monitor.model import Severity
+from monitor.core.model import Severity
 from monitor.notifiers.base import (
     DRILL_NOTE,
     HttpUrlSecret,

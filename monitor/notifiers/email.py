@@ -22,7 +22,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import Field, SecretStr
 
-from monitor.configtypes import PositiveDuration
+from monitor.core.configtypes import PositiveDuration
 from monitor.notifiers.base import (
     DRILL_NOTE,
     Notification,

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import Field, SecretStr
 
-from monitor.model import Severity
+from monitor.core.model import Severity
 from monitor.notifiers.base import (
     Notification,
     NotificationEvent,

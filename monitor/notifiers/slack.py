@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from monitor.model import Severity
+from monitor.core.model import Severity
 from monitor.notifiers.base import (
     DRILL_NOTE,
     HttpUrlSecret,

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from monitor.configtypes import HeaderMap
+from monitor.core.configtypes import HeaderMap
 from monitor.notifiers.base import (
     HttpUrlSecret,
     Notification,

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from monitor.model import (
+from monitor.core.model import (
     EscalationState,
     Incident,
     IncidentStatus,
@@ -15,7 +15,7 @@ from monitor.model import (
     Silence,
     TimelineEntry,
 )
-from monitor.state import CheckState
+from monitor.engine.state import CheckState
 
 __all__ = ["Store", "StoreError"]
 

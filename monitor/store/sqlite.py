@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.model import (
+from monitor.core.model import (
     EscalationState,
     Incident,
     IncidentStatus,
@@ -26,7 +26,7 @@ from monitor.model import (
     Silence,
     TimelineEntry,
 )
-from monitor.state import AlertState, CheckState
+from monitor.engine.state import AlertState, CheckState
 from monitor.store.base import StoreError
 
 __all__ = ["MIGRATIONS", "SqliteStore", "default_state_path"]

@@ -38,9 +38,9 @@ from monitor.checks.github_actions import (
     judge,
     parse_runs,
 )
-from monitor.configtypes import Defaults
-from monitor.metrics import Metrics
-from monitor.model import FailureKind, Observation, Outcome
+from monitor.core.configtypes import Defaults
+from monitor.core.model import FailureKind, Observation, Outcome
+from monitor.metrics.exporter import Metrics
 from tests.fakes import FakeClock
 from tests.fuzz import ANY_JSON
 
@@ -1029,7 +1029,7 @@ def test_budget_exports_nothing_until_github_answers() -> None:
     from prometheus_client import CollectorRegistry
 
     from monitor.checks.github_actions import RateBudget
-    from monitor.metrics import Metrics
+    from monitor.metrics.exporter import Metrics
 
     registry = CollectorRegistry()
     budget = RateBudget("api.github.com", "anonymous", Metrics(registry))

@@ -16,10 +16,10 @@ import trustme
 from aiohttp import web
 
 from monitor.checks import CheckContext, classify_exception
-from monitor.checks.http import HttpCheck, HttpCheckConfig, parse_json_path
-from monitor.clock import SystemClock
-from monitor.configtypes import Defaults
-from monitor.model import FailureKind, Outcome
+from monitor.checks.http.check import HttpCheck, HttpCheckConfig, parse_json_path
+from monitor.core.clock import SystemClock
+from monitor.core.configtypes import Defaults
+from monitor.core.model import FailureKind, Outcome
 
 PAGE = "<html><head><title>Wing Playground</title></head><body>Wing</body></html>"
 
@@ -437,7 +437,7 @@ def test_classify_exception(exc: BaseException, kind: FailureKind) -> None:
 
 
 def test_results_are_json_ready() -> None:
-    from monitor.model import CheckResult
+    from monitor.core.model import CheckResult
 
     result = CheckResult(
         "t", "http", Outcome.UP, None, "ok", datetime(2026, 1, 1, tzinfo=UTC), 0.5,

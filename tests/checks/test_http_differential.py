@@ -43,9 +43,9 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from monitor.httpclient import PhaseTimer
-from monitor.model import FailureKind
-from monitor.probe import ACCEPT_ENCODING, ProbeError, Prober
+from monitor.checks.http.httpclient import PhaseTimer
+from monitor.checks.http.probe import ACCEPT_ENCODING, ProbeError, Prober
+from monitor.core.model import FailureKind
 
 HEADERS = {
     "User-Agent": "differential/1",

@@ -27,14 +27,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from monitor import probe
 from monitor.checks import CheckContext
-from monitor.checks.http import HttpCheck, HttpCheckConfig
-from monitor.clock import SystemClock
-from monitor.configtypes import Defaults
-from monitor.httpclient import PhaseTimer, make_session
-from monitor.model import FailureKind, Outcome
-from monitor.probe import _Exchange, _parse_head
+from monitor.checks.http import probe
+from monitor.checks.http.check import HttpCheck, HttpCheckConfig
+from monitor.checks.http.httpclient import PhaseTimer, make_session
+from monitor.checks.http.probe import _Exchange, _parse_head
+from monitor.core.clock import SystemClock
+from monitor.core.configtypes import Defaults
+from monitor.core.model import FailureKind, Outcome
 
 PAGE = "<html><body>Wing, the cloud-oriented language</body></html>"
 

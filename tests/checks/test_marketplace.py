@@ -28,8 +28,8 @@ from monitor.checks.marketplace import (
     parse_extension_query,
     parse_openvsx,
 )
-from monitor.configtypes import Defaults
-from monitor.model import FailureKind, Observation, Outcome
+from monitor.core.configtypes import Defaults
+from monitor.core.model import FailureKind, Observation, Outcome
 from tests.fakes import FakeClock
 from tests.fuzz import ANY_JSON, mutate
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from monitor.checks import CheckContext
 from monitor.checks.npm import NpmCheck, NpmCheckConfig, NpmVersion, packument_url, resolve_tag
-from monitor.configtypes import Defaults
-from monitor.model import FailureKind, Observation, Outcome
+from monitor.core.configtypes import Defaults
+from monitor.core.model import FailureKind, Observation, Outcome
 from tests.fakes import FakeClock
 from tests.fuzz import ANY_JSON, mutate
 from tests.npmfake import FakeRegistry, integrity_of, load_doc

@@ -21,9 +21,9 @@ from monitor.checks.statuspage import (
     judge_summary,
     parse_summary,
 )
-from monitor.clock import SystemClock
-from monitor.configtypes import Defaults
-from monitor.model import FailureKind, Observation, Outcome
+from monitor.core.clock import SystemClock
+from monitor.core.configtypes import Defaults
+from monitor.core.model import FailureKind, Observation, Outcome
 from tests.fuzz import ANY_JSON, mutate
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "statuspage"

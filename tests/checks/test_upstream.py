@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from monitor.checks.upstream import JsonReply, dig, fetch_json, parse_time, retry_after_s
-from monitor.model import FailureKind, Observation
+from monitor.core.model import FailureKind, Observation
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from aiohttp import web
 
 from monitor.checks import CheckContext
 from monitor.checks.version_sync import VersionSyncCheck, VersionSyncCheckConfig, version_key
-from monitor.config import parse_config
-from monitor.configtypes import Defaults
-from monitor.errors import ConfigError
-from monitor.model import FailureKind, Outcome
+from monitor.config.loader import parse_config
+from monitor.core.configtypes import Defaults
+from monitor.core.errors import ConfigError
+from monitor.core.model import FailureKind, Outcome
 from tests.fakes import FakeClock
 from tests.npmfake import FakeRegistry, load_doc
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import aiohttp
 
-from monitor.model import Severity
+from monitor.core.model import Severity
 from monitor.notifiers import NOTIFIERS
 from monitor.notifiers.base import (
     KeyValue,

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from monitor.model import Severity
+from monitor.core.model import Severity
 from monitor.notifiers.base import NotificationEvent, NotifierError, Recipient
 from tests.notifiers.conftest import Receiver
 from tests.notifiers.samples import DISCORD_URL_PATH, RESOLVE, TRIGGER, make

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from monitor.model import Severity
+from monitor.core.model import Severity
 from monitor.notifiers.base import NotificationEvent, NotifierError, Recipient
 from monitor.notifiers.pagerduty import dedup_key
 from tests.notifiers.conftest import Answer, Receiver

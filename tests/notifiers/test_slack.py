@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from monitor.model import Severity
+from monitor.core.model import Severity
 from monitor.notifiers.base import NotificationEvent, NotifierError, Recipient
 from monitor.notifiers.slack import slack_message
 from tests.notifiers.conftest import Receiver, Seen

@@ -1,0 +1,359 @@
+"""Where raw results go: metrics, the alert state machine, severity rules and incidents.
+
+Per result: annotate with the upstream status, record metrics, step the alert state
+(persisted when it changes), then, while the check fails or has an incident open,
+classify it and hand it to the incident manager with the reason paging is held back,
+if any (maintenance, a silence, a parent check that is down).
+
+A result that could not observe (`state.blindness`) makes the check BLIND, which opens
+nothing for the asset unless a rule names `blind`; the monitor's own trouble goes to one
+monitor-health incident per cause (the failure and the upstream host), resolved when no
+check is blind for it any more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from yarl import URL
+
+from monitor.core.clock import Clock
+from monitor.core.configtypes import CheckConfigBase
+from monitor.core.model import CheckResult, FailureKind
+from monitor.engine.lastgood import LastGood, advice, capture
+from monitor.engine.state import AlertState, CheckState, blindness, step
+from monitor.incidents.maintenance import MaintenanceWindow, suppression
+from monitor.incidents.manager import CheckEvent, IncidentManager
+from monitor.incidents.rules import SeverityRule, Situation, classify
+from monitor.incidents.silences import SilenceBook
+from monitor.metrics.exporter import Metrics
+from monitor.store import Store
+from monitor.web.status import RunHistory
+
+__all__ = ["ResultHandler", "annotate"]
+
+log = structlog.stdlib.get_logger(__name__)
+
+_FAILING = (AlertState.DOWN, AlertState.DEGRADED)
+_CLASSIFIED = (*_FAILING, AlertState.BLIND)  # states the severity rules are asked about
+_LAST_GOOD = "lastgood:"  # store key prefix
+
+
+class ResultHandler:
+    """Consumes every `CheckResult`.
+
+    Logs at info/warning only when the alert state changes (down once, recovered once);
+    each run is a debug line. Without a store and an incident manager it only keeps
+    state and metrics (as `monitor check` needs).
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        incidents: IncidentManager | None = None,
+        silences: SilenceBook | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self.store = store
+        self.incidents = incidents
+        self.silences = silences
+        self.rules: Sequence[SeverityRule] = ()
+        self.maintenance: Sequence[MaintenanceWindow] = ()
+        self.states: dict[str, CheckState] = {}
+        self.last: dict[str, CheckResult] = {}
+        # Last known good per check. It is stored when its facts change, and otherwise
+        # (only its time moved) at the first failure after it, so a restart loses nothing
+        # that a page would need.
+        self.last_good: dict[str, LastGood] = {}
+        self.history: dict[str, RunHistory] = {}  # recent runs, for the status page
+        self._unsaved: set[str] = set()
+        self._causes: dict[str, str] = {}  # monitor-health key → what the monitor cannot do
+        # Bound once, after logging is configured: the per-run debug line is then skipped
+        # without building its fields when debug is off.
+        self._log = log.bind()
+        is_enabled_for = getattr(self._log, "is_enabled_for", None)
+        self._debug = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
+
+    def configure(
+        self, rules: Sequence[SeverityRule], maintenance: Sequence[MaintenanceWindow]
+    ) -> None:
+        self.rules, self.maintenance = rules, maintenance
+
+    async def load(self, checks: Iterable[CheckConfigBase]) -> None:
+        """Takes back the alert state of every check from the store after a (re)start."""
+        if self.store is None:
+            return
+        self.states = await self.store.load_check_states()
+        saved = await self.store.kv_prefix(_LAST_GOOD)
+        for config in checks:
+            if (state := self.states.get(config.name)) is not None:
+                self.metrics.set_state(config.name, config.kind, state.state)
+            if (doc := saved.get(_LAST_GOOD + config.name)) is not None:
+                try:
+                    self.last_good[config.name] = LastGood.from_json(json.loads(doc))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("last_good_unreadable", check=config.name)
+
+    async def forget(self, names: Iterable[str]) -> None:
+        names = list(names)
+        causes = {s.cause for n in names if (s := self.states.get(n)) and s.cause}
+        for name in names:
+            self.states.pop(name, None)
+            self.last.pop(name, None)
+            self.last_good.pop(name, None)
+            self.history.pop(name, None)
+            self._unsaved.discard(name)
+        if self.store is not None and names:
+            await self.store.delete_check_states(names)
+            await self.store.kv_delete([_LAST_GOOD + n for n in names])
+        if self.incidents is not None:
+            for cause in sorted(causes):  # a removed check no longer keeps the monitor blind
+                await self._health(cause)
+
+    async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
+        if result.failure is FailureKind.MONITOR_RESOURCES:
+            # The monitor could not look: the check goes blind (below), never down.
+            self.metrics.blinded.labels(result.check).inc()
+            log.warning("probe_blinded", check=result.check, message=result.message)
+        if config.upstream_status is not None and not result.ok:
+            result = annotate(result, self.last.get(config.upstream_status))
+        cause = self._blind_cause(config, result)
+        if cause is None and result.failure is FailureKind.UNAVAILABLE:
+            # The users' own path is down too (a registry, a gallery): the asset's failure,
+            # marked as upstream for the rules and the page.
+            result = replace(
+                result, details={**result.details, "upstream_unavailable": _host(config)}
+            )
+        self.last[result.check] = result
+        history = self.history.get(result.check)
+        if history is None:
+            history = self.history[result.check] = RunHistory()
+        history.add(result, blind=cause is not None)
+        self.metrics.record(result)
+        prev = self.states.get(result.check) or CheckState()
+        fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1
+        new = step(prev, result, fail_n, ok_n, cause)
+        self.states[result.check] = new
+        if self._debug:
+            self._log.debug(
+                "check_ran",
+                outcome=result.outcome.value,
+                failure=result.failure,
+                duration_s=round(result.duration_s, 4),
+                attempts=result.attempts,
+            )
+        if new.state is not prev.state:
+            self._transition(result, prev, new)
+        if self.store is not None and _kept(prev, fail_n, ok_n) != _kept(new, fail_n, ok_n):
+            # The streak is saved with the state (and a blind check's cause), so a restart
+            # does not start it again; a steady state (counts past their thresholds) writes
+            # nothing.
+            await self.store.save_check_state(result.check, new)
+        if result.ok:
+            await self._remember(result)
+        elif result.check in self._unsaved:
+            await self._save_last_good(result.check)
+        if self.incidents is not None and (new.state in _CLASSIFIED or new.state is not prev.state):
+            await self._incident(config, result, prev.state, new)
+        if self.incidents is not None and (prev.cause or new.cause) and prev.cause != new.cause:
+            if new.cause is not None:
+                self._causes[new.cause] = _describe_cause(config, result)
+            for key in {prev.cause, new.cause} - {None}:
+                await self._health(str(key))
+
+    def _blind_cause(self, config: CheckConfigBase, result: CheckResult) -> str | None:
+        """The monitor-health key when `result` could not observe, else None."""
+        if result.ok or not blindness(config.kind, result.failure):
+            return None
+        assert result.failure is not None  # noqa: S101  blindness says so
+        if result.failure is FailureKind.MONITOR_RESOURCES:
+            return f"monitor-health:{result.failure.value}"
+        return f"monitor-health:{result.failure.value}:{_host(config)}"
+
+    async def _health(self, key: str) -> None:
+        """Opens, updates or resolves the monitor-health incident for `key`."""
+        assert self.incidents is not None  # noqa: S101  the caller checked
+        blind = sorted(
+            name
+            for name, s in self.states.items()
+            if s.state is AlertState.BLIND and s.cause == key
+        )
+        if not blind:
+            self._causes.pop(key, None)
+            await self.incidents.monitor_health(key, "", "", [])
+            return
+        current = self.incidents.open_for(key)
+        what = self._causes.get(key) or (current.message.split(";")[0] if current else key)
+        n = f"{len(blind)} check{'s' if len(blind) != 1 else ''} blind"
+        await self.incidents.monitor_health(
+            key, f"{what}; {n}", f"{what}; {n}: {', '.join(blind)}", blind
+        )
+
+    async def _remember(self, result: CheckResult) -> None:
+        values = capture(result.kind, result.details)
+        prev = self.last_good.get(result.check)
+        self.last_good[result.check] = LastGood(result.started_at, values)
+        if prev is None or prev.values != values:
+            await self._save_last_good(result.check)
+        else:
+            self._unsaved.add(result.check)
+
+    async def _save_last_good(self, check: str) -> None:
+        self._unsaved.discard(check)
+        if self.store is not None:
+            doc = json.dumps(self.last_good[check].to_json(), default=str)
+            await self.store.kv_set(_LAST_GOOD + check, doc)
+
+    def _transition(self, result: CheckResult, prev: CheckState, new: CheckState) -> None:
+        self.metrics.set_state(result.check, result.kind, new.state)
+        fields = {"check": result.check, "kind": result.kind, "message": result.message}
+        if new.state is AlertState.BLIND:
+            log.warning("check_blind", failure=result.failure, previous=prev.state.value,
+                        cause=new.cause, **fields)  # fmt: skip
+        elif prev.state is AlertState.BLIND:
+            log.info("check_sees_again", state=new.state.value, **fields)
+        elif new.state is AlertState.DOWN:
+            log.warning("check_down", failure=result.failure, previous=prev.state.value, **fields)
+        elif new.state is AlertState.DEGRADED:
+            log.warning(
+                "check_degraded", failure=result.failure, previous=prev.state.value, **fields
+            )
+        elif prev.state is AlertState.UNKNOWN:
+            log.info("check_up", **fields)
+        else:
+            down_for = (result.started_at - prev.since).total_seconds() if prev.since else None
+            log.info("check_recovered", previous=prev.state.value, down_for_s=down_for, **fields)
+
+    async def _incident(
+        self, config: CheckConfigBase, result: CheckResult, previous: AlertState, new: CheckState
+    ) -> None:
+        assert self.incidents is not None  # noqa: S101  the caller checked
+        key = config.dedup_key or config.name
+        failing = new.state in _CLASSIFIED
+        if not failing and (previous is new.state or self.incidents.open_for(key) is None):
+            return  # healthy with nothing to resolve: the common case costs nothing
+        now = self.clock.now() if self.clock is not None else result.started_at
+        failing_for = now - new.since if failing and new.since else timedelta(0)
+        verdict = classify(
+            self.rules,
+            Situation(
+                check=config.name, kind=config.kind, tags=frozenset(config.tags),
+                failure=result.failure.value if result.failure else None,
+                state=new.state, failing_for=failing_for, now=now,
+            ),
+        )  # fmt: skip
+        title = f"{config.name} is {new.state.value}" + (
+            f": {config.description}" if config.description else ""
+        )
+        await self.incidents.on_check(
+            CheckEvent(
+                check=config.name, key=key, title=title, result=result, state=new.state,
+                previous=previous, severity=verdict.severity, rule=verdict.rule,
+                auto_resolve=verdict.auto_resolve, suppressed=self._held_back(config, now) if failing else None,
+                last_good=None if result.ok else advice(config.kind, self.last_good.get(config.name), result.details),
+            )
+        )  # fmt: skip
+
+    def _held_back(self, config: CheckConfigBase, now: datetime) -> str | None:
+        """Why paging for this check is held back now, if it is."""
+        silences = self.silences.active(now) if self.silences is not None else []
+        reason = suppression(
+            self.maintenance, silences, config.name, config.kind, frozenset(config.tags), now
+        )
+        if reason is not None:
+            return reason
+        for parent in config.depends_on:
+            state = self.states.get(parent)
+            if state is not None and state.state is AlertState.DOWN:
+                return f"parent {parent!r} is down"
+        return None
+
+
+def _host(config: CheckConfigBase) -> str:
+    """The upstream a check talks to, for monitor-health keys and messages."""
+    for attr in ("api_url", "url", "registry", "gallery_url", "api"):
+        value = getattr(config, attr, None)
+        if isinstance(value, str) and value:
+            try:
+                host = URL(value).host
+            except (ValueError, TypeError):
+                host = None
+            if host:
+                return host
+    return config.kind
+
+
+_UPSTREAM = {
+    "github_actions": "GitHub API",
+    "statuspage": "status page",
+    "npm": "npm registry",
+    "version_sync": "registry",
+    "vscode_marketplace": "VS Code Marketplace",
+    "openvsx": "Open VSX",
+}
+_CANNOT = {
+    FailureKind.RATE_LIMITED: "rate limit reached",
+    FailureKind.AUTH: "refuses the monitor's credentials",
+    FailureKind.UNAVAILABLE: "unavailable",
+}
+
+
+def _describe_cause(config: CheckConfigBase, result: CheckResult) -> str:
+    """What the monitor cannot do, stably worded: "GitHub API (api.github.com): rate limit
+    reached until 05:44 UTC"."""
+    if result.failure is FailureKind.MONITOR_RESOURCES:
+        return "the monitor ran out of its own resources"
+    host = _host(config)
+    label = _UPSTREAM.get(config.kind)
+    text = (f"{label} ({host})" if label and host != config.kind else host) + ": "
+    text += _CANNOT.get(result.failure or FailureKind.UNEXPECTED, "blind")
+    until = result.details.get("rate_limit_reset")
+    retry = result.details.get("retry_after_s")
+    try:
+        if not isinstance(until, datetime) and isinstance(retry, int | float):
+            until = result.started_at + timedelta(seconds=float(retry))
+        if isinstance(until, datetime):
+            text += f" until {until.astimezone(UTC):%H:%M} UTC"
+    except (OverflowError, ValueError):  # an absurd wait: say no time rather than fail
+        pass
+    return text
+
+
+def annotate(result: CheckResult, upstream: CheckResult | None) -> CheckResult:
+    """Adds the upstream's trouble to a failure: "… (while GitHub: Actions is degraded)".
+
+    Only when the upstream reports a non-operational state; when the status check itself
+    failed (unreachable, a component not on the page), that is a detail, not the story.
+    Only annotates; suppressing pages on it is the incident engine's decision.
+    """
+    if upstream is None or upstream.ok:
+        return result
+    note = {"check": upstream.check, "outcome": upstream.outcome.value, "message": upstream.message}
+    if upstream.failure is not FailureKind.UPSTREAM_DEGRADED:
+        return replace(result, details={**result.details, "upstream_check_failed": note})
+    return replace(
+        result,
+        message=f"{result.message} (while {upstream.check}: {upstream.message})",
+        details={**result.details, "upstream": note},
+    )
+
+
+def _kept(state: CheckState, fail_n: int, ok_n: int) -> CheckState:
+    """What the store keeps of `state`: counts beyond their threshold change nothing."""
+    return replace(
+        state,
+        ups=min(state.ups, ok_n),
+        non_downs=min(state.non_downs, ok_n),
+        bads=min(state.bads, fail_n),
+        downs=min(state.downs, fail_n),
+        blinds=min(state.blinds, fail_n),
+    )

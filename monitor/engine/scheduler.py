@@ -1,0 +1,302 @@
+"""Runs each check on its own fixed-rate schedule.
+
+First runs are spread evenly over each interval (ordered by a stable hash of the name,
+so restarts keep the same phases); afterwards `next = previous + interval`. A run that
+overruns makes the ticks it covered skip, counted, never bunched. Every attempt holds
+a concurrency slot and is cut off at its timeout; nothing a check raises stops others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import zlib
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from monitor.checks import CHECKS, Check, CheckContext
+from monitor.core.clock import Clock
+from monitor.core.configtypes import CheckConfigBase
+from monitor.core.model import CheckResult, FailureKind, Observation, Outcome
+from monitor.core.resources import is_resource_error, starved
+from monitor.engine.limits import Limiter
+from monitor.metrics.exporter import Metrics
+
+__all__ = ["CheckRunner", "ReloadSummary", "Scheduler", "hashed_offset", "next_tick", "spread"]
+
+log = structlog.stdlib.get_logger(__name__)
+
+# How long past its own timeout a check may run before the scheduler cancels it. Kinds
+# enforce the timeout themselves (with a message naming the phase); this is the backstop.
+TIMEOUT_GUARD_S = 1.0
+
+ResultSink = Callable[[CheckConfigBase, CheckResult], Awaitable[None]]
+
+
+def next_tick(planned: float, now: float, interval: float) -> tuple[float, int]:
+    """The next planned start after `planned`, and how many ticks were missed.
+
+    A tick already in the past when the previous run ends is skipped, not run late.
+    """
+    nxt = planned + interval
+    if nxt >= now:
+        return nxt, 0
+    skipped = math.ceil((now - nxt) / interval)
+    return nxt + skipped * interval, skipped
+
+
+def hashed_offset(name: str, interval: float) -> float:
+    """A stable offset in [0, interval) for one check, from its name."""
+    return interval * (zlib.crc32(name.encode()) / 2**32)
+
+
+def spread(names_intervals: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Offsets that spread checks evenly: n checks sharing an interval start
+    interval/n apart, ordered by a stable hash of their names."""
+    groups: dict[float, list[str]] = defaultdict(list)
+    for name, interval in names_intervals:
+        groups[interval].append(name)
+    offsets = {}
+    for interval, names in groups.items():
+        names.sort(key=lambda n: (zlib.crc32(n.encode()), n))
+        step = interval / len(names)
+        offsets.update({name: i * step for i, name in enumerate(names)})
+    return offsets
+
+
+# Failures that running out of descriptors produces (a socket or resolver that cannot open).
+_BLINDING = frozenset(
+    {FailureKind.DNS, FailureKind.CONNECT, FailureKind.TLS, FailureKind.DISCONNECTED,
+     FailureKind.UNEXPECTED}
+)  # fmt: skip
+
+
+class CheckRunner:
+    """One check's loop: wait for the tick, run with retries, hand the result on."""
+
+    def __init__(
+        self,
+        check: Check[Any],
+        clock: Clock,
+        limiter: Limiter,
+        metrics: Metrics,
+        sink: ResultSink,
+    ) -> None:
+        config = check.config
+        self.check = check
+        self.config = config
+        self.clock = clock
+        self.limiter = limiter
+        self.metrics = metrics
+        self.sink = sink
+        self._name, self._kind = config.name, config.kind
+        self._interval_s = config.interval_s
+        # A check that bounds its own run needs no second timer per run.
+        self._guard_s = None if check.bounds_itself else config.timeout_s + TIMEOUT_GUARD_S
+        self._retries = config.retries or 0
+        self._retry_delay_s = config.retry_delay_s
+        self.busy = False
+        self.stopping = False
+        self.skipped = 0
+
+    async def run_once(self) -> CheckResult:
+        """Runs the check with its retries and returns the result of the last attempt."""
+        started_at = self.clock.now()
+        t0 = self.clock.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            async with self.limiter.slot(self.check.target):
+                obs = await self._attempt()
+            if obs.failure in _BLINDING and starved():
+                # Failing to resolve or connect while holding every descriptor it may: the
+                # monitor could not look, the asset may be fine.
+                obs = Observation.down(
+                    FailureKind.MONITOR_RESOURCES,
+                    f"the monitor is out of file descriptors: {obs.message}",
+                )
+            if obs.outcome is Outcome.UP or attempts > self._retries or self.stopping:
+                break
+            await self.clock.sleep_until(self.clock.monotonic() + self._retry_delay_s)
+        return CheckResult(
+            check=self._name,
+            kind=self._kind,
+            outcome=obs.outcome,
+            failure=obs.failure,
+            message=obs.message,
+            started_at=started_at,
+            duration_s=self.clock.monotonic() - t0,
+            attempts=attempts,
+            details=obs.details,
+            phases=obs.phases,
+        )
+
+    async def _attempt(self) -> Observation:
+        try:
+            if self._guard_s is None:
+                return await self.check.run()
+            async with asyncio.timeout(self._guard_s):
+                return await self.check.run()
+        except TimeoutError:
+            return Observation.down(
+                FailureKind.TIMEOUT, f"check did not finish within {self.config.timeout_s:g}s"
+            )
+        except Exception as exc:
+            if is_resource_error(exc):
+                return Observation.down(
+                    FailureKind.MONITOR_RESOURCES, f"the monitor ran out of resources: {exc}"
+                )
+            log.exception("check_crashed", check=self._name, kind=self._kind)
+            return Observation.down(FailureKind.UNEXPECTED, f"{type(exc).__name__}: {exc}")
+
+    async def loop(self, first_at: float) -> None:
+        """Runs until `stopping` is set (checked between runs) or the task is cancelled."""
+        planned = first_at
+        with structlog.contextvars.bound_contextvars(check=self._name, kind=self._kind):
+            while not self.stopping:
+                await self.clock.sleep_until(planned)
+                if self.stopping:  # set by stop() while this task slept
+                    return  # type: ignore[unreachable]  # mypy cannot see the other task
+                self.metrics.lag.observe(max(0.0, self.clock.monotonic() - planned))
+                self.busy = True
+                self.metrics.running += 1
+                try:
+                    result = await self.run_once()
+                    await self._deliver(result)
+                finally:
+                    self.busy = False
+                    self.metrics.running -= 1
+                planned, skipped = next_tick(planned, self.clock.monotonic(), self._interval_s)
+                if skipped:
+                    self.skipped += skipped
+                    self.metrics.skip(self._name, self._kind, skipped)
+                    log.warning("ticks_skipped", skipped=skipped, interval_s=self._interval_s)
+
+    async def _deliver(self, result: CheckResult) -> None:
+        try:
+            await self.sink(self.config, result)
+        except Exception:
+            log.exception("result_handling_failed")
+
+
+@dataclass(slots=True)
+class ReloadSummary:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+FIRST_STEP_S = 10e-6  # a generous cost of one check task's first step, until it sleeps
+
+
+class Scheduler:
+    """Owns one task per enabled check, inside the app's TaskGroup."""
+
+    def __init__(
+        self,
+        tg: asyncio.TaskGroup,
+        ctx: CheckContext,
+        limiter: Limiter,
+        metrics: Metrics,
+        sink: ResultSink,
+    ) -> None:
+        self._tg = tg
+        self._ctx = ctx
+        self._limiter = limiter
+        self._metrics = metrics
+        self._sink = sink
+        self._runners: dict[str, tuple[CheckRunner, asyncio.Task[None]]] = {}
+
+    @property
+    def runners(self) -> dict[str, CheckRunner]:
+        return {name: runner for name, (runner, _) in self._runners.items()}
+
+    def start(self, configs: Iterable[CheckConfigBase]) -> None:
+        """Starts every check, first runs spread evenly over their intervals.
+
+        Every check is built before the spread's start is taken, and the tasks are made
+        in the order of their first runs: with thousands of checks, building them takes
+        a good part of a second, and their first steps run one after another in the
+        loop's next turn; this way neither makes an early first run late.
+        """
+        configs = list(configs)
+        offsets = spread((c.name, c.interval_s) for c in configs)
+        configs.sort(key=lambda c: offsets[c.name])
+        runners = [self._build(config) for config in configs]
+        # The first steps of all tasks run in one turn of the loop before any timer
+        # fires: the spread starts once they are expected to be done (in whole ms, so
+        # nothing changes for a config of a few dozen checks).
+        margin = min(1.0, math.floor(FIRST_STEP_S * len(runners) * 1000) / 1000)
+        start = self._ctx.clock.monotonic() + margin
+        for runner in runners:
+            self._spawn(runner, start + offsets[runner.config.name])
+
+    def _start(self, config: CheckConfigBase, first_at: float) -> None:
+        self._spawn(self._build(config), first_at)
+
+    def _build(self, config: CheckConfigBase) -> CheckRunner:
+        check = CHECKS[config.kind](config, self._ctx)
+        self._metrics.add_check(config)
+        return CheckRunner(check, self._ctx.clock, self._limiter, self._metrics, self._sink)
+
+    def _spawn(self, runner: CheckRunner, first_at: float) -> None:
+        name = runner.config.name
+        task = self._tg.create_task(runner.loop(first_at), name=f"check:{name}")
+        self._runners[name] = (runner, task)
+
+    async def apply(self, configs: Iterable[CheckConfigBase]) -> ReloadSummary:
+        """Brings the running checks in line with a new config: unchanged ones keep
+        their schedule, changed ones restart, removed ones stop, new ones start."""
+        wanted = {c.name: c for c in configs}
+        summary = ReloadSummary()
+        for name in list(self._runners):
+            runner, _ = self._runners[name]
+            new = wanted.get(name)
+            if new == runner.config:
+                summary.unchanged += 1
+                continue
+            await self._cancel(name)
+            if new is None:
+                self._metrics.remove_check(runner.config)
+                summary.removed.append(name)
+            else:
+                summary.changed.append(name)
+        now = self._ctx.clock.monotonic()
+        for name, config in wanted.items():
+            if name not in self._runners:
+                if name not in summary.changed:
+                    summary.added.append(name)
+                self._start(config, now + hashed_offset(name, config.interval_s))
+        return summary
+
+    async def _cancel(self, name: str) -> None:
+        runner, task = self._runners.pop(name)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        runner.check.close()
+
+    async def stop(self, grace_s: float) -> int:
+        """Takes no new runs; lets runs in flight finish within `grace_s`, then cancels
+        what is left. Returns how many runs had to be cancelled."""
+        pending = []
+        for runner, task in self._runners.values():
+            runner.stopping = True
+            if runner.busy:
+                pending.append(task)
+            else:
+                task.cancel()  # asleep until its next tick: nothing to lose
+        late: set[asyncio.Task[None]] = set()
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace_s)
+            for task in late:
+                task.cancel()
+        await asyncio.gather(*(t for _, t in self._runners.values()), return_exceptions=True)
+        for runner, _ in self._runners.values():
+            runner.check.close()
+        self._runners.clear()
+        return len(late)

@@ -1,0 +1,504 @@
+"""Incidents: opened from failing checks or by hand, acknowledged, resolved, never forgotten.
+
+`IncidentManager` owns every change to an incident. It writes each change to the store
+(the incident row and its timeline lines in one transaction) before anything else sees
+it, and keeps the open incidents in memory so that a healthy probe costs no store read.
+All changes go through one lock, so racing API calls (ack against resolve) leave a
+consistent incident and timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from monitor.core.clock import Clock
+from monitor.core.model import (
+    CheckResult,
+    Incident,
+    IncidentStatus,
+    Severity,
+    TimelineEntry,
+)
+from monitor.engine.state import AlertState
+from monitor.metrics.exporter import Metrics
+from monitor.store import Store
+
+__all__ = ["HEALTH_SOURCE", "CheckEvent", "IncidentError", "IncidentManager"]
+
+log = structlog.stdlib.get_logger(__name__)
+
+MONITOR = "monitor"  # the actor of everything the daemon does by itself
+HEALTH_SOURCE = "monitor_health"  # the source of incidents about the monitor's own sight
+# Timeline events that say what a check saw; the same thing seen again is counted on them.
+_SEEN = ("opened", "reopened", "failure")
+
+
+class IncidentError(Exception):
+    """A requested change is not possible; `status` is the HTTP status that says why."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckEvent:
+    """What the pipeline hands over after classifying one result."""
+
+    check: str
+    key: str
+    title: str
+    result: CheckResult
+    state: AlertState
+    previous: AlertState
+    severity: Severity | None
+    rule: str
+    auto_resolve: bool = True
+    suppressed: str | None = None
+    # `lastgood.advice` for a failing result; None: nothing known (or a passing run).
+    last_good: Mapping[str, Any] | None = None
+
+    @property
+    def failing(self) -> bool:
+        """Down or degraded; blind only when a rule opted in (gave it a severity)."""
+        if self.state is AlertState.BLIND:
+            return self.severity is not None
+        return self.state in (AlertState.DOWN, AlertState.DEGRADED)
+
+
+class IncidentManager:
+    """The only writer of incidents. Call `load()` once before use."""
+
+    def __init__(
+        self, store: Store, clock: Clock, metrics: Metrics, *, cooldown: timedelta
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics
+        self.cooldown = cooldown
+        self._open: dict[str, Incident] = {}  # key → open incident (cache of the store)
+        self._lock = asyncio.Lock()
+        # Called after every change is stored: (incident, event, actor). Paging listens here.
+        self.listeners: list[Callable[[Incident, str, str], Awaitable[None]]] = []
+
+    async def _tell(self, incident: Incident, event: str, actor: str = MONITOR) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(incident, event, actor)
+            except Exception:  # a listener's bug must not undo a stored change
+                log.exception("incident_listener_failed", incident_id=incident.id, change=event)
+
+    async def load(self) -> None:
+        """Reads the open incidents back after a start or restart."""
+        open_ = await self.store.list_incidents(
+            statuses=(IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED), limit=1_000_000
+        )
+        self._open = {i.key: i for i in open_}
+        self._export()
+
+    def open_for(self, key: str) -> Incident | None:
+        return self._open.get(key)
+
+    @property
+    def open_incidents(self) -> list[Incident]:
+        return sorted(self._open.values(), key=lambda i: i.id)
+
+    # --- from checks -----------------------------------------------------------------
+
+    async def on_check(self, event: CheckEvent) -> Incident | None:
+        """Opens, updates, reopens or resolves the incident for the event's key."""
+        current = self._open.get(event.key)
+        if current is None and not (event.failing and event.severity is not None):
+            return None  # the common case: healthy, or failing but ignored, and nothing open
+        async with self._lock:
+            current = self._open.get(event.key)
+            now = self.clock.now()
+            if current is None:
+                if event.failing and event.severity is not None:
+                    return await self._open_or_reopen(event, now)
+                return None
+            if event.failing:
+                return await self._still_failing(current, event, now)
+            if event.state is AlertState.UP and event.previous is not AlertState.UP:
+                return await self._recovered(current, event, now)
+            if event.state is AlertState.BLIND and event.previous is not AlertState.BLIND:
+                # Nothing is known about the asset: the incident stays as it was.
+                incident = replace(current, updated_at=now)
+                text = f"the monitor cannot see the check: {event.result.message}"
+                await self._write(incident, [self._entry(current, now, "blind", text)])
+                return incident
+            return current
+
+    async def monitor_health(
+        self, key: str, title: str, message: str, checks: Sequence[str]
+    ) -> Incident | None:
+        """Opens or updates the monitor-health incident `key` (checks blind for one cause);
+        resolves it when `checks` is empty: the monitor sees again."""
+        async with self._lock:
+            current = self._open.get(key)
+            now = self.clock.now()
+            if not checks:
+                if current is None:
+                    return None
+                seen = self._entry(current, now, "sight_restored", "every check sees again")
+                return await self._resolve(current, MONITOR, now, [seen], "the monitor sees again")
+            if current is not None:
+                if current.title == title and current.message == message:
+                    return current
+                incident = replace(current, title=title, message=message, updated_at=now)
+                entry = self._entry(incident, now, "blind_checks", message, checks=list(checks))
+                await self._write(incident, [entry])
+                return incident
+            incident = Incident(
+                id=0, key=key, title=title, status=IncidentStatus.TRIGGERED,
+                severity=Severity.P2, opened_at=now, updated_at=now, source=HEALTH_SOURCE,
+                message=message,
+            )  # fmt: skip
+            entry = self._entry(incident, now, "opened", message, checks=list(checks))
+            incident = await self.store.create_incident(incident, [entry])
+            self._open[key] = incident
+            self.metrics.incidents_opened.labels(str(incident.severity)).inc()
+            log.warning("monitor_health_opened", incident_id=incident.id, key=key, title=title)
+            self._export()
+        await self._tell(incident, "opened")
+        return incident
+
+    async def _open_or_reopen(self, event: CheckEvent, now: datetime) -> Incident:
+        assert event.severity is not None  # noqa: S101  checked by the caller
+        latest = await self.store.latest_incident(event.key)
+        result = event.result
+        if (
+            latest is not None
+            and latest.resolved_at is not None
+            and now - latest.resolved_at <= self.cooldown
+        ):
+            # Flapping: the same incident comes back instead of a new one paging anew.
+            incident = replace(
+                latest,
+                status=IncidentStatus.TRIGGERED,
+                resolved_at=None,
+                acknowledged_at=None,
+                updated_at=now,
+                reopened=latest.reopened + 1,
+                severity=event.severity
+                if event.severity.worse_than(latest.severity)
+                else latest.severity,
+                failure=result.failure.value if result.failure else None,
+                message=result.message,
+                suppressed=event.suppressed,
+                last_good=event.last_good or latest.last_good,
+            )
+            entries = [self._entry(incident, now, "reopened",
+                                   f"failing again {_ago(now - latest.resolved_at)} after it was resolved: {result.message}",
+                                   rule=event.rule)]  # fmt: skip
+            entries += self._suppression_entries(None, event.suppressed, incident, now)
+            await self.store.update_incident(incident, entries)
+            self._open[incident.key] = incident
+            log.warning("incident_reopened", incident_id=incident.id, check=event.check,
+                        severity=incident.severity)  # fmt: skip
+            self._export()
+            await self._tell(incident, "reopened")
+            return incident
+        incident = Incident(
+            id=0,
+            key=event.key,
+            title=event.title,
+            status=IncidentStatus.TRIGGERED,
+            severity=event.severity,
+            opened_at=now,
+            updated_at=now,
+            check=event.check,
+            source="check",
+            rule=event.rule,
+            failure=result.failure.value if result.failure else None,
+            message=result.message,
+            suppressed=event.suppressed,
+            auto_resolve=event.auto_resolve,
+            last_good=event.last_good,
+        )
+        entries = [
+            self._entry(incident, now, "opened",
+                        f"{event.severity} by rule {event.rule}: {result.message}",
+                        rule=event.rule, failure=incident.failure, state=event.state.value),
+        ]  # fmt: skip
+        entries += self._suppression_entries(None, event.suppressed, incident, now)
+        incident = await self.store.create_incident(incident, entries)
+        self._open[incident.key] = incident
+        self.metrics.incidents_opened.labels(str(incident.severity)).inc()
+        if event.suppressed:
+            self.metrics.suppressed.labels(_reason_kind(event.suppressed)).inc()
+        log.warning("incident_opened", incident_id=incident.id, check=event.check,
+                    severity=incident.severity, suppressed=event.suppressed)  # fmt: skip
+        self._export()
+        await self._tell(incident, "opened")
+        return incident
+
+    async def _still_failing(self, current: Incident, event: CheckEvent, now: datetime) -> Incident:
+        result = event.result
+        failure = result.failure.value if result.failure else None
+        changes: dict[str, object] = {}
+        entries: list[TimelineEntry] = []
+        # A passing run while still DOWN (on the way to success_threshold) is no failure.
+        if not result.ok and (failure != current.failure or result.message != current.message):
+            changes.update(failure=failure, message=result.message)
+            entries.append(self._entry(current, now, "failure", result.message, failure=failure))
+        elif not result.ok:
+            # The same failure again: counted on its entry, not a new line.
+            await self.store.repeat_entry(current.id, _SEEN, now)
+        if event.severity is not None and event.severity.worse_than(current.severity):
+            # Severity may rise while open, never silently fall.
+            changes["severity"] = event.severity
+            entries.append(self._entry(current, now, "severity_raised",
+                                       f"{current.severity} → {event.severity} by rule {event.rule}",
+                                       rule=event.rule))  # fmt: skip
+        if event.last_good is not None and event.last_good != current.last_good:
+            changes["last_good"] = event.last_good  # e.g. a newer failing commit to compare
+        entries += self._suppression_entries(current.suppressed, event.suppressed, current, now)
+        if event.suppressed != current.suppressed:
+            changes["suppressed"] = event.suppressed
+            if event.suppressed:
+                self.metrics.suppressed.labels(_reason_kind(event.suppressed)).inc()
+        if not changes:
+            return current
+        incident = replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
+        await self.store.update_incident(incident, entries)
+        self._open[incident.key] = incident
+        self._export()
+        for entry in entries:
+            if entry.event in ("severity_raised", "suppressed", "unsuppressed"):
+                await self._tell(incident, entry.event)
+        return incident
+
+    async def _recovered(self, current: Incident, event: CheckEvent, now: datetime) -> Incident:
+        recovered = self._entry(current, now, "recovered", event.result.message)
+        if not current.auto_resolve:
+            incident = replace(current, updated_at=now)
+            waiting = "the check recovered; a person must resolve this incident"
+            await self._write(incident, [recovered, self._entry(current, now, "waiting", waiting)])
+            return incident
+        return await self._resolve(current, MONITOR, now, [recovered], "the check recovered")
+
+    # --- from people -----------------------------------------------------------------
+
+    async def acknowledge(self, incident_id: int, actor: str) -> Incident:
+        async with self._lock:
+            current = await self._must_be_open(incident_id)
+            now = self.clock.now()
+            if current.status is IncidentStatus.ACKNOWLEDGED:
+                return current  # idempotent: a second ack changes nothing
+            incident = replace(current, status=IncidentStatus.ACKNOWLEDGED, acknowledged_at=now,
+                               updated_at=now, assignee=current.assignee or actor)  # fmt: skip
+            await self._write(incident, [self._entry(incident, now, "acknowledged",
+                                                     f"acknowledged by {actor}", actor=actor)])  # fmt: skip
+            self.metrics.time_to_ack.labels(str(incident.severity)).observe(
+                (now - incident.opened_at).total_seconds()
+            )
+            log.info("incident_acknowledged", incident_id=incident.id, actor=actor)
+            await self._tell(incident, "acknowledged", actor)
+            return incident
+
+    async def resolve(self, incident_id: int, actor: str, note: str = "") -> Incident:
+        async with self._lock:
+            current = await self._must_be_open(incident_id)
+            text = f"resolved by {actor}" + (f": {note}" if note else "")
+            return await self._resolve(current, actor, self.clock.now(), [], text)
+
+    async def _resolve(
+        self, current: Incident, actor: str, now: datetime, entries: list[TimelineEntry], text: str
+    ) -> Incident:
+        incident = replace(current, status=IncidentStatus.RESOLVED, resolved_at=now, updated_at=now)
+        entries = [*entries, self._entry(incident, now, "resolved", text, actor=actor)]
+        await self.store.update_incident(incident, entries)
+        self._open.pop(incident.key, None)
+        label = str(incident.severity)
+        self.metrics.incidents_resolved.labels(label).inc()
+        self.metrics.time_to_resolve.labels(label).observe(
+            (now - incident.opened_at).total_seconds()
+        )
+        log.info("incident_resolved", incident_id=incident.id, actor=actor)
+        self._export()
+        await self._tell(incident, "resolved", actor)
+        return incident
+
+    async def assign(self, incident_id: int, person: str, actor: str) -> Incident:
+        async with self._lock:
+            current = await self._must_be_open(incident_id)
+            now = self.clock.now()
+            incident = replace(current, assignee=person, updated_at=now)
+            await self._write(incident, [self._entry(incident, now, "assigned",
+                                                     f"assigned to {person} by {actor}",
+                                                     actor=actor, person=person)])  # fmt: skip
+            await self._tell(incident, "assigned", actor)
+            return incident
+
+    async def comment(self, incident_id: int, text: str, actor: str) -> Incident:
+        async with self._lock:
+            current = await self._must_exist(incident_id)
+            now = self.clock.now()
+            incident = replace(current, updated_at=now)
+            await self._write(
+                incident, [self._entry(incident, now, "commented", text, actor=actor)]
+            )
+            return incident
+
+    async def set_severity(self, incident_id: int, severity: Severity, actor: str) -> Incident:
+        """A person sets the severity: triages a manual report, or changes it knowingly
+        (lowering is allowed here, and recorded)."""
+        async with self._lock:
+            current = await self._must_be_open(incident_id)
+            now = self.clock.now()
+            event = "triaged" if current.severity is None else "severity_set"
+            incident = replace(current, severity=severity, updated_at=now)
+            await self._write(incident, [self._entry(incident, now, event,
+                                                     f"{current.severity or 'untriaged'} → {severity} by {actor}",
+                                                     actor=actor)])  # fmt: skip
+            await self._tell(incident, event, actor)
+            return incident
+
+    async def report(
+        self, title: str, actor: str, *, url: str | None = None, text: str = "",
+        severity: Severity | None = None,
+    ) -> Incident:  # fmt: skip
+        """A manual report (a Discord message, a GitHub issue). It starts untriaged and
+        pages nobody until a person sets its severity."""
+        async with self._lock:
+            now = self.clock.now()
+            key = f"report:{url}" if url else f"report:{uuid.uuid4().hex[:12]}"
+            if (existing := self._open.get(key)) is not None:
+                return existing  # the same URL reported twice is one incident
+            incident = Incident(
+                id=0, key=key, title=title, status=IncidentStatus.TRIGGERED, severity=severity,
+                opened_at=now, updated_at=now, source="manual", message=text, report_url=url,
+                auto_resolve=False,
+            )  # fmt: skip
+            words = (
+                f"reported by {actor}"
+                + (f" from {url}" if url else "")
+                + (f": {text}" if text else "")
+            )
+            incident = await self.store.create_incident(
+                incident, [self._entry(incident, now, "reported", words, actor=actor)]
+            )
+            self._open[key] = incident
+            self.metrics.incidents_opened.labels(str(severity)).inc()
+            log.warning("incident_reported", incident_id=incident.id, actor=actor)
+            self._export()
+            return incident
+
+    async def retrigger(self, incident_id: int, reason: str) -> Incident | None:
+        """Back to triggered (the acknowledgement timed out); None if it is no longer
+        acknowledged."""
+        async with self._lock:
+            current = await self._must_exist(incident_id)
+            if current.status is not IncidentStatus.ACKNOWLEDGED:
+                return None
+            now = self.clock.now()
+            incident = replace(current, status=IncidentStatus.TRIGGERED, updated_at=now)
+            await self._write(incident, [self._entry(incident, now, "retriggered", reason)])
+            log.warning("incident_retriggered", incident_id=incident.id, reason=reason)
+        await self._tell(incident, "retriggered")
+        return incident
+
+    async def link_postmortem(self, incident_id: int, url: str, actor: str) -> Incident:
+        """Records where the post-mortem is (a GitHub issue); linking it again is a no-op."""
+        async with self._lock:
+            current = await self._must_exist(incident_id)
+            timeline = await self.store.timeline(incident_id)
+            if any(e.event == "postmortem" and e.data.get("url") == url for e in timeline):
+                return current
+            now = self.clock.now()
+            incident = replace(current, updated_at=now)
+            entry = self._entry(
+                incident, now, "postmortem", f"post-mortem: {url}", actor=actor, url=url
+            )
+            await self._write(incident, [entry])
+            return incident
+
+    async def note(self, incident_id: int, event: str, text: str) -> None:
+        """Adds a line to the timeline (notifications sent, nobody on call, …)."""
+        async with self._lock:
+            incident = await self._must_exist(incident_id)
+            entry = self._entry(incident, self.clock.now(), event, text)
+            await self.store.update_incident(incident, [entry])
+
+    async def drill(self, severity: Severity, actor: str) -> Incident:
+        """Opens an incident marked as a drill: it goes through the real escalation and
+        notifiers, every message labelled DRILL, and resolves itself (see the pager)."""
+        async with self._lock:
+            now = self.clock.now()
+            incident = Incident(
+                id=0, key=f"drill:{uuid.uuid4().hex[:12]}", title=f"DRILL: {severity} paging test",
+                status=IncidentStatus.TRIGGERED, severity=severity, opened_at=now, updated_at=now,
+                source="drill", message="This is a drill: acknowledge it as you would a real page.",
+                auto_resolve=False, drill=True,
+            )  # fmt: skip
+            entry = self._entry(incident, now, "opened", f"drill started by {actor}", actor=actor)
+            incident = await self.store.create_incident(incident, [entry])
+            self._open[incident.key] = incident
+            log.warning("drill_started", incident_id=incident.id, severity=severity, actor=actor)
+            self._export()
+        await self._tell(incident, "opened", actor)
+        return incident
+
+    # --- helpers ---------------------------------------------------------------------
+
+    async def _must_exist(self, incident_id: int) -> Incident:
+        incident = next((i for i in self._open.values() if i.id == incident_id), None)
+        incident = incident or await self.store.get_incident(incident_id)
+        if incident is None:
+            raise IncidentError(f"no incident {incident_id}", status=404)
+        return incident
+
+    async def _must_be_open(self, incident_id: int) -> Incident:
+        incident = await self._must_exist(incident_id)
+        if not incident.is_open:
+            raise IncidentError(f"incident {incident_id} is already resolved", status=409)
+        return incident
+
+    async def _write(self, incident: Incident, entries: list[TimelineEntry]) -> None:
+        await self.store.update_incident(incident, entries)
+        if incident.is_open:
+            self._open[incident.key] = incident
+        self._export()
+
+    @staticmethod
+    def _entry(incident: Incident, at: datetime, event: str, text: str, *, actor: str = MONITOR,
+               **data: object) -> TimelineEntry:  # fmt: skip
+        return TimelineEntry(
+            incident.id, at, event, actor, text, {k: v for k, v in data.items() if v is not None}
+        )
+
+    def _suppression_entries(
+        self, before: str | None, after: str | None, incident: Incident, now: datetime
+    ) -> list[TimelineEntry]:
+        if after == before:
+            return []
+        if after:
+            return [self._entry(incident, now, "suppressed", f"not paging: {after}", reason=after)]
+        return [self._entry(incident, now, "unsuppressed", f"paging allowed again (was: {before})")]
+
+    def _export(self) -> None:
+        """Open incidents by severity and status, recomputed from the cache."""
+        counts: dict[tuple[str, str], int] = {}
+        for incident in self._open.values():
+            key = (str(incident.severity), incident.status.value)
+            counts[key] = counts.get(key, 0) + 1
+        self.metrics.set_open_incidents(counts)
+
+
+def _reason_kind(reason: str) -> str:
+    """The bounded label for a suppression reason (its first word)."""
+    word = reason.split(" ", 1)[0]
+    return word if word in ("maintenance", "silence", "parent") else "other"
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

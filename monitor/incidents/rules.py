@@ -1,0 +1,364 @@
+"""Severity rules: which incidents a failing check opens, P0 to P2, or none. Pure.
+
+The pipeline asks `classify(rules, situation)` after the alert state changes or a
+failing check runs again; the first rule whose matcher fits wins. `Verdict.trace`
+says, rule by rule, why each one did or did not match (`monitor explain`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from fnmatch import fnmatchcase
+from functools import cache
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from monitor.core.configtypes import Duration, PositiveDuration, StrictModel, format_duration
+from monitor.core.model import FailureKind, Severity
+from monitor.engine.state import AlertState
+
+__all__ = [
+    "DEFAULT_RULE",
+    "WEEKDAYS",
+    "RaiseAfter",
+    "RuleMatch",
+    "SeverityRule",
+    "Situation",
+    "TimeOfDay",
+    "TimeZoneName",
+    "Verdict",
+    "Weekday",
+    "as_utc",
+    "classify",
+    "parse_clock",
+    "zone",
+]
+
+DEFAULT_RULE = "default"
+
+# ---- calendar helpers, shared with maintenance.py ---------------------------------
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_clock(text: str) -> time:
+    """`HH:MM` (00:00 to 23:59) → a time."""
+    m = _CLOCK.match(text.strip())
+    if m is None:
+        raise ValueError(f"invalid time {text!r}: use HH:MM from 00:00 to 23:59, e.g. 02:30")
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+@cache
+def zone(name: str) -> ZoneInfo:
+    """The time zone `name`; raises ValueError naming the problem."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # ZoneInfo raises ValueError for malformed keys and OSError for a directory
+        # such as "Europe"; config reports all of them the same way.
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as UTC, Europe/Berlin "
+            "or America/New_York"
+        ) from exc
+
+
+def _valid_zone(name: str) -> str:
+    zone(name)
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_valid_zone)]
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC; a naive one is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+# ---- config -----------------------------------------------------------------------
+
+
+class TimeOfDay(StrictModel):
+    """Local hours (and optionally days) when a rule applies, e.g. office hours.
+
+    `between: 22:00-06:00` crosses midnight; `days` then names the day the span began,
+    so `days: [fri]` covers Friday 22:00 to Saturday 06:00.
+    """
+
+    days: list[Weekday] = Field(default_factory=list, description="Empty: every day.")
+    between: str = Field(description="HH:MM-HH:MM local time; may cross midnight.")
+    timezone: TimeZoneName = "UTC"
+
+    @field_validator("between")
+    @classmethod
+    def _between_ok(cls, value: str) -> str:
+        _span(value)
+        return value
+
+    def contains(self, now: datetime) -> bool:
+        return _in_span(self, now)
+
+    def describe(self) -> str:
+        days = ", ".join(self.days) + " " if self.days else ""
+        return f"{days}{self.between}"
+
+
+@cache
+def _span(text: str) -> tuple[time, time]:
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ValueError(f"invalid span {text!r}: use HH:MM-HH:MM, e.g. 09:00-17:00 or 22:00-06:00")
+    span = parse_clock(start), parse_clock(end)
+    if span[0] == span[1]:
+        raise ValueError(f"empty span {text!r}: start and end must differ")
+    return span
+
+
+def _in_span(tod: TimeOfDay, now: datetime) -> bool:
+    try:
+        local = as_utc(now).astimezone(zone(tod.timezone))
+    except OverflowError:
+        return False  # within hours of datetime.min/max: no local time to compare
+    start, end = _span(tod.between)
+    t, weekday = local.time(), local.weekday()
+    if start < end:
+        inside = start <= t < end
+    elif t >= start:
+        inside = True  # the evening part of a span that crosses midnight
+    elif t < end:
+        # The morning part began yesterday. Weekday arithmetic, not date arithmetic:
+        # 0001-01-01 has no yesterday.
+        inside, weekday = True, (weekday - 1) % 7
+    else:
+        inside = False
+    return inside and (not tod.days or WEEKDAYS[weekday] in tod.days)
+
+
+_FAILURE_KINDS = tuple(k.value for k in FailureKind)
+
+
+def _known_failure(value: str) -> str:
+    if value not in _FAILURE_KINDS:
+        close = difflib.get_close_matches(value, _FAILURE_KINDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"unknown failure kind {value!r}; {hint}valid kinds: {', '.join(_FAILURE_KINDS)}"
+        )
+    return value
+
+
+FailureKindName = Annotated[
+    str,
+    AfterValidator(_known_failure),
+    WithJsonSchema({"type": "string", "enum": list(_FAILURE_KINDS)}),
+]
+
+
+class RuleMatch(StrictModel):
+    """What a rule applies to. Every field given must match; any value within a field may.
+
+    An empty field matches everything; `states` empty means down or degraded. A blind
+    check (the monitor could not observe it) matches only rules that name `blind`.
+    """
+
+    checks: list[str] = Field(default_factory=list, description="Globs on the check name.")
+    kinds: list[str] = Field(default_factory=list, description="Check kinds: http, npm, …")
+    tags: list[str] = Field(default_factory=list, description="Matches if any tag is present.")
+    failures: list[FailureKindName] = Field(default_factory=list, description="Failure kinds.")
+    states: list[Literal["down", "degraded", "blind"]] = Field(
+        default_factory=list, description="Empty: down or degraded. blind must be named."
+    )
+    for_: Duration | None = Field(
+        default=None, alias="for", description="Only once failing at least this long."
+    )
+    time: TimeOfDay | None = None
+
+    # Spelled out rather than `StrictModel.model_config | {...}` so that the pydantic mypy
+    # plugin sees populate_by_name and accepts `RuleMatch(for_=...)`.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Level = Literal["P0", "P1", "P2"]
+
+
+class RaiseAfter(StrictModel):
+    """Once the check has failed for `after`, the incident is at least `severity`."""
+
+    after: PositiveDuration
+    severity: Level
+
+
+class SeverityRule(StrictModel):
+    """One entry of the top-level `severity:` list; the first that matches wins."""
+
+    name: str | None = Field(default=None, min_length=1)
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    severity: Literal["P0", "P1", "P2", "ignore"]
+    raise_after: list[RaiseAfter] = Field(
+        default_factory=list, description="Worse severities for failures that last."
+    )
+    auto_resolve: bool = Field(
+        default=True, description="False: an incident stays open until a person resolves it."
+    )
+    runbook: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="Runbook URL of its incidents when their check names none.",
+    )
+
+    @model_validator(mode="after")
+    def _only_raises(self) -> SeverityRule:
+        prev_level, prev_after, prev_what = _level(self.severity), None, "the rule's severity"
+        for i, step in enumerate(self.raise_after):
+            level = Severity(step.severity)
+            if not level.worse_than(prev_level):
+                raise ValueError(
+                    f"raise_after[{i}]: {step.severity} does not raise {prev_what} "
+                    f"{self.severity if i == 0 else prev_level}; raise_after may only make "
+                    "the severity worse (P0 is the worst)"
+                )
+            if prev_after is not None and step.after <= prev_after:
+                raise ValueError(
+                    f"raise_after[{i}]: after {format_duration(step.after)} must be longer than "
+                    f"the previous entry's {format_duration(prev_after)}"
+                )
+            prev_level, prev_after, prev_what = level, step.after, "the previous entry"
+        return self
+
+
+def _level(value: str) -> Severity | None:
+    return None if value == "ignore" else Severity(value)
+
+
+# ---- runtime ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """What is being classified: a check in its alert state at `now`."""
+
+    check: str
+    kind: str
+    tags: frozenset[str]
+    failure: str | None
+    state: AlertState
+    failing_for: timedelta
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of `classify`. `severity` None: open no incident."""
+
+    severity: Severity | None
+    rule: str  # the rule's name, "severity[3]" when unnamed, or "default"
+    auto_resolve: bool
+    trace: tuple[str, ...]  # one line per rule examined, for `monitor explain`
+
+
+_FAILING = (AlertState.DOWN, AlertState.DEGRADED, AlertState.BLIND)
+
+
+def classify(rules: Sequence[SeverityRule], s: Situation) -> Verdict:
+    """The severity of `s`: the first matching rule's, raised by how long it has failed.
+
+    With no match, a DOWN check is P2 and a DEGRADED or BLIND one opens nothing. A check
+    that is UP or UNKNOWN is not failing: no rule is examined and the verdict is to ignore
+    it.
+    """
+    if s.state not in _FAILING:
+        line = f"state '{s.state.value}': not failing, nothing to classify"
+        return Verdict(None, DEFAULT_RULE, True, (line,))
+    trace: list[str] = []
+    for i, rule in enumerate(rules):
+        head = f"severity[{i}] {rule.name}" if rule.name else f"severity[{i}]"
+        misses = _misses(rule.match, s)
+        if misses:
+            trace.append(f"{head}: no match: {'; '.join(misses)}")
+            continue
+        severity, outcome = _effective(rule, s.failing_for)
+        trace.append(f"{head}: match → {outcome}")
+        return Verdict(severity, rule.name or f"severity[{i}]", rule.auto_resolve, tuple(trace))
+    severity = Severity.P2 if s.state is AlertState.DOWN else None
+    trace.append(f"default: no rule matched; {s.state.value} → {severity or 'ignore'}")
+    return Verdict(severity, DEFAULT_RULE, True, tuple(trace))
+
+
+def _misses(m: RuleMatch, s: Situation) -> list[str]:
+    """Every reason `m` does not fit `s`; empty when it does."""
+    misses = []
+    if m.checks and not any(fnmatchcase(s.check, g) for g in m.checks):
+        misses.append(f"check {s.check!r} matches none of {_list(m.checks)}")
+    if m.kinds and s.kind not in m.kinds:
+        misses.append(f"kind {s.kind!r} is not one of {_list(m.kinds)}")
+    if m.tags and s.tags.isdisjoint(m.tags):
+        if s.tags:
+            misses.append(f"tags {_list(sorted(s.tags))} include none of {_list(m.tags)}")
+        else:
+            misses.append(f"no tags, wants one of {_list(m.tags)}")
+    if m.failures and s.failure not in m.failures:
+        if s.failure is None:
+            misses.append(f"no failure kind, wants one of {_list(m.failures)}")
+        else:
+            misses.append(f"failure {s.failure!r} is not one of {_list(m.failures)}")
+    if m.states and s.state.value not in m.states:
+        misses.append(f"state {s.state.value!r} is not one of {_list(m.states)}")
+    elif not m.states and s.state is AlertState.BLIND:
+        misses.append("state 'blind' is matched only by a rule naming it in states")
+    if m.for_ is not None and s.failing_for < m.for_:
+        misses.append(f"failing for {_duration(s.failing_for)}, less than {_duration(m.for_)}")
+    if m.time is not None and not m.time.contains(s.now):
+        misses.append(f"{_local(s.now, m.time.timezone)} is outside {m.time.describe()}")
+    return misses
+
+
+def _effective(rule: SeverityRule, failing_for: timedelta) -> tuple[Severity | None, str]:
+    """The rule's severity after `raise_after`, and how the trace says it."""
+    base = _level(rule.severity)
+    severity, raised_by = base, None
+    for step in rule.raise_after:
+        level = Severity(step.severity)
+        if step.after <= failing_for and level.worse_than(severity):
+            severity, raised_by = level, step
+    text: str = rule.severity
+    if raised_by is not None:
+        text += f", raised to {raised_by.severity} after failing for {_duration(raised_by.after)}"
+    if not rule.auto_resolve:
+        text += " (resolved by hand)"
+    return severity, text
+
+
+def _list(values: Sequence[str]) -> str:
+    return ", ".join(values)
+
+
+def _duration(value: timedelta) -> str:
+    # format_duration expects a non-negative value; a clock step back can make one.
+    return "-" + format_duration(-value) if value < timedelta(0) else format_duration(value)
+
+
+def _local(now: datetime, tz: str) -> str:
+    try:
+        local = as_utc(now).astimezone(zone(tz))
+    except OverflowError:
+        return f"time {now.isoformat()}"
+    return f"time {WEEKDAYS[local.weekday()]} {local:%H:%M} {tz}"

@@ -1,0 +1,72 @@
+"""Silences created at run time, kept in memory for the pipeline and written through to the store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import structlog
+
+from monitor.core.clock import Clock
+from monitor.core.model import Silence
+from monitor.store import Store
+
+__all__ = ["MATCHER_KEYS", "SilenceBook"]
+
+log = structlog.stdlib.get_logger(__name__)
+
+MATCHER_KEYS = ("checks", "tags", "kinds")
+
+
+class SilenceBook:
+    """The silences the pipeline consults; `load()` once at start."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self._all: list[Silence] = []
+
+    async def load(self) -> None:
+        self._all = await self.store.list_silences()
+
+    def active(self, now: datetime | None = None) -> list[Silence]:
+        now = now or self.clock.now()
+        return [s for s in self._all if s.active(now)]
+
+    @property
+    def all(self) -> Sequence[Silence]:
+        return list(self._all)
+
+    async def add(
+        self,
+        matchers: Mapping[str, Sequence[str]],
+        starts_at: datetime,
+        ends_at: datetime,
+        author: str,
+        comment: str,
+    ) -> Silence:
+        """Raises ValueError when the silence would match nothing or end before it starts."""
+        clean = {k: tuple(v) for k, v in matchers.items() if v}
+        unknown = set(clean) - set(MATCHER_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown matcher(s) {', '.join(sorted(unknown))}; use {', '.join(MATCHER_KEYS)}"
+            )
+        if not clean:
+            raise ValueError("a silence needs at least one matcher (checks, tags or kinds)")
+        if ends_at <= starts_at:
+            raise ValueError("a silence must end after it starts")
+        silence = Silence(0, clean, starts_at, ends_at, author, comment, self.clock.now())
+        silence = await self.store.create_silence(silence)
+        self._all.append(silence)
+        log.info(
+            "silence_created", silence_id=silence.id, author=author, ends_at=ends_at.isoformat()
+        )
+        return silence
+
+    async def expire(self, silence_id: int) -> Silence | None:
+        expired = await self.store.expire_silence(silence_id, self.clock.now())
+        if expired is not None:
+            self._all = [expired if s.id == silence_id else s for s in self._all]
+            log.info("silence_expired", silence_id=silence_id)
+        return expired
