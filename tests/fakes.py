@@ -58,8 +58,8 @@ class MemoryStore:
     """A `Store` in memory, for logic tests (the SQLite one is tested on its own)."""
 
     def __init__(self) -> None:
+        from monitor.core.alertstate import CheckState
         from monitor.core.model import Incident, Silence, TimelineEntry
-        from monitor.engine.state import CheckState
 
         self.states: dict[str, CheckState] = {}
         self.incidents: dict[int, Incident] = {}

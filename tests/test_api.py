@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
+from monitor.core.alertstate import AlertState
 from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
-from monitor.engine.state import AlertState
 from monitor.incidents.manager import CheckEvent, IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 from monitor.checks.github_actions import GithubActionsCheckConfig
 from monitor.checks.npm import NpmCheckConfig
 from monitor.config.loader import load_config
+from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.configtypes import CheckConfigBase, Defaults
 from monitor.core.model import CheckResult, FailureKind, IncidentStatus, Outcome, Severity
 from monitor.engine.pipeline import ResultHandler
-from monitor.engine.state import AlertState, CheckState, blindness, step
+from monitor.engine.state import blindness, step
 from monitor.incidents.manager import HEALTH_SOURCE, IncidentManager
 from monitor.incidents.rules import SeverityRule, Situation, classify
 from monitor.paging.escalation import EscalationConfig

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.core.alertstate import AlertState
 from monitor.core.model import CheckResult, FailureKind, Outcome
-from monitor.engine.state import AlertState
 from monitor.metrics.checkseries import CheckSeriesSet
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
+from monitor.core.alertstate import AlertState
 from monitor.core.model import CheckResult, FailureKind, IncidentStatus, Outcome, Severity
-from monitor.engine.state import AlertState
 from monitor.incidents.manager import CheckEvent, IncidentError, IncidentManager
 from tests.fakes import FakeClock, MemoryStore
 

@@ -10,11 +10,11 @@ import pytest
 
 from monitor.checks.github_actions import GithubActionsCheckConfig
 from monitor.checks.npm import NpmCheckConfig
+from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase, Defaults
 from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
 from monitor.engine.lastgood import LastGood, advice, capture
 from monitor.engine.pipeline import ResultHandler
-from monitor.engine.state import AlertState
 from monitor.incidents.manager import CheckEvent, IncidentManager
 from monitor.incidents.rules import SeverityRule
 from tests.fakes import FakeClock, MemoryStore, settle

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from monitor.core.alertstate import AlertState
 from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
-from monitor.engine.state import AlertState
 from monitor.incidents.manager import CheckEvent, IncidentManager
 from monitor.paging.escalation import EscalationConfig
 from monitor.paging.oncall import OnCallConfig

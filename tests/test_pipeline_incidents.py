@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from monitor.checks.http.check import HttpCheckConfig
+from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase, Defaults
 from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
 from monitor.engine.pipeline import ResultHandler
-from monitor.engine.state import AlertState
 from monitor.incidents.maintenance import MaintenanceWindow
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.rules import SeverityRule

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from monitor.core.alertstate import AlertState
 from monitor.core.model import FailureKind, Severity
-from monitor.engine.state import AlertState
 from monitor.incidents.rules import (
     RuleMatch,
     SeverityRule,

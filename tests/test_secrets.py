@@ -24,10 +24,10 @@ from prometheus_client import CollectorRegistry
 from monitor.config.loader import load_config
 from monitor.core import logs
 from monitor.core import redact as redaction
+from monitor.core.alertstate import CheckState
 from monitor.core.logs import configure_logging
 from monitor.core.model import Incident, IncidentStatus, Observation
 from monitor.core.redact import redact_text, redact_url, remember_config, secret_name
-from monitor.engine.state import CheckState
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.postmortem import render_postmortem
 from monitor.incidents.silences import SilenceBook

@@ -4,8 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import CheckResult, FailureKind, Outcome
-from monitor.engine.state import AlertState, CheckState, step
+from monitor.engine.state import step
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 U, G, D = Outcome.UP, Outcome.DEGRADED, Outcome.DOWN

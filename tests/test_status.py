@@ -11,11 +11,12 @@ from monitor.checks.http.check import HttpCheckConfig
 from monitor.config.loader import parse_config
 from monitor.core.configtypes import Defaults
 from monitor.core.model import CheckResult, FailureKind, Outcome
+from monitor.engine.history import RUNS, RunHistory
 from monitor.engine.pipeline import ResultHandler
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.rules import SeverityRule
 from monitor.web.api import build_app
-from monitor.web.status import RUNS, RunHistory, StatusView, render_html
+from monitor.web.status import StatusView, render_html
 from tests.fakes import FakeClock, MemoryStore
 
 SECRET_HEADER = "Bearer hdr-s3cret"

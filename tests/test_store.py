@@ -14,8 +14,8 @@ from types import MappingProxyType
 import pytest
 
 import monitor.store.sqlite as sqlite_store
+from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import Incident, IncidentStatus, Severity, Silence, TimelineEntry
-from monitor.engine.state import AlertState, CheckState
 from monitor.store import Store, StoreError
 from monitor.store.sqlite import MIGRATIONS, SqliteStore, default_state_path
 

@@ -26,6 +26,7 @@ from monitor.config.loader import (
     default_config_path,
     load_config,
 )
+from monitor.core.alertstate import AlertState
 from monitor.core.clock import SystemClock
 from monitor.core.configtypes import CheckConfigBase, format_duration, parse_duration
 from monitor.core.errors import ConfigError
@@ -41,7 +42,7 @@ from monitor.core.model import (
 from monitor.core.redact import redact, redact_text, remember_config
 from monitor.engine.limits import Limiter
 from monitor.engine.scheduler import CheckRunner
-from monitor.engine.state import AlertState, blindness
+from monitor.engine.state import blindness
 from monitor.incidents.postmortem import render_postmortem
 from monitor.incidents.postmortem_issue import GITHUB_API, PostmortemIssueError, open_issue
 from monitor.incidents.rules import Situation, classify

@@ -22,18 +22,19 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from yarl import URL
 
+from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult, FailureKind
+from monitor.engine.history import RunHistory
 from monitor.engine.lastgood import LastGood, advice, capture
-from monitor.engine.state import AlertState, CheckState, blindness, step
+from monitor.engine.state import blindness, step
 from monitor.incidents.maintenance import MaintenanceWindow, suppression
 from monitor.incidents.manager import CheckEvent, IncidentManager
 from monitor.incidents.rules import SeverityRule, Situation, classify
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
 from monitor.store import Store
-from monitor.web.status import RunHistory
 
 __all__ = ["ResultHandler", "annotate"]
 

@@ -14,21 +14,12 @@ as they were, so a degraded check that goes blind comes back degraded, never dow
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
-from enum import StrEnum
+from dataclasses import replace
 
+from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import CheckResult, FailureKind, Outcome
 
 __all__ = ["AlertState", "CheckState", "blindness", "step"]
-
-
-class AlertState(StrEnum):
-    UNKNOWN = "unknown"
-    UP = "up"
-    DEGRADED = "degraded"
-    DOWN = "down"
-    BLIND = "blind"  # the monitor cannot observe the check's asset right now
 
 
 # Failures that say the monitor could not look, whatever the check's kind.
@@ -51,22 +42,6 @@ def blindness(kind: str, failure: FailureKind | str | None) -> bool:
     if failure in _BLIND_EVERYWHERE:
         return True
     return failure is FailureKind.UNAVAILABLE and kind in _WINDOW_KINDS
-
-
-@dataclass(frozen=True, slots=True)
-class CheckState:
-    """What we believe about one check, and the streaks that got us here."""
-
-    state: AlertState = AlertState.UNKNOWN
-    since: datetime | None = None
-    ups: int = 0  # consecutive UP results
-    non_downs: int = 0  # consecutive results that were not DOWN
-    bads: int = 0  # consecutive results that were not UP
-    downs: int = 0  # consecutive DOWN results
-    blinds: int = 0  # consecutive runs that could not observe
-    seen: AlertState | None = None  # while BLIND: what was believed before
-    seen_since: datetime | None = None
-    cause: str | None = None  # while BLIND: why (the monitor-health incident's key)
 
 
 def step(

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
 from monitor.core.model import (
     CheckResult,
@@ -26,7 +27,6 @@ from monitor.core.model import (
     Severity,
     TimelineEntry,
 )
-from monitor.engine.state import AlertState
 from monitor.metrics.exporter import Metrics
 from monitor.store import Store
 

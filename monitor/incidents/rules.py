@@ -26,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import Duration, PositiveDuration, StrictModel, format_duration
 from monitor.core.model import FailureKind, Severity
-from monitor.engine.state import AlertState
 
 __all__ = [
     "DEFAULT_RULE",

@@ -19,8 +19,8 @@ from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Final
 
+from monitor.core.alertstate import AlertState
 from monitor.core.model import CheckResult, Outcome
-from monitor.engine.state import AlertState
 
 __all__ = ["DURATION_BUCKETS", "PHASES", "PHASE_BUCKETS", "CheckSeries", "CheckSeriesSet"]
 

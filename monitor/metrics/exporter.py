@@ -15,9 +15,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from monitor import __version__
+from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult
-from monitor.engine.state import AlertState
 from monitor.metrics.checkseries import PHASES, CheckSeriesSet
 
 __all__ = ["PHASES", "Metrics"]

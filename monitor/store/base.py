@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from monitor.core.alertstate import CheckState
 from monitor.core.model import (
     EscalationState,
     Incident,
@@ -15,7 +16,6 @@ from monitor.core.model import (
     Silence,
     TimelineEntry,
 )
-from monitor.engine.state import CheckState
 
 __all__ = ["Store", "StoreError"]
 

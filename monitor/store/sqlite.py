@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import (
     EscalationState,
     Incident,
@@ -26,7 +27,6 @@ from monitor.core.model import (
     Silence,
     TimelineEntry,
 )
-from monitor.engine.state import AlertState, CheckState
 from monitor.store.base import StoreError
 
 __all__ = ["MIGRATIONS", "SqliteStore", "default_state_path"]

@@ -1,9 +1,8 @@
 """The status page: every asset with its state and recent runs, and the open incidents.
 
-`RunHistory` keeps the last `RUNS` results of a check in three fixed arrays (13 bytes a
-run), so 10,000 checks cost a few megabytes. `StatusView.snapshot()` builds the document
-of `GET /api/status` from memory only (no store reads); `render_html` turns it into the
-page at `GET /`, server-rendered, with no script and nothing loaded from elsewhere.
+The recent runs are the pipeline's `RunHistory` records (`monitor.engine.history`).
+`StatusView.snapshot()` builds the document of `GET /api/status` from memory only (no
+store reads); `render_html` turns it into the page at `GET /`, server-rendered, with no script and nothing loaded from elsewhere.
 
 Nothing secret is shown: check names, kinds, descriptions, tags, runbook links, states and
 the one-line messages that pages carry too; never URLs with credentials, headers, tokens,
@@ -13,59 +12,22 @@ notifier settings or result details.
 from __future__ import annotations
 
 import html
-from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
-from monitor.core.model import CheckResult, Incident, Outcome
-from monitor.engine.state import AlertState
+from monitor.core.model import Incident
+from monitor.engine.history import RUNS
 
 if TYPE_CHECKING:
     from monitor.engine.pipeline import ResultHandler
     from monitor.incidents.manager import IncidentManager
 
-__all__ = ["RUNS", "RunHistory", "StatusView", "render_html"]
-
-RUNS = 30  # bars per asset
-_CODES = {Outcome.UP: 1, Outcome.DEGRADED: 2, Outcome.DOWN: 3}
-_NAMES = {1: "up", 2: "degraded", 3: "down", 4: "blind"}
-_BLIND = 4  # a run that could not observe the asset
-
-
-class RunHistory:
-    """The last `RUNS` runs of one check: outcome, start time and duration."""
-
-    __slots__ = ("_at", "_durations", "_next", "_outcomes")
-
-    def __init__(self) -> None:
-        self._outcomes = bytearray(RUNS)  # 0: empty slot
-        self._at = array("d", bytes(8 * RUNS))
-        self._durations = array("f", bytes(4 * RUNS))
-        self._next = 0
-
-    def add(self, result: CheckResult, *, blind: bool = False) -> None:
-        i = self._next
-        self._outcomes[i] = _BLIND if blind else _CODES[result.outcome]
-        self._at[i] = result.started_at.timestamp()
-        self._durations[i] = result.duration_s
-        self._next = (i + 1) % RUNS
-
-    def runs(self) -> list[dict[str, Any]]:
-        """Oldest first."""
-        order = [*range(self._next, RUNS), *range(self._next)]
-        return [
-            {
-                "at": datetime.fromtimestamp(self._at[i], UTC).isoformat(timespec="seconds"),
-                "outcome": _NAMES[self._outcomes[i]],
-                "duration_ms": round(self._durations[i] * 1000, 1),
-            }
-            for i in order
-            if self._outcomes[i]
-        ]
+__all__ = ["StatusView", "render_html"]
 
 
 @dataclass(slots=True)
