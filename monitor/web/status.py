@@ -2,7 +2,8 @@
 
 The recent runs are the pipeline's `RunHistory` records (`monitor.engine.history`).
 `StatusView.snapshot()` builds the document of `GET /api/status` from memory only (no
-store reads); `render_html` turns it into the page at `GET /`, server-rendered, with no script and nothing loaded from elsewhere.
+store reads); `render_html` turns it into the page at `GET /`, server-rendered, with no
+script and nothing loaded from elsewhere.
 
 Nothing secret is shown: check names, kinds, descriptions, tags, runbook links, states and
 the one-line messages that pages carry too; never URLs with credentials, headers, tokens,
