@@ -7,7 +7,7 @@ object per check holds plain floats and two small arrays; everything runs on the
 loop, so nothing needs a lock. `render()` writes the text exposition format directly and
 yields to the loop every few hundred checks, so a scrape never stalls the probes.
 
-The families and their names are those the daemon has always exported (README, Metrics).
+The families and their names are those the daemon has always exported (docs/operations.md, Metrics).
 `value()` reads one sample, for tests and for code that needs a number back.
 """
 
