@@ -27,7 +27,7 @@ from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult, FailureKind
 from monitor.engine.history import RunHistory
-from monitor.engine.lastgood import LastGood, advice, capture
+from monitor.engine.lastgood import LastGood, advice, capture, kind_of
 from monitor.engine.state import blindness, step
 from monitor.incidents.maintenance import MaintenanceWindow, suppression
 from monitor.incidents.manager import CheckEvent, IncidentManager
@@ -139,7 +139,7 @@ class ResultHandler:
         if history is None:
             history = self.history[result.check] = RunHistory()
         history.add(result, blind=cause is not None)
-        self.metrics.record(result)
+        self.metrics.record(result, kind_of(config.kind).asset_facts(result.details))
         prev = self.states.get(result.check) or CheckState()
         fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1
         new = step(prev, result, fail_n, ok_n, cause)
@@ -293,14 +293,6 @@ def _host(config: CheckConfigBase) -> str:
     return config.kind
 
 
-_UPSTREAM = {
-    "github_actions": "GitHub API",
-    "statuspage": "status page",
-    "npm": "npm registry",
-    "version_sync": "registry",
-    "vscode_marketplace": "VS Code Marketplace",
-    "openvsx": "Open VSX",
-}
 _CANNOT = {
     FailureKind.RATE_LIMITED: "rate limit reached",
     FailureKind.AUTH: "refuses the monitor's credentials",
@@ -314,7 +306,7 @@ def _describe_cause(config: CheckConfigBase, result: CheckResult) -> str:
     if result.failure is FailureKind.MONITOR_RESOURCES:
         return "the monitor ran out of its own resources"
     host = _host(config)
-    label = _UPSTREAM.get(config.kind)
+    label = kind_of(config.kind).upstream_label
     text = (f"{label} ({host})" if label and host != config.kind else host) + ": "
     text += _CANNOT.get(result.failure or FailureKind.UNEXPECTED, "blind")
     until = result.details.get("rate_limit_reset")

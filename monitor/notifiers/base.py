@@ -29,6 +29,7 @@ from monitor.core.retryafter import parse_retry_after, retry_after
 
 __all__ = [
     "DRILL_NOTE",
+    "INCIDENT_LIFECYCLE",
     "HttpUrlSecret",
     "KeyValue",
     "Notification",
@@ -57,6 +58,18 @@ class NotificationEvent(StrEnum):
     REASSIGN = "reassign"
     HANDOFF = "handoff"
     MONITOR_ALERT = "monitor_alert"
+
+
+# The events of an incident's life after its first page: a notifier that keeps its own
+# record of each incident (a PagerDuty incident, a Slack thread) declares it follows them.
+INCIDENT_LIFECYCLE = frozenset(
+    {
+        NotificationEvent.TRIGGER,
+        NotificationEvent.ACKNOWLEDGE,
+        NotificationEvent.RESOLVE,
+        NotificationEvent.REASSIGN,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +183,10 @@ class Notifier(ABC, Generic[C]):
     """
 
     Config: ClassVar[type[NotifierConfigBase]]
+    # The incident events this type is sent for every incident, paging for it or not
+    # (`INCIDENT_LIFECYCLE` for a type that tracks incidents). Every notifier is sent the
+    # events of the incidents it pages for, whatever it declares here.
+    follows: ClassVar[frozenset[NotificationEvent]] = frozenset()
 
     def __init__(self, name: str, config: C, ctx: NotifierContext | aiohttp.ClientSession) -> None:
         self.name = name

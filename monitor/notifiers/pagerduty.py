@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr
 
 from monitor.core.model import Severity
 from monitor.notifiers.base import (
+    INCIDENT_LIFECYCLE,
     Notification,
     NotificationEvent,
     Notifier,
@@ -74,6 +75,7 @@ class PagerDutyNotifier(Notifier[PagerDutyConfig]):
     """Sends one event per notification (per routing key: see the module docstring)."""
 
     Config = PagerDutyConfig
+    follows = INCIDENT_LIFECYCLE  # acknowledges and resolves what it opened
 
     def _personal_keys(self, n: Notification) -> list[str]:
         return list(dict.fromkeys(r.pagerduty for r in n.recipients if r.pagerduty))
