@@ -62,6 +62,7 @@ class SlackBotNotifier(Notifier[SlackBotConfig]):
     """Keeps one thread per incident; messages about no incident are posted alone."""
 
     Config = SlackBotConfig
+    contact = "slack"  # mentions the paged by member id
     follows = INCIDENT_LIFECYCLE  # acknowledges and resolves what it opened
 
     def build_payload(self, n: Notification) -> dict[str, Any]:

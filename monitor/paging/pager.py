@@ -515,6 +515,4 @@ def _follows(notifier_type: str) -> frozenset[NotificationEvent]:
 
 
 def _recipient(p: Person) -> Recipient:
-    return Recipient(
-        name=p.name, slack=p.slack, discord=p.discord, email=p.email, pagerduty=p.pagerduty
-    )
+    return Recipient(p.name, p.contacts)
