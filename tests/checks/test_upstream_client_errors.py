@@ -22,7 +22,7 @@ from tests.fakes import FakeClock
 
 _KEY = ConnectionKey("registry.npmjs.org", 443, True, True, None, None, None, None)
 
-ERRORS: dict[str, tuple[Callable[[], BaseException], FailureKind]] = {
+ERRORS: dict[str, tuple[Callable[[], Exception], FailureKind]] = {
     "payload": (
         lambda: aiohttp.ClientPayloadError("Response payload is not completed"),
         FailureKind.DISCONNECTED,
@@ -50,10 +50,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-def broken() -> Iterator[Callable[[BaseException], None]]:
+def broken() -> Iterator[Callable[[Exception], None]]:
     with aioresponses() as m:
 
-        def fail_with(exc: BaseException) -> None:
+        def fail_with(exc: Exception) -> None:
             for method in ("GET", "POST", "HEAD"):
                 m.add(re.compile(r".*"), method=method, exception=exc, repeat=True)
 
@@ -63,7 +63,7 @@ def broken() -> Iterator[Callable[[BaseException], None]]:
 @pytest.mark.parametrize("error", sorted(ERRORS))
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 async def test_a_client_error_is_the_upstream_unavailable_with_its_cause(
-    kind: str, error: str, broken: Callable[[BaseException], None], session: aiohttp.ClientSession
+    kind: str, error: str, broken: Callable[[Exception], None], session: aiohttp.ClientSession
 ) -> None:
     make, cause = ERRORS[error]
     broken(make())
