@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator, model_validator
 
 from monitor.core.configtypes import StrictModel
-from monitor.incidents.rules import WEEKDAYS, TimeZoneName, Weekday, as_utc, parse_clock, zone
+from monitor.incidents.calendar import WEEKDAYS, TimeZoneName, Weekday, as_utc, parse_clock, zone
 
 __all__ = [
     "Handoff",
