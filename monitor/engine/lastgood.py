@@ -10,18 +10,28 @@ into the block carried by the incident, its pages and the API (`Check.advice`):
 
 `capture` and `advice` here look the kind up in the registry; a kind that declares
 nothing gets `Check`'s defaults (only the time, "last passed at ..."). Both are pure.
-The pipeline keeps the memory (`LastGoodKeeper`) and persists it.
+`LastGoodKeeper` holds the memory per check for the pipeline and persists it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+import structlog
 
 from monitor.checks import CHECKS, Check
 from monitor.checks.base import LastGood
+from monitor.core.configtypes import CheckConfigBase
+from monitor.core.model import CheckResult
+from monitor.store import Store
 
-__all__ = ["LastGood", "advice", "capture", "kind_of"]
+__all__ = ["LastGood", "LastGoodKeeper", "advice", "capture", "kind_of"]
+
+log = structlog.stdlib.get_logger(__name__)
+
+_LAST_GOOD = "lastgood:"  # store key prefix
 
 
 def kind_of(kind: str) -> type[Check[Any]]:
@@ -41,3 +51,59 @@ def advice(kind: str, good: LastGood | None, failing: Mapping[str, Any]) -> dict
     the upstream names no good state either.
     """
     return kind_of(kind).advice(good, failing)
+
+
+class LastGoodKeeper:
+    """Last known good per check, kept in memory and in the store (`lastgood:<check>`).
+
+    A record is stored when its facts change, and otherwise (only its time moved) at the
+    first failure after it, so a restart loses nothing that a page would need.
+    """
+
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
+        self.by_check: dict[str, LastGood] = {}
+        self._unsaved: set[str] = set()
+
+    async def load(self, checks: Iterable[CheckConfigBase]) -> None:
+        if self.store is None:
+            return
+        saved = await self.store.kv_prefix(_LAST_GOOD)
+        for config in checks:
+            if (doc := saved.get(_LAST_GOOD + config.name)) is not None:
+                try:
+                    self.by_check[config.name] = LastGood.from_json(json.loads(doc))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("last_good_unreadable", check=config.name)
+
+    async def forget(self, names: list[str]) -> None:
+        for name in names:
+            self.by_check.pop(name, None)
+            self._unsaved.discard(name)
+        if self.store is not None and names:
+            await self.store.kv_delete([_LAST_GOOD + n for n in names])
+
+    async def observe(self, result: CheckResult) -> None:
+        """Remembers a passing result; saves a record that only moved on a failure."""
+        if result.ok:
+            values = capture(result.kind, result.details)
+            prev = self.by_check.get(result.check)
+            self.by_check[result.check] = LastGood(result.started_at, values)
+            if prev is None or prev.values != values:
+                await self._save(result.check)
+            else:
+                self._unsaved.add(result.check)
+        elif result.check in self._unsaved:
+            await self._save(result.check)
+
+    def advice(self, config: CheckConfigBase, result: CheckResult) -> dict[str, Any] | None:
+        """The advice for a failing result of `config` (None for a passing one)."""
+        if result.ok:
+            return None
+        return advice(config.kind, self.by_check.get(config.name), result.details)
+
+    async def _save(self, check: str) -> None:
+        self._unsaved.discard(check)
+        if self.store is not None:
+            doc = json.dumps(self.by_check[check].to_json(), default=str)
+            await self.store.kv_set(_LAST_GOOD + check, doc)

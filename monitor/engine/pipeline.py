@@ -13,11 +13,11 @@ check is blind for it any more.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from yarl import URL
@@ -26,8 +26,8 @@ from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult, FailureKind
-from monitor.engine.history import RunHistory
-from monitor.engine.lastgood import LastGood, advice, capture, kind_of
+from monitor.engine.history import HistoryBook, RunHistory
+from monitor.engine.lastgood import LastGood, LastGoodKeeper, kind_of
 from monitor.engine.state import blindness, step
 from monitor.incidents.maintenance import MaintenanceWindow, suppression
 from monitor.incidents.manager import CheckEvent, IncidentManager
@@ -42,7 +42,6 @@ log = structlog.stdlib.get_logger(__name__)
 
 _FAILING = (AlertState.DOWN, AlertState.DEGRADED)
 _CLASSIFIED = (*_FAILING, AlertState.BLIND)  # states the severity rules are asked about
-_LAST_GOOD = "lastgood:"  # store key prefix
 
 
 class ResultHandler:
@@ -50,7 +49,8 @@ class ResultHandler:
 
     Logs at info/warning only when the alert state changes (down once, recovered once);
     each run is a debug line. Without a store and an incident manager it only keeps
-    state and metrics (as `monitor check` needs).
+    state and metrics (as `monitor check` needs). The recent runs are `HistoryBook`'s
+    and the last known good `LastGoodKeeper`'s; readers ask through `CheckReadings`.
     """
 
     def __init__(
@@ -71,18 +71,35 @@ class ResultHandler:
         self.maintenance: Sequence[MaintenanceWindow] = ()
         self.states: dict[str, CheckState] = {}
         self.last: dict[str, CheckResult] = {}
-        # Last known good per check. It is stored when its facts change, and otherwise
-        # (only its time moved) at the first failure after it, so a restart loses nothing
-        # that a page would need.
-        self.last_good: dict[str, LastGood] = {}
-        self.history: dict[str, RunHistory] = {}  # recent runs, for the status page
-        self._unsaved: set[str] = set()
+        self.good = LastGoodKeeper(store)  # last known good per check
+        self.runs = HistoryBook()  # recent runs, for the status page
         self._causes: dict[str, str] = {}  # monitor-health key → what the monitor cannot do
         # Bound once, after logging is configured: the per-run debug line is then skipped
         # without building its fields when debug is off.
         self._log = log.bind()
         is_enabled_for = getattr(self._log, "is_enabled_for", None)
         self._debug = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
+
+    # --- CheckReadings: what the status page reads -------------------------------------
+
+    def state(self, check: str) -> CheckState | None:
+        return self.states.get(check)
+
+    def last_result(self, check: str) -> CheckResult | None:
+        return self.last.get(check)
+
+    def recent_runs(self, check: str) -> list[dict[str, Any]]:
+        return self.runs.runs(check)
+
+    @property
+    def last_good(self) -> dict[str, LastGood]:
+        """Last known good per check (`LastGoodKeeper`'s)."""
+        return self.good.by_check
+
+    @property
+    def history(self) -> dict[str, RunHistory]:
+        """Recent runs per check (`HistoryBook`'s)."""
+        return self.runs.by_check
 
     def configure(
         self, rules: Sequence[SeverityRule], maintenance: Sequence[MaintenanceWindow]
@@ -94,15 +111,11 @@ class ResultHandler:
         if self.store is None:
             return
         self.states = await self.store.load_check_states()
-        saved = await self.store.kv_prefix(_LAST_GOOD)
+        checks = list(checks)
         for config in checks:
             if (state := self.states.get(config.name)) is not None:
                 self.metrics.set_state(config.name, config.kind, state.state)
-            if (doc := saved.get(_LAST_GOOD + config.name)) is not None:
-                try:
-                    self.last_good[config.name] = LastGood.from_json(json.loads(doc))
-                except (ValueError, KeyError, TypeError):
-                    log.warning("last_good_unreadable", check=config.name)
+        await self.good.load(checks)
 
     async def forget(self, names: Iterable[str]) -> None:
         names = list(names)
@@ -110,12 +123,10 @@ class ResultHandler:
         for name in names:
             self.states.pop(name, None)
             self.last.pop(name, None)
-            self.last_good.pop(name, None)
-            self.history.pop(name, None)
-            self._unsaved.discard(name)
+        self.runs.forget(names)
         if self.store is not None and names:
             await self.store.delete_check_states(names)
-            await self.store.kv_delete([_LAST_GOOD + n for n in names])
+        await self.good.forget(names)
         if self.incidents is not None:
             for cause in sorted(causes):  # a removed check no longer keeps the monitor blind
                 await self._health(cause)
@@ -135,10 +146,7 @@ class ResultHandler:
                 result, details={**result.details, "upstream_unavailable": _host(config)}
             )
         self.last[result.check] = result
-        history = self.history.get(result.check)
-        if history is None:
-            history = self.history[result.check] = RunHistory()
-        history.add(result, blind=cause is not None)
+        self.runs.add(result, blind=cause is not None)
         self.metrics.record(result, kind_of(config.kind).asset_facts(result.details))
         prev = self.states.get(result.check) or CheckState()
         fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1
@@ -159,10 +167,7 @@ class ResultHandler:
             # does not start it again; a steady state (counts past their thresholds) writes
             # nothing.
             await self.store.save_check_state(result.check, new)
-        if result.ok:
-            await self._remember(result)
-        elif result.check in self._unsaved:
-            await self._save_last_good(result.check)
+        await self.good.observe(result)
         if self.incidents is not None and (new.state in _CLASSIFIED or new.state is not prev.state):
             await self._incident(config, result, prev.state, new)
         if self.incidents is not None and (prev.cause or new.cause) and prev.cause != new.cause:
@@ -198,21 +203,6 @@ class ResultHandler:
         await self.incidents.monitor_health(
             key, f"{what}; {n}", f"{what}; {n}: {', '.join(blind)}", blind
         )
-
-    async def _remember(self, result: CheckResult) -> None:
-        values = capture(result.kind, result.details)
-        prev = self.last_good.get(result.check)
-        self.last_good[result.check] = LastGood(result.started_at, values)
-        if prev is None or prev.values != values:
-            await self._save_last_good(result.check)
-        else:
-            self._unsaved.add(result.check)
-
-    async def _save_last_good(self, check: str) -> None:
-        self._unsaved.discard(check)
-        if self.store is not None:
-            doc = json.dumps(self.last_good[check].to_json(), default=str)
-            await self.store.kv_set(_LAST_GOOD + check, doc)
 
     def _transition(self, result: CheckResult, prev: CheckState, new: CheckState) -> None:
         self.metrics.set_state(result.check, result.kind, new.state)
@@ -260,7 +250,7 @@ class ResultHandler:
                 check=config.name, key=key, title=title, result=result, state=new.state,
                 previous=previous, severity=verdict.severity, rule=verdict.rule,
                 auto_resolve=verdict.auto_resolve, suppressed=self._held_back(config, now) if failing else None,
-                last_good=None if result.ok else advice(config.kind, self.last_good.get(config.name), result.details),
+                last_good=self.good.advice(config, result),
             )
         )  # fmt: skip
 
