@@ -16,19 +16,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from yarl import URL
 
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult, FailureKind
+from monitor.engine.health import MonitorHealth, blind_cause, upstream_host
 from monitor.engine.history import HistoryBook, RunHistory
 from monitor.engine.lastgood import LastGood, LastGoodKeeper, kind_of
-from monitor.engine.state import blindness, step
+from monitor.engine.state import step
 from monitor.incidents.maintenance import MaintenanceWindow, suppression
 from monitor.incidents.manager import CheckEvent, IncidentManager
 from monitor.incidents.rules import SeverityRule, Situation, classify
@@ -73,7 +73,7 @@ class ResultHandler:
         self.last: dict[str, CheckResult] = {}
         self.good = LastGoodKeeper(store)  # last known good per check
         self.runs = HistoryBook()  # recent runs, for the status page
-        self._causes: dict[str, str] = {}  # monitor-health key → what the monitor cannot do
+        self.health = MonitorHealth(incidents, lambda: self.states)
         # Bound once, after logging is configured: the per-run debug line is then skipped
         # without building its fields when debug is off.
         self._log = log.bind()
@@ -127,9 +127,7 @@ class ResultHandler:
         if self.store is not None and names:
             await self.store.delete_check_states(names)
         await self.good.forget(names)
-        if self.incidents is not None:
-            for cause in sorted(causes):  # a removed check no longer keeps the monitor blind
-                await self._health(cause)
+        await self.health.forgotten(causes)
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
         if result.failure is FailureKind.MONITOR_RESOURCES:
@@ -138,12 +136,12 @@ class ResultHandler:
             log.warning("probe_blinded", check=result.check, message=result.message)
         if config.upstream_status is not None and not result.ok:
             result = annotate(result, self.last.get(config.upstream_status))
-        cause = self._blind_cause(config, result)
+        cause = blind_cause(config, result)
         if cause is None and result.failure is FailureKind.UNAVAILABLE:
             # The users' own path is down too (a registry, a gallery): the asset's failure,
             # marked as upstream for the rules and the page.
             result = replace(
-                result, details={**result.details, "upstream_unavailable": _host(config)}
+                result, details={**result.details, "upstream_unavailable": upstream_host(config)}
             )
         self.last[result.check] = result
         self.runs.add(result, blind=cause is not None)
@@ -170,39 +168,8 @@ class ResultHandler:
         await self.good.observe(result)
         if self.incidents is not None and (new.state in _CLASSIFIED or new.state is not prev.state):
             await self._incident(config, result, prev.state, new)
-        if self.incidents is not None and (prev.cause or new.cause) and prev.cause != new.cause:
-            if new.cause is not None:
-                self._causes[new.cause] = _describe_cause(config, result)
-            for key in {prev.cause, new.cause} - {None}:
-                await self._health(str(key))
-
-    def _blind_cause(self, config: CheckConfigBase, result: CheckResult) -> str | None:
-        """The monitor-health key when `result` could not observe, else None."""
-        if result.ok or not blindness(config.kind, result.failure):
-            return None
-        assert result.failure is not None  # noqa: S101  blindness says so
-        if result.failure is FailureKind.MONITOR_RESOURCES:
-            return f"monitor-health:{result.failure.value}"
-        return f"monitor-health:{result.failure.value}:{_host(config)}"
-
-    async def _health(self, key: str) -> None:
-        """Opens, updates or resolves the monitor-health incident for `key`."""
-        assert self.incidents is not None  # noqa: S101  the caller checked
-        blind = sorted(
-            name
-            for name, s in self.states.items()
-            if s.state is AlertState.BLIND and s.cause == key
-        )
-        if not blind:
-            self._causes.pop(key, None)
-            await self.incidents.monitor_health(key, "", "", [])
-            return
-        current = self.incidents.open_for(key)
-        what = self._causes.get(key) or (current.message.split(";")[0] if current else key)
-        n = f"{len(blind)} check{'s' if len(blind) != 1 else ''} blind"
-        await self.incidents.monitor_health(
-            key, f"{what}; {n}", f"{what}; {n}: {', '.join(blind)}", blind
-        )
+        if prev.cause != new.cause:
+            await self.health.changed(config, result, prev.cause, new.cause)
 
     def _transition(self, result: CheckResult, prev: CheckState, new: CheckState) -> None:
         self.metrics.set_state(result.check, result.kind, new.state)
@@ -267,48 +234,6 @@ class ResultHandler:
             if state is not None and state.state is AlertState.DOWN:
                 return f"parent {parent!r} is down"
         return None
-
-
-def _host(config: CheckConfigBase) -> str:
-    """The upstream a check talks to, for monitor-health keys and messages."""
-    for attr in ("api_url", "url", "registry", "gallery_url", "api"):
-        value = getattr(config, attr, None)
-        if isinstance(value, str) and value:
-            try:
-                host = URL(value).host
-            except (ValueError, TypeError):
-                host = None
-            if host:
-                return host
-    return config.kind
-
-
-_CANNOT = {
-    FailureKind.RATE_LIMITED: "rate limit reached",
-    FailureKind.AUTH: "refuses the monitor's credentials",
-    FailureKind.UNAVAILABLE: "unavailable",
-}
-
-
-def _describe_cause(config: CheckConfigBase, result: CheckResult) -> str:
-    """What the monitor cannot do, stably worded: "GitHub API (api.github.com): rate limit
-    reached until 05:44 UTC"."""
-    if result.failure is FailureKind.MONITOR_RESOURCES:
-        return "the monitor ran out of its own resources"
-    host = _host(config)
-    label = kind_of(config.kind).upstream_label
-    text = (f"{label} ({host})" if label and host != config.kind else host) + ": "
-    text += _CANNOT.get(result.failure or FailureKind.UNEXPECTED, "blind")
-    until = result.details.get("rate_limit_reset")
-    retry = result.details.get("retry_after_s")
-    try:
-        if not isinstance(until, datetime) and isinstance(retry, int | float):
-            until = result.started_at + timedelta(seconds=float(retry))
-        if isinstance(until, datetime):
-            text += f" until {until.astimezone(UTC):%H:%M} UTC"
-    except (OverflowError, ValueError):  # an absurd wait: say no time rather than fail
-        pass
-    return text
 
 
 def annotate(result: CheckResult, upstream: CheckResult | None) -> CheckResult:
