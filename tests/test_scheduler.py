@@ -142,7 +142,9 @@ class TestRunner:
         assert isinstance(check, ScriptedCheck)
         assert check.calls == [0.0, 30.0, 40.0]  # ticks 10 and 20 were skipped, not bunched
         assert runner.skipped == 2
-        assert metrics.series.value("monitor_scheduler_skipped_ticks_total", {"check": "a"}) == 2
+        assert (
+            metrics.series.value("monitor_scheduler_skipped_ticks_total", {"kind": "scripted"}) == 2
+        )
         assert [e["event"] for e in logs] == ["ticks_skipped"]
 
     async def test_retries_within_one_run(self, scripted, clock, metrics) -> None:
