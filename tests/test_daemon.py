@@ -117,6 +117,24 @@ async def test_probes_logs_transitions_and_serves_metrics(target, tmp_path, daem
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+async def test_checks_of_long_intervals_have_results_within_the_start_window(
+    target, tmp_path, daemon_for
+) -> None:
+    t, base = target
+    extra = "".join(f'  - {{name: pkg{i}, kind: http, url: "{base}/pkg{i}"}}\n' for i in range(4))
+    config = write_config(tmp_path / "m.yaml", base, extra, interval="10m")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    d = await daemon_for(config)
+    # Spread over the interval, first runs would take up to 10 minutes; they come within
+    # the 10 s start window (plus start-up).
+    await wait_for(lambda: t.hits >= 5, timeout=20, what="a first run of every check")
+    assert loop.time() - started < 20
+    _, text = await get(d.port, "/metrics")
+    for name in ["site", *(f"pkg{i}" for i in range(4))]:
+        assert f'monitor_check_runs_total{{check="{name}",kind="http",outcome="up"}} 1.0' in text
+
+
 def promtool_lint(text: str) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:

@@ -129,6 +129,14 @@ class LimitsConfig(StrictModel):
     max_concurrency: int = Field(default=512, ge=1, description="Runs in flight at once.")
     max_per_host: int = Field(default=8, ge=1, description="Runs in flight per target host.")
     rates: list[RateLimit] = Field(default_factory=list)
+    start_rate: float = Field(
+        default=100.0,
+        gt=0,
+        description=(
+            "First runs per second at start-up: checks of longer intervals first run "
+            "within max(10 s, checks / start_rate)."
+        ),
+    )
 
 
 class ApiConfig(StrictModel):
