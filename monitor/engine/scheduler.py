@@ -286,7 +286,11 @@ class Scheduler:
         a good part of a second, and their first steps run one after another in the
         loop's next turn; this way neither makes an early first run late.
         """
-        configs = list(configs)
+        self._start_all(list(configs))
+
+    def _start_all(self, configs: list[CheckConfigBase]) -> None:
+        """Starts `configs` (at start-up, or the new and changed ones of a reload), first
+        runs within a start window, later runs spread evenly over their intervals."""
         steady = spread((c.name, c.interval_s) for c in configs)
         runners = [self._build(config) for config in configs]
         window = start_window(len(runners), self._limiter.start_rate)
@@ -304,9 +308,6 @@ class Scheduler:
         for runner in runners:
             name = runner.config.name
             self._spawn(runner, start + first[name], start + steady[name])
-
-    def _start(self, config: CheckConfigBase, first_at: float, steady_at: float) -> None:
-        self._spawn(self._build(config), first_at, steady_at)
 
     def _build(self, config: CheckConfigBase) -> CheckRunner:
         check = CHECKS[config.kind](config, self._ctx)
@@ -335,16 +336,11 @@ class Scheduler:
                 summary.removed.append(name)
             else:
                 summary.changed.append(name)
-        now = self._ctx.clock.monotonic()
         starting = [c for name, c in wanted.items() if name not in self._runners]
-        # New and changed checks, like all at start-up, first run within a start window.
-        window = start_window(len(starting), self._limiter.start_rate)
         for config in starting:
-            name = config.name
-            if name not in summary.changed:
-                summary.added.append(name)
-            first = hashed_offset(name, min(window, config.interval_s))
-            self._start(config, now + first, now + hashed_offset(name, config.interval_s))
+            if config.name not in summary.changed:
+                summary.added.append(config.name)
+        self._start_all(starting)
         return summary
 
     async def _cancel(self, name: str) -> None:
