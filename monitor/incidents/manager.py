@@ -20,6 +20,7 @@ import structlog
 
 from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
+from monitor.core.errors import IncidentConflict, IncidentError, IncidentNotFound
 from monitor.core.model import (
     CheckResult,
     Incident,
@@ -38,14 +39,6 @@ MONITOR = "monitor"  # the actor of everything the daemon does by itself
 HEALTH_SOURCE = "monitor_health"  # the source of incidents about the monitor's own sight
 # Timeline events that say what a check saw; the same thing seen again is counted on them.
 _SEEN = ("opened", "reopened", "failure")
-
-
-class IncidentError(Exception):
-    """A requested change is not possible; `status` is the HTTP status that says why."""
-
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -453,13 +446,13 @@ class IncidentManager:
         incident = next((i for i in self._open.values() if i.id == incident_id), None)
         incident = incident or await self.store.get_incident(incident_id)
         if incident is None:
-            raise IncidentError(f"no incident {incident_id}", status=404)
+            raise IncidentNotFound(f"no incident {incident_id}")
         return incident
 
     async def _must_be_open(self, incident_id: int) -> Incident:
         incident = await self._must_exist(incident_id)
         if not incident.is_open:
-            raise IncidentError(f"incident {incident_id} is already resolved", status=409)
+            raise IncidentConflict(f"incident {incident_id} is already resolved")
         return incident
 
     async def _write(self, incident: Incident, entries: list[TimelineEntry]) -> None:

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, SecretStr
 from yarl import URL
 
 from monitor.core.configtypes import PositiveDuration, StrictModel
+from monitor.core.errors import NotifierError
 from monitor.core.model import Severity
 from monitor.core.redact import redact_text
 from monitor.core.retryafter import parse_retry_after, retry_after
@@ -95,21 +96,6 @@ class Notification:
     actor: str | None = None  # who acknowledged, resolved or reassigned
     drill: bool = False
     created_at: datetime
-
-
-class NotifierError(Exception):
-    """A delivery failed. `retryable` False means retrying cannot help (a 4xx, a refusal).
-
-    `retry_after_s` is the least wait the channel asked for (429 `Retry-After`). The
-    message names the notifier and the channel's own error text, never a URL or secret.
-    """
-
-    def __init__(
-        self, message: str, *, retryable: bool, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
 
 
 class KeyValue(Protocol):

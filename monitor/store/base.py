@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from monitor.core.alertstate import CheckState
+from monitor.core.errors import StoreError
 from monitor.core.model import (
     EscalationState,
     Incident,
@@ -18,12 +19,6 @@ from monitor.core.model import (
 )
 
 __all__ = ["Store", "StoreError"]
-
-
-class StoreError(Exception):
-    """Raised when storage fails: the file cannot be opened or written (disk full, corrupt
-    file, newer schema), a second open incident for one key, a store used after `close()`.
-    A caller's bug (a naive datetime, timeline data that is not JSON) raises as itself."""
 
 
 class Store(Protocol):

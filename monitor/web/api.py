@@ -27,10 +27,11 @@ from pydantic import BaseModel, ValidationError
 
 from monitor.core.clock import Clock
 from monitor.core.configtypes import parse_duration
+from monitor.core.errors import IncidentError
 from monitor.core.model import Incident, IncidentStatus, Severity
 from monitor.core.redact import redact, redact_text
 from monitor.core.resources import nofile_limit
-from monitor.incidents.manager import IncidentError, IncidentManager
+from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
 from monitor.web.apischema import (
@@ -49,6 +50,7 @@ from monitor.web.apischema import (
     check_depth,
     openapi_document,
 )
+from monitor.web.errors import status_of
 from monitor.web.status import StatusView, render_html
 
 __all__ = ["ApiServer", "IncidentApi", "build_app", "to_json"]
@@ -184,7 +186,7 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         return await handler(request)
     except IncidentError as exc:
-        return _error(exc.status, str(exc))
+        return _error(status_of(exc), str(exc))
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             return _error(exc.status, _reason(exc))

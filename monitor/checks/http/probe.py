@@ -35,6 +35,7 @@ import httptools
 from yarl import URL
 
 from monitor.checks.http.httpclient import PhaseTimer
+from monitor.core.errors import ProbeError
 from monitor.core.model import FailureKind
 from monitor.core.resources import is_resource_error
 
@@ -62,15 +63,6 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # not sent to another origin: credentials, and a Host header meant for the first one
 _ORIGIN_BOUND = ("authorization", "cookie", "proxy-authorization", "host")
 ACCEPT_ENCODING = "gzip, deflate, br" if brotli is not None else "gzip, deflate"
-
-
-class ProbeError(Exception):
-    """A request that produced no response to judge: what failed, in words."""
-
-    def __init__(self, failure: FailureKind, message: str) -> None:
-        super().__init__(message)
-        self.failure = failure
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
