@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,10 +25,30 @@ from monitor.core.errors import (
     ProbeError,
     StoreError,
 )
-from monitor.core.model import FailureKind
+from monitor.core.model import (
+    EscalationMode,
+    EscalationState,
+    FailureKind,
+    Incident,
+    IncidentEvent,
+    IncidentSource,
+    IncidentStatus,
+    OutboxItem,
+    OutboxStatus,
+    Severity,
+    SuppressionKind,
+)
+from monitor.incidents.manager import IncidentManager
 from monitor.incidents.postmortem_issue import PostmortemIssueError
+from monitor.metrics.exporter import Metrics
 from monitor.notifiers.slack_bot import SlackApiError
+from monitor.paging.escalation import Policy, freeze, thaw
+from monitor.store import sqlite as sqlite_store
+from monitor.store.sqlite import MIGRATIONS, SqliteStore
 from monitor.web.errors import INCIDENT_STATUS, status_of
+from tests.fakes import FakeClock, MemoryStore
+
+T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 
 def test_every_deliberate_error_is_a_monitor_error() -> None:
@@ -69,3 +95,144 @@ def test_web_layer_maps_each_incident_error_to_its_status(
 def test_every_incident_error_subclass_has_a_status() -> None:
     assert set(IncidentError.__subclasses__()) == set(INCIDENT_STATUS) - {IncidentError}
     assert not hasattr(IncidentError("x"), "status")  # statuses live in the web layer
+
+
+# --- closed enums, followed to the store ---------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "monitor.sqlite3")
+    await s.open()
+    return s
+
+
+async def _incident(store: SqliteStore, source: IncidentSource = IncidentSource.CHECK) -> int:
+    made = await store.create_incident(
+        Incident(0, f"k-{source}", "t", IncidentStatus.TRIGGERED, Severity.P1, T0, T0,
+                 source=source),
+        [],
+    )  # fmt: skip
+    return made.id
+
+
+@pytest.mark.parametrize("status", list(OutboxStatus))
+async def test_every_outbox_status_round_trips(store: SqliteStore, status: OutboxStatus) -> None:
+    await store.enqueue([OutboxItem(0, "k", "slack", "{}", T0, T0)])
+    (item,) = await store.pending_notifications("slack")
+    assert item.status is OutboxStatus.PENDING
+    if status is OutboxStatus.SUPERSEDED:
+        await store.settle_notifications([item.id], status, [])
+    elif status is not OutboxStatus.PENDING:
+        await store.update_notification(OutboxItem(**{**_fields(item), "status": status}))
+    with closing(sqlite3.connect(store.path)) as db:
+        (written,) = db.execute("SELECT status FROM outbox").fetchone()
+    assert written == status.value
+    pending = await store.pending_notifications("slack")
+    assert [i.status for i in pending] == ([status] if status is OutboxStatus.PENDING else [])
+    await store.close()
+
+
+def _fields(item: OutboxItem) -> dict[str, object]:
+    return {name: getattr(item, name) for name in item.__dataclass_fields__}
+
+
+async def test_settling_refuses_a_status_outside_the_enum(store: SqliteStore) -> None:
+    await store.enqueue([OutboxItem(0, "k", "slack", "{}", T0, T0)])
+    with pytest.raises(ValueError, match="bogus"):
+        await store.settle_notifications([1], "bogus", [])  # type: ignore[arg-type]
+    await store.close()
+
+
+@pytest.mark.parametrize("source", list(IncidentSource))
+async def test_every_incident_source_round_trips(
+    store: SqliteStore, source: IncidentSource
+) -> None:
+    incident_id = await _incident(store, source)
+    (loaded,) = await store.list_incidents()
+    assert (loaded.id, loaded.source) == (incident_id, source)
+    assert isinstance(loaded.source, IncidentSource)
+    await store.close()
+
+
+@pytest.mark.parametrize("mode", list(EscalationMode))
+async def test_escalation_mode_and_epoch_round_trip(
+    store: SqliteStore, mode: EscalationMode
+) -> None:
+    incident_id = await _incident(store)
+    frozen = freeze("wing", Policy.model_validate({"steps": [{"page": "primary"}]}))
+    state = EscalationState(incident_id, frozen, 1, 0, T0, mode=mode, epoch=1_790_000_000)
+    await store.commit_escalation(incident_id, state, [])
+    assert await store.load_escalations() == [state]
+    assert (await store.load_escalations())[0].mode is mode
+    await store.close()
+
+
+async def test_an_old_escalation_keeps_its_epoch_from_the_policy_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database written before the epoch was a column: the running escalation loads with
+    the epoch that was hidden in its policy, so its pages keep their idempotency keys."""
+    path = tmp_path / "monitor.sqlite3"
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:5])
+    old = SqliteStore(path)
+    await old.open()
+    incident_id = await _incident(old)
+    await old.close()
+    frozen = freeze("wing", Policy.model_validate({"steps": [{"page": "primary"}]}))
+    legacy = json.dumps({"epoch": 1_790_000_123, **json.loads(frozen)})
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode)"
+            " VALUES (?, ?, 2, 1, ?, 'acknowledged')",
+            (incident_id, legacy, T0.isoformat()),
+        )
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS)
+    new = SqliteStore(path)
+    await new.open()
+    (state,) = await new.load_escalations()
+    assert (state.epoch, state.mode, state.step, state.pass_no) == (
+        1_790_000_123,
+        EscalationMode.ACKNOWLEDGED,
+        2,
+        1,
+    )
+    assert thaw(state.policy)[0] == "wing"  # the old policy text still thaws
+    await new.close()
+
+
+def test_suppression_kind_is_the_bounded_label_of_a_reason() -> None:
+    reason = "maintenance 'release' until 2026-11-02 10:00 UTC"
+    assert SuppressionKind.of(reason) is SuppressionKind.MAINTENANCE
+    reason = "silence #3 by ana until 2026-11-02 10:00 UTC: flaky CDN"
+    assert SuppressionKind.of(reason) is SuppressionKind.SILENCE
+    assert SuppressionKind.of("parent api is down") is SuppressionKind.PARENT
+    assert SuppressionKind.of("") is SuppressionKind.OTHER
+
+
+async def test_listeners_hear_incident_events_as_enum_members(
+    clock: FakeClock, metrics: Metrics
+) -> None:
+    manager = IncidentManager(MemoryStore(), clock, metrics, cooldown=timedelta(minutes=30))
+    await manager.load()
+    heard: list[tuple[object, str]] = []
+
+    async def listener(incident: Incident, event: IncidentEvent, actor: str) -> None:
+        heard.append((event, actor))
+
+    listen: Callable[[Incident, IncidentEvent, str], Awaitable[None]] = listener
+    manager.listeners.append(listen)
+    report = await manager.report("install fails", "ana")
+    await manager.set_severity(report.id, Severity.P2, "ana")
+    await manager.acknowledge(report.id, "bob")
+    await manager.resolve(report.id, "bob")
+    drill = await manager.drill(Severity.P2, "ana")
+    assert report.source is IncidentSource.MANUAL
+    assert drill.source is IncidentSource.DRILL
+    assert [e for e, _ in heard] == [
+        IncidentEvent.TRIAGED,
+        IncidentEvent.ACKNOWLEDGED,
+        IncidentEvent.RESOLVED,
+        IncidentEvent.OPENED,
+    ]
+    assert all(type(e) is IncidentEvent for e, _ in heard)

@@ -35,7 +35,7 @@ import structlog
 
 from monitor.core.clock import Clock, sleep_or_wake
 from monitor.core.errors import MonitorError, NotifierError
-from monitor.core.model import OutboxItem
+from monitor.core.model import OutboxItem, OutboxStatus
 from monitor.metrics.exporter import Metrics
 from monitor.store import Store
 
@@ -197,7 +197,9 @@ class Outbox:
             return
         finally:
             self.in_flight.discard(item.id)
-        sent = replace(item, status="sent", attempts=item.attempts + 1, sent_at=now, last_error="")
+        sent = replace(
+            item, status=OutboxStatus.SENT, attempts=item.attempts + 1, sent_at=now, last_error=""
+        )
         await self.store.update_notification(sent)
         self.metrics.notifications.labels(item.notifier, "sent").inc()
         self.metrics.delivery_latency.labels(item.notifier).observe(
@@ -226,7 +228,8 @@ class Outbox:
                 else f"undelivered after {_span(now - item.created_at)}: {message}"
             )
             await self._dead(
-                replace(item, status="failed", attempts=attempts, last_error=message), reason
+                replace(item, status=OutboxStatus.FAILED, attempts=attempts, last_error=message),
+                reason,
             )
             return
         backoff = min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempts - 1))

@@ -13,6 +13,7 @@ from monitor.core.model import (
     Incident,
     IncidentStatus,
     OutboxItem,
+    OutboxStatus,
     Severity,
     Silence,
     TimelineEntry,
@@ -126,7 +127,7 @@ class Store(Protocol):
         ...
 
     async def settle_notifications(
-        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+        self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
     ) -> None:
         """In one transaction: gives the notifications `ids` that are still pending the
         final `status` (e.g. `superseded`) and enqueues `items` (keys present skipped)."""
