@@ -7,6 +7,7 @@ import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import closing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -124,17 +125,13 @@ async def test_every_outbox_status_round_trips(store: SqliteStore, status: Outbo
     if status is OutboxStatus.SUPERSEDED:
         await store.settle_notifications([item.id], status, [])
     elif status is not OutboxStatus.PENDING:
-        await store.update_notification(OutboxItem(**{**_fields(item), "status": status}))
+        await store.update_notification(replace(item, status=status))
     with closing(sqlite3.connect(store.path)) as db:
         (written,) = db.execute("SELECT status FROM outbox").fetchone()
     assert written == status.value
     pending = await store.pending_notifications("slack")
     assert [i.status for i in pending] == ([status] if status is OutboxStatus.PENDING else [])
     await store.close()
-
-
-def _fields(item: OutboxItem) -> dict[str, object]:
-    return {name: getattr(item, name) for name in item.__dataclass_fields__}
 
 
 async def test_settling_refuses_a_status_outside_the_enum(store: SqliteStore) -> None:
