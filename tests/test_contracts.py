@@ -233,3 +233,42 @@ async def test_listeners_hear_incident_events_as_enum_members(
         IncidentEvent.OPENED,
     ]
     assert all(type(e) is IncidentEvent for e, _ in heard)
+
+
+# --- one clock -------------------------------------------------------------------------
+
+
+async def test_http_latency_is_measured_on_the_injected_clock(clock: FakeClock) -> None:
+    import aiohttp
+
+    """`max_latency` judges clock time: a fake clock that moves 2 s during the request
+    makes it slow, whatever the real time taken."""
+    from monitor.checks import CheckContext
+    from monitor.checks.http.check import HttpCheck, HttpCheckConfig
+    from monitor.checks.http.httpclient import PhaseTimer
+    from monitor.checks.http.probe import ProbeResponse
+    from monitor.core.configtypes import Defaults
+
+    class Slow(HttpCheck):
+        async def _request(self, timer: PhaseTimer) -> ProbeResponse:
+            await clock.advance(2)
+            return ProbeResponse(200, "OK", "http://x.test/", None, [], b"ok", False, None)
+
+    config = HttpCheckConfig(
+        name="t", kind="http", url="http://x.test/", max_latency="1s"
+    ).resolved(Defaults())
+    async with aiohttp.ClientSession() as session:
+        obs = await Slow(config, CheckContext(session=session, clock=clock)).run()
+    assert obs.outcome.value == "degraded"
+    assert obs.message == "slower than max_latency 1s"
+    assert obs.details["elapsed_s"] == 2.0
+
+
+def test_a_notifier_reads_a_dateless_retry_after_against_its_clock(clock: FakeClock) -> None:
+    from monitor.notifiers.base import http_error
+
+    at = clock.now() + timedelta(seconds=90)
+    headers = {"Retry-After": at.strftime("%a, %d %b %Y %H:%M:%S GMT")}  # and no Date
+    error = http_error("slack", 429, headers, "", clock=clock)
+    assert error is not None
+    assert error.retry_after_s == 90.0
