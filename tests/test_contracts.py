@@ -272,3 +272,78 @@ def test_a_notifier_reads_a_dateless_retry_after_against_its_clock(clock: FakeCl
     error = http_error("slack", 429, headers, "", clock=clock)
     assert error is not None
     assert error.retry_after_s == 90.0
+
+
+# --- the upstream error map ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "rate_limited", "kind"),
+    [
+        (429, False, FailureKind.RATE_LIMITED),
+        (403, True, FailureKind.RATE_LIMITED),
+        (403, False, FailureKind.AUTH),
+        (401, False, FailureKind.AUTH),
+        (500, False, FailureKind.UNAVAILABLE),
+        (503, False, FailureKind.UNAVAILABLE),
+        (404, False, FailureKind.PROTOCOL),  # what a 404 means is the caller's to say
+        (400, False, FailureKind.PROTOCOL),
+        (302, False, FailureKind.PROTOCOL),
+    ],
+)
+def test_status_failure(status: int, rate_limited: bool, kind: FailureKind) -> None:
+    from monitor.checks.failures import status_failure
+
+    assert status_failure(status, rate_limited=rate_limited) is kind
+
+
+def _exceptions() -> list[tuple[BaseException, FailureKind]]:
+    import errno
+    import ssl
+
+    import requests
+
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    return [
+        (OSError(errno.EMFILE, "Too many open files"), FailureKind.MONITOR_RESOURCES),
+        (refused, FailureKind.DISCONNECTED),  # a ConnectionError once connected (aiohttp)
+        (OSError(errno.EHOSTUNREACH, "No route to host"), FailureKind.CONNECT),
+        (TimeoutError(), FailureKind.TIMEOUT),
+        (ssl.SSLError(1, "bad record"), FailureKind.TLS),
+        (ValueError("bad URL"), FailureKind.PROTOCOL),
+        (requests.ConnectionError(refused), FailureKind.UNAVAILABLE),
+        (requests.Timeout(), FailureKind.UNAVAILABLE),
+        (RuntimeError("boom"), FailureKind.UNEXPECTED),
+    ]
+
+
+@pytest.mark.parametrize(("exc", "kind"), _exceptions())
+def test_exception_failure(exc: BaseException, kind: FailureKind) -> None:
+    import requests
+
+    from monitor.checks.failures import classify_exception, requests_failure
+
+    if isinstance(exc, requests.RequestException):
+        assert requests_failure(exc)[0] is kind
+    else:
+        assert classify_exception(exc)[0] is kind
+
+
+def test_the_three_stacks_share_the_map() -> None:
+    """The probe, the aiohttp checks and the GitHub check name the same socket failure
+    the same way: one kind, one wording of the reason."""
+    import errno
+
+    import requests
+
+    from monitor.checks.failures import innermost_reason, os_failure, os_reason
+
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    assert os_failure(refused) is FailureKind.CONNECT
+    assert os_failure(OSError(errno.EMFILE, "Too many open files")) is (
+        FailureKind.MONITOR_RESOURCES
+    )
+    assert os_reason(refused) == "Connection refused"
+    wrapped = requests.ConnectionError(requests.ConnectionError(refused))
+    assert innermost_reason(wrapped) == os_reason(refused)
+    assert innermost_reason(requests.Timeout()) == "timed out"
