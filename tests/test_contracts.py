@@ -347,3 +347,28 @@ def test_the_three_stacks_share_the_map() -> None:
     wrapped = requests.ConnectionError(requests.ConnectionError(refused))
     assert innermost_reason(wrapped) == os_reason(refused)
     assert innermost_reason(requests.Timeout()) == "timed out"
+
+
+# --- the web layer: one module per resource --------------------------------------------
+
+
+def test_every_route_has_one_handler_in_one_resource_module() -> None:
+    from monitor.web import drills, incidents, silences
+    from monitor.web.apischema import ROUTES
+    from monitor.web.common import IncidentApi
+
+    api = IncidentApi(manager=None, silences=None, clock=None, token=None)  # type: ignore[arg-type]
+    by_module = [set(m.handlers(api)) for m in (incidents, drills, silences)]
+    everything = set().union(*by_module)
+    assert sum(len(names) for names in by_module) == len(everything)  # no name twice
+    served_elsewhere = {"metrics", "healthz", "readyz", "openapi", "status", "page"}
+    assert {r.operation for r in ROUTES} == everything | served_elsewhere
+
+
+def test_resource_handlers_call_the_manager_not_the_store() -> None:
+    import monitor.web.drills
+    import monitor.web.incidents
+    import monitor.web.silences
+
+    for module in (monitor.web.incidents, monitor.web.drills, monitor.web.silences):
+        assert ".store" not in inspect.getsource(module), module.__name__

@@ -110,6 +110,27 @@ class IncidentManager:
     def open_incidents(self) -> list[Incident]:
         return sorted(self._open.values(), key=lambda i: i.id)
 
+    # --- reads for the API ----------------------------------------------------------
+
+    async def find(
+        self,
+        *,
+        statuses: Sequence[IncidentStatus] | None = None,
+        severities: Sequence[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        """Incidents open or closed, newest first, as the store lists them."""
+        return await self.store.list_incidents(
+            statuses=statuses, severities=severities, limit=limit
+        )
+
+    async def get(self, incident_id: int) -> tuple[Incident, list[TimelineEntry]]:
+        """One incident and its timeline; `IncidentNotFound` when there is none."""
+        incident = await self.store.get_incident(incident_id)
+        if incident is None:
+            raise IncidentNotFound(f"no incident {incident_id}")
+        return incident, await self.store.timeline(incident_id)
+
     # --- from checks -----------------------------------------------------------------
 
     async def on_check(self, event: CheckEvent) -> Incident | None:
