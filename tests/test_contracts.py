@@ -372,3 +372,26 @@ def test_resource_handlers_call_the_manager_not_the_store() -> None:
 
     for module in (monitor.web.incidents, monitor.web.drills, monitor.web.silences):
         assert ".store" not in inspect.getsource(module), module.__name__
+
+
+# --- the CLI: handlers by set_defaults, local apart from remote ------------------------
+
+
+def test_every_command_dispatches_through_its_handler() -> None:
+    import argparse
+
+    from monitor.cli import local, remote
+    from monitor.cli.main import _parser
+
+    parser = _parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    local_names = {"run", "check", "validate", "schema", "explain", "runbook", "oncall", "backup"}
+    for name, command in sub.choices.items():
+        defaults = command._defaults
+        assert callable(defaults.get("handler")), name
+        module = remote if name not in local_names else local
+        assert defaults["handler"].__module__ == module.__name__, name
+        if module is remote:
+            assert defaults["remote"] is True
+            assert callable(defaults["call"]), name
+    assert local_names < set(sub.choices)
