@@ -15,6 +15,7 @@ from monitor.core.model import (
     Incident,
     IncidentStatus,
     OutboxItem,
+    OutboxStatus,
     Severity,
     Silence,
     TimelineEntry,
@@ -220,7 +221,7 @@ class MemoryStore:
         self._live()
         due = [
             i for i in self.outbox.values()
-            if i.notifier == notifier and i.status == "pending" and i.next_attempt_at <= now
+            if i.notifier == notifier and i.status is OutboxStatus.PENDING and i.next_attempt_at <= now
         ]  # fmt: skip
         return sorted(due, key=lambda i: (i.next_attempt_at, i.id))[:limit]
 
@@ -229,23 +230,25 @@ class MemoryStore:
         times = [
             i.next_attempt_at
             for i in self.outbox.values()
-            if i.notifier == notifier and i.status == "pending"
+            if i.notifier == notifier and i.status is OutboxStatus.PENDING
         ]
         return min(times) if times else None
 
     async def pending_notifications(self, notifier: str) -> list[OutboxItem]:
         self._live()
         pending = [
-            i for i in self.outbox.values() if i.notifier == notifier and i.status == "pending"
+            i
+            for i in self.outbox.values()
+            if i.notifier == notifier and i.status is OutboxStatus.PENDING
         ]
         return sorted(pending, key=lambda i: i.id)
 
     async def settle_notifications(
-        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+        self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
     ) -> None:
         self._live()
         for i in ids:
-            if (old := self.outbox.get(i)) is not None and old.status == "pending":
+            if (old := self.outbox.get(i)) is not None and old.status is OutboxStatus.PENDING:
                 self.outbox[i] = replace(old, status=status)
         await self.enqueue(items)
 
@@ -255,7 +258,7 @@ class MemoryStore:
 
     async def outbox_depth(self) -> tuple[int, datetime | None]:
         self._live()
-        pending = [i for i in self.outbox.values() if i.status == "pending"]
+        pending = [i for i in self.outbox.values() if i.status is OutboxStatus.PENDING]
         return len(pending), min((i.created_at for i in pending), default=None)
 
     async def kv_get(self, key: str) -> str | None:

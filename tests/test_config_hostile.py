@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import resource
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,25 @@ def test_a_huge_key_is_cut_in_the_message() -> None:
     (issue,) = issues_of(BASE + "? " + "x" * 100_000 + "\n: 1\n")
     assert len(issue) < 200
     assert issue.endswith("unknown key 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…")
+
+
+def test_the_largest_valid_file_is_parsed_within_100_mb() -> None:
+    """At the 1 MiB limit the costly files are the valid ones: 18,724 checks. The raw tree
+    and its positions are dropped after validation and each check is replaced by its
+    resolved copy, so the peak is about one set of models (tracemalloc: 72 MB; 103 MB when
+    the originals were kept to the end)."""
+    item = '  - {name: c%06d, kind: http, url: "http://x/%06d"}\n'
+    count = (MAX_BYTES - 8) // len(item % (0, 0))
+    text = "checks:\n" + "".join(item % (i, i) for i in range(count))
+    assert len(text) <= MAX_BYTES
+    parse_config("checks: []\n", "m.yaml", {})  # validators built outside the measure
+    tracemalloc.start()
+    try:
+        config = parse_config(text, "m.yaml", {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(config.checks) == count
+    assert config.checks[0].name == "c000000"
+    assert config.checks[-1].name == f"c{count - 1:06d}"  # file order kept
+    assert peak < 100_000_000, peak / 1e6  # MB

@@ -18,8 +18,10 @@ from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import (
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
+    OutboxStatus,
     Severity,
     Silence,
     TimelineEntry,
@@ -111,7 +113,7 @@ async def test_check_states_round_trip_and_are_deleted(store: Store) -> None:
 
 async def test_incidents_get_ids_and_round_trip(store: Store) -> None:
     full = incident(
-        "npm", 1, source="manual", assignee="ana", rule="npm", failure="deprecated",
+        "npm", 1, source=IncidentSource.MANUAL, assignee="ana", rule="npm", failure="deprecated",
         message="deprecated", suppressed="maintenance 'deploy'", report_url="https://x/1",
         auto_resolve=False, reopened=2, drill=True,
         last_good={"at": at(0).isoformat(), "values": {"version": "1"}, "text": "t",
@@ -231,7 +233,7 @@ async def test_the_outbox_queue(store: Store) -> None:
     assert await store.outbox_depth() == (3, at(0))
     due = await store.due_notifications("slack", at(6), 10)
     assert [(i.key, i.next_attempt_at, i.status) for i in due] == [
-        ("k2", at(1), "pending"), ("k1", at(5), "pending"),
+        ("k2", at(1), OutboxStatus.PENDING), ("k1", at(5), OutboxStatus.PENDING),
     ]  # fmt: skip
     assert all(i.id > 0 for i in due)
     assert [i.key for i in await store.due_notifications("slack", at(2), 10)] == ["k2"]
@@ -244,7 +246,7 @@ async def test_the_outbox_queue(store: Store) -> None:
     await store.update_notification(retried)
     assert await store.next_notification_at("slack") == at(5)
     [k1] = await store.due_notifications("slack", at(6), 10)
-    sent = replace(k1, attempts=1, status="sent", sent_at=at(6))
+    sent = replace(k1, attempts=1, status=OutboxStatus.SENT, sent_at=at(6))
     await store.update_notification(sent)
     assert await store.pending_notifications("slack") == [retried]
     assert await store.outbox_depth() == (2, at(0))
@@ -254,9 +256,9 @@ async def test_the_outbox_queue(store: Store) -> None:
 async def test_settling_supersedes_only_pending_and_enqueues(store: Store) -> None:
     await store.enqueue([item("page-1"), item("page-2"), item("done")])
     page1, _, done = await store.pending_notifications("slack")
-    await store.update_notification(replace(done, status="sent", sent_at=at(1)))
+    await store.update_notification(replace(done, status=OutboxStatus.SENT, sent_at=at(1)))
     await store.settle_notifications(
-        [page1.id, done.id], "superseded", [item("ack"), item("page-2")]
+        [page1.id, done.id], OutboxStatus.SUPERSEDED, [item("ack"), item("page-2")]
     )
     assert [i.key for i in await store.pending_notifications("slack")] == ["page-2", "ack"]
     assert await store.outbox_depth() == (2, at(0))
