@@ -50,7 +50,7 @@ class Delivery:
         self.clock = clock
         self.incidents = incidents
         self.notifiers: dict[str, Notifier[Any]] = {
-            name: NOTIFIERS[c.type](name, c, NotifierContext(session, store))
+            name: NOTIFIERS[c.type](name, c, NotifierContext(session, store, clock))
             for name, c in configs.items()
         }
         self.types = {name: c.type for name, c in configs.items()}
