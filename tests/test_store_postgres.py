@@ -1,0 +1,385 @@
+"""The PostgreSQL store against a real server: the SQLite store's behavioural tests run
+again here (imported below, with `store` overridden), then what is PostgreSQL's own:
+migrations, the partial unique index, atomicity, a database that goes away and comes
+back, the password kept off every surface, and the daemon end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import monitor.store.postgres as pg_store
+from monitor.core.alertstate import AlertState, CheckState
+from monitor.core.model import OutboxItem
+from monitor.store import Store, StoreError
+from monitor.store.postgres import MIGRATIONS, PostgresStore, public_dsn
+from tests.postgres import TcpProxy, schema_dsn, server_dsn
+from tests.proc import Daemon, run_cli, wait_for
+
+# The backend-neutral behaviour of the SQLite suite, run here on PostgreSQL. (Tests that
+# look at the SQLite file itself, its pragmas, its backup, stay there.)
+from tests.test_store import (  # noqa: F401  re-exported: pytest collects them here
+    ACKED,
+    RESOLVED,
+    TRIGGERED,
+    at,
+    entry,
+    incident,
+    silence,
+    test_acknowledged_counts_as_open,
+    test_check_states_round_trip_and_delete,
+    test_create_then_update_keeps_timeline_order,
+    test_get_missing_incident,
+    test_incident_round_trip,
+    test_kv_prefix,
+    test_list_incidents_order_and_filters,
+    test_naive_datetimes_are_refused,
+    test_open_and_latest_incident,
+    test_pending_notifications_and_settling_them,
+    test_satisfies_the_protocol,
+    test_silence_round_trip,
+    test_silences_active_and_expired,
+    test_timeline_data_round_trip,
+    test_timelines_are_per_incident,
+    test_times_in_other_zones_come_back_as_utc,
+    test_update_is_atomic,
+    test_update_of_missing_incident_raises,
+)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    with server_dsn() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def pg_dsn(pg_server: str) -> Iterator[str]:
+    """A DSN whose every table lands in a schema of its own, dropped afterwards."""
+    with schema_dsn(pg_server) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def store(pg_dsn: str) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(pg_dsn)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def count_rows(dsn: str, table: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}".encode()).fetchone()  # noqa: S608
+    assert row is not None
+    return int(row[0])
+
+
+def password_of(dsn: str) -> str:
+    password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    assert isinstance(password, str) and len(password) >= 8, "the test server has a password"
+    return password
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+async def test_migrations_from_empty_and_idempotent(pg_dsn: str) -> None:
+    first = PostgresStore(pg_dsn)
+    await first.open()
+    assert await first.schema_version() == len(MIGRATIONS)
+    made = await first.create_incident(incident(), [entry("opened")])
+    await first.close()
+    # Opening again (a restart, or a second process) applies nothing and loses nothing.
+    again = PostgresStore(pg_dsn)
+    await again.open()
+    try:
+        assert await again.schema_version() == len(MIGRATIONS)
+        assert await again.get_incident(made.id) == made
+        assert (await again.create_incident(incident("z"), [])).id > made.id
+    finally:
+        await again.close()
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT version FROM monitor_schema").fetchall()
+        types = dict(
+            conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_name = 'incidents' AND table_schema = current_schema()"
+            ).fetchall()
+        )
+    assert rows == [(len(MIGRATIONS),)]
+    assert types["opened_at"] == "timestamp with time zone"
+    assert types["id"] == "bigint"
+    assert types["last_good"] == "jsonb"
+
+
+async def test_concurrent_opens_migrate_once(pg_dsn: str) -> None:
+    stores = [PostgresStore(pg_dsn) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    for s in stores:
+        assert await s.schema_version() == len(MIGRATIONS)
+        await s.close()
+
+
+async def test_newer_schema_is_refused(pg_dsn: str) -> None:
+    s = PostgresStore(pg_dsn)
+    await s.open()
+    await s.close()
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("UPDATE monitor_schema SET version = version + 5")
+    with pytest.raises(StoreError, match="newer than this release"):
+        await PostgresStore(pg_dsn).open()
+
+
+async def test_failed_migration_is_rolled_back(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        pg_store, "MIGRATIONS", (*MIGRATIONS, "CREATE TABLE extra (a int); SELECT no_such();")
+    )
+    with pytest.raises(StoreError, match="no_such"):
+        await PostgresStore(pg_dsn).open()
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT version FROM monitor_schema").fetchall() == [
+            (len(MIGRATIONS),)
+        ]
+        assert conn.execute("SELECT to_regclass('extra')").fetchone() == (None,)
+
+
+# --- rules and atomicity -------------------------------------------------------------------
+
+
+async def test_one_unresolved_incident_per_key(store: PostgresStore, pg_dsn: str) -> None:
+    first = await store.create_incident(incident(minutes=0), [entry("opened")])
+    with pytest.raises(StoreError, match="'web' already has an incident"):
+        await store.create_incident(incident(minutes=1, status=ACKED), [entry("opened")])
+    assert count_rows(pg_dsn, "incidents") == 1
+    assert count_rows(pg_dsn, "timeline") == 1
+    await store.create_incident(incident(minutes=-10, status=RESOLVED, resolved_at=at(-5)), [])
+    resolve_first = replace(first, status=RESOLVED, resolved_at=at(3))
+    await store.update_incident(resolve_first, [])
+    second = await store.create_incident(incident(minutes=4), [])
+    with pytest.raises(StoreError, match="already has an incident"):
+        await store.update_incident(replace(resolve_first, status=TRIGGERED), [entry("reopened")])
+    assert await store.get_incident(first.id) == resolve_first
+    assert [e.event for e in await store.timeline(first.id)] == ["opened"]
+    assert await store.open_incident("web") == second
+
+
+async def test_concurrent_opens_of_one_key_make_one_incident(store: PostgresStore) -> None:
+    results = await asyncio.gather(
+        *(store.create_incident(incident(minutes=i), [entry("opened")]) for i in range(4)),
+        return_exceptions=True,
+    )
+    made = [r for r in results if not isinstance(r, BaseException)]
+    assert len(made) == 1
+    assert all(isinstance(r, StoreError) for r in results if r not in made)
+    assert await store.open_incident("web") == made[0]
+
+
+async def test_create_is_atomic_when_the_timeline_data_is_bad(
+    store: PostgresStore, pg_dsn: str
+) -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        await store.create_incident(incident(), [entry("fine"), entry("x", thing=object())])
+    assert count_rows(pg_dsn, "incidents") == 0
+    created = await store.create_incident(incident(), [entry("opened")])
+    assert await store.open_incident("web") == created
+
+
+async def test_create_is_atomic_when_the_timeline_insert_fails(
+    store: PostgresStore, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def fails(cur: psycopg.AsyncCursor[object], *args: object) -> None:
+        await cur.execute("SELECT 1 / 0")
+
+    monkeypatch.setattr(pg_store, "_append", fails)
+    with pytest.raises(StoreError, match="division by zero"):
+        await store.create_incident(incident(), [entry("opened")])
+    assert count_rows(pg_dsn, "incidents") == 0
+
+
+async def test_settle_is_one_transaction(store: PostgresStore, pg_dsn: str) -> None:
+    def item(key: str) -> OutboxItem:
+        return OutboxItem(0, key, "slack", "{}", at(0), at(0))
+
+    await store.enqueue([item("a"), item("b")])
+    pending = await store.pending_notifications("slack")
+    with pytest.raises(ValueError, match="naive"):
+        bad = replace(item("c"), created_at=at(0).replace(tzinfo=None))
+        await store.settle_notifications([p.id for p in pending], "superseded", [bad])
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("ALTER TABLE outbox ADD CONSTRAINT no_d CHECK (key <> 'd')")
+    with pytest.raises(StoreError, match="no_d"):
+        await store.settle_notifications([p.id for p in pending], "superseded", [item("d")])
+    # Neither attempt left anything: both are still pending, nothing was added.
+    assert [i.key for i in await store.pending_notifications("slack")] == ["a", "b"]
+    await store.commit_escalation(1, None, [item("a"), item("e")])  # "a" is skipped
+    assert [i.key for i in await store.pending_notifications("slack")] == ["a", "b", "e"]
+
+
+async def test_other_constraint_failures_are_store_errors(store: PostgresStore) -> None:
+    with pytest.raises(StoreError, match="not-null") as info:
+        await store.create_incident(incident(title=None), [])
+    assert "already has" not in str(info.value)
+
+
+async def test_closed_store_raises(store: PostgresStore) -> None:
+    await store.close()
+    await store.close()
+    for call in (store.open(), store.list_incidents(), store.kv_get("a"), store.outbox_depth()):
+        with pytest.raises(StoreError, match="closed"):
+            await call
+
+
+async def test_a_store_satisfies_the_protocol(store: PostgresStore) -> None:
+    as_store: Store = store
+    assert await as_store.outbox_depth() == (0, None)
+
+
+# --- the database going away ---------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def proxied(dsn: str) -> AsyncIterator[tuple[TcpProxy, str]]:
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    proxy = await TcpProxy(str(info["host"]), int(str(info["port"]))).start()
+    try:
+        yield proxy, psycopg.conninfo.make_conninfo(dsn, host="127.0.0.1", port=proxy.port)
+    finally:
+        await proxy.close()
+
+
+async def test_database_lost_is_a_store_error_then_recovers(pg_dsn: str) -> None:
+    async with proxied(pg_dsn) as (proxy, dsn):
+        store = PostgresStore(dsn, timeout_s=1.0)
+        await store.open()
+        try:
+            await store.save_check_state("web", CheckState(AlertState.UP))
+            proxy.sever()
+            for _ in range(3):  # a broken connection, then no connection at all
+                with pytest.raises(StoreError, match="cannot") as info:
+                    await store.save_check_state("web", CheckState(AlertState.DOWN))
+                assert password_of(pg_dsn) not in str(info.value)
+                assert password_of(pg_dsn) not in repr(info.value.__cause__)
+            proxy.restore()
+
+            async def works() -> bool:
+                try:
+                    await store.save_check_state("web", CheckState(AlertState.DOWN))
+                except StoreError:
+                    return False
+                return True
+
+            deadline = asyncio.get_running_loop().time() + 20
+            while not await works():
+                assert asyncio.get_running_loop().time() < deadline, "the pool never reconnected"
+                await asyncio.sleep(0.2)
+            assert (await store.load_check_states())["web"].state is AlertState.DOWN
+        finally:
+            await store.close()
+
+
+async def test_unreachable_database_at_open(pg_dsn: str) -> None:
+    async with proxied(pg_dsn) as (proxy, dsn):
+        proxy.sever()
+        with pytest.raises(StoreError, match="cannot connect") as info:
+            await PostgresStore(dsn, timeout_s=1.0).open()
+    assert password_of(pg_dsn) not in str(info.value)
+
+
+def test_public_dsn_has_no_password() -> None:
+    dsn = "postgresql://mon:s3cr3t-pw@db.example:5433/monitor?sslmode=require&password=x2"
+    assert public_dsn(dsn) == "postgresql://mon@db.example:5433/monitor"
+    assert repr(PostgresStore(dsn)) == "PostgresStore('postgresql://mon@db.example:5433/monitor')"
+
+
+# --- the daemon and the CLI ------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, target_port: int) -> Path:
+    config = tmp_path / "monitors.yaml"
+    config.write_text(
+        f"""
+defaults: {{interval: 1s, timeout: 1s, failure_threshold: 2, success_threshold: 2}}
+daemon: {{listen: "127.0.0.1:0", shutdown_grace: 5s, state_dir: "{tmp_path}/state",
+          store: "${{MONITOR_DATABASE_URL}}"}}
+severity:
+  - {{name: site-down, match: {{checks: [site], states: [down]}}, severity: P1}}
+checks:
+  - {{name: site, kind: http, url: "http://127.0.0.1:{target_port}/"}}
+"""
+    )
+    return config
+
+
+def downs(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT downs FROM check_states WHERE name = 'site'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def dead_port() -> int:
+    """A port nobody listens on: a check of it goes down at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_backup_says_what_to_use(pg_dsn: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, dead_port())
+    code, out, err = await run_cli(
+        "backup", "-c", str(config), str(tmp_path / "b.sql"),
+        env={"MONITOR_DATABASE_URL": pg_dsn},
+    )  # fmt: skip
+    assert code == 2, (out, err)
+    assert "pg_dump" in err
+    assert "MONITOR_DATABASE_URL" in err  # the command names the variable, not its value
+    assert password_of(pg_dsn) not in out + err
+    assert not (tmp_path / "b.sql").exists()
+
+
+@pytest.mark.slow
+async def test_daemon_on_postgres_keeps_incidents_across_restart(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, dead_port())
+    monkeypatch.setenv("MONITOR_DATABASE_URL", pg_dsn)
+    first = await Daemon(config).start()
+    try:
+        opened = await first.event("incident_opened", check="site", timeout=30)
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute("SELECT id, key, status, severity FROM incidents").fetchall()
+        assert len(rows) == 1, rows
+        assert (rows[0][0], rows[0][2], rows[0][3]) == (opened["incident_id"], "triggered", "P1")
+        first.signal(signal.SIGTERM)
+        assert await first.wait(30) == 0
+        before = downs(pg_dsn)
+    finally:
+        await first.kill()
+    assert not (tmp_path / "state" / "monitor.sqlite3").exists()  # no SQLite on the side
+
+    second = await Daemon(config).start()
+    try:
+        # Probes run again (the stored count of downs grows); the open incident is found,
+        # not opened a second time.
+        await wait_for(lambda: downs(pg_dsn) >= before + 2, timeout=30, what="probes on restart")
+        with psycopg.connect(pg_dsn) as conn:
+            after = conn.execute("SELECT id, key, status, severity FROM incidents").fetchall()
+        assert after == rows
+        assert not second.find("incident_opened")
+        assert not second.find("check_down")  # it remembered the check was down
+    finally:
+        await second.kill()
+    password = password_of(pg_dsn)
+    for d in (first, second):
+        assert password not in json.dumps(d.events) + "\n".join(d.other)
