@@ -40,12 +40,11 @@ from monitor.core.model import (
     Silence,
     TimelineEntry,
 )
+from monitor.store import public_dsn
 from monitor.store.base import StoreError
 from monitor.store.sqlite import _data_json, _matchers_json
 
-__all__ = ["MIGRATIONS", "PostgresStore", "is_postgres_dsn", "public_dsn"]
-
-SCHEMES = ("postgresql://", "postgres://")
+__all__ = ["MIGRATIONS", "PostgresStore"]
 
 # Append only, like SQLite's: `monitor_schema.version` counts the scripts applied. Each
 # runs in one transaction with the version bump, under an advisory lock, so two
@@ -145,23 +144,6 @@ MIGRATIONS: tuple[str, ...] = (
 _LOCK_ID = 0x6D6F6E69746F72  # "monitor": the advisory lock that serializes migrations
 POOL_TIMEOUT_S = 5.0  # how long a call waits for a connection before it is a StoreError
 CONNECT_TIMEOUT_S = 5
-
-
-def is_postgres_dsn(value: str) -> bool:
-    return value.startswith(SCHEMES)
-
-
-def public_dsn(dsn: str) -> str:
-    """The DSN as it may be shown: `postgresql://user@host:port/db`, no password, no
-    other parameters (they may hold one too)."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "postgresql://(unparsable DSN)"
-    user = f"{info['user']}@" if info.get("user") else ""
-    host = str(info.get("host") or "")
-    port = f":{info['port']}" if info.get("port") else ""
-    return f"postgresql://{user}{host}{port}/{info.get('dbname') or ''}"
 
 
 class PostgresStore:
