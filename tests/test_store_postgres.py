@@ -13,14 +13,18 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psycopg
 import pytest
+from aiohttp import web
 
 import monitor.store.postgres as pg_store
+from monitor.config.loader import load_config
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import OutboxItem
+from monitor.core.redact import forget_all, redact_text, remember_config
 from monitor.store import Store, StoreError, public_dsn
 from monitor.store.postgres import MIGRATIONS, PostgresStore
 from tests.postgres import TcpProxy, schema_dsn, server_dsn
@@ -254,7 +258,9 @@ async def proxied(dsn: str) -> AsyncIterator[tuple[TcpProxy, str]]:
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     proxy = await TcpProxy(str(info["host"]), int(str(info["port"]))).start()
     try:
-        yield proxy, psycopg.conninfo.make_conninfo(dsn, host="127.0.0.1", port=proxy.port)
+        through = dsn.replace(f"@{info['host']}:{info['port']}/", f"@127.0.0.1:{proxy.port}/")
+        assert through != dsn, "a postgresql://user:password@host:port/db URL"
+        yield proxy, through
     finally:
         await proxy.close()
 
@@ -308,7 +314,7 @@ def test_public_dsn_has_no_password() -> None:
 # --- the daemon and the CLI ------------------------------------------------------------------
 
 
-def write_config(tmp_path: Path, target_port: int) -> Path:
+def write_config(tmp_path: Path, target_port: int, extra: str = "") -> Path:
     config = tmp_path / "monitors.yaml"
     config.write_text(
         f"""
@@ -319,7 +325,7 @@ severity:
   - {{name: site-down, match: {{checks: [site], states: [down]}}, severity: P1}}
 checks:
   - {{name: site, kind: http, url: "http://127.0.0.1:{target_port}/"}}
-"""
+{extra}"""
     )
     return config
 
@@ -397,3 +403,97 @@ async def test_daemon_on_postgres_keeps_incidents_across_restart(
     password = password_of(pg_dsn)
     for d in (first, second):
         assert password not in json.dumps(d.events) + "\n".join(d.other)
+
+
+class Target:
+    """A local site whose health the test flips."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.hooks: list[dict[str, Any]] = []
+
+    async def handle(self, _request: web.Request) -> web.Response:
+        return web.Response(status=self.status, text="Wing")
+
+    async def hook(self, request: web.Request) -> web.Response:
+        self.hooks.append(await request.json())
+        return web.Response(status=204)
+
+
+@pytest.mark.slow
+async def test_daemon_rides_out_a_database_outage(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_server: Any
+) -> None:
+    target = Target()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", target.handle)
+    app.router.add_post("/hook", target.hook)
+    server = await aiohttp_server(app)
+    config = write_config(
+        tmp_path, server.port,
+        "notifiers:\n"
+        f"  hook: {{type: webhook, url: 'http://127.0.0.1:{server.port}/hook'}}\n"
+        "escalation:\n"
+        "  channel: hook\n"
+        "  policies: {default: {steps: [{post: hook}]}}\n",
+    )  # fmt: skip
+    async with proxied(pg_dsn) as (proxy, dsn):
+        monkeypatch.setenv("MONITOR_DATABASE_URL", dsn)
+        daemon = await Daemon(config).start()
+        try:
+            await daemon.event("check_up", check="site", timeout=30)
+            # The database goes away; the site goes down while it is away.
+            proxy.sever()
+            target.status = 503
+            await daemon.event("check_down", check="site", timeout=30)
+            failed = await daemon.event("result_handling_failed", timeout=30)
+            assert "StoreError" in json.dumps(failed)
+            await daemon.event("store_unavailable", timeout=30)  # the outbox or pager waits
+            assert daemon.proc is not None
+            assert daemon.proc.returncode is None  # still running, still probing
+            status, _ = await get(daemon.port, "/healthz")
+            assert status == 200
+            # It comes back: the incident opens and is paged (console) without a restart.
+            proxy.restore()
+            opened = await daemon.event("incident_opened", check="site", timeout=30)
+            await daemon.event("notification_sent", timeout=30)
+            assert len(target.hooks) == 1, target.hooks
+            with psycopg.connect(pg_dsn) as conn:
+                rows = conn.execute("SELECT id, status FROM incidents").fetchall()
+                sent = conn.execute("SELECT status FROM outbox").fetchall()
+            assert rows == [(opened["incident_id"], "triggered")]
+            assert ("sent",) in sent
+            daemon.signal(signal.SIGTERM)
+            assert await daemon.wait(30) == 0
+        finally:
+            await daemon.kill()
+    password = password_of(pg_dsn)
+    assert password not in json.dumps(daemon.events) + "\n".join(daemon.other)
+
+
+async def test_daemon_without_its_database_refuses_to_start(pg_dsn: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, dead_port())
+    async with proxied(pg_dsn) as (proxy, dsn):
+        proxy.sever()
+        code, out, err = await run_cli(
+            "run", "-c", str(config), env={"MONITOR_DATABASE_URL": dsn}
+        )  # fmt: skip
+    assert code == 1, (out, err)
+    assert "cannot connect" in err
+    assert "postgresql://monitor@127.0.0.1:" in err  # where it looked, without the password
+    assert password_of(pg_dsn) not in out + err
+    assert "Traceback" not in err
+
+
+async def test_config_secret_dsn_is_masked(pg_dsn: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, dead_port())
+    loaded = load_config(config, env={"MONITOR_DATABASE_URL": pg_dsn})
+    assert loaded.daemon.store_dsn == pg_dsn
+    assert pg_dsn not in repr(loaded)
+    remember_config(loaded)
+    password = password_of(pg_dsn)
+    try:
+        assert redact_text(f"failed with {password} and {pg_dsn}") == "failed with *** and ***"
+        assert redact_text("monitor started") == "monitor started"  # the role is no secret
+    finally:
+        forget_all()

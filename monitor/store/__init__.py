@@ -38,11 +38,11 @@ def public_dsn(dsn: str) -> str:
     try:
         if "://" in dsn:
             parts = urlsplit(dsn)
-            user, host, port = parts.username, parts.hostname or "", parts.port
+            user, host, port = parts.username, parts.hostname or "", str(parts.port or "")
             dbname = parts.path.lstrip("/")
         else:
             pairs = {m["k"]: m["v"].strip("'") for m in _PAIR.finditer(dsn)}
-            user, host, port = pairs.get("user"), pairs.get("host", ""), pairs.get("port")
+            user, host, port = pairs.get("user"), pairs.get("host", ""), pairs.get("port", "")
             dbname = pairs.get("dbname", "")
     except ValueError:
         return "postgresql://(unparsable DSN)"
