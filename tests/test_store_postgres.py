@@ -480,7 +480,8 @@ async def test_daemon_without_its_database_refuses_to_start(pg_dsn: str, tmp_pat
         )  # fmt: skip
     assert code == 1, (out, err)
     assert "cannot connect" in err
-    assert "postgresql://monitor@127.0.0.1:" in err  # where it looked, without the password
+    assert "@127.0.0.1:" in err  # where it looked, without the password
+    assert "Connection refused" in err or "closed the connection" in err  # why
     assert password_of(pg_dsn) not in out + err
     assert "Traceback" not in err
 

@@ -190,7 +190,8 @@ class PostgresStore:
             await pool.open(wait=True, timeout=self._timeout_s)
         except psycopg.Error as exc:
             await pool.close()
-            raise StoreError(f"{self.name}: cannot connect: {_reason(exc)}") from exc
+            # The pool says only that it timed out; one direct attempt says why.
+            raise StoreError(f"{self.name}: cannot connect: {await self._why(exc)}") from exc
         self._pool = pool
         try:
             await self._migrate()
@@ -198,6 +199,16 @@ class PostgresStore:
             self._pool = None
             await pool.close()
             raise
+
+    async def _why(self, exc: psycopg.Error) -> str:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as direct:
+            return _reason(direct)
+        await conn.close()
+        return _reason(exc)
 
     async def close(self) -> None:
         self._closed = True
