@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 import monitor.store.postgres as pg_store
+import tests.postgres as pg_helper
 from monitor.config.loader import load_config
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import OutboxItem
@@ -498,3 +499,16 @@ async def test_config_secret_dsn_is_masked(pg_dsn: str, tmp_path: Path) -> None:
         assert redact_text("monitor started") == "monitor started"  # the role is no secret
     finally:
         forget_all()
+
+
+def test_missing_postgres_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(pg_helper.ENV, raising=False)
+    monkeypatch.setattr(pg_helper, "find_bin", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="required under CI"), server_dsn():
+        pass
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="no PostgreSQL"), server_dsn():
+        pass
