@@ -10,6 +10,7 @@ import contextlib
 import json
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,8 +27,9 @@ from monitor.config.loader import load_config
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import OutboxItem
 from monitor.core.redact import forget_all, redact_text, remember_config
-from monitor.store import Store, StoreError, public_dsn
+from monitor.store import Store, StoreError, public_dsn, store_for
 from monitor.store.postgres import MIGRATIONS, PostgresStore
+from monitor.store.sqlite import SqliteStore
 from tests.postgres import TcpProxy, schema_dsn, server_dsn
 from tests.proc import Daemon, run_cli
 
@@ -512,3 +514,22 @@ def test_missing_postgres_fails_under_ci_and_skips_elsewhere(
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception, match="no PostgreSQL"), server_dsn():
         pass
+
+
+async def test_a_bad_store_url_is_refused_without_showing_it(tmp_path: Path) -> None:
+    config = tmp_path / "monitors.yaml"
+    config.write_text('daemon: {store: "mysql://mon:hunter2-pw@db/monitor"}\nchecks: []\n')
+    code, out, err = await run_cli("validate", "-c", str(config))
+    assert code == 1, (out, err)
+    assert "daemon.store" in out + err
+    assert "postgresql://" in out + err  # what is expected
+    assert "hunter2" not in out + err
+
+
+def test_without_psycopg_the_store_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "monitor.store.postgres", None)  # import fails
+    with pytest.raises(StoreError, match=r"pip install 'project-asset-monitor\[postgresql\]'"):
+        store_for("postgresql://mon@db/monitor", str(tmp_path))
+    assert isinstance(store_for(None, str(tmp_path)), SqliteStore)  # SQLite needs nothing
