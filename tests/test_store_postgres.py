@@ -413,14 +413,17 @@ class Target:
 
     def __init__(self) -> None:
         self.status = 200
-        self.hooks: list[dict[str, Any]] = []
+        self.hooks: list[dict[str, Any]] = []  # delivered
+        self.hook_status = 204
 
     async def handle(self, _request: web.Request) -> web.Response:
         return web.Response(status=self.status, text="Wing")
 
     async def hook(self, request: web.Request) -> web.Response:
-        self.hooks.append(await request.json())
-        return web.Response(status=204)
+        body = await request.json()
+        if self.hook_status < 300:
+            self.hooks.append(body)
+        return web.Response(status=self.hook_status)
 
 
 @pytest.mark.slow
@@ -451,14 +454,22 @@ async def test_daemon_rides_out_a_database_outage(
             await daemon.event("check_down", check="site", timeout=30)
             failed = await daemon.event("result_handling_failed", timeout=30)
             assert "StoreError" in json.dumps(failed)
-            await daemon.event("store_unavailable", timeout=30)  # the outbox or pager waits
             assert daemon.proc is not None
             assert daemon.proc.returncode is None  # still running, still probing
             status, _ = await get(daemon.port, "/healthz")
             assert status == 200
-            # It comes back: the incident opens and is paged (console) without a restart.
+            # It comes back: the incident opens without a restart. Its page fails at first.
+            target.hook_status = 503
             proxy.restore()
             opened = await daemon.event("incident_opened", check="site", timeout=30)
+            await daemon.event("notification_retry", timeout=30)
+            # Gone again while the page waits for its retry: the outbox pauses, the daemon
+            # stays up; back again, the page is delivered, once.
+            proxy.sever()
+            await daemon.event("store_unavailable", component="outbox", timeout=30)
+            assert daemon.proc.returncode is None
+            target.hook_status = 204
+            proxy.restore()
             await daemon.event("notification_sent", timeout=30)
             assert len(target.hooks) == 1, target.hooks
             with psycopg.connect(pg_dsn) as conn:
