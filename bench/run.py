@@ -211,11 +211,11 @@ http {{
 
 
 def daemon_config(path: Path, port: int, state: Path, checks: list[str], *, interval: str,
-                  extra: str = "", failure_threshold: int = 2, phases: bool = True) -> None:  # fmt: skip
+                  extra: str = "", failure_threshold: int = 2, phases: str = "per_kind") -> None:  # fmt: skip
     lines = [
         f"defaults: {{interval: {interval}, timeout: 2s, failure_threshold: {failure_threshold}, success_threshold: 1}}",
         f'daemon: {{listen: "127.0.0.1:{port}", state_dir: "{state}", shutdown_grace: 2s, '
-        f"phase_histograms: {str(phases).lower()}}}",
+        f"phase_histograms: {phases}}}",
         "limits: {max_concurrency: 512, max_per_host: 64}",
         "checks:",
         *(f'  - {{name: c{i:05d}, kind: http, url: "{url}"}}' for i, url in enumerate(checks)),
@@ -541,7 +541,7 @@ def scale(nginx: Nginx, tmp: Path, checks: int, seconds: float, loop: str) -> di
         scrape_cpu = cpu_seconds(proc.pid) - scrape_cpu0
         # The same daemon after a reload with `daemon.phase_histograms: false`.
         daemon_config(config, port, tmp / "state-scale", [nginx.url()] * checks, interval="30s",
-                      phases=False)  # fmt: skip
+                      phases="false")  # fmt: skip
         proc.send_signal(signal.SIGHUP)
         small_s, small_bytes = float("nan"), 0
         for _ in range(20):

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 
 import aiohttp
@@ -20,17 +20,18 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
-from monitor.checks import CheckContext
+from monitor.checks import CHECKS, CheckContext
 from monitor.checks.http.httpclient import make_session
 from monitor.config.loader import MonitorConfig, load_config
 from monitor.core.clock import Clock, SystemClock
+from monitor.core.configtypes import CheckConfigBase
 from monitor.core.errors import ConfigError
-from monitor.core.model import Incident, OutboxItem, Severity
+from monitor.core.model import CheckResult, Incident, OutboxItem, Severity
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
 from monitor.engine.limits import Limiter
 from monitor.engine.pipeline import ResultHandler
-from monitor.engine.scheduler import Scheduler
+from monitor.engine.scheduler import CheckRunner, Scheduler
 from monitor.incidents.manager import IncidentError, IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
@@ -385,3 +386,27 @@ def _settle_heap() -> None:
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
     gc.enable()
+
+
+async def run_checks_once(
+    config: MonitorConfig, selected: Sequence[CheckConfigBase], *, clock: Clock | None = None
+) -> list[CheckResult]:
+    """Runs each selected check once, concurrently, as the daemon runs it: its HTTP
+    session and user agent, its per-host limits, its retries (`monitor check`)."""
+    clock = clock or SystemClock()
+    metrics = Metrics(CollectorRegistry())
+    limiter = Limiter(config.limits)
+
+    async def ignore(_config: CheckConfigBase, _result: CheckResult) -> None:
+        return None
+
+    async with make_session(config.daemon.user_agent) as session:
+        ctx = CheckContext(session=session, clock=clock, metrics=metrics)
+        runners = [
+            CheckRunner(CHECKS[c.kind](c, ctx), clock, limiter, metrics, ignore) for c in selected
+        ]
+        try:
+            return list(await asyncio.gather(*(r.run_once() for r in runners)))
+        finally:
+            for runner in runners:
+                runner.check.close()

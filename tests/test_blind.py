@@ -273,7 +273,7 @@ async def test_no_secret_in_a_health_incident(world, clock) -> None:
 
 
 def test_monitor_check_shows_blind_apart_from_failed(clock) -> None:
-    from monitor.cli.main import _table
+    from monitor.cli.local import _table
 
     main, site = gha("main-build"), npm("npm-winglang")
     text = _table([

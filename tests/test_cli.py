@@ -279,7 +279,7 @@ async def test_runbook() -> None:
 
 
 def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    from monitor.cli.main import event_loop_factory
+    from monitor.cli.local import event_loop_factory
 
     assert event_loop_factory("asyncio") is None
     with pytest.raises(ValueError, match="auto, uvloop or asyncio"):

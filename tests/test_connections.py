@@ -87,7 +87,7 @@ async def test_an_idle_keep_alive_connection_is_closed(small: ApiServer) -> None
 
 
 async def test_a_body_that_never_arrives_is_a_408(monkeypatch) -> None:
-    monkeypatch.setattr("monitor.web.api.BODY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("monitor.web.common.BODY_TIMEOUT_S", 0.3)
     clock, store = FakeClock(), MemoryStore()
     manager = IncidentManager(store, clock, Metrics(CollectorRegistry()), cooldown=timedelta(0))
     app = build_app(

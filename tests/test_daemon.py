@@ -99,7 +99,11 @@ async def test_probes_logs_transitions_and_serves_metrics(target, tmp_path, daem
     assert 'monitor_check_runs_total{check="site",kind="http",outcome="down"}' in text
     assert 'monitor_check_alert_state{check="site",kind="http",state="up"} 1.0' in text
     assert "monitor_scheduler_lag_seconds_bucket" in text
-    assert 'monitor_http_phase_seconds_count{check="site",phase="connect"}' in text
+    # By default run timings are histograms per kind; per check only the lean series.
+    assert 'monitor_http_phase_seconds_count{kind="http",phase="connect"}' in text
+    assert 'monitor_check_duration_seconds_count{kind="http"}' in text
+    assert 'monitor_check_last_duration_seconds{check="site",kind="http"}' in text
+    assert 'monitor_http_phase_seconds_count{check="site"' not in text
     assert "monitor_config_last_reload_successful 1.0" in text
     assert "monitor_build_info{" in text
     assert base not in text  # labels never carry URLs
@@ -113,20 +117,79 @@ async def test_probes_logs_transitions_and_serves_metrics(target, tmp_path, daem
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
-async def test_phase_histograms_can_be_turned_off(target, tmp_path, daemon_for) -> None:
+async def test_checks_of_long_intervals_have_results_within_the_start_window(
+    target, tmp_path, daemon_for
+) -> None:
+    t, base = target
+    extra = "".join(f'  - {{name: pkg{i}, kind: http, url: "{base}/pkg{i}"}}\n' for i in range(4))
+    config = write_config(tmp_path / "m.yaml", base, extra, interval="10m")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    d = await daemon_for(config)
+    # Spread over the interval, first runs would take up to 10 minutes; they come within
+    # the 10 s start window (plus start-up).
+    await wait_for(lambda: t.hits >= 5, timeout=20, what="a first run of every check")
+    assert loop.time() - started < 20
+    _, text = await get(d.port, "/metrics")
+    for name in ["site", *(f"pkg{i}" for i in range(4))]:
+        assert f'monitor_check_runs_total{{check="{name}",kind="http",outcome="up"}} 1.0' in text
+
+
+def promtool_lint(text: str) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package 'prometheus'; .ci/run installs it)")
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "present", "absent"),
+    [
+        (
+            "false",
+            ['monitor_check_duration_seconds_count{kind="http"}'],
+            [
+                "monitor_http_phase_seconds_count{",
+                'monitor_check_duration_seconds_count{check="site"',
+            ],
+        ),
+        (
+            "per_check",
+            [
+                'monitor_check_duration_seconds_count{check="site",kind="http"}',
+                'monitor_http_phase_seconds_count{check="site",phase="connect"}',
+                'monitor_scheduler_skipped_ticks_total{check="site"}',
+            ],
+            [
+                'monitor_http_phase_seconds_count{kind="http"',
+                'monitor_check_duration_seconds_count{kind="http"}',
+            ],
+        ),
+    ],
+)
+async def test_phase_histograms_setting(
+    target, tmp_path, daemon_for, setting: str, present: list[str], absent: list[str]
+) -> None:
     t, base = target
     config = write_config(tmp_path / "m.yaml", base)
     config.write_text(
         config.read_text().replace(
-            "shutdown_grace: 5s,", "shutdown_grace: 5s, phase_histograms: false,"
+            "shutdown_grace: 5s,", f"shutdown_grace: 5s, phase_histograms: {setting},"
         )
     )
     d = await daemon_for(config)
     await d.event("check_up", check="site")
     await wait_for(lambda: t.hits >= 2, what="a second run")
     _, text = await get(d.port, "/metrics")
-    assert 'monitor_check_duration_seconds_count{check="site",kind="http"}' in text
-    assert 'monitor_http_phase_seconds_count{check="site"' not in text
+    assert 'monitor_check_last_duration_seconds{check="site",kind="http"}' in text
+    for line in present:
+        assert line in text
+    for line in absent:
+        assert line not in text
+    promtool_lint(text)
 
 
 async def test_sighup_reload_keeps_unchanged_and_rejects_invalid(

@@ -8,18 +8,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from monitor.core.errors import NotifierError
 from monitor.core.model import OutboxItem
 from monitor.paging.outbox import Outbox
 from tests.fakes import FakeClock, MemoryStore, settle
 
 
-class Refused(Exception):
+class Refused(NotifierError):
     def __init__(
         self, message: str, *, retryable: bool = True, retry_after_s: float | None = None
     ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
+        super().__init__(message, retryable=retryable, retry_after_s=retry_after_s)
 
 
 class Channel:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from monitor.core.model import Incident, IncidentStatus, Severity, TimelineEntry
+from monitor.core.model import Incident, IncidentSource, IncidentStatus, Severity, TimelineEntry
 from monitor.incidents.postmortem import render_postmortem
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -44,7 +44,7 @@ def test_render() -> None:
 
 def test_an_open_untriaged_report() -> None:
     report = Incident(3, "report:x", "Install fails on Windows", IncidentStatus.TRIGGERED, None, T0, T0,
-                      source="manual", report_url="https://github.com/winglang/wing/issues/1")  # fmt: skip
+                      source=IncidentSource.MANUAL, report_url="https://github.com/winglang/wing/issues/1")  # fmt: skip
     text = render_postmortem(report, [])
     assert "- **Severity:** untriaged" in text
     assert "- **Impact window:** 2026-11-22 03:00 UTC → ongoing" in text

@@ -13,7 +13,16 @@ from monitor.config.loader import LimitsConfig, parse_config
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult, FailureKind, Observation, Outcome
 from monitor.engine.limits import Limiter
-from monitor.engine.scheduler import CheckRunner, Scheduler, hashed_offset, next_tick, spread
+from monitor.engine.scheduler import (
+    CheckRunner,
+    Scheduler,
+    after_first,
+    first_runs,
+    hashed_offset,
+    next_tick,
+    spread,
+    start_window,
+)
 from monitor.metrics.exporter import Metrics
 from tests.fakes import FakeClock, settle
 
@@ -50,6 +59,53 @@ def test_spread_is_stable_across_restarts() -> None:
     names = [(f"c{i}", 60.0) for i in range(50)]
     assert spread(names) == spread(list(reversed(names)))
     assert 0 <= hashed_offset("c1", 60.0) < 60.0
+
+
+def test_start_window_grows_with_the_checks_it_starts() -> None:
+    assert start_window(5, start_rate=100) == 10.0
+    assert start_window(10_000, start_rate=100) == 100.0  # 100 first runs a second, not 1,000
+
+
+def test_first_runs_come_within_the_window_evenly() -> None:
+    slow = [(f"npm-{i}", 900.0, "registry.npmjs.org") for i in range(100)]
+    quick = [("site", 5.0, "example.org")]
+    offsets = first_runs(slow + quick, window=10.0)
+    firsts = sorted(offsets[name] for name, _, _ in slow)
+    gaps = [b - a for a, b in itertools.pairwise(firsts)]
+    assert firsts[0] >= 0
+    assert firsts[-1] < 10
+    assert min(gaps) == pytest.approx(0.1)
+    assert max(gaps) == pytest.approx(0.1)
+    # A check whose interval is within the window keeps its steady phase.
+    assert offsets["site"] == spread([("site", 5.0)])["site"]
+    assert first_runs(list(reversed(slow + quick)), window=10.0) == offsets  # stable
+
+
+def test_first_runs_of_a_rate_limited_host_keep_within_its_rate() -> None:
+    api = [(f"gh-{i}", 600.0, "api.github.com") for i in range(60)]
+    other = [(f"web-{i}", 600.0, "example.org") for i in range(10)]
+    offsets = first_runs(api + other, window=10.0, host_rates={"api.github.com": 2.0})
+    firsts = sorted(offsets[name] for name, _, _ in api)
+    # 60 first runs at 2 a second take 30 s: spread over them, none queues in the throttle.
+    assert [b - a for a, b in itertools.pairwise(firsts)] == pytest.approx([0.5] * 59)
+    assert max(offsets[name] for name, _, _ in other) < 10
+
+
+@pytest.mark.parametrize(
+    ("first", "steady", "interval", "second"),
+    [
+        (7.0, 7.0, 10.0, 17.0),  # first run on its steady phase: as before
+        (3.0, 600.0, 900.0, 600.0),  # the steady tick is far enough: join it
+        (3.0, 5.0, 900.0, 905.0),  # too close to the first run: the one after
+        (3.0, 400.0, 900.0, 1300.0),  # 397 s < half an interval
+        (3.0, 453.0, 900.0, 453.0),  # exactly half an interval
+    ],
+)
+def test_after_first_joins_the_steady_phase(
+    first: float, steady: float, interval: float, second: float
+) -> None:
+    base = after_first(first, steady, interval)
+    assert next_tick(base, first + 0.1, interval) == (second, 0)
 
 
 # A scripted check kind, registered for these tests only.
@@ -142,7 +198,9 @@ class TestRunner:
         assert isinstance(check, ScriptedCheck)
         assert check.calls == [0.0, 30.0, 40.0]  # ticks 10 and 20 were skipped, not bunched
         assert runner.skipped == 2
-        assert metrics.series.value("monitor_scheduler_skipped_ticks_total", {"check": "a"}) == 2
+        assert (
+            metrics.series.value("monitor_scheduler_skipped_ticks_total", {"kind": "scripted"}) == 2
+        )
         assert [e["event"] for e in logs] == ["ticks_skipped"]
 
     async def test_retries_within_one_run(self, scripted, clock, metrics) -> None:
@@ -230,6 +288,40 @@ class TestScheduler:
             assert after["b"] is not before["b"]
             assert set(after) == {"a", "b", "d"}
             await scheduler.stop(grace_s=1)
+
+    async def test_first_results_within_the_window_then_spread(
+        self, scripted, clock, metrics
+    ) -> None:
+        names = [f"npm-{i}" for i in range(30)]
+        for name in [*names, "site", "new"]:
+            scripted[name] = up
+        sink = Sink()
+        async with asyncio.TaskGroup() as tg:
+            ctx = CheckContext(session=None, clock=clock)  # type: ignore[arg-type]
+            scheduler = Scheduler(tg, ctx, Limiter(LimitsConfig()), metrics, sink)
+            configs = [make_config(n, interval="15m") for n in names]
+            configs.append(make_config("site", interval="5s"))
+            scheduler.start(configs)
+            await clock.advance(10)
+            assert {r.check for r in sink.results} == {*names, "site"}
+            # A check added on a reload, too, has a result within the window.
+            await scheduler.apply([*configs, make_config("new", interval="10m")])
+            await clock.advance(10)
+            assert "new" in {r.check for r in sink.results}
+            await clock.advance(3 * 900)
+            await scheduler.stop(grace_s=1)
+        runs = {name: [r.started_at for r in sink.results if r.check == name] for name in names}
+        assert all(len(times) >= 3 for times in runs.values())
+        seconds = {
+            name: [(t - times[0]).total_seconds() for t in times] for name, times in runs.items()
+        }
+        for times in seconds.values():
+            assert 450 <= times[1] < 1350  # the second run: half to one and a half intervals
+            assert times[2] - times[1] == pytest.approx(900)  # then fixed-rate
+        # Later runs keep the even spread over the interval: they do not bunch up in the
+        # 10 s the first runs took.
+        phases = sorted((runs[name][1] - runs[names[0]][0]).total_seconds() % 900 for name in names)
+        assert max(b - a for a, b in itertools.pairwise(phases)) < 2 * 900 / len(names)
 
     async def test_stop_lets_in_flight_runs_finish(self, scripted, clock, metrics) -> None:
         gate = asyncio.Event()

@@ -262,9 +262,9 @@ async def test_a_crashing_check_logs_no_secret_and_no_locals(
             return await Boom(self.config.url).run()
 
         monkeypatch.setattr(HttpCheck, "run", crash)
-        from monitor.cli.main import _run_checks
+        from monitor.app import run_checks_once
 
-        results = await _run_checks(config, config.enabled_checks)
+        results = await run_checks_once(config, config.enabled_checks)
     finally:
         restore_logs()
     text = buffer.getvalue()

@@ -614,7 +614,7 @@ async def test_kv_prefix(store: SqliteStore) -> None:
 
 
 async def test_pending_notifications_and_settling_them(store: SqliteStore) -> None:
-    from monitor.core.model import OutboxItem
+    from monitor.core.model import OutboxItem, OutboxStatus
 
     def item(key: str, notifier: str = "slack") -> OutboxItem:
         return OutboxItem(0, key, notifier, "{}", at(0), at(0))
@@ -626,9 +626,9 @@ async def test_pending_notifications_and_settling_them(store: SqliteStore) -> No
     assert [i.key for i in pending] == ["incident:1:a", "incident:1:b", "incident:1:c"]
     # One transaction: the two still pending become superseded, the summary is enqueued;
     # one already sent stays sent.
-    await store.update_notification(replace(pending[0], status="sent", sent_at=at(1)))
+    await store.update_notification(replace(pending[0], status=OutboxStatus.SENT, sent_at=at(1)))
     await store.settle_notifications(
-        [p.id for p in pending[:2]], "superseded", [item("incident:1:ack")]
+        [p.id for p in pending[:2]], OutboxStatus.SUPERSEDED, [item("incident:1:ack")]
     )
     assert [i.key for i in await store.pending_notifications("slack")] == [
         "incident:1:c",

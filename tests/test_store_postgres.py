@@ -13,6 +13,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import monitor.store.postgres as pg_store
 import tests.postgres as pg_helper
 from monitor.config.loader import load_config
 from monitor.core.alertstate import AlertState, CheckState
-from monitor.core.model import OutboxItem
+from monitor.core.model import EscalationMode, EscalationState, OutboxItem, OutboxStatus
 from monitor.core.redact import forget_all, redact_text, remember_config
 from monitor.store import Store, StoreError, public_dsn, store_for
 from monitor.store.postgres import MIGRATIONS, PostgresStore
@@ -223,11 +224,13 @@ async def test_settle_is_one_transaction(store: PostgresStore, pg_dsn: str) -> N
     pending = await store.pending_notifications("slack")
     bad = replace(item("c"), created_at=at(0).replace(tzinfo=None))
     with pytest.raises(ValueError, match="naive"):
-        await store.settle_notifications([p.id for p in pending], "superseded", [bad])
+        await store.settle_notifications([p.id for p in pending], OutboxStatus.SUPERSEDED, [bad])
     with psycopg.connect(pg_dsn) as conn:
         conn.execute("ALTER TABLE outbox ADD CONSTRAINT no_d CHECK (key <> 'd')")
     with pytest.raises(StoreError, match="no_d"):
-        await store.settle_notifications([p.id for p in pending], "superseded", [item("d")])
+        await store.settle_notifications(
+            [p.id for p in pending], OutboxStatus.SUPERSEDED, [item("d")]
+        )
     # Neither attempt left anything: both are still pending, nothing was added.
     assert [i.key for i in await store.pending_notifications("slack")] == ["a", "b"]
     await store.commit_escalation(1, None, [item("a"), item("e")])  # "a" is skipped
@@ -544,3 +547,23 @@ def test_without_psycopg_the_store_says_what_to_install(
     with pytest.raises(StoreError, match=r"pip install 'project-asset-monitor\[postgresql\]'"):
         store_for("postgresql://mon@db/monitor", str(tmp_path))
     assert isinstance(store_for(None, str(tmp_path)), SqliteStore)  # SQLite needs nothing
+
+
+async def test_escalations_round_trip(store: PostgresStore) -> None:
+    made = await store.create_incident(incident(), [entry("opened")])
+    state = EscalationState(
+        made.id, '{"steps": []}', 2, 1, at(5), EscalationMode.ACKNOWLEDGED, 1_700_000_000
+    )
+    page = OutboxItem(0, f"incident:{made.id}:page", "pd", '{"x": 1}', at(0), at(1))
+    await store.commit_escalation(made.id, state, [page])
+    assert await store.load_escalations() == [state]
+    assert (await store.load_escalations())[0].next_at.tzinfo is UTC
+    moved = replace(state, step=3, next_at=at(9), mode=EscalationMode.PAGING)
+    await store.commit_escalation(made.id, moved, [page])  # the same key: not twice
+    assert await store.load_escalations() == [moved]
+    assert [i.key for i in await store.pending_notifications("pd")] == [page.key]
+    assert await store.next_notification_at("pd") == at(1)
+    assert [i.key for i in await store.due_notifications("pd", at(1), 10)] == [page.key]
+    assert await store.due_notifications("pd", at(0.5), 10) == []
+    await store.commit_escalation(made.id, None, [])
+    assert await store.load_escalations() == []

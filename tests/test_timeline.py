@@ -99,7 +99,7 @@ async def test_the_count_survives_a_reopen_of_the_store(tmp_path: Path, clock: F
 
 
 def test_monitor_incident_shows_the_count() -> None:
-    from monitor.cli.main import _incident_text, entry_from_json
+    from monitor.cli.remote import _incident_text, entry_from_json
     from monitor.core.model import TimelineEntry
     from monitor.web.api import to_json
 

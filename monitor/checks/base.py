@@ -1,4 +1,5 @@
-"""The check seam: what a kind implements, what it is given, and how errors map to kinds.
+"""The check seam: what a kind implements and what it is given. How errors map to
+failure kinds is `checks.failures` (`classify_exception` is re-exported here).
 
 A kind is one module with a config model (subclass of `CheckConfigBase`) and a `Check`
 subclass, plus one line in `checks/__init__.py`.
@@ -6,18 +7,16 @@ subclass, plus one line in `checks/__init__.py`.
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 
+from monitor.checks.failures import classify_exception
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
-from monitor.core.model import FailureKind, Observation
-from monitor.core.resources import is_resource_error
+from monitor.core.model import Observation
 from monitor.metrics.exporter import Metrics
 
 __all__ = ["Check", "CheckContext", "classify_exception"]
@@ -68,44 +67,3 @@ class Check(ABC, Generic[C]):
     async def run(self) -> Observation:
         """Probes once. Must not exceed the configured timeout by much: the scheduler
         cancels it a little after."""
-
-
-def classify_exception(exc: BaseException) -> tuple[FailureKind, str]:
-    """Maps a client exception to a failure kind and a message, most specific first."""
-    if is_resource_error(exc) or is_resource_error(getattr(exc, "os_error", None)):
-        return FailureKind.MONITOR_RESOURCES, f"the monitor ran out of resources: {exc}"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return FailureKind.DNS, f"could not resolve {exc.host}: {_os_reason(exc)}"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        cert = exc.certificate_error
-        reason = getattr(cert, "verify_message", None) or str(cert)
-        return FailureKind.TLS, f"TLS certificate of {exc.host} rejected: {reason}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return FailureKind.TLS, f"TLS handshake with {exc.host} failed: {_os_reason(exc)}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return FailureKind.CONNECT, f"could not connect to {exc.host}:{exc.port}: {_os_reason(exc)}"
-    if isinstance(exc, asyncio.TimeoutError):
-        return FailureKind.TIMEOUT, "timed out"
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return FailureKind.REDIRECTS, f"too many redirects (stopped after {len(exc.history)})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return (
-            FailureKind.DISCONNECTED,
-            f"connection dropped before the response was complete: {exc}",
-        )
-    if isinstance(exc, aiohttp.ClientOSError | ConnectionError):
-        return FailureKind.DISCONNECTED, f"connection error: {exc}"
-    if isinstance(exc, ssl.SSLError):
-        return FailureKind.TLS, f"TLS error: {getattr(exc, 'reason', None) or exc}"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return FailureKind.PROTOCOL, f"invalid HTTP response: {exc.message or exc}"
-    if isinstance(exc, aiohttp.ClientError | ValueError):
-        return FailureKind.PROTOCOL, f"request failed: {exc}"
-    if isinstance(exc, OSError):
-        return FailureKind.CONNECT, f"connection error: {exc.strerror or exc}"
-    return FailureKind.UNEXPECTED, f"{type(exc).__name__}: {exc}"
-
-
-def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
-    os_error = exc.os_error
-    return os_error.strerror or str(os_error) or type(os_error).__name__

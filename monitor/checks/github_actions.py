@@ -27,6 +27,7 @@ from urllib3.util.retry import Retry
 from yarl import URL
 
 from monitor.checks.base import Check, CheckContext
+from monitor.checks.failures import not_json, requests_failure, status_failure
 from monitor.checks.http.httpclient import default_user_agent
 from monitor.checks.upstream import dig, parse_time, retry_after_s
 from monitor.core import jsonbody
@@ -643,9 +644,8 @@ class GithubActionsCheck(Check[GithubActionsCheckConfig]):
                 "GitHub API: a request from an earlier run that timed out is still waiting",
             )
         except requests.RequestException as exc:
-            return Observation.down(
-                FailureKind.UNAVAILABLE, f"GitHub API unavailable: {_reason(exc)}"
-            )
+            kind, reason = requests_failure(exc)
+            return Observation.down(kind, f"GitHub API unavailable: {reason}")
         except RuntimeError as exc:  # PyGithub refuses redirects to another host or scheme
             return Observation.down(FailureKind.PROTOCOL, f"GitHub API: {exc}")
         resp_headers = {str(k).lower(): str(v) for k, v in raw_headers.items()}
@@ -693,21 +693,16 @@ class GithubActionsCheck(Check[GithubActionsCheckConfig]):
         said = dig(_loads(body), "message", kind=str)
         if said:
             got += f": {said[:200]}"
-        if status == 401:
-            return Observation.down(
-                FailureKind.AUTH, f"GitHub API refused the token ({got})", status=status
-            )
-        if status == 403:
-            return Observation.down(
-                FailureKind.AUTH, f"GitHub API refused access to {what} ({got})", status=status
-            )
-        if status >= 500:
-            return Observation.down(
-                FailureKind.UNAVAILABLE, f"GitHub API unavailable: {got}", status=status
-            )
-        return Observation.down(
-            FailureKind.PROTOCOL, f"GitHub API answered {got} for {what}", status=status
-        )
+        # Rate limits never get here: the budget answered them first.
+        kind = status_failure(status)
+        if kind is FailureKind.AUTH:
+            refused = "the token" if status == 401 else f"access to {what}"
+            message = f"GitHub API refused {refused} ({got})"
+        elif kind is FailureKind.UNAVAILABLE:
+            message = f"GitHub API unavailable: {got}"
+        else:
+            message = f"GitHub API answered {got} for {what}"
+        return Observation.down(kind, message, status=status)
 
     def _redacted(self, obs: Observation) -> Observation:
         """Last line of defence: whatever a server or library echoed, the token is cut out."""
@@ -730,23 +725,5 @@ def _json_body(body: str, headers: Mapping[str, str], what: str) -> Any:
         return jsonbody.loads(body)
     except ValueError as exc:
         ctype = headers.get("content-type", "").split(";")[0].strip() or "no content type"
-        hint = f"{ctype} instead of JSON" if "json" not in ctype else f"malformed JSON ({exc})"
-        return Observation.down(FailureKind.SCHEMA, f"GitHub API answered {what} with {hint}")
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost cause: requests wraps urllib3, which wraps the socket error."""
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            break
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
-        inner = getattr(seen, "reason", None)
-        if not isinstance(inner, BaseException):
-            first = seen.args[0] if seen.args else None
-            inner = first if isinstance(first, BaseException) else seen.__cause__
-        seen = inner
-    return type(exc).__name__
+        kind, hint = not_json(ctype, exc)
+        return Observation.down(kind, f"GitHub API answered {what} with {hint}")

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from monitor.checks.base import classify_exception
+from monitor.checks.failures import classify_exception, not_json, status_failure
 from monitor.checks.http.httpclient import read_capped
 from monitor.core import jsonbody
 from monitor.core.model import FailureKind, Observation
@@ -76,10 +76,10 @@ async def fetch_json(
     try:
         doc = jsonbody.loads(raw)
     except ValueError as exc:
-        hint = f"{ctype} instead of JSON" if "json" not in ctype else f"malformed JSON ({exc})"
+        kind, hint = not_json(ctype, exc)
         if "html" in ctype and final_url != url:
             hint += f" after a redirect to {final_url} (a login or error page?)"
-        return Observation.down(FailureKind.SCHEMA, f"{what} answered {status} with {hint}")
+        return Observation.down(kind, f"{what} answered {status} with {hint}")
     return JsonReply(status, resp_headers, doc, final_url)
 
 
@@ -88,22 +88,17 @@ def _bad_status(resp: aiohttp.ClientResponse, what: str) -> Observation:
     got = f"{status} {resp.reason or ''}".strip()
     retry = retry_after_s(resp.headers)
     exhausted = resp.headers.get("x-ratelimit-remaining") == "0"
-    if status == 429 or (status == 403 and (exhausted or retry is not None)):
+    kind = status_failure(status, rate_limited=status == 403 and (exhausted or retry is not None))
+    if kind is FailureKind.RATE_LIMITED:
         message = f"{what} rate limit reached ({got})"
         if retry is not None:
             message += f"; retry after {retry:g}s"
-        return Observation.down(
-            FailureKind.RATE_LIMITED, message, status=status, retry_after_s=retry
-        )
-    if status in (401, 403):
-        return Observation.down(
-            FailureKind.AUTH, f"{what} refused the credentials ({got})", status=status
-        )
-    if status >= 500:
-        return Observation.down(
-            FailureKind.UNAVAILABLE, f"{what} unavailable: {got}", status=status
-        )
-    return Observation.down(FailureKind.PROTOCOL, f"{what} answered {got}", status=status)
+        return Observation.down(kind, message, status=status, retry_after_s=retry)
+    message = {
+        FailureKind.AUTH: f"{what} refused the credentials ({got})",
+        FailureKind.UNAVAILABLE: f"{what} unavailable: {got}",
+    }.get(kind, f"{what} answered {got}")
+    return Observation.down(kind, message, status=status)
 
 
 def retry_after_s(headers: Mapping[str, str], now: datetime | None = None) -> float | None:

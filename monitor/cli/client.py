@@ -6,13 +6,10 @@ from typing import Any
 
 import aiohttp
 
+from monitor.core.errors import ApiError
 from monitor.core.redact import redact_text
 
 __all__ = ["ApiClient", "ApiError"]
-
-
-class ApiError(Exception):
-    """The daemon answered with an error, or could not be reached."""
 
 
 class ApiClient:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
 from pathlib import Path as FsPath
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
 
@@ -87,12 +87,12 @@ class DaemonConfig(StrictModel):
             "a password."
         ),
     )
-    phase_histograms: bool = Field(
-        default=True,
+    phase_histograms: bool | Literal["per_kind", "per_check"] = Field(
+        default="per_kind",
         description=(
-            "Export monitor_http_phase_seconds, a histogram per HTTP check and phase "
-            "(50 series a check). Off keeps the scrape about a third of the size at "
-            "thousands of checks."
+            "HTTP phase and run-duration histograms: per_kind (one per check kind), "
+            "per_check (per check too: about 75 series a check), false (no phase "
+            "histograms); true is per_check."
         ),
     )
 
@@ -152,6 +152,14 @@ class LimitsConfig(StrictModel):
     max_concurrency: int = Field(default=512, ge=1, description="Runs in flight at once.")
     max_per_host: int = Field(default=8, ge=1, description="Runs in flight per target host.")
     rates: list[RateLimit] = Field(default_factory=list)
+    start_rate: float = Field(
+        default=100.0,
+        gt=0,
+        description=(
+            "First runs per second at start-up: checks of longer intervals first run "
+            "within max(10 s, checks / start_rate)."
+        ),
+    )
 
 
 class ApiConfig(StrictModel):

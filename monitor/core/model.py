@@ -17,15 +17,20 @@ __all__ = [
     "EMPTY",
     "MAX_MESSAGE",
     "CheckResult",
+    "EscalationMode",
     "EscalationState",
     "FailureKind",
     "Incident",
+    "IncidentEvent",
+    "IncidentSource",
     "IncidentStatus",
     "Observation",
     "OutboxItem",
+    "OutboxStatus",
     "Outcome",
     "Severity",
     "Silence",
+    "SuppressionKind",
     "TimelineEntry",
     "bound_message",
 ]
@@ -188,6 +193,50 @@ class IncidentStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+class IncidentSource(StrEnum):
+    """Who opened an incident."""
+
+    CHECK = "check"  # a failing check, by a rule
+    MANUAL = "manual"  # a person's report
+    DRILL = "drill"  # a test of the paging path
+    MONITOR_HEALTH = "monitor_health"  # the monitor cannot see (its own limits)
+
+
+class IncidentEvent(StrEnum):
+    """A stored change to an incident, as the incident manager tells its listeners (the
+    pager). Each is also the timeline event written for it."""
+
+    OPENED = "opened"
+    REOPENED = "reopened"
+    TRIAGED = "triaged"  # a person gave an untriaged incident its first severity
+    SEVERITY_SET = "severity_set"  # a person changed the severity
+    SEVERITY_RAISED = "severity_raised"  # a rule found it worse
+    SUPPRESSED = "suppressed"
+    UNSUPPRESSED = "unsuppressed"
+    RETRIGGERED = "retriggered"  # acknowledged too long without a resolve
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    ASSIGNED = "assigned"
+
+
+class SuppressionKind(StrEnum):
+    """Why paging is held back, as a bounded label (the metric's `reason`)."""
+
+    MAINTENANCE = "maintenance"
+    SILENCE = "silence"
+    PARENT = "parent"
+    OTHER = "other"
+
+    @classmethod
+    def of(cls, reason: str) -> SuppressionKind:
+        """The kind of a stored reason text (`maintenance …`, `silence …`, `parent …`)."""
+        word = reason.split(" ", 1)[0]
+        return cls(word) if word in _SUPPRESSION_WORDS else cls.OTHER
+
+
+_SUPPRESSION_WORDS = frozenset({"maintenance", "silence", "parent"})
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     """One incident. `severity` None means untriaged (a manual report nobody ranked yet).
@@ -204,7 +253,7 @@ class Incident:
     opened_at: datetime
     updated_at: datetime
     check: str | None = None
-    source: str = "check"  # "check" or "manual"
+    source: IncidentSource = IncidentSource.CHECK
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
     assignee: str | None = None
@@ -261,6 +310,22 @@ class Silence:
         return self.starts_at <= now < end
 
 
+class OutboxStatus(StrEnum):
+    """Where an outbox item is. Only `pending` items are ever sent."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # permanently: refused, or undelivered until the give-up time
+    SUPERSEDED = "superseded"  # a page nobody needs any more (acknowledged, resolved)
+
+
+class EscalationMode(StrEnum):
+    """What an escalation is waiting for."""
+
+    PAGING = "paging"  # the next step of the policy
+    ACKNOWLEDGED = "acknowledged"  # the acknowledgement timeout: then paging starts again
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """One notification to deliver, written before it is sent.
@@ -276,7 +341,7 @@ class OutboxItem:
     created_at: datetime
     next_attempt_at: datetime
     attempts: int = 0
-    status: str = "pending"  # pending, sent, failed (permanently)
+    status: OutboxStatus = OutboxStatus.PENDING
     sent_at: datetime | None = None
     last_error: str = ""
 
@@ -284,11 +349,16 @@ class OutboxItem:
 @dataclass(frozen=True, slots=True)
 class EscalationState:
     """Where an incident's escalation is: its policy frozen when it started, the next step
-    and when it is due. `mode` "acknowledged" waits for the acknowledgement timeout."""
+    and when it is due. `mode` ACKNOWLEDGED waits for the acknowledgement timeout.
+
+    `epoch` (whole seconds since 1970 when it started) tells escalations of one incident
+    apart: it is part of every page's idempotency key, so a page sent by an earlier
+    escalation does not hide one of a later escalation."""
 
     incident_id: int
     policy: str  # the policy, serialized when the escalation started
     step: int
     pass_no: int
     next_at: datetime
-    mode: str = "paging"
+    mode: EscalationMode = EscalationMode.PAGING
+    epoch: int = 0

@@ -11,7 +11,11 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from monitor.core.clock import Clock, SystemClock
+
 __all__ = ["MAX_RETRY_AFTER_S", "header", "parse_retry_after", "retry_after", "server_now"]
+
+_SYSTEM_CLOCK = SystemClock()  # when a caller has none to inject (its `now()` only)
 
 # A wait longer than a day is no plausible answer to one request: it is taken as a day.
 MAX_RETRY_AFTER_S = 86_400.0
@@ -57,21 +61,24 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return min(max(0.0, wait), MAX_RETRY_AFTER_S)
 
 
-def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+def retry_after(
+    headers: Mapping[str, str], now: datetime | None = None, *, clock: Clock | None = None
+) -> float | None:
     """`Retry-After` of a response, looked up case-insensitively; see `parse_retry_after`.
 
     An HTTP-date is compared with `now`, by default the server's own time (its `Date`
-    header), so it means the same wait whatever the local clock says.
+    header), so it means the same wait whatever the local clock says; `clock` is the
+    local clock for a server that sent no `Date`.
     """
     return parse_retry_after(
-        header(headers, "Retry-After"), server_now(headers) if now is None else now
+        header(headers, "Retry-After"), server_now(headers, clock) if now is None else now
     )
 
 
-def server_now(headers: Mapping[str, str]) -> datetime:
-    """The server's time from its `Date` header; the local clock when it sent none."""
+def server_now(headers: Mapping[str, str], clock: Clock | None = None) -> datetime:
+    """The server's time from its `Date` header; `clock`'s time when it sent none."""
     try:
         at = email.utils.parsedate_to_datetime(header(headers, "Date") or "")
     except (TypeError, ValueError, IndexError, OverflowError):
-        return datetime.now(UTC)
+        return (clock or _SYSTEM_CLOCK).now()
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

@@ -48,6 +48,15 @@ class Limiter:
             sem = self._hosts[host] = asyncio.Semaphore(self._per_host_n)
         return sem
 
+    @property
+    def start_rate(self) -> float:
+        """First runs per second the scheduler may start with (`limits.start_rate`)."""
+        return self._limits.start_rate
+
+    def rates(self) -> dict[str, float]:
+        """Requests per second each rate-limited host allows."""
+        return {r.host: r.requests / r.per.total_seconds() for r in self._limits.rates}
+
     def slot(self, host: str) -> _Slot:
         """Held (`async with`) for one attempt against `host`."""
         return _Slot(self._host(host), self._global, self._rates.get(host))

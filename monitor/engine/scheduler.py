@@ -1,9 +1,17 @@
 """Runs each check on its own fixed-rate schedule.
 
-First runs are spread evenly over each interval (ordered by a stable hash of the name,
-so restarts keep the same phases); afterwards `next = previous + interval`. A run that
-overruns makes the ticks it covered skip, counted, never bunched. Every attempt holds
-a concurrency slot and is cut off at its timeout; nothing a check raises stops others.
+Each check has a steady phase: checks sharing an interval are spread evenly over it
+(ordered by a stable hash of the name, so restarts keep the same phases), and later runs
+follow `next = previous + interval`. The first run comes sooner: within a short start
+window (`start_window`: 10 s, longer when many checks would start faster than
+`limits.start_rate`, or than a rate-limited host allows), so that a check of a 15-minute
+interval has a result seconds after start. The second run joins the steady phase, at
+least half an interval after the first (`after_first`), so the steady state is as evenly
+spread as if the start window did not exist.
+
+A run that overruns makes the ticks it covered skip, counted, never bunched. Every
+attempt holds a concurrency slot and is cut off at its timeout; nothing a check raises
+stops others.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import asyncio
 import math
 import zlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +34,10 @@ from monitor.core.resources import is_resource_error, starved
 from monitor.engine.limits import Limiter
 from monitor.metrics.exporter import Metrics
 
-__all__ = ["CheckRunner", "ReloadSummary", "Scheduler", "hashed_offset", "next_tick", "spread"]
+__all__ = [
+    "START_WINDOW_S", "CheckRunner", "ReloadSummary", "Scheduler", "after_first", "first_runs",
+    "hashed_offset", "next_tick", "spread", "start_window",
+]  # fmt: skip
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -66,6 +77,50 @@ def spread(names_intervals: Iterable[tuple[str, float]]) -> dict[str, float]:
         step = interval / len(names)
         offsets.update({name: i * step for i, name in enumerate(names)})
     return offsets
+
+
+START_WINDOW_S = 10.0  # first runs of checks with longer intervals come within this
+
+
+def start_window(checks: int, start_rate: float, shortest: float = START_WINDOW_S) -> float:
+    """How long first runs are spread over: `shortest`, or longer when `checks` first
+    runs would otherwise start faster than `start_rate` per second."""
+    return max(shortest, checks / start_rate)
+
+
+def first_runs(
+    checks: Iterable[tuple[str, float, str]],
+    window: float,
+    host_rates: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Offsets of first runs, from (name, interval, host) of each check.
+
+    A check whose interval is within the window keeps its steady offset (`spread`). The
+    others are spread evenly over the window, in the order of the stable hash; those of
+    a host with a rate limit (requests per second in `host_rates`) over at least as long
+    as that host needs to take them all, so that none waits in its throttle.
+    """
+    checks = list(checks)
+    offsets = spread((name, interval) for name, interval, _ in checks)
+    rates = host_rates or {}
+    groups: dict[str | None, list[tuple[str, float]]] = defaultdict(list)
+    for name, interval, host in checks:
+        groups[host if host in rates else None].append((name, interval))
+    for group, members in groups.items():
+        span = window if group is None else max(window, len(members) / rates[group])
+        early = [name for name, interval in members if interval > span]
+        early.sort(key=lambda n: (zlib.crc32(n.encode()), n))
+        step = span / len(early) if early else 0.0
+        offsets.update({name: i * step for i, name in enumerate(early)})
+    return offsets
+
+
+def after_first(first: float, steady: float, interval: float) -> float:
+    """Where `next_tick` continues from after a first run planned at `first`: one
+    interval before the first steady tick (`steady` + k * interval) that is at least
+    half an interval after `first`. For a first run on its steady phase, `first` itself."""
+    k = math.ceil((first + interval / 2 - steady) / interval)
+    return steady + (k - 1) * interval
 
 
 # Failures that running out of descriptors produces (a socket or resolver that cannot open).
@@ -153,9 +208,14 @@ class CheckRunner:
             log.exception("check_crashed", check=self._name, kind=self._kind)
             return Observation.down(FailureKind.UNEXPECTED, f"{type(exc).__name__}: {exc}")
 
-    async def loop(self, first_at: float) -> None:
-        """Runs until `stopping` is set (checked between runs) or the task is cancelled."""
+    async def loop(self, first_at: float, steady_at: float | None = None) -> None:
+        """Runs until `stopping` is set (checked between runs) or the task is cancelled.
+
+        The first run at `first_at`; later ones on the steady phase `steady_at` (by
+        default `first_at`), the next of them at least half an interval after the first.
+        """
         planned = first_at
+        base = first_at if steady_at is None else after_first(first_at, steady_at, self._interval_s)
         with structlog.contextvars.bound_contextvars(check=self._name, kind=self._kind):
             while not self.stopping:
                 await self.clock.sleep_until(planned)
@@ -170,7 +230,8 @@ class CheckRunner:
                 finally:
                     self.busy = False
                     self.metrics.running -= 1
-                planned, skipped = next_tick(planned, self.clock.monotonic(), self._interval_s)
+                planned, skipped = next_tick(base, self.clock.monotonic(), self._interval_s)
+                base = planned
                 if skipped:
                     self.skipped += skipped
                     self.metrics.skip(self._name, self._kind, skipped)
@@ -217,36 +278,45 @@ class Scheduler:
         return {name: runner for name, (runner, _) in self._runners.items()}
 
     def start(self, configs: Iterable[CheckConfigBase]) -> None:
-        """Starts every check, first runs spread evenly over their intervals.
+        """Starts every check: first runs spread over the start window, later runs
+        evenly over their intervals.
 
         Every check is built before the spread's start is taken, and the tasks are made
         in the order of their first runs: with thousands of checks, building them takes
         a good part of a second, and their first steps run one after another in the
         loop's next turn; this way neither makes an early first run late.
         """
-        configs = list(configs)
-        offsets = spread((c.name, c.interval_s) for c in configs)
-        configs.sort(key=lambda c: offsets[c.name])
+        self._start_all(list(configs))
+
+    def _start_all(self, configs: list[CheckConfigBase]) -> None:
+        """Starts `configs` (at start-up, or the new and changed ones of a reload), first
+        runs within a start window, later runs spread evenly over their intervals."""
+        steady = spread((c.name, c.interval_s) for c in configs)
         runners = [self._build(config) for config in configs]
+        window = start_window(len(runners), self._limiter.start_rate)
+        first = first_runs(
+            ((r.config.name, r.config.interval_s, r.check.target) for r in runners),
+            window,
+            self._limiter.rates(),
+        )
+        runners.sort(key=lambda r: first[r.config.name])
         # The first steps of all tasks run in one turn of the loop before any timer
         # fires: the spread starts once they are expected to be done (in whole ms, so
         # nothing changes for a config of a few dozen checks).
         margin = min(1.0, math.floor(FIRST_STEP_S * len(runners) * 1000) / 1000)
         start = self._ctx.clock.monotonic() + margin
         for runner in runners:
-            self._spawn(runner, start + offsets[runner.config.name])
-
-    def _start(self, config: CheckConfigBase, first_at: float) -> None:
-        self._spawn(self._build(config), first_at)
+            name = runner.config.name
+            self._spawn(runner, start + first[name], start + steady[name])
 
     def _build(self, config: CheckConfigBase) -> CheckRunner:
         check = CHECKS[config.kind](config, self._ctx)
         self._metrics.add_check(config)
         return CheckRunner(check, self._ctx.clock, self._limiter, self._metrics, self._sink)
 
-    def _spawn(self, runner: CheckRunner, first_at: float) -> None:
+    def _spawn(self, runner: CheckRunner, first_at: float, steady_at: float) -> None:
         name = runner.config.name
-        task = self._tg.create_task(runner.loop(first_at), name=f"check:{name}")
+        task = self._tg.create_task(runner.loop(first_at, steady_at), name=f"check:{name}")
         self._runners[name] = (runner, task)
 
     async def apply(self, configs: Iterable[CheckConfigBase]) -> ReloadSummary:
@@ -266,12 +336,11 @@ class Scheduler:
                 summary.removed.append(name)
             else:
                 summary.changed.append(name)
-        now = self._ctx.clock.monotonic()
-        for name, config in wanted.items():
-            if name not in self._runners:
-                if name not in summary.changed:
-                    summary.added.append(name)
-                self._start(config, now + hashed_offset(name, config.interval_s))
+        starting = [c for name, c in wanted.items() if name not in self._runners]
+        for config in starting:
+            if config.name not in summary.changed:
+                summary.added.append(config.name)
+        self._start_all(starting)
         return summary
 
     async def _cancel(self, name: str) -> None:

@@ -20,11 +20,15 @@ import structlog
 
 from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
+from monitor.core.errors import IncidentConflict, IncidentError, IncidentNotFound
 from monitor.core.model import (
     CheckResult,
     Incident,
+    IncidentEvent,
+    IncidentSource,
     IncidentStatus,
     Severity,
+    SuppressionKind,
     TimelineEntry,
 )
 from monitor.metrics.exporter import Metrics
@@ -35,17 +39,13 @@ __all__ = ["HEALTH_SOURCE", "CheckEvent", "IncidentError", "IncidentManager"]
 log = structlog.stdlib.get_logger(__name__)
 
 MONITOR = "monitor"  # the actor of everything the daemon does by itself
-HEALTH_SOURCE = "monitor_health"  # the source of incidents about the monitor's own sight
+HEALTH_SOURCE = IncidentSource.MONITOR_HEALTH  # incidents about the monitor's own sight
 # Timeline events that say what a check saw; the same thing seen again is counted on them.
 _SEEN = ("opened", "reopened", "failure")
-
-
-class IncidentError(Exception):
-    """A requested change is not possible; `status` is the HTTP status that says why."""
-
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
+# Timeline entries of a still-failing check that listeners hear about.
+_TOLD = frozenset(
+    {IncidentEvent.SEVERITY_RAISED, IncidentEvent.SUPPRESSED, IncidentEvent.UNSUPPRESSED}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,9 +86,9 @@ class IncidentManager:
         self._open: dict[str, Incident] = {}  # key → open incident (cache of the store)
         self._lock = asyncio.Lock()
         # Called after every change is stored: (incident, event, actor). Paging listens here.
-        self.listeners: list[Callable[[Incident, str, str], Awaitable[None]]] = []
+        self.listeners: list[Callable[[Incident, IncidentEvent, str], Awaitable[None]]] = []
 
-    async def _tell(self, incident: Incident, event: str, actor: str = MONITOR) -> None:
+    async def _tell(self, incident: Incident, event: IncidentEvent, actor: str = MONITOR) -> None:
         for listener in self.listeners:
             try:
                 await listener(incident, event, actor)
@@ -109,6 +109,27 @@ class IncidentManager:
     @property
     def open_incidents(self) -> list[Incident]:
         return sorted(self._open.values(), key=lambda i: i.id)
+
+    # --- reads for the API ----------------------------------------------------------
+
+    async def find(
+        self,
+        *,
+        statuses: Sequence[IncidentStatus] | None = None,
+        severities: Sequence[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        """Incidents open or closed, newest first, as the store lists them."""
+        return await self.store.list_incidents(
+            statuses=statuses, severities=severities, limit=limit
+        )
+
+    async def get(self, incident_id: int) -> tuple[Incident, list[TimelineEntry]]:
+        """One incident and its timeline; `IncidentNotFound` when there is none."""
+        incident = await self.store.get_incident(incident_id)
+        if incident is None:
+            raise IncidentNotFound(f"no incident {incident_id}")
+        return incident, await self.store.timeline(incident_id)
 
     # --- from checks -----------------------------------------------------------------
 
@@ -167,7 +188,7 @@ class IncidentManager:
             self.metrics.incidents_opened.labels(str(incident.severity)).inc()
             log.warning("monitor_health_opened", incident_id=incident.id, key=key, title=title)
             self._export()
-        await self._tell(incident, "opened")
+        await self._tell(incident, IncidentEvent.OPENED)
         return incident
 
     async def _open_or_reopen(self, event: CheckEvent, now: datetime) -> Incident:
@@ -204,7 +225,7 @@ class IncidentManager:
             log.warning("incident_reopened", incident_id=incident.id, check=event.check,
                         severity=incident.severity)  # fmt: skip
             self._export()
-            await self._tell(incident, "reopened")
+            await self._tell(incident, IncidentEvent.REOPENED)
             return incident
         incident = Incident(
             id=0,
@@ -215,7 +236,7 @@ class IncidentManager:
             opened_at=now,
             updated_at=now,
             check=event.check,
-            source="check",
+            source=IncidentSource.CHECK,
             rule=event.rule,
             failure=result.failure.value if result.failure else None,
             message=result.message,
@@ -237,7 +258,7 @@ class IncidentManager:
         log.warning("incident_opened", incident_id=incident.id, check=event.check,
                     severity=incident.severity, suppressed=event.suppressed)  # fmt: skip
         self._export()
-        await self._tell(incident, "opened")
+        await self._tell(incident, IncidentEvent.OPENED)
         return incident
 
     async def _still_failing(self, current: Incident, event: CheckEvent, now: datetime) -> Incident:
@@ -272,8 +293,8 @@ class IncidentManager:
         self._open[incident.key] = incident
         self._export()
         for entry in entries:
-            if entry.event in ("severity_raised", "suppressed", "unsuppressed"):
-                await self._tell(incident, entry.event)
+            if entry.event in _TOLD:
+                await self._tell(incident, IncidentEvent(entry.event))
         return incident
 
     async def _recovered(self, current: Incident, event: CheckEvent, now: datetime) -> Incident:
@@ -301,7 +322,7 @@ class IncidentManager:
                 (now - incident.opened_at).total_seconds()
             )
             log.info("incident_acknowledged", incident_id=incident.id, actor=actor)
-            await self._tell(incident, "acknowledged", actor)
+            await self._tell(incident, IncidentEvent.ACKNOWLEDGED, actor)
             return incident
 
     async def resolve(self, incident_id: int, actor: str, note: str = "") -> Incident:
@@ -324,7 +345,7 @@ class IncidentManager:
         )
         log.info("incident_resolved", incident_id=incident.id, actor=actor)
         self._export()
-        await self._tell(incident, "resolved", actor)
+        await self._tell(incident, IncidentEvent.RESOLVED, actor)
         return incident
 
     async def assign(self, incident_id: int, person: str, actor: str) -> Incident:
@@ -335,7 +356,7 @@ class IncidentManager:
             await self._write(incident, [self._entry(incident, now, "assigned",
                                                      f"assigned to {person} by {actor}",
                                                      actor=actor, person=person)])  # fmt: skip
-            await self._tell(incident, "assigned", actor)
+            await self._tell(incident, IncidentEvent.ASSIGNED, actor)
             return incident
 
     async def comment(self, incident_id: int, text: str, actor: str) -> Incident:
@@ -354,7 +375,9 @@ class IncidentManager:
         async with self._lock:
             current = await self._must_be_open(incident_id)
             now = self.clock.now()
-            event = "triaged" if current.severity is None else "severity_set"
+            event = (
+                IncidentEvent.TRIAGED if current.severity is None else IncidentEvent.SEVERITY_SET
+            )
             incident = replace(current, severity=severity, updated_at=now)
             await self._write(incident, [self._entry(incident, now, event,
                                                      f"{current.severity or 'untriaged'} → {severity} by {actor}",
@@ -375,7 +398,7 @@ class IncidentManager:
                 return existing  # the same URL reported twice is one incident
             incident = Incident(
                 id=0, key=key, title=title, status=IncidentStatus.TRIGGERED, severity=severity,
-                opened_at=now, updated_at=now, source="manual", message=text, report_url=url,
+                opened_at=now, updated_at=now, source=IncidentSource.MANUAL, message=text, report_url=url,
                 auto_resolve=False,
             )  # fmt: skip
             words = (
@@ -403,7 +426,7 @@ class IncidentManager:
             incident = replace(current, status=IncidentStatus.TRIGGERED, updated_at=now)
             await self._write(incident, [self._entry(incident, now, "retriggered", reason)])
             log.warning("incident_retriggered", incident_id=incident.id, reason=reason)
-        await self._tell(incident, "retriggered")
+        await self._tell(incident, IncidentEvent.RETRIGGERED)
         return incident
 
     async def link_postmortem(self, incident_id: int, url: str, actor: str) -> Incident:
@@ -436,7 +459,7 @@ class IncidentManager:
             incident = Incident(
                 id=0, key=f"drill:{uuid.uuid4().hex[:12]}", title=f"DRILL: {severity} paging test",
                 status=IncidentStatus.TRIGGERED, severity=severity, opened_at=now, updated_at=now,
-                source="drill", message="This is a drill: acknowledge it as you would a real page.",
+                source=IncidentSource.DRILL, message="This is a drill: acknowledge it as you would a real page.",
                 auto_resolve=False, drill=True,
             )  # fmt: skip
             entry = self._entry(incident, now, "opened", f"drill started by {actor}", actor=actor)
@@ -444,7 +467,7 @@ class IncidentManager:
             self._open[incident.key] = incident
             log.warning("drill_started", incident_id=incident.id, severity=severity, actor=actor)
             self._export()
-        await self._tell(incident, "opened", actor)
+        await self._tell(incident, IncidentEvent.OPENED, actor)
         return incident
 
     # --- helpers ---------------------------------------------------------------------
@@ -453,13 +476,13 @@ class IncidentManager:
         incident = next((i for i in self._open.values() if i.id == incident_id), None)
         incident = incident or await self.store.get_incident(incident_id)
         if incident is None:
-            raise IncidentError(f"no incident {incident_id}", status=404)
+            raise IncidentNotFound(f"no incident {incident_id}")
         return incident
 
     async def _must_be_open(self, incident_id: int) -> Incident:
         incident = await self._must_exist(incident_id)
         if not incident.is_open:
-            raise IncidentError(f"incident {incident_id} is already resolved", status=409)
+            raise IncidentConflict(f"incident {incident_id} is already resolved")
         return incident
 
     async def _write(self, incident: Incident, entries: list[TimelineEntry]) -> None:
@@ -494,9 +517,8 @@ class IncidentManager:
 
 
 def _reason_kind(reason: str) -> str:
-    """The bounded label for a suppression reason (its first word)."""
-    word = reason.split(" ", 1)[0]
-    return word if word in ("maintenance", "silence", "parent") else "other"
+    """The bounded label for a suppression reason."""
+    return SuppressionKind.of(reason).value
 
 
 def _ago(delta: timedelta) -> str:

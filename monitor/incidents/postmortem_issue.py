@@ -14,15 +14,12 @@ from dataclasses import dataclass
 
 from github import Auth, Github, GithubException
 
+from monitor.core.errors import PostmortemIssueError
 from monitor.core.model import Incident
 
 __all__ = ["GITHUB_API", "PostmortemIssue", "PostmortemIssueError", "marker", "open_issue"]
 
 GITHUB_API = "https://api.github.com"
-
-
-class PostmortemIssueError(Exception):
-    """GitHub refused (bad token, no such repository, no permission) or was unreachable."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,7 @@ class Metrics:
 
     def skip(self, check: str, kind: str, ticks: int) -> None:
         """Counts ticks a check skipped because a run overran."""
-        self.series.get(check, kind).skipped += ticks
+        self.series.skip(check, kind, ticks)
 
     async def render(self) -> AsyncIterator[bytes]:
         """The whole exposition: this registry's metrics, then every check's series."""

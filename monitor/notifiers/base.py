@@ -22,7 +22,9 @@ import aiohttp
 from pydantic import AfterValidator, SecretStr
 from yarl import URL
 
+from monitor.core.clock import Clock, SystemClock
 from monitor.core.configtypes import PositiveDuration, StrictModel
+from monitor.core.errors import NotifierError
 from monitor.core.model import Severity
 from monitor.core.redact import redact_text
 from monitor.core.retryafter import parse_retry_after, retry_after
@@ -97,21 +99,6 @@ class Notification:
     created_at: datetime
 
 
-class NotifierError(Exception):
-    """A delivery failed. `retryable` False means retrying cannot help (a 4xx, a refusal).
-
-    `retry_after_s` is the least wait the channel asked for (429 `Retry-After`). The
-    message names the notifier and the channel's own error text, never a URL or secret.
-    """
-
-    def __init__(
-        self, message: str, *, retryable: bool, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
-
-
 class KeyValue(Protocol):
     """Durable notifier state (the store): e.g. the Slack thread of an incident."""
 
@@ -154,6 +141,9 @@ class NotifierContext:
 
     session: aiohttp.ClientSession
     state: KeyValue | None = None
+    # The local time where a channel's answer needs it (a `Retry-After` date from a
+    # server that sent no `Date`).
+    clock: Clock = field(default_factory=SystemClock, compare=False)
 
 
 C = TypeVar("C", bound=NotifierConfigBase)
@@ -193,6 +183,10 @@ class Notifier(ABC, Generic[C]):
     @state.setter
     def state(self, value: KeyValue | None) -> None:
         self.ctx.state = value
+
+    @property
+    def clock(self) -> Clock:
+        return self.ctx.clock
 
     @abstractmethod
     def build_payload(self, n: Notification) -> dict[str, Any]:
@@ -272,8 +266,9 @@ def _body_retry_after(text: str) -> float | None:
 
 
 def http_error(
-    what: str, status: int, headers: Mapping[str, str], text: str, secrets: Iterable[str] = ()
-) -> NotifierError | None:
+    what: str, status: int, headers: Mapping[str, str], text: str, secrets: Iterable[str] = (),
+    *, clock: Clock | None = None,
+) -> NotifierError | None:  # fmt: skip
     """Classifies an HTTP answer. None for 2xx. 429 is retryable after `Retry-After`
     (seconds or an HTTP date) or a JSON `retry_after`; 5xx is retryable; any other
     status is permanent. The message carries the answer's error text, redacted."""
@@ -282,7 +277,8 @@ def http_error(
     short = redact(" ".join(text.split()), secrets)[:300]
     message = f"{what} answered {status}" + (f": {short}" if short else "")
     if status == 429:
-        wait = retry_after(headers)  # any header case; an HTTP-date against the server's Date
+        # any header case; an HTTP-date against the server's Date (else `clock`'s time)
+        wait = retry_after(headers, clock=clock)
         if wait is None:
             wait = _body_retry_after(text)
         return NotifierError(message, retryable=True, retry_after_s=wait)
@@ -299,6 +295,7 @@ async def post(
     headers: Mapping[str, str] | None = None,
     secrets: Iterable[str] = (),
     timeout_s: float = 15.0,
+    clock: Clock | None = None,
 ) -> str:
     """POSTs `json_body` (or the raw `data`) and returns the answer's text (its first
     64 KiB) when the status is 2xx.
@@ -318,7 +315,7 @@ async def post(
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
             text = (await resp.content.read(65536)).decode("utf-8", "replace")
-            error = http_error(what, resp.status, resp.headers, text, hidden)
+            error = http_error(what, resp.status, resp.headers, text, hidden, clock=clock)
     except TimeoutError as exc:
         raise NotifierError(f"{what}: no answer within {timeout_s:g}s", retryable=True) from exc
     except (aiohttp.ClientError, OSError) as exc:

@@ -88,4 +88,4 @@ class DiscordNotifier(Notifier[DiscordConfig]):
         # `wait=true`: a 200 with the message once it is posted, not a 204 before.
         url = URL(self.config.url.get_secret_value()).update_query(wait="true")
         await post(self.session, f"Discord ({self.name})", str(url),
-                   json_body=self.build_payload(n), secrets=self.secrets)  # fmt: skip
+                   json_body=self.build_payload(n), secrets=self.secrets, clock=self.clock)  # fmt: skip

@@ -137,7 +137,8 @@ class PagerDutyNotifier(Notifier[PagerDutyConfig]):
         secrets = (*self.secrets, *personal, *used)
         for key in keys:
             await post(self.session, f"PagerDuty ({self.name})", self.config.url,
-                       json_body={**body, "routing_key": key}, secrets=secrets)  # fmt: skip
+                       json_body={**body, "routing_key": key}, secrets=secrets,
+                       clock=self.clock)  # fmt: skip
         new = [k for k in keys if k not in used]
         if body["event_action"] == "trigger" and new and state_key and self.state is not None:
             await self.state.kv_set(state_key, json.dumps([*used, *new]))

@@ -117,7 +117,7 @@ class SlackNotifier(Notifier[SlackConfig]):
         what = f"Slack ({self.name})"
         answer = await post(
             self.session, what, self.config.url.get_secret_value(),
-            json_body=self.build_payload(n), secrets=self.secrets,
+            json_body=self.build_payload(n), secrets=self.secrets, clock=self.clock,
         )  # fmt: skip
         # A 2xx whose body is not `ok` was not posted (a proxy's page, a changed API).
         if answer.strip() != "ok":

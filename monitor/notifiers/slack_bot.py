@@ -126,6 +126,7 @@ class SlackBotNotifier(Notifier[SlackBotConfig]):
         text = await post(
             self.session, what, f"{self.config.api_url.rstrip('/')}/{method}",
             data=json.dumps(body).encode(), headers=headers, secrets=self.secrets,
+            clock=self.clock,
         )  # fmt: skip
         try:
             answer = json.loads(text)

@@ -97,4 +97,4 @@ class WebhookNotifier(Notifier[WebhookConfig]):
         # Header values may hold a token (Authorization): they are secrets too.
         secrets = (*self.secrets, *self.config.headers.values())
         await post(self.session, f"webhook ({self.name})", self.config.url.get_secret_value(),
-                   data=raw, headers=headers, secrets=secrets)  # fmt: skip
+                   data=raw, headers=headers, secrets=secrets, clock=self.clock)  # fmt: skip

@@ -34,7 +34,8 @@ from datetime import datetime, timedelta
 import structlog
 
 from monitor.core.clock import Clock, sleep_or_wake
-from monitor.core.model import OutboxItem
+from monitor.core.errors import MonitorError, NotifierError
+from monitor.core.model import OutboxItem, OutboxStatus
 from monitor.metrics.exporter import Metrics
 from monitor.store import Store
 
@@ -43,8 +44,9 @@ __all__ = ["DEFAULT_ALERT_AFTER", "DEFAULT_GIVE_UP_AFTER", "Deliver", "Outbox", 
 log = structlog.stdlib.get_logger(__name__)
 
 # Sends one notification (the outbox payload) through the named notifier. Raising
-# marks a failed attempt; an exception with `retryable = False` is permanent, and
-# `retry_after_s` (when set) is the least wait before the next attempt.
+# marks a failed attempt; a `MonitorError` whose type says `retryable = False` is
+# permanent, and a `NotifierError`'s `retry_after_s` (when set) is the least wait before
+# the next attempt.
 Deliver = Callable[[str, str], Awaitable[None]]
 DeadLetter = Callable[[OutboxItem, str], Awaitable[None]]
 Outage = Callable[[str, str], Awaitable[None]]
@@ -195,7 +197,9 @@ class Outbox:
             return
         finally:
             self.in_flight.discard(item.id)
-        sent = replace(item, status="sent", attempts=item.attempts + 1, sent_at=now, last_error="")
+        sent = replace(
+            item, status=OutboxStatus.SENT, attempts=item.attempts + 1, sent_at=now, last_error=""
+        )
         await self.store.update_notification(sent)
         self.metrics.notifications.labels(item.notifier, "sent").inc()
         self.metrics.delivery_latency.labels(item.notifier).observe(
@@ -211,7 +215,9 @@ class Outbox:
 
     async def _failed(self, item: OutboxItem, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
-        retryable = bool(getattr(exc, "retryable", True))  # timeouts and unknown errors retry
+        # The error's type says whether trying again can help; timeouts and unknown errors
+        # (not a MonitorError) retry.
+        retryable = exc.retryable if isinstance(exc, MonitorError) else True
         attempts = item.attempts + 1
         now = self.clock.now()
         give_up_at = item.created_at + self.give_up_after.get(item.notifier, DEFAULT_GIVE_UP_AFTER)
@@ -222,12 +228,13 @@ class Outbox:
                 else f"undelivered after {_span(now - item.created_at)}: {message}"
             )
             await self._dead(
-                replace(item, status="failed", attempts=attempts, last_error=message), reason
+                replace(item, status=OutboxStatus.FAILED, attempts=attempts, last_error=message),
+                reason,
             )
             return
         backoff = min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempts - 1))
         backoff *= 0.5 + self.rng.random() / 2  # jitter: retries of many items do not align
-        retry_after = getattr(exc, "retry_after_s", None)
+        retry_after = exc.retry_after_s if isinstance(exc, NotifierError) else None
         if isinstance(retry_after, int | float) and retry_after > 0:
             # The channel asked the whole notifier to wait, not only this message.
             until = now + timedelta(seconds=float(retry_after))

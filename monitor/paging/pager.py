@@ -20,7 +20,16 @@ from datetime import datetime, timedelta
 import structlog
 
 from monitor.core.clock import Clock, sleep_or_wake
-from monitor.core.model import EscalationState, Incident, IncidentStatus, OutboxItem, Severity
+from monitor.core.model import (
+    EscalationMode,
+    EscalationState,
+    Incident,
+    IncidentEvent,
+    IncidentStatus,
+    OutboxItem,
+    OutboxStatus,
+    Severity,
+)
 from monitor.core.redact import redact_text
 from monitor.incidents.manager import HEALTH_SOURCE, IncidentManager
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
@@ -39,6 +48,11 @@ _REVERTIBLE = (Severity.P0, Severity.P1)  # pages that say what reverting means
 # they are not in `page_via`; every notifier in `page_via` follows the incidents it pages.
 LIFECYCLE_TYPES = frozenset({"pagerduty", "slack_bot"})
 
+# Changes that start an escalation when none runs and the incident should page.
+_STARTS = frozenset({
+    IncidentEvent.OPENED, IncidentEvent.TRIAGED, IncidentEvent.SEVERITY_SET,
+    IncidentEvent.SEVERITY_RAISED, IncidentEvent.UNSUPPRESSED, IncidentEvent.RETRIGGERED,
+})  # fmt: skip
 # What a page superseded by an acknowledgement (or a resolve) was: messages to a person.
 _PAGES = frozenset({NotificationEvent.TRIGGER, NotificationEvent.REASSIGN})
 
@@ -68,7 +82,7 @@ def from_payload(payload: str) -> Notification:
 @dataclass(frozen=True, slots=True)
 class _Change:
     incident: Incident
-    event: str
+    event: IncidentEvent
     actor: str
 
 
@@ -104,7 +118,7 @@ class Pager:
     def page_via(self) -> list[str]:
         return page_notifiers(self.config, list(self.notifier_types))
 
-    async def _heard(self, incident: Incident, event: str, actor: str) -> None:
+    async def _heard(self, incident: Incident, event: IncidentEvent, actor: str) -> None:
         self._changes.put_nowait(_Change(incident, event, actor))
         self._wake.set()
 
@@ -180,23 +194,16 @@ class Pager:
 
     async def _handle(self, change: _Change) -> None:
         incident, event = change.incident, change.event
-        if event in (
-            "opened",
-            "triaged",
-            "severity_set",
-            "severity_raised",
-            "unsuppressed",
-            "retriggered",
-        ):
+        if event in _STARTS:
             if incident.id not in self._states and self._should_page(incident):
                 await self._start(incident, self.clock.now())
-        elif event == "reopened":
+        elif event is IncidentEvent.REOPENED:
             await self._post(
                 incident, NotificationEvent.TRIGGER, f"reopened: {incident.message}", "reopened"
             )
-        elif event == "suppressed":
+        elif event is IncidentEvent.SUPPRESSED:
             await self._stop(incident.id)
-        elif event == "acknowledged":
+        elif event is IncidentEvent.ACKNOWLEDGED:
             await self._stop(incident.id)
             await self._wait_for_ack(incident, self.clock.now())
             await self._post(
@@ -206,7 +213,7 @@ class Pager:
                 "acknowledged",
                 change.actor,
             )
-        elif event == "resolved":
+        elif event is IncidentEvent.RESOLVED:
             await self._stop(incident.id)
             await self._post(
                 incident,
@@ -215,7 +222,7 @@ class Pager:
                 "resolved",
                 change.actor,
             )
-        elif event == "assigned" and incident.assignee:
+        elif event is IncidentEvent.ASSIGNED and incident.assignee:
             await self._reassigned(incident, change.actor)
 
     async def _handoff(self, now: datetime) -> None:
@@ -253,8 +260,9 @@ class Pager:
         if chosen is None:
             return
         name, policy = chosen
-        frozen = json.dumps({"epoch": int(at.timestamp()), **json.loads(freeze(name, policy))})
-        state = EscalationState(incident.id, frozen, 0, 0, at)
+        state = EscalationState(
+            incident.id, freeze(name, policy), 0, 0, at, epoch=int(at.timestamp())
+        )
         self._states[incident.id] = state
         await self.store.commit_escalation(incident.id, state, [])
         log.info("escalation_started", incident_id=incident.id, policy=name)
@@ -271,8 +279,10 @@ class Pager:
         chosen = self._policy(incident)
         if chosen is None:
             return
-        frozen = json.dumps({"epoch": int(acked_at.timestamp()), **json.loads(freeze(*chosen))})
-        state = EscalationState(incident.id, frozen, 0, 0, acked_at + timeout, mode="acknowledged")
+        state = EscalationState(
+            incident.id, freeze(*chosen), 0, 0, acked_at + timeout,
+            mode=EscalationMode.ACKNOWLEDGED, epoch=int(acked_at.timestamp()),
+        )  # fmt: skip
         self._states[incident.id] = state
         await self.store.commit_escalation(incident.id, state, [])
 
@@ -282,7 +292,7 @@ class Pager:
             await self._stop(incident_id)
             return
         _, policy = thaw(state.policy)
-        if state.mode == "acknowledged":
+        if state.mode is EscalationMode.ACKNOWLEDGED:
             # Acknowledged, not resolved, for ack_timeout: paging starts again.
             await self._stop(incident_id)
             after = self.config.ack_timeout
@@ -292,7 +302,7 @@ class Pager:
             )
             return
         actions, following = due_actions(state, policy, now)
-        epoch = json.loads(state.policy)["epoch"]
+        epoch = state.epoch
         items: list[OutboxItem] = []
         notes: list[str] = []
         for action in actions:
@@ -412,7 +422,7 @@ class Pager:
             n = self._notification(incident, event, base, (), body, actor)
             items.append(self._item(f"{base}:{target}", target, n))
         if superseded:
-            await self.store.settle_notifications(superseded, "superseded", items)
+            await self.store.settle_notifications(superseded, OutboxStatus.SUPERSEDED, items)
             self.outbox.wake(targets)
             await self.outbox.export_depth()
             log.info("pages_superseded", incident_id=incident.id, count=len(superseded))

@@ -7,23 +7,19 @@ from datetime import datetime
 from typing import Protocol
 
 from monitor.core.alertstate import CheckState
+from monitor.core.errors import StoreError
 from monitor.core.model import (
     EscalationState,
     Incident,
     IncidentStatus,
     OutboxItem,
+    OutboxStatus,
     Severity,
     Silence,
     TimelineEntry,
 )
 
 __all__ = ["Store", "StoreError"]
-
-
-class StoreError(Exception):
-    """Raised when storage fails: the file cannot be opened or written (disk full, corrupt
-    file, newer schema), a second open incident for one key, a store used after `close()`.
-    A caller's bug (a naive datetime, timeline data that is not JSON) raises as itself."""
 
 
 class Store(Protocol):
@@ -131,7 +127,7 @@ class Store(Protocol):
         ...
 
     async def settle_notifications(
-        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+        self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
     ) -> None:
         """In one transaction: gives the notifications `ids` that are still pending the
         final `status` (e.g. `superseded`) and enqueues `items` (keys present skipped)."""

@@ -31,17 +31,20 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from monitor.core.alertstate import AlertState, CheckState
+from monitor.core.errors import StoreError
 from monitor.core.model import (
+    EscalationMode,
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
+    OutboxStatus,
     Severity,
     Silence,
     TimelineEntry,
 )
 from monitor.store import public_dsn
-from monitor.store.base import StoreError
 from monitor.store.sqlite import _data_json, _matchers_json
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
@@ -121,7 +124,8 @@ MIGRATIONS: tuple[str, ...] = (
         step integer NOT NULL,
         pass_no integer NOT NULL,
         next_at timestamptz NOT NULL,
-        mode text NOT NULL
+        mode text NOT NULL,
+        epoch bigint NOT NULL DEFAULT 0
     );
     -- The payload stays text: it is the notifier's exact request body, byte for byte.
     CREATE TABLE outbox (
@@ -388,7 +392,7 @@ class PostgresStore:
             rows = await cur.fetchall()
         return [
             EscalationState(int(r["incident_id"]), r["policy"], r["step"], r["pass_no"],
-                            _utc(r["next_at"]), r["mode"])
+                            _utc(r["next_at"]), EscalationMode(r["mode"]), int(r["epoch"]))
             for r in rows
         ]  # fmt: skip
 
@@ -401,12 +405,13 @@ class PostgresStore:
                 await cur.execute("DELETE FROM escalations WHERE incident_id = %s", (incident_id,))
             else:
                 await cur.execute(
-                    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (incident_id) DO UPDATE SET"
-                    " policy = excluded.policy, step = excluded.step, pass_no = excluded.pass_no,"
-                    " next_at = excluded.next_at, mode = excluded.mode",
+                    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode,"
+                    " epoch) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (incident_id)"
+                    " DO UPDATE SET policy = excluded.policy, step = excluded.step,"
+                    " pass_no = excluded.pass_no, next_at = excluded.next_at,"
+                    " mode = excluded.mode, epoch = excluded.epoch",
                     (incident_id, state.policy, state.step, state.pass_no, _ts(state.next_at),
-                     _v(state.mode)),
+                     EscalationMode(state.mode).value, state.epoch),
                 )  # fmt: skip
             await _insert_items(cur, rows)
 
@@ -446,18 +451,18 @@ class PostgresStore:
         return [_item(r) for r in rows]
 
     async def settle_notifications(
-        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+        self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
     ) -> None:
         rows = _item_rows(items)
         async with self._tx("cannot settle notifications") as cur:
             await cur.execute(
                 "UPDATE outbox SET status = %s WHERE id = ANY(%s) AND status = 'pending'",
-                (_v(status), list(ids)),
+                (OutboxStatus(status).value, list(ids)),
             )
             await _insert_items(cur, rows)
 
     async def update_notification(self, item: OutboxItem) -> None:
-        params = (item.attempts, _v(item.status), _ts(item.next_attempt_at),
+        params = (item.attempts, OutboxStatus(item.status).value, _ts(item.next_attempt_at),
                   _opt_ts(item.sent_at), item.last_error, item.id)  # fmt: skip
         async with self._tx("cannot update a notification") as cur:
             await cur.execute(
@@ -644,7 +649,7 @@ def _incident_params(i: Incident) -> dict[str, object]:
         "opened_at": _ts(i.opened_at),
         "updated_at": _ts(i.updated_at),
         "check_name": i.check,
-        "source": _v(i.source),
+        "source": IncidentSource(i.source).value,
         "acknowledged_at": _opt_ts(i.acknowledged_at),
         "resolved_at": _opt_ts(i.resolved_at),
         "assignee": i.assignee,
@@ -670,7 +675,7 @@ def _incident(row: DictRow) -> Incident:
         opened_at=_utc(row["opened_at"]),
         updated_at=_utc(row["updated_at"]),
         check=row["check_name"],
-        source=row["source"],
+        source=IncidentSource(row["source"]),
         acknowledged_at=_opt_utc(row["acknowledged_at"]),
         resolved_at=_opt_utc(row["resolved_at"]),
         assignee=row["assignee"],
@@ -732,7 +737,7 @@ def _silence(row: DictRow) -> Silence:
 
 def _item_rows(items: Sequence[OutboxItem]) -> list[tuple[Any, ...]]:
     return [(i.key, i.notifier, i.payload, _ts(i.created_at), _ts(i.next_attempt_at), i.attempts,
-             _v(i.status), _opt_ts(i.sent_at), i.last_error) for i in items]  # fmt: skip
+             OutboxStatus(i.status).value, _opt_ts(i.sent_at), i.last_error) for i in items]  # fmt: skip
 
 
 async def _insert_items(cur: psycopg.AsyncCursor[DictRow], rows: list[tuple[Any, ...]]) -> None:
@@ -750,6 +755,7 @@ def _item(row: DictRow) -> OutboxItem:
     return OutboxItem(
         id=int(row["id"]), key=row["key"], notifier=row["notifier"], payload=row["payload"],
         created_at=_utc(row["created_at"]), next_attempt_at=_utc(row["next_attempt_at"]),
-        attempts=row["attempts"], status=row["status"], sent_at=_opt_utc(row["sent_at"]),
+        attempts=row["attempts"], status=OutboxStatus(row["status"]),
+        sent_at=_opt_utc(row["sent_at"]),
         last_error=row["last_error"],
     )  # fmt: skip

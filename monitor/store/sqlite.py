@@ -19,10 +19,13 @@ from typing import Any
 
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import (
+    EscalationMode,
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
+    OutboxStatus,
     Severity,
     Silence,
     TimelineEntry,
@@ -136,6 +139,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE check_states ADD COLUMN cause TEXT;
     ALTER TABLE timeline ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE timeline ADD COLUMN last_at TEXT;
+    """,
+    # 6: an escalation's epoch as a column; before, it was a key of the policy's JSON.
+    """
+    ALTER TABLE escalations ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    UPDATE escalations SET epoch = CAST(json_extract(policy, '$.epoch') AS INTEGER)
+        WHERE json_valid(policy) AND json_type(policy, '$.epoch') = 'integer';
     """,
 )
 
@@ -340,7 +349,7 @@ class SqliteStore:
             rows = self._conn().execute("SELECT * FROM escalations ORDER BY incident_id").fetchall()
         return [
             EscalationState(r["incident_id"], r["policy"], r["step"], r["pass_no"],
-                            _time(r["next_at"]), r["mode"])
+                            _time(r["next_at"]), EscalationMode(r["mode"]), r["epoch"])
             for r in rows
         ]  # fmt: skip
 
@@ -352,12 +361,12 @@ class SqliteStore:
                 db.execute("DELETE FROM escalations WHERE incident_id = ?", (incident_id,))
             else:
                 db.execute(
-                    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET"
+                    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode,"
+                    " epoch) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET"
                     " policy = excluded.policy, step = excluded.step, pass_no = excluded.pass_no,"
-                    " next_at = excluded.next_at, mode = excluded.mode",
+                    " next_at = excluded.next_at, mode = excluded.mode, epoch = excluded.epoch",
                     (incident_id, state.policy, state.step, state.pass_no, _text(state.next_at),
-                     state.mode),
+                     EscalationMode(state.mode).value, state.epoch),
                 )  # fmt: skip
             _insert_items(db, items)
 
@@ -404,12 +413,12 @@ class SqliteStore:
         return [_item(r) for r in rows]
 
     async def settle_notifications(
-        self, ids: Sequence[int], status: str, items: Sequence[OutboxItem]
+        self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
     ) -> None:
         with self._write("cannot settle notifications") as db:
             db.executemany(
                 "UPDATE outbox SET status = ? WHERE id = ? AND status = 'pending'",
-                [(status, i) for i in ids],
+                [(OutboxStatus(status).value, i) for i in ids],
             )
             _insert_items(db, items)
 
@@ -418,7 +427,8 @@ class SqliteStore:
             db.execute(
                 "UPDATE outbox SET attempts = ?, status = ?, next_attempt_at = ?, sent_at = ?,"
                 " last_error = ? WHERE id = ?",
-                (item.attempts, item.status, _text(item.next_attempt_at), _opt_text(item.sent_at),
+                (item.attempts, OutboxStatus(item.status).value, _text(item.next_attempt_at),
+                 _opt_text(item.sent_at),
                  item.last_error, item.id),
             )  # fmt: skip
 
@@ -683,7 +693,7 @@ def _incident_params(i: Incident) -> dict[str, object]:
         "opened_at": _text(i.opened_at),
         "updated_at": _text(i.updated_at),
         "check_name": i.check,
-        "source": i.source,
+        "source": IncidentSource(i.source).value,
         "acknowledged_at": _opt_text(i.acknowledged_at),
         "resolved_at": _opt_text(i.resolved_at),
         "assignee": i.assignee,
@@ -709,7 +719,7 @@ def _incident(row: sqlite3.Row) -> Incident:
         opened_at=_time(row["opened_at"]),
         updated_at=_time(row["updated_at"]),
         check=row["check_name"],
-        source=row["source"],
+        source=IncidentSource(row["source"]),
         acknowledged_at=_opt_time(row["acknowledged_at"]),
         resolved_at=_opt_time(row["resolved_at"]),
         assignee=row["assignee"],
@@ -785,7 +795,7 @@ def _insert_items(db: sqlite3.Connection, items: Sequence[OutboxItem]) -> None:
         "INSERT OR IGNORE INTO outbox (key, notifier, payload, created_at, next_attempt_at,"
         " attempts, status, sent_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(i.key, i.notifier, i.payload, _text(i.created_at), _text(i.next_attempt_at), i.attempts,
-          i.status, _opt_text(i.sent_at), i.last_error) for i in items],
+          OutboxStatus(i.status).value, _opt_text(i.sent_at), i.last_error) for i in items],
     )  # fmt: skip
 
 
@@ -793,6 +803,6 @@ def _item(row: sqlite3.Row) -> OutboxItem:
     return OutboxItem(
         id=row["id"], key=row["key"], notifier=row["notifier"], payload=row["payload"],
         created_at=_time(row["created_at"]), next_attempt_at=_time(row["next_attempt_at"]),
-        attempts=row["attempts"], status=row["status"], sent_at=_opt_time(row["sent_at"]),
+        attempts=row["attempts"], status=OutboxStatus(row["status"]), sent_at=_opt_time(row["sent_at"]),
         last_error=row["last_error"],
     )  # fmt: skip

@@ -128,7 +128,7 @@ def check_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> None:
 class Route:
     method: Literal["GET", "POST", "DELETE"]
     path: str
-    operation: str  # the handler's name in monitor/web/api.py
+    operation: str  # the handler's name in its resource module (web.incidents, …)
     summary: str
     body: type[BaseModel] | None = None
     write: bool = False  # needs the bearer token

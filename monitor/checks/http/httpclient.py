@@ -25,6 +25,11 @@ def default_user_agent() -> str:
 class PhaseTimer:
     """Seconds spent per phase of one logical request, summed over redirect hops.
 
+    It reads `time.perf_counter()`, not the injected clock, on purpose: it measures how
+    long the process spent in each phase of real I/O (sub-millisecond splits reported as
+    facts, never judged by a rule), which only a high-resolution process counter can.
+    Nothing here reads the wall clock.
+
     Used as `with timer:` around the request, which starts the clock. `first_byte` is
     all the time up to the final response's headers that was not spent resolving,
     connecting or in TLS: the waits for every hop's response. `stage` names where the

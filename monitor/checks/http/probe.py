@@ -34,9 +34,10 @@ from typing import Any, cast
 import httptools
 from yarl import URL
 
+from monitor.checks.failures import certificate_rejected, handshake_failed, os_failure, os_reason
 from monitor.checks.http.httpclient import PhaseTimer
+from monitor.core.errors import ProbeError
 from monitor.core.model import FailureKind
-from monitor.core.resources import is_resource_error
 
 try:  # decoding br is an optional extra; 1.2 bounds the output of each step
     import brotli
@@ -62,15 +63,6 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # not sent to another origin: credentials, and a Host header meant for the first one
 _ORIGIN_BOUND = ("authorization", "cookie", "proxy-authorization", "host")
 ACCEPT_ENCODING = "gzip, deflate, br" if brotli is not None else "gzip, deflate"
-
-
-class ProbeError(Exception):
-    """A request that produced no response to judge: what failed, in words."""
-
-    def __init__(self, failure: FailureKind, message: str) -> None:
-        super().__init__(message)
-        self.failure = failure
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -832,22 +824,14 @@ class Prober:
                 sock.close()
                 raise
         except ssl.SSLCertVerificationError as exc:
-            reason = exc.verify_message or str(exc)
-            raise ProbeError(
-                FailureKind.TLS, f"TLS certificate of {host} rejected: {reason}"
-            ) from None
+            raise ProbeError(*certificate_rejected(host, exc.verify_message or str(exc))) from None
         except ssl.SSLError as exc:
-            raise ProbeError(
-                FailureKind.TLS, f"TLS handshake with {host} failed: {_reason(exc)}"
-            ) from None
+            raise ProbeError(*handshake_failed(host, os_reason(exc))) from None
         except OSError as exc:
-            kind = FailureKind.MONITOR_RESOURCES if is_resource_error(exc) else FailureKind.CONNECT
-            raise ProbeError(kind, f"could not connect to {host}:{port}: {_reason(exc)}") from None
+            raise ProbeError(
+                os_failure(exc), f"could not connect to {host}:{port}: {os_reason(exc)}"
+            ) from None
         return transport
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _not_after(cert: dict[str, Any] | None) -> datetime | None:
@@ -937,7 +921,7 @@ async def _resolve(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_ADDRCONFIG
         )
     except OSError as exc:
-        raise ProbeError(FailureKind.DNS, f"could not resolve {host}: {_reason(exc)}") from None
+        raise ProbeError(FailureKind.DNS, f"could not resolve {host}: {os_reason(exc)}") from None
     except UnicodeError:  # a label IDNA cannot encode: empty, or over 63 characters
         raise ProbeError(
             FailureKind.DNS, f"could not resolve {host}: not a valid host name"
