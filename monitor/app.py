@@ -13,7 +13,6 @@ import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
 
 import aiohttp
 import structlog
@@ -26,20 +25,20 @@ from monitor.config.loader import MonitorConfig, load_config
 from monitor.core.clock import Clock, SystemClock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.errors import ConfigError
-from monitor.core.model import CheckResult, Incident, OutboxItem, Severity
+from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
 from monitor.engine.limits import Limiter
 from monitor.engine.pipeline import ResultHandler
 from monitor.engine.scheduler import CheckRunner, Scheduler
-from monitor.incidents.manager import IncidentError, IncidentManager
+from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
-from monitor.notifiers import NOTIFIERS
-from monitor.notifiers.base import Notification, NotificationEvent, NotifierConfigBase
+from monitor.notifiers.base import NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
-from monitor.paging.outbox import Outbox, incident_of
-from monitor.paging.pager import Pager, from_payload, to_payload
+from monitor.paging.delivery import Delivery
+from monitor.paging.outbox import Outbox
+from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.status import StatusView
@@ -136,12 +135,12 @@ class App:
             session = await stack.enter_async_context(make_session(config.daemon.user_agent))
             incident_api = IncidentApi(
                 self.incidents, self.silences, self.clock, config.api.write_token,
-                runbook_of=lambda i: self.config.runbook_for(i.check, i.rule),
+                runbook_of=self._runbook_of,
             )  # fmt: skip
             status = StatusView(
                 title=config.daemon.status_title, clock=self.clock,
                 checks=lambda: self.config.enabled_checks, results=self.results,
-                incidents=self.incidents, runbook_of=lambda i: self.config.runbook_for(i.check, i.rule),
+                incidents=self.incidents, runbook_of=self._runbook_of,
             )  # fmt: skip
             app = build_app(self.metrics, lambda: self._ready, incident_api, status)
             self.outbox, self.pager = self._paging(config, session)
@@ -212,81 +211,17 @@ class App:
         configs: dict[str, NotifierConfigBase] = dict(config.notifiers) or {
             "console": ConsoleConfig(type="console")
         }
-        notifiers = {name: NOTIFIERS[c.type](name, c, session) for name, c in configs.items()}
-        for notifier in notifiers.values():
-            notifier.state = self.store  # e.g. the Slack thread of each incident
-
-        async def deliver(name: str, payload: str) -> None:
-            await notifiers[name].send(from_payload(payload))
-
-        async def alert(
-            key: str, event: NotificationEvent, notifier: str, title: str, text: str
-        ) -> None:
-            # About the monitor itself: said on every channel but the one concerned.
-            now = self.clock.now()
-            note = Notification(
-                idempotency_key=key, event=event, incident_id=None, dedup_key=f"monitor:{notifier}",
-                title=title, text=text, severity=Severity.P1, status=None, check=None, created_at=now,
-            )  # fmt: skip
-            await outbox.enqueue(
-                [
-                    OutboxItem(0, f"{key}:{o}", o, to_payload(note), now, now)
-                    for o in notifiers
-                    if o != notifier
-                ]
-            )
-
-        async def outage(notifier: str, reason: str) -> None:
-            # One alert per outage of a channel, however many messages it fails.
-            stamp = int(self.clock.now().timestamp())
-            await alert(f"alert:{notifier}:{stamp}", NotificationEvent.MONITOR_ALERT, notifier,
-                  f"The monitor cannot deliver through {notifier}",
-                  f"Notifications through {notifier} fail ({reason}). They are kept and retried "
-                  "until they give up; check the channel and its configuration.")  # fmt: skip
-
-        async def recovered(notifier: str, since: datetime) -> None:
-            stamp = int(since.timestamp())
-            await alert(f"recovered:{notifier}:{stamp}", NotificationEvent.RESOLVE, notifier,
-                  f"The monitor delivers through {notifier} again",
-                  f"{notifier} delivers again (unreachable since {since:%Y-%m-%d %H:%M} UTC).")  # fmt: skip
-
-        async def dead_letter(item: OutboxItem, reason: str) -> None:
-            incident = incident_of(item.key)
-            if incident is None:
-                return
-            try:
-                what = from_payload(item.payload)
-                whom = ", ".join(r.name for r in what.recipients)
-                label = f"{what.event.value}{f' to {whom}' if whom else ''}"
-            except (ValueError, KeyError, TypeError):
-                label = "a notification"
-            with contextlib.suppress(IncidentError):  # an incident that is gone: nothing to tell
-                await self.incidents.note(
-                    incident, "dead_letter", f"not delivered via {item.notifier}: {label}, {reason}"
-                )
-
-        outbox = Outbox(
-            self.store,
-            self.clock,
-            self.metrics,
-            deliver,
-            list(notifiers),
-            on_dead_letter=dead_letter,
-            on_outage=outage,
-            on_recovered=recovered,
-            give_up_after={name: c.give_up_after for name, c in configs.items()},
-            alert_after={name: c.alert_after for name, c in configs.items()},
-        )
-
-        def runbook_of(incident: Incident) -> str | None:
-            return self.config.runbook_for(incident.check, incident.rule)
-
+        delivery = Delivery(configs, session, self.store, self.clock, self.metrics, self.incidents)
         pager = Pager(
-            self.store, self.clock, self.incidents, outbox, config.escalation, config.oncall,
-            {name: c.type for name, c in configs.items()}, runbook_of,
+            self.store, self.clock, self.incidents, delivery.outbox, config.escalation,
+            config.oncall, delivery.types, self._runbook_of,
             drill_duration=config.incidents.drill_duration,
         )  # fmt: skip
-        return outbox, pager
+        return delivery.outbox, pager
+
+    def _runbook_of(self, incident: Incident) -> str | None:
+        """The runbook of an incident under the running config (it follows reloads)."""
+        return self.config.runbook_for(incident.check, incident.rule)
 
     def _install_signals(self, stack: contextlib.AsyncExitStack) -> None:
         loop = asyncio.get_running_loop()

@@ -5,10 +5,24 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-__all__ = ["FakeClock", "settle"]
+from monitor.core.alertstate import CheckState
+from monitor.core.model import (
+    EscalationState,
+    Incident,
+    IncidentStatus,
+    OutboxItem,
+    OutboxStatus,
+    Severity,
+    Silence,
+    TimelineEntry,
+)
+from monitor.store import StoreError
+
+__all__ = ["FakeClock", "MemoryStore", "settle"]
 
 
 async def settle(rounds: int = 50) -> None:
@@ -55,74 +69,107 @@ class FakeClock:
 
 
 class MemoryStore:
-    """A `Store` in memory, for logic tests (the SQLite one is tested on its own)."""
+    """A `Store` in memory, for logic tests. It keeps the contract the SQLite store keeps
+    (`tests/test_store_contract.py`): one open incident per key, timeline entries filed
+    under their incident, nothing once closed."""
 
     def __init__(self) -> None:
-        from monitor.core.alertstate import CheckState
-        from monitor.core.model import Incident, Silence, TimelineEntry
-
         self.states: dict[str, CheckState] = {}
         self.incidents: dict[int, Incident] = {}
         self.entries: list[TimelineEntry] = []
         self.silences: dict[int, Silence] = {}
-        self.escalations: dict[int, Any] = {}
-        self.outbox: dict[int, Any] = {}
+        self.escalations: dict[int, EscalationState] = {}
+        self.outbox: dict[int, OutboxItem] = {}
         self.kv: dict[str, str] = {}
         self._ids = itertools.count(1)
+        self._closed = False
+
+    def _live(self) -> None:
+        if self._closed:
+            raise StoreError("memory store is closed")
 
     async def open(self) -> None:
-        return None
+        self._live()
 
     async def close(self) -> None:
-        return None
+        self._closed = True
 
-    async def load_check_states(self):
+    async def load_check_states(self) -> dict[str, CheckState]:
+        self._live()
         return dict(self.states)
 
-    async def save_check_state(self, check, state) -> None:
+    async def save_check_state(self, check: str, state: CheckState) -> None:
+        self._live()
         self.states[check] = state
 
-    async def delete_check_states(self, checks) -> None:
+    async def delete_check_states(self, checks: Iterable[str]) -> None:
+        self._live()
         for check in checks:
             self.states.pop(check, None)
 
-    async def create_incident(self, incident, entries):
-        from dataclasses import replace
+    def _one_open(self, incident: Incident) -> None:
+        """An open incident may not join another open one of its key (SQLite's index)."""
+        if incident.is_open and any(
+            i.key == incident.key and i.is_open and i.id != incident.id
+            for i in self.incidents.values()
+        ):
+            raise StoreError(f"an incident for {incident.key!r} is already open")
 
+    async def create_incident(
+        self, incident: Incident, entries: Sequence[TimelineEntry]
+    ) -> Incident:
+        self._live()
         new = replace(incident, id=next(self._ids))
+        self._one_open(new)
         self.incidents[new.id] = new
         self.entries += [replace(e, incident_id=new.id) for e in entries]
         return new
 
-    async def update_incident(self, incident, entries) -> None:
-        assert incident.id in self.incidents
+    async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
+        self._live()
+        if incident.id not in self.incidents:
+            raise StoreError(f"no incident {incident.id} to update")
+        self._one_open(incident)
         self.incidents[incident.id] = incident
-        self.entries += list(entries)
+        self.entries += [replace(e, incident_id=incident.id) for e in entries]
 
-    async def get_incident(self, incident_id):
+    async def get_incident(self, incident_id: int) -> Incident | None:
+        self._live()
         return self.incidents.get(incident_id)
 
-    async def open_incident(self, key):
+    async def open_incident(self, key: str) -> Incident | None:
+        self._live()
         return next((i for i in self.incidents.values() if i.key == key and i.is_open), None)
 
-    async def latest_incident(self, key):
+    async def latest_incident(self, key: str) -> Incident | None:
+        self._live()
         found = [i for i in self.incidents.values() if i.key == key]
         return max(found, key=lambda i: (i.opened_at, i.id)) if found else None
 
-    async def list_incidents(self, *, statuses=None, severities=None, limit=100):
+    async def list_incidents(
+        self,
+        *,
+        statuses: Iterable[IncidentStatus] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        self._live()
+        wanted = None if statuses is None else set(statuses)
+        levels = None if severities is None else set(severities)
         found = [
             i for i in self.incidents.values()
-            if (statuses is None or i.status in set(statuses))
-            and (severities is None or i.severity in set(severities))
+            if (wanted is None or i.status in wanted) and (levels is None or i.severity in levels)
         ]  # fmt: skip
         return sorted(found, key=lambda i: (i.opened_at, i.id), reverse=True)[:limit]
 
-    async def timeline(self, incident_id):
+    async def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        self._live()
         return [e for e in self.entries if e.incident_id == incident_id]
 
-    async def repeat_entry(self, incident_id, events, at):
-        from dataclasses import replace
-
+    async def repeat_entry(
+        self, incident_id: int, events: Sequence[str], at: datetime
+    ) -> TimelineEntry | None:
+        self._live()
         for i in range(len(self.entries) - 1, -1, -1):
             e = self.entries[i]
             if e.incident_id == incident_id and e.event in events:
@@ -130,95 +177,103 @@ class MemoryStore:
                 return self.entries[i]
         return None
 
-    async def create_silence(self, silence):
-        from dataclasses import replace
-
+    async def create_silence(self, silence: Silence) -> Silence:
+        self._live()
         new = replace(silence, id=next(self._ids))
         self.silences[new.id] = new
         return new
 
-    async def list_silences(self, *, active_at=None):
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        self._live()
         return [s for s in self.silences.values() if active_at is None or s.active(active_at)]
 
-    async def expire_silence(self, silence_id, at):
-        from dataclasses import replace
-
+    async def expire_silence(self, silence_id: int, at: datetime) -> Silence | None:
+        self._live()
         if silence_id not in self.silences:
             return None
         self.silences[silence_id] = replace(self.silences[silence_id], expired_at=at)
         return self.silences[silence_id]
 
-    # escalations, outbox, kv
-    async def load_escalations(self):
+    async def load_escalations(self) -> list[EscalationState]:
+        self._live()
         return sorted(self.escalations.values(), key=lambda e: e.incident_id)
 
-    async def commit_escalation(self, incident_id, state, items) -> None:
-        escalations = self.escalations
+    async def commit_escalation(
+        self, incident_id: int, state: EscalationState | None, items: Sequence[OutboxItem]
+    ) -> None:
+        self._live()
         if state is None:
-            escalations.pop(incident_id, None)
+            self.escalations.pop(incident_id, None)
         else:
-            escalations[incident_id] = state
+            self.escalations[incident_id] = state
         await self.enqueue(items)
 
-    async def enqueue(self, items) -> None:
-        from dataclasses import replace
-
-        outbox = self.outbox
-        keys = {i.key for i in outbox.values()}
+    async def enqueue(self, items: Sequence[OutboxItem]) -> None:
+        self._live()
+        keys = {i.key for i in self.outbox.values()}
         for item in items:
             if item.key not in keys:
                 new = replace(item, id=next(self._ids))
-                outbox[new.id] = new
+                self.outbox[new.id] = new
                 keys.add(item.key)
 
-    async def due_notifications(self, notifier, now, limit):
-        outbox = self.outbox
+    async def due_notifications(self, notifier: str, now: datetime, limit: int) -> list[OutboxItem]:
+        self._live()
         due = [
-            i
-            for i in outbox.values()
-            if i.notifier == notifier and i.status == "pending" and i.next_attempt_at <= now
-        ]
+            i for i in self.outbox.values()
+            if i.notifier == notifier and i.status is OutboxStatus.PENDING and i.next_attempt_at <= now
+        ]  # fmt: skip
         return sorted(due, key=lambda i: (i.next_attempt_at, i.id))[:limit]
 
-    async def next_notification_at(self, notifier):
-        outbox = self.outbox
+    async def next_notification_at(self, notifier: str) -> datetime | None:
+        self._live()
         times = [
             i.next_attempt_at
-            for i in outbox.values()
-            if i.notifier == notifier and i.status == "pending"
+            for i in self.outbox.values()
+            if i.notifier == notifier and i.status is OutboxStatus.PENDING
         ]
         return min(times) if times else None
 
-    async def pending_notifications(self, notifier):
+    async def pending_notifications(self, notifier: str) -> list[OutboxItem]:
+        self._live()
         pending = [
-            i for i in self.outbox.values() if i.notifier == notifier and i.status == "pending"
+            i
+            for i in self.outbox.values()
+            if i.notifier == notifier and i.status is OutboxStatus.PENDING
         ]
         return sorted(pending, key=lambda i: i.id)
 
-    async def settle_notifications(self, ids, status, items) -> None:
-        from dataclasses import replace
-
+    async def settle_notifications(
+        self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
+    ) -> None:
+        self._live()
         for i in ids:
-            if (old := self.outbox.get(i)) is not None and old.status == "pending":
+            if (old := self.outbox.get(i)) is not None and old.status is OutboxStatus.PENDING:
                 self.outbox[i] = replace(old, status=status)
         await self.enqueue(items)
 
-    async def update_notification(self, item) -> None:
+    async def update_notification(self, item: OutboxItem) -> None:
+        self._live()
         self.outbox[item.id] = item
 
-    async def outbox_depth(self):
-        pending = [i for i in self.outbox.values() if i.status == "pending"]
+    async def outbox_depth(self) -> tuple[int, datetime | None]:
+        self._live()
+        pending = [i for i in self.outbox.values() if i.status is OutboxStatus.PENDING]
         return len(pending), min((i.created_at for i in pending), default=None)
 
-    async def kv_get(self, key):
+    async def kv_get(self, key: str) -> str | None:
+        self._live()
         return self.kv.get(key)
 
-    async def kv_delete(self, keys) -> None:
+    async def kv_delete(self, keys: Iterable[str]) -> None:
+        self._live()
         for key in keys:
             self.kv.pop(key, None)
 
-    async def kv_prefix(self, prefix):
+    async def kv_prefix(self, prefix: str) -> dict[str, str]:
+        self._live()
         return {k: v for k, v in self.kv.items() if k.startswith(prefix)}
 
-    async def kv_set(self, key, value) -> None:
+    async def kv_set(self, key: str, value: str) -> None:
+        self._live()
         self.kv[key] = value

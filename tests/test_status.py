@@ -9,9 +9,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.checks.http.check import HttpCheckConfig
 from monitor.config.loader import parse_config
+from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.configtypes import Defaults
 from monitor.core.model import CheckResult, FailureKind, Outcome
-from monitor.engine.history import RUNS, RunHistory
+from monitor.engine.history import RUNS, CheckReadings, RunHistory
 from monitor.engine.pipeline import ResultHandler
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.rules import SeverityRule
@@ -112,3 +113,34 @@ async def test_nothing_secret_on_the_page_or_in_the_json(aiohttp_client, view: S
 def test_title_is_configurable() -> None:
     cfg = parse_config('daemon: {status_title: "Wing assets"}\nchecks: []\n', "m.yaml", {})
     assert cfg.daemon.status_title == "Wing assets"
+
+
+class Readings:
+    """A `CheckReadings` that is no pipeline: the page needs the interface only."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.result = CheckResult(
+            "docs", "http", Outcome.DOWN, FailureKind.HTTP_STATUS, "503", clock.now(), 0.01
+        )
+
+    def state(self, check: str) -> CheckState | None:
+        return CheckState(AlertState.DOWN, self.result.started_at) if check == "docs" else None
+
+    def last_result(self, check: str) -> CheckResult | None:
+        return self.result if check == "docs" else None
+
+    def recent_runs(self, check: str) -> list[dict[str, object]]:
+        return [{"at": "2026-11-02T12:00:00+00:00", "outcome": "down", "duration_ms": 10.0}] * (
+            check == "docs"
+        )
+
+
+def test_the_page_reads_checks_through_the_read_interface(clock: FakeClock, metrics) -> None:
+    readings: CheckReadings = Readings(clock)
+    pipeline: CheckReadings = ResultHandler(metrics)  # the pipeline is one
+    assert pipeline.recent_runs("docs") == []
+    view = StatusView("t", clock, lambda: [config("docs"), config("website")], readings, None)
+    docs, website = view.snapshot()["assets"]
+    assert (docs["name"], docs["state"], docs["message"]) == ("docs", "down", "503")
+    assert docs["runs"] == readings.recent_runs("docs")
+    assert (website["state"], website["runs"], website["last_run"]) == ("unknown", [], None)

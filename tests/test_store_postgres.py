@@ -11,7 +11,7 @@ import json
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
@@ -31,7 +31,7 @@ from monitor.core.redact import forget_all, redact_text, remember_config
 from monitor.store import Store, StoreError, public_dsn, store_for
 from monitor.store.postgres import MIGRATIONS, PostgresStore
 from monitor.store.sqlite import SqliteStore
-from tests.postgres import TcpProxy, schema_dsn, server_dsn
+from tests.postgres import TcpProxy, server_dsn
 from tests.proc import Daemon, run_cli
 
 # The backend-neutral behaviour of the SQLite suite, run here on PostgreSQL. (Tests that
@@ -63,19 +63,6 @@ from tests.test_store import (  # noqa: F401  re-exported: pytest collects them 
     test_update_is_atomic,
     test_update_of_missing_incident_raises,
 )
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    with server_dsn() as dsn:
-        yield dsn
-
-
-@pytest.fixture
-def pg_dsn(pg_server: str) -> Iterator[str]:
-    """A DSN whose every table lands in a schema of its own, dropped afterwards."""
-    with schema_dsn(pg_server) as dsn:
-        yield dsn
 
 
 @pytest.fixture

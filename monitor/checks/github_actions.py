@@ -26,7 +26,7 @@ from pydantic import Field, SecretStr, field_validator
 from urllib3.util.retry import Retry
 from yarl import URL
 
-from monitor.checks.base import Check, CheckContext
+from monitor.checks.base import Check, CheckContext, LastGood, pick
 from monitor.checks.failures import not_json, requests_failure, status_failure
 from monitor.checks.http.httpclient import default_user_agent
 from monitor.checks.upstream import dig, parse_time, retry_after_s
@@ -532,6 +532,47 @@ class GithubActionsCheck(Check[GithubActionsCheckConfig]):
     """Loads the workflow and its newest runs once per run, with ETags, and judges them."""
 
     Config = GithubActionsCheckConfig
+    upstream_label = "GitHub API"
+    unavailable_is_blindness = True  # the API is the monitor's window on the workflows
+
+    @classmethod
+    def capture(cls, details: Mapping[str, Any]) -> dict[str, Any]:
+        values = pick(details, "branch", "run_url")
+        if isinstance(details.get("head_sha"), str):
+            values["sha"] = details["head_sha"]
+        return values
+
+    @classmethod
+    def advice(cls, good: LastGood | None, failing: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The last green commit and a compare link to the failing one."""
+        # The newest green run the API reports beats the memory: it may be newer than what
+        # the monitor saw pass (a run that went green and red between two probes).
+        sha = failing.get("last_green_sha")
+        if not isinstance(sha, str) and good is not None:
+            sha = good.values.get("sha")
+        if not isinstance(sha, str) or not sha:
+            return None
+        bad = failing.get("head_sha")
+        branch = failing.get("branch") or (good.values.get("branch") if good else None)
+        on = f" on {branch}" if branch else ""
+        block: dict[str, Any] = (
+            {**good.to_json()} if good is not None else {"at": None, "values": {"sha": sha}}
+        )
+        block["values"] = {**block["values"], "sha": sha}
+        block["command"] = None
+        repo_url = _repo_url(failing.get("run_url"))
+        url = (
+            f"{repo_url}/compare/{sha}...{bad}"
+            if repo_url and isinstance(bad, str) and bad and bad != sha
+            else None
+        )
+        block["url"] = url
+        text = f"last green commit{on}: {sha[:12]}"
+        if isinstance(bad, str) and bad and bad != sha:
+            text += f"; failing at {bad[:12]}"
+            text += f"; changes since: {url}" if url else ""
+        block["text"] = text
+        return block
 
     def __init__(self, config: GithubActionsCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)
@@ -727,3 +768,10 @@ def _json_body(body: str, headers: Mapping[str, str], what: str) -> Any:
         ctype = headers.get("content-type", "").split(";")[0].strip() or "no content type"
         kind, hint = not_json(ctype, exc)
         return Observation.down(kind, f"GitHub API answered {what} with {hint}")
+
+
+def _repo_url(run_url: object) -> str | None:
+    """`https://github.com/o/r/actions/runs/1` → `https://github.com/o/r` (GHE alike)."""
+    if not isinstance(run_url, str) or "/actions/runs/" not in run_url:
+        return None
+    return run_url.split("/actions/runs/", 1)[0]

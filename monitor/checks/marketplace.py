@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -18,7 +19,15 @@ import aiohttp
 from pydantic import Field
 from yarl import URL
 
-from monitor.checks.base import Check, CheckContext
+from monitor.checks.base import (
+    AssetFacts,
+    Check,
+    CheckContext,
+    LastGood,
+    pick,
+    shared_asset_facts,
+    when,
+)
 from monitor.checks.upstream import JsonReply, dig, fetch_json, parse_time
 from monitor.core.configtypes import CheckConfigBase, PositiveDuration, format_duration
 from monitor.core.model import FailureKind, Observation
@@ -234,6 +243,19 @@ class VscodeMarketplaceCheck(Check[VscodeMarketplaceCheckConfig]):
     """Queries the gallery for the extension once per run."""
 
     Config = VscodeMarketplaceCheckConfig
+    upstream_label = "VS Code Marketplace"
+
+    @classmethod
+    def capture(cls, details: Mapping[str, Any]) -> dict[str, Any]:
+        return _capture(details)
+
+    @classmethod
+    def good_text(cls, good: LastGood, failing: Mapping[str, Any]) -> str:
+        return _good_text(good, failing)
+
+    @classmethod
+    def asset_facts(cls, details: Mapping[str, Any]) -> AssetFacts | None:
+        return shared_asset_facts(details)
 
     def __init__(self, config: VscodeMarketplaceCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)
@@ -315,6 +337,19 @@ class OpenVsxCheck(Check[OpenVsxCheckConfig]):
     """Loads the extension's latest metadata from the Open VSX API once per run."""
 
     Config = OpenVsxCheckConfig
+    upstream_label = "Open VSX"
+
+    @classmethod
+    def capture(cls, details: Mapping[str, Any]) -> dict[str, Any]:
+        return _capture(details)
+
+    @classmethod
+    def good_text(cls, good: LastGood, failing: Mapping[str, Any]) -> str:
+        return _good_text(good, failing)
+
+    @classmethod
+    def asset_facts(cls, details: Mapping[str, Any]) -> AssetFacts | None:
+        return shared_asset_facts(details)
 
     def __init__(self, config: OpenVsxCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)
@@ -409,3 +444,20 @@ def _with(obs: Observation, extra: dict[str, Any]) -> Observation:
 
 def _timed_out(what: str, seconds: float) -> Observation:
     return Observation.down(FailureKind.UNAVAILABLE, f"{what} did not answer within {seconds:g}s")
+
+
+def _capture(details: Mapping[str, Any]) -> dict[str, Any]:
+    return pick(details, "extension", "version")
+
+
+def _good_text(good: LastGood, failing: Mapping[str, Any]) -> str:
+    """A listed version cannot be put back: reverting means publishing it again."""
+    v = good.values
+    if not v.get("version"):
+        return f"last passed at {when(good.at)}"
+    now = failing.get("version")
+    changed = f"; now {now}" if now and now != v["version"] else ""
+    return (
+        f"version {v['version']} was listed and installable at {when(good.at)}{changed}; "
+        f"reverting means publishing {v['version']} again as a new version"
+    )

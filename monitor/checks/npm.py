@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -21,7 +23,16 @@ import aiohttp
 from pydantic import Field, SecretStr
 from yarl import URL
 
-from monitor.checks.base import Check, CheckContext, classify_exception
+from monitor.checks.base import (
+    AssetFacts,
+    Check,
+    CheckContext,
+    LastGood,
+    classify_exception,
+    pick,
+    shared_asset_facts,
+    when,
+)
 from monitor.checks.upstream import JsonReply, dig, fetch_json, parse_time
 from monitor.core.configtypes import CheckConfigBase, PositiveDuration, format_duration
 from monitor.core.model import FailureKind, Observation
@@ -159,6 +170,36 @@ class NpmCheck(Check[NpmCheckConfig]):
     """Resolves the tag and proves its tarball downloads, once per run."""
 
     Config = NpmCheckConfig
+    upstream_label = "npm registry"
+
+    @classmethod
+    def capture(cls, details: Mapping[str, Any]) -> dict[str, Any]:
+        return pick(details, "package", "tag", "version")
+
+    @classmethod
+    def advice(cls, good: LastGood | None, failing: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The version the tag pointed at when last healthy, and the `npm dist-tag`
+        command that moves it back (none when it still points there)."""
+        if good is None or not good.values.get("version"):
+            return None
+        v = good.values
+        package, tag, version = str(v.get("package", "")), str(v.get("tag", "latest")), v["version"]
+        now = failing.get("version")
+        block: dict[str, Any] = {**good.to_json(), "url": None}
+        where = f"{package}@{tag} pointed at {version} when last healthy ({when(good.at)})"
+        if now == version:
+            block["command"] = None
+            block["text"] = f"{where} and still does: moving the tag back will not help"
+            return block
+        command = f"npm dist-tag add {shlex.quote(f'{package}@{version}')} {shlex.quote(tag)}"
+        block["command"] = command
+        now_text = f"; it now points at {now}" if now else ""
+        block["text"] = f"{where}{now_text}; to revert: {command}"
+        return block
+
+    @classmethod
+    def asset_facts(cls, details: Mapping[str, Any]) -> AssetFacts | None:
+        return shared_asset_facts(details)
 
     def __init__(self, config: NpmCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)

@@ -225,6 +225,8 @@ class StatuspageCheck(Check[StatuspageCheckConfig]):
     """Loads the page's summary once per run and judges the named components."""
 
     Config = StatuspageCheckConfig
+    upstream_label = "status page"
+    unavailable_is_blindness = True  # the page is the monitor's window on the provider
 
     def __init__(self, config: StatuspageCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from monitor.checks.base import Check, CheckContext
+from monitor.checks.base import AssetFacts, Check, CheckContext, shared_asset_facts
 from monitor.checks.marketplace import (
     DEFAULT_GALLERY,
     MARKETPLACE_ID,
@@ -87,6 +87,11 @@ class VersionSyncCheck(Check[VersionSyncCheckConfig]):
     """Reads every source each run; remembers since when each one has lagged."""
 
     Config = VersionSyncCheckConfig
+    upstream_label = "registry"
+
+    @classmethod
+    def asset_facts(cls, details: Mapping[str, Any]) -> AssetFacts | None:
+        return shared_asset_facts(details)  # the leading version
 
     def __init__(self, config: VersionSyncCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)

@@ -1,18 +1,22 @@
 """The recent runs of every check, kept by the pipeline and read by the status page.
 
 `RunHistory` keeps the last `RUNS` results of a check in three fixed arrays (13 bytes a
-run), so 10,000 checks cost a few megabytes.
+run), so 10,000 checks cost a few megabytes; `HistoryBook` holds one per check.
+`CheckReadings` is what readers (the status page) may ask of the pipeline about a check:
+its alert state, its last result and its recent runs, never the dicts behind them.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from monitor.core.alertstate import CheckState
 from monitor.core.model import CheckResult, Outcome
 
-__all__ = ["RUNS", "RunHistory"]
+__all__ = ["RUNS", "CheckReadings", "HistoryBook", "RunHistory"]
 
 RUNS = 30  # bars per asset
 _CODES = {Outcome.UP: 1, Outcome.DEGRADED: 2, Outcome.DOWN: 3}
@@ -50,3 +54,43 @@ class RunHistory:
             for i in order
             if self._outcomes[i]
         ]
+
+
+class HistoryBook:
+    """One `RunHistory` per check."""
+
+    __slots__ = ("by_check",)
+
+    def __init__(self) -> None:
+        self.by_check: dict[str, RunHistory] = {}
+
+    def add(self, result: CheckResult, *, blind: bool = False) -> None:
+        history = self.by_check.get(result.check)
+        if history is None:
+            history = self.by_check[result.check] = RunHistory()
+        history.add(result, blind=blind)
+
+    def runs(self, check: str) -> list[dict[str, Any]]:
+        """The check's recent runs, oldest first (none yet: empty)."""
+        history = self.by_check.get(check)
+        return history.runs() if history is not None else []
+
+    def forget(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.by_check.pop(name, None)
+
+
+class CheckReadings(Protocol):
+    """What the pipeline tells readers about one check, by name."""
+
+    def state(self, check: str) -> CheckState | None:
+        """Its alert state; None before its first run (and its stored state)."""
+        ...
+
+    def last_result(self, check: str) -> CheckResult | None:
+        """Its latest raw result since the start; None before its first run."""
+        ...
+
+    def recent_runs(self, check: str) -> list[dict[str, Any]]:
+        """Its recent runs, oldest first: `{"at", "outcome", "duration_ms"}`."""
+        ...

@@ -13,22 +13,22 @@ check is blind for it any more.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from yarl import URL
 
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult, FailureKind
-from monitor.engine.history import RunHistory
-from monitor.engine.lastgood import LastGood, advice, capture
-from monitor.engine.state import blindness, step
+from monitor.engine.health import MonitorHealth, blind_cause, upstream_host
+from monitor.engine.history import HistoryBook, RunHistory
+from monitor.engine.lastgood import LastGood, LastGoodKeeper, kind_of
+from monitor.engine.state import step
 from monitor.incidents.maintenance import MaintenanceWindow, suppression
 from monitor.incidents.manager import CheckEvent, IncidentManager
 from monitor.incidents.rules import SeverityRule, Situation, classify
@@ -42,7 +42,6 @@ log = structlog.stdlib.get_logger(__name__)
 
 _FAILING = (AlertState.DOWN, AlertState.DEGRADED)
 _CLASSIFIED = (*_FAILING, AlertState.BLIND)  # states the severity rules are asked about
-_LAST_GOOD = "lastgood:"  # store key prefix
 
 
 class ResultHandler:
@@ -50,7 +49,8 @@ class ResultHandler:
 
     Logs at info/warning only when the alert state changes (down once, recovered once);
     each run is a debug line. Without a store and an incident manager it only keeps
-    state and metrics (as `monitor check` needs).
+    state and metrics (as `monitor check` needs). The recent runs are `HistoryBook`'s
+    and the last known good `LastGoodKeeper`'s; readers ask through `CheckReadings`.
     """
 
     def __init__(
@@ -71,18 +71,35 @@ class ResultHandler:
         self.maintenance: Sequence[MaintenanceWindow] = ()
         self.states: dict[str, CheckState] = {}
         self.last: dict[str, CheckResult] = {}
-        # Last known good per check. It is stored when its facts change, and otherwise
-        # (only its time moved) at the first failure after it, so a restart loses nothing
-        # that a page would need.
-        self.last_good: dict[str, LastGood] = {}
-        self.history: dict[str, RunHistory] = {}  # recent runs, for the status page
-        self._unsaved: set[str] = set()
-        self._causes: dict[str, str] = {}  # monitor-health key → what the monitor cannot do
+        self.good = LastGoodKeeper(store)  # last known good per check
+        self.runs = HistoryBook()  # recent runs, for the status page
+        self.health = MonitorHealth(incidents, lambda: self.states)
         # Bound once, after logging is configured: the per-run debug line is then skipped
         # without building its fields when debug is off.
         self._log = log.bind()
         is_enabled_for = getattr(self._log, "is_enabled_for", None)
         self._debug = is_enabled_for is None or bool(is_enabled_for(logging.DEBUG))
+
+    # --- CheckReadings: what the status page reads -------------------------------------
+
+    def state(self, check: str) -> CheckState | None:
+        return self.states.get(check)
+
+    def last_result(self, check: str) -> CheckResult | None:
+        return self.last.get(check)
+
+    def recent_runs(self, check: str) -> list[dict[str, Any]]:
+        return self.runs.runs(check)
+
+    @property
+    def last_good(self) -> dict[str, LastGood]:
+        """Last known good per check (`LastGoodKeeper`'s)."""
+        return self.good.by_check
+
+    @property
+    def history(self) -> dict[str, RunHistory]:
+        """Recent runs per check (`HistoryBook`'s)."""
+        return self.runs.by_check
 
     def configure(
         self, rules: Sequence[SeverityRule], maintenance: Sequence[MaintenanceWindow]
@@ -94,15 +111,11 @@ class ResultHandler:
         if self.store is None:
             return
         self.states = await self.store.load_check_states()
-        saved = await self.store.kv_prefix(_LAST_GOOD)
+        checks = list(checks)
         for config in checks:
             if (state := self.states.get(config.name)) is not None:
                 self.metrics.set_state(config.name, config.kind, state.state)
-            if (doc := saved.get(_LAST_GOOD + config.name)) is not None:
-                try:
-                    self.last_good[config.name] = LastGood.from_json(json.loads(doc))
-                except (ValueError, KeyError, TypeError):
-                    log.warning("last_good_unreadable", check=config.name)
+        await self.good.load(checks)
 
     async def forget(self, names: Iterable[str]) -> None:
         names = list(names)
@@ -110,15 +123,11 @@ class ResultHandler:
         for name in names:
             self.states.pop(name, None)
             self.last.pop(name, None)
-            self.last_good.pop(name, None)
-            self.history.pop(name, None)
-            self._unsaved.discard(name)
+        self.runs.forget(names)
         if self.store is not None and names:
             await self.store.delete_check_states(names)
-            await self.store.kv_delete([_LAST_GOOD + n for n in names])
-        if self.incidents is not None:
-            for cause in sorted(causes):  # a removed check no longer keeps the monitor blind
-                await self._health(cause)
+        await self.good.forget(names)
+        await self.health.forgotten(causes)
 
     async def __call__(self, config: CheckConfigBase, result: CheckResult) -> None:
         if result.failure is FailureKind.MONITOR_RESOURCES:
@@ -127,19 +136,16 @@ class ResultHandler:
             log.warning("probe_blinded", check=result.check, message=result.message)
         if config.upstream_status is not None and not result.ok:
             result = annotate(result, self.last.get(config.upstream_status))
-        cause = self._blind_cause(config, result)
+        cause = blind_cause(config, result)
         if cause is None and result.failure is FailureKind.UNAVAILABLE:
             # The users' own path is down too (a registry, a gallery): the asset's failure,
             # marked as upstream for the rules and the page.
             result = replace(
-                result, details={**result.details, "upstream_unavailable": _host(config)}
+                result, details={**result.details, "upstream_unavailable": upstream_host(config)}
             )
         self.last[result.check] = result
-        history = self.history.get(result.check)
-        if history is None:
-            history = self.history[result.check] = RunHistory()
-        history.add(result, blind=cause is not None)
-        self.metrics.record(result)
+        self.runs.add(result, blind=cause is not None)
+        self.metrics.record(result, kind_of(config.kind).asset_facts(result.details))
         prev = self.states.get(result.check) or CheckState()
         fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1
         new = step(prev, result, fail_n, ok_n, cause)
@@ -159,60 +165,11 @@ class ResultHandler:
             # does not start it again; a steady state (counts past their thresholds) writes
             # nothing.
             await self.store.save_check_state(result.check, new)
-        if result.ok:
-            await self._remember(result)
-        elif result.check in self._unsaved:
-            await self._save_last_good(result.check)
+        await self.good.observe(result)
         if self.incidents is not None and (new.state in _CLASSIFIED or new.state is not prev.state):
             await self._incident(config, result, prev.state, new)
-        if self.incidents is not None and (prev.cause or new.cause) and prev.cause != new.cause:
-            if new.cause is not None:
-                self._causes[new.cause] = _describe_cause(config, result)
-            for key in {prev.cause, new.cause} - {None}:
-                await self._health(str(key))
-
-    def _blind_cause(self, config: CheckConfigBase, result: CheckResult) -> str | None:
-        """The monitor-health key when `result` could not observe, else None."""
-        if result.ok or not blindness(config.kind, result.failure):
-            return None
-        assert result.failure is not None  # noqa: S101  blindness says so
-        if result.failure is FailureKind.MONITOR_RESOURCES:
-            return f"monitor-health:{result.failure.value}"
-        return f"monitor-health:{result.failure.value}:{_host(config)}"
-
-    async def _health(self, key: str) -> None:
-        """Opens, updates or resolves the monitor-health incident for `key`."""
-        assert self.incidents is not None  # noqa: S101  the caller checked
-        blind = sorted(
-            name
-            for name, s in self.states.items()
-            if s.state is AlertState.BLIND and s.cause == key
-        )
-        if not blind:
-            self._causes.pop(key, None)
-            await self.incidents.monitor_health(key, "", "", [])
-            return
-        current = self.incidents.open_for(key)
-        what = self._causes.get(key) or (current.message.split(";")[0] if current else key)
-        n = f"{len(blind)} check{'s' if len(blind) != 1 else ''} blind"
-        await self.incidents.monitor_health(
-            key, f"{what}; {n}", f"{what}; {n}: {', '.join(blind)}", blind
-        )
-
-    async def _remember(self, result: CheckResult) -> None:
-        values = capture(result.kind, result.details)
-        prev = self.last_good.get(result.check)
-        self.last_good[result.check] = LastGood(result.started_at, values)
-        if prev is None or prev.values != values:
-            await self._save_last_good(result.check)
-        else:
-            self._unsaved.add(result.check)
-
-    async def _save_last_good(self, check: str) -> None:
-        self._unsaved.discard(check)
-        if self.store is not None:
-            doc = json.dumps(self.last_good[check].to_json(), default=str)
-            await self.store.kv_set(_LAST_GOOD + check, doc)
+        if prev.cause != new.cause:
+            await self.health.changed(config, result, prev.cause, new.cause)
 
     def _transition(self, result: CheckResult, prev: CheckState, new: CheckState) -> None:
         self.metrics.set_state(result.check, result.kind, new.state)
@@ -260,7 +217,7 @@ class ResultHandler:
                 check=config.name, key=key, title=title, result=result, state=new.state,
                 previous=previous, severity=verdict.severity, rule=verdict.rule,
                 auto_resolve=verdict.auto_resolve, suppressed=self._held_back(config, now) if failing else None,
-                last_good=None if result.ok else advice(config.kind, self.last_good.get(config.name), result.details),
+                last_good=self.good.advice(config, result),
             )
         )  # fmt: skip
 
@@ -277,56 +234,6 @@ class ResultHandler:
             if state is not None and state.state is AlertState.DOWN:
                 return f"parent {parent!r} is down"
         return None
-
-
-def _host(config: CheckConfigBase) -> str:
-    """The upstream a check talks to, for monitor-health keys and messages."""
-    for attr in ("api_url", "url", "registry", "gallery_url", "api"):
-        value = getattr(config, attr, None)
-        if isinstance(value, str) and value:
-            try:
-                host = URL(value).host
-            except (ValueError, TypeError):
-                host = None
-            if host:
-                return host
-    return config.kind
-
-
-_UPSTREAM = {
-    "github_actions": "GitHub API",
-    "statuspage": "status page",
-    "npm": "npm registry",
-    "version_sync": "registry",
-    "vscode_marketplace": "VS Code Marketplace",
-    "openvsx": "Open VSX",
-}
-_CANNOT = {
-    FailureKind.RATE_LIMITED: "rate limit reached",
-    FailureKind.AUTH: "refuses the monitor's credentials",
-    FailureKind.UNAVAILABLE: "unavailable",
-}
-
-
-def _describe_cause(config: CheckConfigBase, result: CheckResult) -> str:
-    """What the monitor cannot do, stably worded: "GitHub API (api.github.com): rate limit
-    reached until 05:44 UTC"."""
-    if result.failure is FailureKind.MONITOR_RESOURCES:
-        return "the monitor ran out of its own resources"
-    host = _host(config)
-    label = _UPSTREAM.get(config.kind)
-    text = (f"{label} ({host})" if label and host != config.kind else host) + ": "
-    text += _CANNOT.get(result.failure or FailureKind.UNEXPECTED, "blind")
-    until = result.details.get("rate_limit_reset")
-    retry = result.details.get("retry_after_s")
-    try:
-        if not isinstance(until, datetime) and isinstance(retry, int | float):
-            until = result.started_at + timedelta(seconds=float(retry))
-        if isinstance(until, datetime):
-            text += f" until {until.astimezone(UTC):%H:%M} UTC"
-    except (OverflowError, ValueError):  # an absurd wait: say no time rather than fail
-        pass
-    return text
 
 
 def annotate(result: CheckResult, upstream: CheckResult | None) -> CheckResult:

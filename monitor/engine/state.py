@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from monitor.checks import CHECKS
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import CheckResult, FailureKind, Outcome
 
@@ -26,9 +27,6 @@ __all__ = ["AlertState", "CheckState", "blindness", "step"]
 _BLIND_EVERYWHERE = frozenset(
     {FailureKind.RATE_LIMITED, FailureKind.AUTH, FailureKind.MONITOR_RESOURCES}
 )
-# Kinds whose API is only the monitor's window on the asset: the API being unavailable is
-# blindness. Elsewhere (npm, the marketplace) the API is the users' own path: their outage.
-_WINDOW_KINDS = frozenset({"github_actions", "statuspage"})
 
 
 def blindness(kind: str, failure: FailureKind | str | None) -> bool:
@@ -41,7 +39,13 @@ def blindness(kind: str, failure: FailureKind | str | None) -> bool:
         return False
     if failure in _BLIND_EVERYWHERE:
         return True
-    return failure is FailureKind.UNAVAILABLE and kind in _WINDOW_KINDS
+    # Kinds whose API is only the monitor's window on the asset declare it
+    # (`Check.unavailable_is_blindness`); elsewhere (npm, the marketplace) the API is the
+    # users' own path: their outage.
+    if failure is not FailureKind.UNAVAILABLE:
+        return False
+    cls = CHECKS.get(kind)
+    return cls is not None and cls.unavailable_is_blindness
 
 
 def step(

@@ -15,7 +15,8 @@ from pydantic import Field, field_validator, model_validator
 
 from monitor.core.configtypes import PositiveDuration, StrictModel, format_duration
 from monitor.core.model import Silence
-from monitor.incidents.rules import WEEKDAYS, TimeZoneName, Weekday, as_utc, parse_clock, zone
+from monitor.incidents.calendar import WEEKDAYS, TimeZoneName, Weekday, as_utc, parse_clock, zone
+from monitor.incidents.silences import silence_matches
 
 __all__ = ["MaintenanceWindow", "active_window", "silence_matches", "suppression"]
 
@@ -142,28 +143,6 @@ def active_window(
         if end is not None and (best is None or end > best[1]):
             best = (window, end)
     return best
-
-
-_MATCHER_KEYS = frozenset({"checks", "tags", "kinds"})
-
-
-def silence_matches(silence: Silence, check: str, kind: str, tags: frozenset[str]) -> bool:
-    """Whether `silence` covers the check, ignoring its time span.
-
-    Every key given must match, any value within a key may; `checks` are globs. A
-    silence with no matchers (or only empty ones) matches nothing, so a form submitted
-    empty by mistake cannot silence every check. An unknown key matches nothing either:
-    failing to page is the worse error.
-    """
-    given = {key: values for key, values in silence.matchers.items() if values}
-    if not given or not given.keys() <= _MATCHER_KEYS:
-        return False
-    checks, kinds, wanted = given.get("checks"), given.get("kinds"), given.get("tags")
-    return (
-        (checks is None or any(fnmatchcase(check, g) for g in checks))
-        and (kinds is None or kind in kinds)
-        and (wanted is None or not tags.isdisjoint(wanted))
-    )
 
 
 def suppression(

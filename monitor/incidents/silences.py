@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from fnmatch import fnmatchcase
 
 import structlog
 
@@ -11,11 +12,30 @@ from monitor.core.clock import Clock
 from monitor.core.model import Silence
 from monitor.store import Store
 
-__all__ = ["MATCHER_KEYS", "SilenceBook"]
+__all__ = ["MATCHER_KEYS", "SilenceBook", "silence_matches"]
 
 log = structlog.stdlib.get_logger(__name__)
 
 MATCHER_KEYS = ("checks", "tags", "kinds")
+
+
+def silence_matches(silence: Silence, check: str, kind: str, tags: frozenset[str]) -> bool:
+    """Whether `silence` covers the check, ignoring its time span.
+
+    Every key given must match, any value within a key may; `checks` are globs. A
+    silence with no matchers (or only empty ones) matches nothing, so a form submitted
+    empty by mistake cannot silence every check. An unknown key matches nothing either:
+    failing to page is the worse error.
+    """
+    given = {key: values for key, values in silence.matchers.items() if values}
+    if not given or not given.keys() <= set(MATCHER_KEYS):
+        return False
+    checks, kinds, wanted = given.get("checks"), given.get("kinds"), given.get("tags")
+    return (
+        (checks is None or any(fnmatchcase(check, g) for g in checks))
+        and (kinds is None or kind in kinds)
+        and (wanted is None or not tags.isdisjoint(wanted))
+    )
 
 
 class SilenceBook:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import platform
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
@@ -20,9 +20,18 @@ from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult
 from monitor.metrics.checkseries import PHASES, CheckSeriesSet
 
-__all__ = ["PHASES", "Metrics"]
+__all__ = ["PHASES", "AssetFacts", "Metrics"]
 
 _LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class AssetFacts:
+    """What one run saw of the asset itself; each check kind says it (`Check.asset_facts`)."""
+
+    version: str | None = None
+    installs: int | float | None = None
+    updated_at: datetime | None = None
 
 
 class Metrics:
@@ -140,7 +149,7 @@ class Metrics:
         if (version := self._versions.pop(config.name, None)) is not None:
             _remove(self.asset_version, config.name, version)
 
-    def record(self, result: CheckResult) -> None:
+    def record(self, result: CheckResult, facts: AssetFacts | None = None) -> None:
         self.series.record(result)
         details = result.details
         if not details:
@@ -148,7 +157,8 @@ class Metrics:
         not_after = details.get("tls_not_after")
         if isinstance(not_after, datetime):
             self.tls_expiry.labels(result.check).set(not_after.timestamp())
-        self._record_asset(result.check, details)
+        if facts is not None:
+            self._record_asset(result.check, facts)
 
     def skip(self, check: str, kind: str, ticks: int) -> None:
         """Counts ticks a check skipped because a run overran."""
@@ -160,19 +170,18 @@ class Metrics:
         async for part in self.series.render():
             yield part.encode()
 
-    def _record_asset(self, check: str, details: Mapping[str, Any]) -> None:
-        """Exports what asset checks report under the shared keys `version`,
-        `installs` and `updated_at`."""
-        version = details.get("version")
+    def _record_asset(self, check: str, facts: AssetFacts) -> None:
+        """Exports what the check's kind says about its asset."""
+        version = facts.version
         if isinstance(version, str) and version != self._versions.get(check):
             if (old := self._versions.get(check)) is not None:
                 _remove(self.asset_version, check, old)
             self.asset_version.labels(check, version).set(1)
             self._versions[check] = version
-        installs = details.get("installs")
+        installs = facts.installs
         if isinstance(installs, int | float) and not isinstance(installs, bool):
             self.asset_installs.labels(check).set(installs)
-        updated = details.get("updated_at")
+        updated = facts.updated_at
         if isinstance(updated, datetime):
             self.asset_updated.labels(check).set(updated.timestamp())
 

@@ -31,6 +31,7 @@ from monitor.core.retryafter import parse_retry_after, retry_after
 
 __all__ = [
     "DRILL_NOTE",
+    "INCIDENT_LIFECYCLE",
     "HttpUrlSecret",
     "KeyValue",
     "Notification",
@@ -61,15 +62,41 @@ class NotificationEvent(StrEnum):
     MONITOR_ALERT = "monitor_alert"
 
 
-@dataclass(frozen=True, slots=True)
+# The events of an incident's life after its first page: a notifier that keeps its own
+# record of each incident (a PagerDuty incident, a Slack thread) declares it follows them.
+INCIDENT_LIFECYCLE = frozenset(
+    {
+        NotificationEvent.TRIGGER,
+        NotificationEvent.ACKNOWLEDGE,
+        NotificationEvent.RESOLVE,
+        NotificationEvent.REASSIGN,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Recipient:
-    """A person being paged, with the contact ids channels use (any may be None)."""
+    """A person being paged, with the contact ids channels use, keyed by the contact each
+    notifier type reads (`Notifier.contact`: `slack` a member id U…, `discord` a user id,
+    `email` an address, `pagerduty` the routing key of the person's own service).
+
+    Contact ids may also be given as keywords (`Recipient("bob", email="b@x")`), as
+    notifications stored by earlier versions hold them; None means none.
+    """
 
     name: str
-    slack: str | None = None  # member id, U…
-    discord: str | None = None  # user id (a snowflake)
-    email: str | None = None
-    pagerduty: str | None = None  # the routing key of the person's own PagerDuty service
+    contacts: Mapping[str, str]
+
+    def __init__(
+        self, name: str, contacts: Mapping[str, str] | None = None, **ids: str | None
+    ) -> None:
+        merged = {**(contacts or {}), **{k: v for k, v in ids.items() if v is not None}}
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "contacts", merged)
+
+    def contact(self, key: str) -> str | None:
+        """The id this person has for `key`, or None."""
+        return self.contacts.get(key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +187,18 @@ class Notifier(ABC, Generic[C]):
     """
 
     Config: ClassVar[type[NotifierConfigBase]]
+    # The incident events this type is sent for every incident, paging for it or not
+    # (`INCIDENT_LIFECYCLE` for a type that tracks incidents). Every notifier is sent the
+    # events of the incidents it pages for, whatever it declares here.
+    follows: ClassVar[frozenset[NotificationEvent]] = frozenset()
+    # The key of a person's contacts this type reads (`Recipient.contact`), or None; a
+    # person's id under it is checked by `validate_contact` when the config is loaded.
+    contact: ClassVar[str | None] = None
+
+    @classmethod
+    def validate_contact(cls, value: str) -> str:
+        """A person's id for `contact`, as it is kept; raises ValueError if unusable."""
+        return value
 
     def __init__(self, name: str, config: C, ctx: NotifierContext | aiohttp.ClientSession) -> None:
         self.name = name

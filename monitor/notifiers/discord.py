@@ -47,9 +47,10 @@ class DiscordNotifier(Notifier[DiscordConfig]):
     """Posts each notification to the webhook's channel."""
 
     Config = DiscordConfig
+    contact = "discord"  # mentions the paged by user id
 
     def build_payload(self, n: Notification) -> dict[str, Any]:
-        ids = list(dict.fromkeys(r.discord for r in n.recipients if r.discord))[:100]
+        ids = list(dict.fromkeys(i for r in n.recipients if (i := r.contact("discord"))))[:100]
         mentions = " ".join(f"<@{i}>" for i in ids)
         content = " ".join(part for part in ("**DRILL**" if n.drill else "", mentions) if part)
         facts = [

@@ -76,11 +76,12 @@ class EmailNotifier(Notifier[EmailConfig]):
     """Mails the configured `to` and every paged person who has an email address."""
 
     Config = EmailConfig
+    contact = "email"  # adds the paged to `to`
 
     def build_payload(self, n: Notification) -> dict[str, Any]:
         """The message fields: subject, from, to, body and the headers `send` sets."""
         c = self.config
-        to = list(dict.fromkeys([*c.to, *(r.email for r in n.recipients if r.email)]))
+        to = list(dict.fromkeys([*c.to, *(a for r in n.recipients if (a := r.contact("email")))]))
         lines = [DRILL_NOTE, ""] if n.drill else []
         lines += [n.text, ""] if n.text else []
         facts = [

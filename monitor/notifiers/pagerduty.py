@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr
 
 from monitor.core.model import Severity
 from monitor.notifiers.base import (
+    INCIDENT_LIFECYCLE,
     Notification,
     NotificationEvent,
     Notifier,
@@ -74,9 +75,11 @@ class PagerDutyNotifier(Notifier[PagerDutyConfig]):
     """Sends one event per notification (per routing key: see the module docstring)."""
 
     Config = PagerDutyConfig
+    contact = "pagerduty"  # also triggers each paged person's own service
+    follows = INCIDENT_LIFECYCLE  # acknowledges and resolves what it opened
 
     def _personal_keys(self, n: Notification) -> list[str]:
-        return list(dict.fromkeys(r.pagerduty for r in n.recipients if r.pagerduty))
+        return list(dict.fromkeys(k for r in n.recipients if (k := r.contact("pagerduty"))))
 
     def build_payload(self, n: Notification) -> dict[str, Any]:
         """The event for `n`, addressed to the first paged person's own routing key, or

@@ -54,7 +54,9 @@ def slack_message(n: Notification, *, mention: bool = True) -> dict[str, Any]:
     `mention=False` leaves the people out (the bot's edit of an incident's root message).
     """
     head = headline(n)
-    mentions = " ".join(f"<@{r.slack}>" if r.slack else escape(r.name) for r in n.recipients)
+    mentions = " ".join(
+        f"<@{r.contact('slack')}>" if r.contact("slack") else escape(r.name) for r in n.recipients
+    )
     mentions = mentions if mention else ""
     text = "\n".join(part for part in (escape(head), escape(n.text), mentions) if part)
     blocks: list[dict[str, Any]] = [
@@ -109,6 +111,7 @@ class SlackNotifier(Notifier[SlackConfig]):
     """Posts each notification to the webhook's channel."""
 
     Config = SlackConfig
+    contact = "slack"  # mentions the paged by member id
 
     def build_payload(self, n: Notification) -> dict[str, Any]:
         return slack_message(n)

@@ -19,6 +19,7 @@ import structlog
 from pydantic import Field, SecretStr
 
 from monitor.notifiers.base import (
+    INCIDENT_LIFECYCLE,
     Notification,
     Notifier,
     NotifierConfigBase,
@@ -61,6 +62,8 @@ class SlackBotNotifier(Notifier[SlackBotConfig]):
     """Keeps one thread per incident; messages about no incident are posted alone."""
 
     Config = SlackBotConfig
+    contact = "slack"  # mentions the paged by member id
+    follows = INCIDENT_LIFECYCLE  # acknowledges and resolves what it opened
 
     def build_payload(self, n: Notification) -> dict[str, Any]:
         """The `chat.postMessage` body of `n` as a new message (`send` adds `thread_ts`

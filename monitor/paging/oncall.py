@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator, model_validator
 
 from monitor.core.configtypes import StrictModel
-from monitor.incidents.rules import WEEKDAYS, TimeZoneName, Weekday, as_utc, parse_clock, zone
+from monitor.incidents.calendar import WEEKDAYS, TimeZoneName, Weekday, as_utc, parse_clock, zone
 
 __all__ = [
     "Handoff",
@@ -36,15 +36,65 @@ __all__ = [
 ]
 
 
+# Contact ids a person may give as keys of their own; they are kept in `contacts` too.
+_CONTACT_KEYS = ("slack", "discord", "email", "pagerduty", "github")
+
+
 class Person(StrictModel):
-    """Someone who can be paged, and how."""
+    """Someone who can be paged, and how: `contacts` maps the contact a notifier type reads
+    (`Notifier.contact`) to this person's id there; each is checked by the notifiers that
+    read it. The built-in ones may be given as keys of the person as well."""
 
     name: str = Field(min_length=1)
+    contacts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Contact ids by the contact a notifier reads (slack, discord, email, "
+        "pagerduty, or a plugin notifier's); the keys below are the same",
+    )
     slack: str | None = Field(default=None, description="Slack user id, for mentions")
     discord: str | None = Field(default=None, description="Discord user id, for mentions")
     email: str | None = None
     pagerduty: str | None = Field(default=None, description="PagerDuty Events v2 routing key")
     github: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, data: object) -> object:
+        """Puts the contact ids given as keys of the person into `contacts`."""
+        if not isinstance(data, dict):
+            return data
+        given = data.get("contacts")
+        if given is not None and not isinstance(given, dict):
+            return data  # the field's own validation says what is wrong
+        contacts = dict(given or {})
+        for key in _CONTACT_KEYS:
+            value = data.get(key)
+            if not isinstance(value, str):
+                continue
+            if contacts.get(key, value) != value:
+                raise ValueError(f"{key} is given twice, as {key}: and in contacts:, differently")
+            contacts[key] = value
+        return {**data, "contacts": contacts}
+
+    @field_validator("contacts")
+    @classmethod
+    def _checked(cls, contacts: dict[str, str]) -> dict[str, str]:
+        from monitor.notifiers import NOTIFIERS
+
+        checked = {}
+        for key, value in contacts.items():
+            readers = [n for n in NOTIFIERS.values() if n.contact == key]
+            if not readers and key not in _CONTACT_KEYS:
+                known = sorted(
+                    {*_CONTACT_KEYS, *(n.contact for n in NOTIFIERS.values() if n.contact)}
+                )
+                raise ValueError(
+                    f"no notifier reads the contact {key!r} (known: {', '.join(known)})"
+                )
+            for reader in readers:
+                value = reader.validate_contact(value)
+            checked[key] = value
+        return checked
 
 
 class Handoff(StrictModel):

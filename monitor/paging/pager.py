@@ -32,6 +32,7 @@ from monitor.core.model import (
 )
 from monitor.core.redact import redact_text
 from monitor.incidents.manager import HEALTH_SOURCE, IncidentManager
+from monitor.notifiers import NOTIFIERS
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
 from monitor.paging.escalation import Action, EscalationConfig, Policy, due_actions, freeze, thaw
 from monitor.paging.oncall import OnCallConfig, Person, handoffs, on_call, person
@@ -44,9 +45,6 @@ log = structlog.stdlib.get_logger(__name__)
 
 _REVERTIBLE = (Severity.P0, Severity.P1)  # pages that say what reverting means
 
-# Notifier types that follow every incident's life (acknowledge, resolve), even when
-# they are not in `page_via`; every notifier in `page_via` follows the incidents it pages.
-LIFECYCLE_TYPES = frozenset({"pagerduty", "slack_bot"})
 
 # Changes that start an escalation when none runs and the incident should page.
 _STARTS = frozenset({
@@ -392,8 +390,10 @@ class Pager:
         held back ("while this channel was unreachable"), and so does the timeline."""
         targets = [self.config.channel] if self.config.channel else []
         targets += [n for n in self.page_via if n in self.notifier_types and n not in targets]
+        # Types that follow every incident's life (`Notifier.follows`), even when they
+        # are not in `page_via`; every notifier in `page_via` follows the incidents it pages.
         targets += [
-            n for n, t in self.notifier_types.items() if t in LIFECYCLE_TYPES and n not in targets
+            n for n, t in self.notifier_types.items() if event in _follows(t) and n not in targets
         ]
         if incident.source == HEALTH_SOURCE:
             targets = self._health_targets(incident, targets)
@@ -519,7 +519,10 @@ def _count(n: int, noun: str) -> str:
     return f"1 {noun} was" if n == 1 else f"{n} {noun}s were"
 
 
+def _follows(notifier_type: str) -> frozenset[NotificationEvent]:
+    cls = NOTIFIERS.get(notifier_type)
+    return cls.follows if cls is not None else frozenset()
+
+
 def _recipient(p: Person) -> Recipient:
-    return Recipient(
-        name=p.name, slack=p.slack, discord=p.discord, email=p.email, pagerduty=p.pagerduty
-    )
+    return Recipient(p.name, p.contacts)

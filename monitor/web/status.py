@@ -22,10 +22,9 @@ from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import Incident
-from monitor.engine.history import RUNS
+from monitor.engine.history import RUNS, CheckReadings
 
 if TYPE_CHECKING:
-    from monitor.engine.pipeline import ResultHandler
     from monitor.incidents.manager import IncidentManager
 
 __all__ = ["StatusView", "render_html"]
@@ -38,7 +37,7 @@ class StatusView:
     title: str
     clock: Clock
     checks: Callable[[], Sequence[CheckConfigBase]]
-    results: ResultHandler
+    results: CheckReadings
     incidents: IncidentManager | None
     runbook_of: Callable[[Incident], str | None] = lambda _incident: None
 
@@ -68,9 +67,8 @@ class StatusView:
         )
 
     def _asset(self, c: CheckConfigBase) -> dict[str, Any]:
-        state = self.results.states.get(c.name)
-        last = self.results.last.get(c.name)
-        history = self.results.history.get(c.name)
+        state = self.results.state(c.name)
+        last = self.results.last_result(c.name)
         name = (state.state if state else AlertState.UNKNOWN).value
         return {
             "name": c.name,
@@ -84,7 +82,7 @@ class StatusView:
             "since": state.since.isoformat(timespec="seconds") if state and state.since else None,
             "message": last.message if last else "",
             "last_run": last.started_at.isoformat(timespec="seconds") if last else None,
-            "runs": history.runs() if history else [],
+            "runs": self.results.recent_runs(c.name),
         }
 
     def _incident(self, i: Incident, now: datetime) -> dict[str, Any]:

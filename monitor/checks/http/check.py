@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 from yarl import URL
 
-from monitor.checks.base import Check, CheckContext, classify_exception
+from monitor.checks.base import Check, CheckContext, LastGood, classify_exception, pick, when
 from monitor.checks.http.httpclient import PhaseTimer, default_user_agent
 from monitor.checks.http.probe import (
     ProbeError,
@@ -226,6 +227,21 @@ class HttpCheck(Check[HttpCheckConfig]):
 
     Config = HttpCheckConfig
     bounds_itself = True  # `run()` is one asyncio.timeout(timeout) around the request
+
+    @classmethod
+    def capture(cls, details: Mapping[str, Any]) -> dict[str, Any]:
+        return pick(details, "status", "final_url", "recorded", "recorded_from")
+
+    @classmethod
+    def good_text(cls, good: LastGood, failing: Mapping[str, Any]) -> str:
+        v = good.values
+        status = f"HTTP {v['status']}" if v.get("status") else "a good response"
+        recorded = (
+            f", {v['recorded_from']} was {v['recorded']!r}"
+            if v.get("recorded") is not None and v.get("recorded_from")
+            else ""
+        )
+        return f"last good response: {status} at {when(good.at)}{recorded}"
 
     def __init__(self, config: HttpCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)

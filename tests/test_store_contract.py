@@ -1,0 +1,296 @@
+"""One contract for every `Store` implementation: what the daemon relies on, whatever keeps
+it. Each implementation is one param of the `store` fixture (memory and SQLite today; a
+networked backend joins by adding its factory to `BACKENDS`). File-level behaviour of one
+backend (WAL, migrations, corrupt files) stays in its own tests (`tests/test_store.py`)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.core.alertstate import AlertState, CheckState
+from monitor.core.model import (
+    EscalationState,
+    Incident,
+    IncidentSource,
+    IncidentStatus,
+    OutboxItem,
+    OutboxStatus,
+    Severity,
+    Silence,
+    TimelineEntry,
+)
+from monitor.store import Store, StoreError
+from monitor.store.sqlite import SqliteStore
+from tests.fakes import MemoryStore
+
+T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+TRIGGERED, ACKED, RESOLVED = (
+    IncidentStatus.TRIGGERED,
+    IncidentStatus.ACKNOWLEDGED,
+    IncidentStatus.RESOLVED,
+)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def _sqlite(tmp_path: Path) -> Store:
+    return SqliteStore(tmp_path / "state" / "monitor.sqlite3")
+
+
+def _memory(tmp_path: Path) -> Store:
+    return MemoryStore()
+
+
+# name → a factory of a fresh, unopened store.
+BACKENDS: dict[str, Callable[[Path], Store]] = {"memory": _memory, "sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    s = BACKENDS[request.param](tmp_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def incident(key: str = "web", minutes: float = 0, **changes: object) -> Incident:
+    base = Incident(
+        id=0, key=key, title=f"{key} is down", status=TRIGGERED, severity=Severity.P1,
+        opened_at=at(minutes), updated_at=at(minutes), check=key,
+    )  # fmt: skip
+    return replace(base, **changes)  # type: ignore[arg-type]  # fields by name
+
+
+def entry(event: str, minutes: float = 0, **data: object) -> TimelineEntry:
+    return TimelineEntry(0, at(minutes), event, "monitor", f"{event} text", data)
+
+
+def item(key: str, notifier: str = "slack", minutes: float = 0, **changes: object) -> OutboxItem:
+    base = OutboxItem(
+        id=0, key=key, notifier=notifier, payload=f'{{"k": "{key}"}}',
+        created_at=at(minutes), next_attempt_at=at(minutes),
+    )  # fmt: skip
+    return replace(base, **changes)  # type: ignore[arg-type]  # fields by name
+
+
+def silence(start: float, end: float) -> Silence:
+    return Silence(
+        id=0, matchers={"checks": ("web-*",), "tags": ("docs",)}, starts_at=at(start),
+        ends_at=at(end), author="ana", comment="deploy", created_at=at(start - 1),
+    )  # fmt: skip
+
+
+def test_every_protocol_method_is_in_the_contract() -> None:
+    methods = {n for n, _ in inspect.getmembers(Store, inspect.isfunction) if not n.startswith("_")}
+    source = Path(__file__).read_text()
+    used = set(re.findall(r"\bs(?:tore)?\.(\w+)\(", source))
+    assert methods - used == set()
+
+
+async def test_check_states_round_trip_and_are_deleted(store: Store) -> None:
+    assert await store.load_check_states() == {}
+    up = CheckState(AlertState.UP, at(1), ups=3, non_downs=3)
+    blind = CheckState(
+        AlertState.BLIND, at(2), blinds=2, seen=AlertState.DOWN, seen_since=at(0),
+        cause="monitor-health:rate_limited:api.github.com",
+    )  # fmt: skip
+    await store.save_check_state("web", up)
+    await store.save_check_state("gha", blind)
+    await store.save_check_state("web", replace(up, ups=4))  # replaces
+    assert await store.load_check_states() == {"web": replace(up, ups=4), "gha": blind}
+    await store.delete_check_states(["web", "missing"])
+    assert await store.load_check_states() == {"gha": blind}
+
+
+async def test_incidents_get_ids_and_round_trip(store: Store) -> None:
+    full = incident(
+        "npm", 1, source=IncidentSource.MANUAL, assignee="ana", rule="npm", failure="deprecated",
+        message="deprecated", suppressed="maintenance 'deploy'", report_url="https://x/1",
+        auto_resolve=False, reopened=2, drill=True,
+        last_good={"at": at(0).isoformat(), "values": {"version": "1"}, "text": "t",
+                   "command": None, "url": None},
+    )  # fmt: skip
+    a = await store.create_incident(full, [entry("opened", 1, severity="P1")])
+    b = await store.create_incident(incident("web", 2), [])
+    assert a.id > 0
+    assert b.id not in (0, a.id)
+    assert await store.get_incident(a.id) == replace(full, id=a.id)
+    assert await store.get_incident(b.id + a.id + 100) is None
+    [opened] = await store.timeline(a.id)
+    assert (opened.incident_id, opened.event, opened.at, dict(opened.data)) == (
+        a.id, "opened", at(1), {"severity": "P1"},
+    )  # fmt: skip
+    assert (opened.count, opened.last_at) == (1, None)
+    assert await store.timeline(b.id) == []
+
+
+async def test_one_open_incident_per_key(store: Store) -> None:
+    first = await store.create_incident(incident("web"), [])
+    with pytest.raises(StoreError):
+        await store.create_incident(incident("web", 1), [])
+    assert [i.id for i in await store.list_incidents()] == [first.id]
+    assert await store.open_incident("web") == first
+    # Resolved, the key is free again; the resolved one cannot be reopened beside it.
+    await store.update_incident(replace(first, status=RESOLVED, resolved_at=at(2)), [])
+    assert await store.open_incident("web") is None
+    second = await store.create_incident(incident("web", 3), [])
+    assert await store.open_incident("web") == second
+    with pytest.raises(StoreError):
+        await store.update_incident(replace(first, status=TRIGGERED, resolved_at=None), [])
+    assert (await store.get_incident(first.id)) == replace(
+        first, status=RESOLVED, resolved_at=at(2)
+    )
+
+
+async def test_updates_replace_the_row_and_append_to_the_timeline(store: Store) -> None:
+    a = await store.create_incident(incident("web"), [entry("opened")])
+    acked = replace(a, status=ACKED, acknowledged_at=at(5), assignee="ana", updated_at=at(5))
+    await store.update_incident(acked, [replace(entry("acknowledged", 5), incident_id=999)])
+    assert await store.get_incident(a.id) == acked
+    assert await store.open_incident("web") == acked  # acknowledged is still open
+    events = [(e.incident_id, e.event) for e in await store.timeline(a.id)]
+    assert events == [(a.id, "opened"), (a.id, "acknowledged")]  # oldest first
+    with pytest.raises(StoreError):
+        await store.update_incident(replace(a, id=a.id + 1000), [])
+
+
+async def test_latest_and_listing(store: Store) -> None:
+    old = await store.create_incident(incident("web", 0), [])
+    await store.update_incident(replace(old, status=RESOLVED, resolved_at=at(1)), [])
+    new = await store.create_incident(incident("web", 10), [])
+    p0 = await store.create_incident(incident("npm", 5, severity=Severity.P0), [])
+    untriaged = await store.create_incident(incident("docs", 7, severity=None), [])
+    assert await store.latest_incident("web") == new
+    assert await store.latest_incident("none") is None
+    listed = [i.id for i in await store.list_incidents()]
+    assert listed == [new.id, untriaged.id, p0.id, old.id]  # newest first
+    assert [i.id for i in await store.list_incidents(limit=2)] == [new.id, untriaged.id]
+    assert [i.id for i in await store.list_incidents(statuses=[RESOLVED])] == [old.id]
+    by_severity = await store.list_incidents(severities=[Severity.P0, Severity.P1])
+    assert [i.id for i in by_severity] == [new.id, p0.id, old.id]
+    both = await store.list_incidents(statuses=[TRIGGERED], severities=[Severity.P1])
+    assert [i.id for i in both] == [new.id]
+
+
+async def test_repeat_counts_the_latest_entry_among_events(store: Store) -> None:
+    a = await store.create_incident(incident(), [entry("opened"), entry("failure", 1)])
+    await store.update_incident(a, [entry("failure", 2), entry("note", 3)])
+    repeated = await store.repeat_entry(a.id, ["failure", "other"], at(4))
+    assert repeated is not None
+    assert (repeated.event, repeated.at, repeated.count, repeated.last_at) == (
+        "failure", at(2), 2, at(4),
+    )  # fmt: skip
+    assert await store.repeat_entry(a.id, ["resolved"], at(5)) is None
+    timeline = await store.timeline(a.id)
+    assert [(e.event, e.count) for e in timeline] == [
+        ("opened", 1), ("failure", 1), ("failure", 2), ("note", 1),
+    ]  # fmt: skip
+    assert timeline[2] == repeated
+
+
+async def test_silences_are_listed_active_and_expire(store: Store) -> None:
+    now_on = await store.create_silence(silence(0, 60))
+    later = await store.create_silence(silence(120, 180))
+    assert now_on.id > 0
+    assert later.id != now_on.id
+    assert now_on == replace(silence(0, 60), id=now_on.id)
+    assert {s.id for s in await store.list_silences()} == {now_on.id, later.id}
+    assert [s.id for s in await store.list_silences(active_at=at(30))] == [now_on.id]
+    expired = await store.expire_silence(now_on.id, at(10))
+    assert expired == replace(now_on, expired_at=at(10))
+    assert await store.list_silences(active_at=at(30)) == []
+    assert await store.expire_silence(later.id + now_on.id + 100, at(10)) is None
+
+
+def escalation(incident_id: int, step: int = 0) -> EscalationState:
+    return EscalationState(incident_id, '{"steps": []}', step, 0, at(step))
+
+
+async def test_escalations_commit_with_their_pages_once(store: Store) -> None:
+    a = await store.create_incident(incident("web"), [])
+    b = await store.create_incident(incident("npm"), [])
+    await store.commit_escalation(b.id, escalation(b.id), [item("b:0")])
+    await store.commit_escalation(a.id, escalation(a.id), [item("a:0"), item("a:0:pd", "pd")])
+    await store.commit_escalation(a.id, escalation(a.id, 1), [item("a:0")])  # run again
+    assert await store.load_escalations() == [escalation(a.id, 1), escalation(b.id)]
+    assert [i.key for i in await store.pending_notifications("slack")] == ["b:0", "a:0"]
+    await store.commit_escalation(b.id, None, [])
+    assert await store.load_escalations() == [escalation(a.id, 1)]
+
+
+async def test_the_outbox_queue(store: Store) -> None:
+    await store.enqueue([item("k1", minutes=5), item("k2", minutes=1), item("k3", "pd", 0)])
+    await store.enqueue([item("k1", minutes=9)])  # a key already there: skipped
+    assert await store.outbox_depth() == (3, at(0))
+    due = await store.due_notifications("slack", at(6), 10)
+    assert [(i.key, i.next_attempt_at, i.status) for i in due] == [
+        ("k2", at(1), OutboxStatus.PENDING), ("k1", at(5), OutboxStatus.PENDING),
+    ]  # fmt: skip
+    assert all(i.id > 0 for i in due)
+    assert [i.key for i in await store.due_notifications("slack", at(2), 10)] == ["k2"]
+    assert [i.key for i in await store.due_notifications("slack", at(6), 1)] == ["k2"]
+    assert await store.next_notification_at("slack") == at(1)
+    assert await store.next_notification_at("email") is None
+    assert [i.key for i in await store.pending_notifications("slack")] == ["k1", "k2"]
+    k2 = due[0]
+    retried = replace(k2, attempts=1, next_attempt_at=at(30), last_error="HTTP 503")
+    await store.update_notification(retried)
+    assert await store.next_notification_at("slack") == at(5)
+    [k1] = await store.due_notifications("slack", at(6), 10)
+    sent = replace(k1, attempts=1, status=OutboxStatus.SENT, sent_at=at(6))
+    await store.update_notification(sent)
+    assert await store.pending_notifications("slack") == [retried]
+    assert await store.outbox_depth() == (2, at(0))
+    assert await store.due_notifications("slack", at(60), 10) == [retried]
+
+
+async def test_settling_supersedes_only_pending_and_enqueues(store: Store) -> None:
+    await store.enqueue([item("page-1"), item("page-2"), item("done")])
+    page1, _, done = await store.pending_notifications("slack")
+    await store.update_notification(replace(done, status=OutboxStatus.SENT, sent_at=at(1)))
+    await store.settle_notifications(
+        [page1.id, done.id], OutboxStatus.SUPERSEDED, [item("ack"), item("page-2")]
+    )
+    assert [i.key for i in await store.pending_notifications("slack")] == ["page-2", "ack"]
+    assert await store.outbox_depth() == (2, at(0))
+
+
+async def test_the_key_value_space(store: Store) -> None:
+    assert await store.kv_get("slack:thread:1") is None
+    await store.kv_set("lastgood:a", "1")
+    await store.kv_set("lastgood:b", "2")
+    await store.kv_set("lastgoodx", "3")
+    await store.kv_set("lastgood:a", "4")  # replaces
+    assert await store.kv_get("lastgood:a") == "4"
+    assert await store.kv_prefix("lastgood:") == {"lastgood:a": "4", "lastgood:b": "2"}
+    await store.kv_delete(["lastgood:a", "missing"])
+    assert await store.kv_prefix("lastgood:") == {"lastgood:b": "2"}
+    assert await store.kv_prefix("%") == {}  # a prefix is text, not a pattern
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda s: s.load_check_states(),
+        lambda s: s.get_incident(1),
+        lambda s: s.create_incident(incident(), []),
+        lambda s: s.kv_set("k", "v"),
+        lambda s: s.enqueue([item("k")]),
+    ],
+    ids=["load_check_states", "get_incident", "create_incident", "kv_set", "enqueue"],
+)
+async def test_a_closed_store_refuses_to_be_used(
+    store: Store, use: Callable[[Store], Awaitable[object]]
+) -> None:
+    await store.close()
+    with pytest.raises(StoreError):
+        await use(store)
