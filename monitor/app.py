@@ -12,7 +12,7 @@ import contextlib
 import gc
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
 import structlog
@@ -132,7 +132,8 @@ class App:
             await self.results.load(config.checks)
             await self.incidents.load()
             await self.silences.load()
-            session = await stack.enter_async_context(make_session(config.daemon.user_agent))
+            ctx = await stack.enter_async_context(probe_context(config, self.clock, self.metrics))
+            session = ctx.session
             incident_api = IncidentApi(
                 self.incidents, self.silences, self.clock, config.api.write_token,
                 runbook_of=self._runbook_of,
@@ -163,7 +164,6 @@ class App:
             )
             try:
                 async with asyncio.TaskGroup() as tg:
-                    ctx = CheckContext(session=session, clock=self.clock, metrics=self.metrics)
                     self.scheduler = Scheduler(tg, ctx, self._limiter, self.metrics, self.results)
                     self.scheduler.start(config.enabled_checks)
                     tg.create_task(self._reload_loop(), name="reloader")
@@ -323,6 +323,16 @@ def _settle_heap() -> None:
     gc.enable()
 
 
+@contextlib.asynccontextmanager
+async def probe_context(
+    config: MonitorConfig, clock: Clock, metrics: Metrics
+) -> AsyncIterator[CheckContext]:
+    """What every check runs with, in the daemon and in `monitor check` alike: the shared
+    HTTP session (the configured user agent), the clock and the metrics."""
+    async with make_session(config.daemon.user_agent) as session:
+        yield CheckContext(session=session, clock=clock, metrics=metrics)
+
+
 async def run_checks_once(
     config: MonitorConfig, selected: Sequence[CheckConfigBase], *, clock: Clock | None = None
 ) -> list[CheckResult]:
@@ -335,8 +345,7 @@ async def run_checks_once(
     async def ignore(_config: CheckConfigBase, _result: CheckResult) -> None:
         return None
 
-    async with make_session(config.daemon.user_agent) as session:
-        ctx = CheckContext(session=session, clock=clock, metrics=metrics)
+    async with probe_context(config, clock, metrics) as ctx:
         runners = [
             CheckRunner(CHECKS[c.kind](c, ctx), clock, limiter, metrics, ignore) for c in selected
         ]

@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 import monitor.core.errors as errors
 from monitor.cli.client import ApiError
+from monitor.core.alertstate import AlertState
 from monitor.core.errors import (
     ConfigError,
     IncidentConflict,
@@ -27,6 +29,7 @@ from monitor.core.errors import (
     StoreError,
 )
 from monitor.core.model import (
+    CheckResult,
     EscalationMode,
     EscalationState,
     FailureKind,
@@ -36,10 +39,12 @@ from monitor.core.model import (
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
+    Outcome,
     Severity,
+    Suppression,
     SuppressionKind,
 )
-from monitor.incidents.manager import IncidentManager
+from monitor.incidents.manager import CheckEvent, IncidentManager
 from monitor.incidents.postmortem_issue import PostmortemIssueError
 from monitor.metrics.exporter import Metrics
 from monitor.notifiers.slack_bot import SlackApiError
@@ -198,13 +203,27 @@ async def test_an_old_escalation_keeps_its_epoch_from_the_policy_json(
     await new.close()
 
 
-def test_suppression_kind_is_the_bounded_label_of_a_reason() -> None:
-    reason = "maintenance 'release' until 2026-11-02 10:00 UTC"
-    assert SuppressionKind.of(reason) is SuppressionKind.MAINTENANCE
-    reason = "silence #3 by ana until 2026-11-02 10:00 UTC: flaky CDN"
-    assert SuppressionKind.of(reason) is SuppressionKind.SILENCE
-    assert SuppressionKind.of("parent api is down") is SuppressionKind.PARENT
-    assert SuppressionKind.of("") is SuppressionKind.OTHER
+async def test_a_suppression_reaches_the_metric_by_its_kind_not_its_words(
+    clock: FakeClock,
+) -> None:
+    """The pipeline hands the manager a typed suppression: the metric's label is its kind,
+    never parsed back from the words people read."""
+    registry = CollectorRegistry()
+    manager = IncidentManager(
+        MemoryStore(), clock, Metrics(registry), cooldown=timedelta(minutes=30)
+    )
+    result = CheckResult("docs", "http", Outcome.DOWN, FailureKind.HTTP_STATUS, "503",
+                         clock.now(), 0.1)  # fmt: skip
+    held = Suppression(SuppressionKind.MAINTENANCE, "silence the pager: release until 10:00")
+    opened = await manager.on_check(CheckEvent(
+        check="docs", key="docs", title="docs is down", result=result, state=AlertState.DOWN,
+        previous=AlertState.UP, severity=Severity.P1, rule="r", suppressed=held,
+    ))  # fmt: skip
+    assert opened is not None
+    assert opened.suppressed == held.text  # people read the text
+    sample = "monitor_pages_suppressed_total"
+    assert registry.get_sample_value(sample, {"reason": "maintenance"}) == 1
+    assert registry.get_sample_value(sample, {"reason": "silence"}) is None
 
 
 async def test_listeners_hear_incident_events_as_enum_members(

@@ -10,7 +10,15 @@ import pytest
 
 from monitor.core.alertstate import AlertState
 from monitor.core.errors import IncidentConflict, IncidentNotFound
-from monitor.core.model import CheckResult, FailureKind, IncidentStatus, Outcome, Severity
+from monitor.core.model import (
+    CheckResult,
+    FailureKind,
+    IncidentStatus,
+    Outcome,
+    Severity,
+    Suppression,
+    SuppressionKind,
+)
 from monitor.incidents.manager import CheckEvent, IncidentManager
 from tests.fakes import FakeClock, MemoryStore
 
@@ -31,7 +39,8 @@ async def manager(store, clock, metrics) -> IncidentManager:
 
 def event(clock: FakeClock, state: AlertState, previous: AlertState = UP, *,
           severity: Severity | None = Severity.P1, message: str = "503 from docs",
-          failure: FailureKind | None = FailureKind.HTTP_STATUS, suppressed: str | None = None,
+          failure: FailureKind | None = FailureKind.HTTP_STATUS,
+          suppressed: Suppression | None = None,
           auto_resolve: bool = True, rule: str = "sites-down") -> CheckEvent:  # fmt: skip
     outcome = Outcome.UP if state is UP else Outcome.DOWN
     result = CheckResult("docs", "http", outcome, None if state is UP else failure, message,
@@ -144,7 +153,8 @@ class TestFromChecks:
 
     async def test_suppression_is_on_the_timeline(self, manager, store, clock, registry) -> None:
         why = "parent 'homepage' is down"
-        opened = await manager.on_check(event(clock, DOWN, suppressed=why))
+        held = Suppression(SuppressionKind.PARENT, why)
+        opened = await manager.on_check(event(clock, DOWN, suppressed=held))
         assert opened is not None
         assert opened.suppressed == why
         lifted = await manager.on_check(event(clock, DOWN, DOWN))

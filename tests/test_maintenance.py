@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from monitor.core.model import Silence
+from monitor.core.model import Silence, Suppression, SuppressionKind
 from monitor.incidents.maintenance import (
     MaintenanceWindow,
     active_window,
@@ -437,18 +437,21 @@ class TestSuppression:
         self, check: str, silences: list[Silence], now: datetime, expected: str | None
     ) -> None:
         got = suppression([self.WINDOW], silences, check, "http", frozenset({"docs"}), now)
-        assert got == expected
+        assert (got.text if got else None) == expected
 
     def test_sample_windows(self) -> None:
         got = suppression(
             SAMPLE, [], "docs", "http", frozenset({"docs"}), at("2026-11-22T00:30+01:00")
         )
-        assert got == "maintenance 'docs-deploy' until 2026-11-22 01:00 UTC"
+        assert got == Suppression(
+            SuppressionKind.MAINTENANCE, "maintenance 'docs-deploy' until 2026-11-22 01:00 UTC"
+        )
 
     def test_recurring_end_is_reported_in_utc(self) -> None:
         window = mw(name="nightly", at="23:00", duration="3h", timezone="America/New_York")
         got = suppression([window], [], "x", "http", frozenset(), at("2026-11-22T05:00Z"))
-        assert got == "maintenance 'nightly' until 2026-11-22 07:00 UTC"
+        assert got is not None
+        assert got.text == "maintenance 'nightly' until 2026-11-22 07:00 UTC"
 
 
 def test_sunday_night_window_runs_once_a_week() -> None:

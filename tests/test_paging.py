@@ -6,7 +6,14 @@ import asyncio
 from datetime import timedelta
 
 from monitor.core.alertstate import AlertState
-from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
+from monitor.core.model import (
+    CheckResult,
+    FailureKind,
+    Outcome,
+    Severity,
+    Suppression,
+    SuppressionKind,
+)
 from monitor.incidents.manager import CheckEvent, IncidentManager
 from monitor.paging.escalation import EscalationConfig
 from monitor.paging.oncall import OnCallConfig
@@ -153,7 +160,7 @@ async def test_suppressed_incidents_page_nobody(clock, metrics) -> None:
     )
     await w.manager.on_check(CheckEvent(
         check="docs", key="docs", title="docs is down", result=result, state=AlertState.DOWN,
-        previous=AlertState.UP, severity=Severity.P1, rule="r", suppressed="maintenance 'x' until …",
+        previous=AlertState.UP, severity=Severity.P1, rule="r", suppressed=Suppression(SuppressionKind.MAINTENANCE, "maintenance 'x' until …"),
     ))  # fmt: skip
     await clock.advance(60 * 60)
     assert w.sent == []

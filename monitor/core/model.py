@@ -30,6 +30,7 @@ __all__ = [
     "Outcome",
     "Severity",
     "Silence",
+    "Suppression",
     "SuppressionKind",
     "TimelineEntry",
     "bound_message",
@@ -227,14 +228,17 @@ class SuppressionKind(StrEnum):
     PARENT = "parent"
     OTHER = "other"
 
-    @classmethod
-    def of(cls, reason: str) -> SuppressionKind:
-        """The kind of a stored reason text (`maintenance …`, `silence …`, `parent …`)."""
-        word = reason.split(" ", 1)[0]
-        return cls(word) if word in _SUPPRESSION_WORDS else cls.OTHER
 
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """Why paging is held back, as the pipeline hands it to the incident manager: its kind
+    (the metric's bounded label) and the text people read (stored on the incident)."""
 
-_SUPPRESSION_WORDS = frozenset({"maintenance", "silence", "parent"})
+    kind: SuppressionKind
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import structlog
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
-from monitor.core.model import CheckResult, FailureKind
+from monitor.core.model import CheckResult, FailureKind, Suppression, SuppressionKind
 from monitor.engine.health import MonitorHealth, blind_cause, upstream_host
 from monitor.engine.history import HistoryBook, RunHistory
 from monitor.engine.lastgood import LastGood, LastGoodKeeper, kind_of
@@ -221,7 +221,7 @@ class ResultHandler:
             )
         )  # fmt: skip
 
-    def _held_back(self, config: CheckConfigBase, now: datetime) -> str | None:
+    def _held_back(self, config: CheckConfigBase, now: datetime) -> Suppression | None:
         """Why paging for this check is held back now, if it is."""
         silences = self.silences.active(now) if self.silences is not None else []
         reason = suppression(
@@ -232,7 +232,7 @@ class ResultHandler:
         for parent in config.depends_on:
             state = self.states.get(parent)
             if state is not None and state.state is AlertState.DOWN:
-                return f"parent {parent!r} is down"
+                return Suppression(SuppressionKind.PARENT, f"parent {parent!r} is down")
         return None
 
 

@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from pydantic import Field, field_validator, model_validator
 
 from monitor.core.configtypes import PositiveDuration, StrictModel, format_duration
-from monitor.core.model import Silence
+from monitor.core.model import Silence, Suppression, SuppressionKind
 from monitor.incidents.calendar import WEEKDAYS, TimeZoneName, Weekday, as_utc, parse_clock, zone
 from monitor.incidents.silences import silence_matches
 
@@ -152,7 +152,7 @@ def suppression(
     kind: str,
     tags: frozenset[str],
     now: datetime,
-) -> str | None:
+) -> Suppression | None:
     """Why paging for `check` is held back at `now`, or None when it may page.
 
     Maintenance wins over silences: it is planned and says when it ends. Among several
@@ -160,7 +160,8 @@ def suppression(
     """
     window = active_window(windows, check, tags, now)
     if window is not None:
-        return f"maintenance {window[0].name!r} until {_utc(window[1])}"
+        text = f"maintenance {window[0].name!r} until {_utc(window[1])}"
+        return Suppression(SuppressionKind.MAINTENANCE, text)
     silence = max(
         (s for s in silences if s.active(now) and silence_matches(s, check, kind, tags)),
         key=_silence_end,
@@ -169,7 +170,8 @@ def suppression(
     if silence is None:
         return None
     reason = f"silence #{silence.id} by {silence.author} until {_utc(_silence_end(silence))}"
-    return f"{reason}: {silence.comment}" if silence.comment else reason
+    text = f"{reason}: {silence.comment}" if silence.comment else reason
+    return Suppression(SuppressionKind.SILENCE, text)
 
 
 def _silence_end(silence: Silence) -> datetime:

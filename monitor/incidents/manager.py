@@ -28,7 +28,7 @@ from monitor.core.model import (
     IncidentSource,
     IncidentStatus,
     Severity,
-    SuppressionKind,
+    Suppression,
     TimelineEntry,
 )
 from monitor.metrics.exporter import Metrics
@@ -61,7 +61,7 @@ class CheckEvent:
     severity: Severity | None
     rule: str
     auto_resolve: bool = True
-    suppressed: str | None = None
+    suppressed: Suppression | None = None
     # `lastgood.advice` for a failing result; None: nothing known (or a passing run).
     last_good: Mapping[str, Any] | None = None
 
@@ -213,13 +213,13 @@ class IncidentManager:
                 else latest.severity,
                 failure=result.failure.value if result.failure else None,
                 message=result.message,
-                suppressed=event.suppressed,
+                suppressed=_text(event.suppressed),
                 last_good=event.last_good or latest.last_good,
             )
             entries = [self._entry(incident, now, "reopened",
                                    f"failing again {_ago(now - latest.resolved_at)} after it was resolved: {result.message}",
                                    rule=event.rule)]  # fmt: skip
-            entries += self._suppression_entries(None, event.suppressed, incident, now)
+            entries += self._suppression_entries(None, incident.suppressed, incident, now)
             await self.store.update_incident(incident, entries)
             self._open[incident.key] = incident
             log.warning("incident_reopened", incident_id=incident.id, check=event.check,
@@ -240,7 +240,7 @@ class IncidentManager:
             rule=event.rule,
             failure=result.failure.value if result.failure else None,
             message=result.message,
-            suppressed=event.suppressed,
+            suppressed=_text(event.suppressed),
             auto_resolve=event.auto_resolve,
             last_good=event.last_good,
         )
@@ -249,14 +249,14 @@ class IncidentManager:
                         f"{event.severity} by rule {event.rule}: {result.message}",
                         rule=event.rule, failure=incident.failure, state=event.state.value),
         ]  # fmt: skip
-        entries += self._suppression_entries(None, event.suppressed, incident, now)
+        entries += self._suppression_entries(None, incident.suppressed, incident, now)
         incident = await self.store.create_incident(incident, entries)
         self._open[incident.key] = incident
         self.metrics.incidents_opened.labels(str(incident.severity)).inc()
-        if event.suppressed:
-            self.metrics.suppressed.labels(_reason_kind(event.suppressed)).inc()
+        if event.suppressed is not None:
+            self.metrics.suppressed.labels(event.suppressed.kind.value).inc()
         log.warning("incident_opened", incident_id=incident.id, check=event.check,
-                    severity=incident.severity, suppressed=event.suppressed)  # fmt: skip
+                    severity=incident.severity, suppressed=incident.suppressed)  # fmt: skip
         self._export()
         await self._tell(incident, IncidentEvent.OPENED)
         return incident
@@ -281,11 +281,12 @@ class IncidentManager:
                                        rule=event.rule))  # fmt: skip
         if event.last_good is not None and event.last_good != current.last_good:
             changes["last_good"] = event.last_good  # e.g. a newer failing commit to compare
-        entries += self._suppression_entries(current.suppressed, event.suppressed, current, now)
-        if event.suppressed != current.suppressed:
-            changes["suppressed"] = event.suppressed
-            if event.suppressed:
-                self.metrics.suppressed.labels(_reason_kind(event.suppressed)).inc()
+        suppressed = _text(event.suppressed)
+        entries += self._suppression_entries(current.suppressed, suppressed, current, now)
+        if suppressed != current.suppressed:
+            changes["suppressed"] = suppressed
+            if event.suppressed is not None:
+                self.metrics.suppressed.labels(event.suppressed.kind.value).inc()
         if not changes:
             return current
         incident = replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
@@ -516,9 +517,9 @@ class IncidentManager:
         self.metrics.set_open_incidents(counts)
 
 
-def _reason_kind(reason: str) -> str:
-    """The bounded label for a suppression reason."""
-    return SuppressionKind.of(reason).value
+def _text(suppression: Suppression | None) -> str | None:
+    """What an incident stores of a suppression: the text people read."""
+    return None if suppression is None else suppression.text
 
 
 def _ago(delta: timedelta) -> str:
