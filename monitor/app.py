@@ -12,7 +12,7 @@ import contextlib
 import gc
 import os
 import signal
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
 import structlog
@@ -39,14 +39,15 @@ from monitor.notifiers.console import ConsoleConfig
 from monitor.paging.delivery import Delivery
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
-from monitor.store import Store
-from monitor.store.sqlite import SqliteStore, default_state_path
+from monitor.store import Store, StoreError, store_for
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.status import StatusView
 
 __all__ = ["App"]
 
 log = structlog.stdlib.get_logger(__name__)
+
+STORE_RETRY_S = 2.0  # how often the outbox and the pager retry a store that failed
 
 
 class _Shutdown(Exception):
@@ -74,8 +75,8 @@ class App:
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.env = os.environ if env is None else env
-        self.store: Store = store or SqliteStore(
-            default_state_path(config.daemon.resolved_state_dir(self.env))
+        self.store: Store = store or store_for(
+            config.daemon.store_dsn, config.daemon.resolved_state_dir(self.env)
         )
         self.incidents = IncidentManager(
             self.store, self.clock, self.metrics, cooldown=config.incidents.cooldown
@@ -166,8 +167,10 @@ class App:
                     self.scheduler = Scheduler(tg, ctx, self._limiter, self.metrics, self.results)
                     self.scheduler.start(config.enabled_checks)
                     tg.create_task(self._reload_loop(), name="reloader")
-                    tg.create_task(self.outbox.run(), name="outbox")
-                    tg.create_task(self.pager.run(), name="pager")
+                    tg.create_task(self._resilient("outbox", self.outbox.run), name="outbox")
+                    tg.create_task(
+                        self._resilient("pager", self.pager.run, self.pager.load), name="pager"
+                    )
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
@@ -178,6 +181,28 @@ class App:
                     raise _Shutdown
             except* _Shutdown:
                 pass
+
+    async def _resilient(
+        self,
+        name: str,
+        run: Callable[[], Awaitable[None]],
+        reload: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Runs the outbox or the pager; a store that fails (a database that is down, a
+        full disk) stops it for a moment, never the daemon. It starts again from what the
+        store holds (`reload`), retried every `STORE_RETRY_S` until the store answers."""
+        failed: BaseException | None = None
+        while True:
+            try:
+                if failed is not None and reload is not None:
+                    await reload()
+                await run()
+                return
+            except* StoreError as group:
+                failed = group.exceptions[0]
+            log.warning("store_unavailable", component=name, error=str(failed),
+                        retry_in_s=STORE_RETRY_S)  # fmt: skip
+            await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY_S)
 
     def _paging(
         self, config: MonitorConfig, session: aiohttp.ClientSession
@@ -241,6 +266,7 @@ class App:
             log.warning("config_change_needs_restart", key="daemon.listen", kept=self._listen)
         for key, old_value, new_value in (
             ("daemon.state_dir", self.config.daemon.state_dir, new.daemon.state_dir),
+            ("daemon.store", self.config.daemon.store_dsn, new.daemon.store_dsn),
             ("api.token", self.config.api.write_token, new.api.write_token),
         ):
             if old_value != new_value:

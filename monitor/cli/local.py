@@ -26,6 +26,7 @@ from monitor.incidents.rules import Situation, classify
 from monitor.paging.escalation import Policy
 from monitor.paging.oncall import format_coverage, format_on_call, on_call
 from monitor.paging.pager import page_notifiers
+from monitor.store import StoreError, public_dsn
 from monitor.store.sqlite import SqliteStore, default_state_path
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "add_commands", "event_loop_factory"]
@@ -270,6 +271,8 @@ def _oncall(args: argparse.Namespace, config: MonitorConfig, _path: str) -> int:
 
 
 async def _backup(config: MonitorConfig, dest: str) -> int:
+    if (dsn := config.daemon.store_dsn) is not None:
+        return _backup_postgres(dsn, dest)
     source = default_state_path(config.daemon.resolved_state_dir(os.environ))
     if not source.exists():
         print(f"error: no store at {source}", file=sys.stderr)
@@ -284,14 +287,35 @@ async def _backup(config: MonitorConfig, dest: str) -> int:
     return EXIT_OK
 
 
+def _backup_postgres(dsn: str, dest: str) -> int:
+    """The PostgreSQL store is backed up by PostgreSQL's own tools: say which, with the
+    DSN named by its environment variable, never shown. Exit 2: nothing was written, so a
+    backup job written for SQLite fails loudly instead of keeping no backup."""
+    var = next((k for k, v in sorted(os.environ.items()) if v == dsn), None)
+    source = f'"${var}"' if var else "'<the DSN of daemon.store>'"
+    print(
+        f"error: the store is PostgreSQL ({public_dsn(dsn)}); monitor backup copies the SQLite"
+        " store only, and wrote nothing.\n"
+        "Back up the database with pg_dump while the daemon runs, e.g.:\n"
+        f"  pg_dump --format=custom --file={dest} {source}\n"
+        "and restore it with pg_restore --clean --dbname=… into a stopped deployment.",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
+
+
 def _run(config: MonitorConfig, path: str) -> int:
     try:
         loop_factory = event_loop_factory(os.environ.get("MONITOR_EVENT_LOOP", "auto"))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(App(config, config_path=os.path.abspath(path)).run())
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(App(config, config_path=os.path.abspath(path)).run())
+    except StoreError as exc:  # no store at start: refuse to run blind (systemd restarts)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

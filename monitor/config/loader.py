@@ -79,6 +79,14 @@ class DaemonConfig(StrictModel):
         default=None,
         description="Directory of the SQLite store; default: $STATE_DIRECTORY (systemd), else ./state.",
     )
+    store: SecretStr | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL store instead of SQLite: a postgresql:// URL, e.g. "
+            "${MONITOR_DATABASE_URL:-} (empty: SQLite in state_dir). Never shown: it holds "
+            "a password."
+        ),
+    )
     phase_histograms: bool | Literal["per_kind", "per_check"] = Field(
         default="per_kind",
         description=(
@@ -90,6 +98,21 @@ class DaemonConfig(StrictModel):
 
     def resolved_state_dir(self, env: Mapping[str, str]) -> str:
         return self.state_dir or env.get("STATE_DIRECTORY") or "state"
+
+    @property
+    def store_dsn(self) -> str | None:
+        """The PostgreSQL DSN, or None for the SQLite store."""
+        dsn = self.store.get_secret_value() if self.store is not None else ""
+        return dsn or None
+
+    @field_validator("store")
+    @classmethod
+    def _store_ok(cls, value: SecretStr | None) -> SecretStr | None:
+        dsn = value.get_secret_value() if value is not None else ""
+        if dsn and not dsn.startswith(("postgresql://", "postgres://")):
+            # The value itself is never repeated: it may hold a password.
+            raise ValueError("expected a postgresql:// URL, or nothing for the SQLite store")
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -145,7 +145,10 @@ def _url_secrets(text: str) -> list[str]:
             continue
         if "@" in parts.netloc:
             userinfo = parts.netloc.rpartition("@")[0]
-            out += [userinfo, *userinfo.split(":", 1)]
+            # user:password: the password (a user name alone, such as a database role
+            # called "monitor", would mask that word everywhere); a lone userinfo is a token.
+            _user, colon, password = userinfo.partition(":")
+            out += [userinfo, password] if colon and password else [userinfo]
         for pair in parts.query.split("&"):
             key, _, value = pair.partition("=")
             if value and secret_name(key):

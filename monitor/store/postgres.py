@@ -1,0 +1,761 @@
+"""A `Store` on PostgreSQL (`daemon.store: postgresql://…`), through psycopg 3 and its pool.
+
+The logical schema is SQLite's (`monitor.store.sqlite`) in PostgreSQL types: `timestamptz`
+for times, `bigint` identities for ids (never handed out twice), `jsonb` where JSON is
+kept, and the same rules, such as at most one unresolved incident per key (a partial
+unique index). Each method is one transaction on a pooled connection, so an incident row
+and its timeline entries, or an outbox settlement and the items it enqueues, land
+together or not at all.
+
+A lost or refused connection is a `StoreError`, like a full disk under SQLite: the
+operation fails and the caller carries on. The pool drops broken connections and opens
+new ones in the background, so the store works again as soon as the server answers.
+
+The DSN carries a password: it never appears in a message of this module (`name` is the
+DSN without it), and the daemon registers it with the redaction layer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from monitor.core.alertstate import AlertState, CheckState
+from monitor.core.errors import StoreError
+from monitor.core.model import (
+    EscalationMode,
+    EscalationState,
+    Incident,
+    IncidentSource,
+    IncidentStatus,
+    OutboxItem,
+    OutboxStatus,
+    Severity,
+    Silence,
+    TimelineEntry,
+)
+from monitor.store import public_dsn
+from monitor.store.sqlite import _data_json, _matchers_json
+
+__all__ = ["MIGRATIONS", "PostgresStore"]
+
+# Append only, like SQLite's: `monitor_schema.version` counts the scripts applied. Each
+# runs in one transaction with the version bump, under an advisory lock, so two
+# processes starting at once migrate once.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE check_states (
+        name text PRIMARY KEY,
+        state text NOT NULL,
+        since timestamptz,
+        ups integer NOT NULL,
+        non_downs integer NOT NULL,
+        bads integer NOT NULL,
+        downs integer NOT NULL,
+        blinds integer NOT NULL DEFAULT 0,
+        seen text,
+        seen_since timestamptz,
+        cause text
+    );
+    CREATE TABLE incidents (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        key text NOT NULL,
+        title text NOT NULL,
+        status text NOT NULL,
+        severity text,
+        opened_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        check_name text,
+        source text NOT NULL,
+        acknowledged_at timestamptz,
+        resolved_at timestamptz,
+        assignee text,
+        rule text,
+        failure text,
+        message text NOT NULL,
+        suppressed text,
+        report_url text,
+        auto_resolve boolean NOT NULL,
+        reopened integer NOT NULL,
+        drill boolean NOT NULL DEFAULT false,
+        last_good jsonb
+    );
+    CREATE INDEX incidents_key ON incidents (key, opened_at);
+    CREATE INDEX incidents_status ON incidents (status, opened_at);
+    CREATE INDEX incidents_opened ON incidents (opened_at, id);
+    -- The dedup rule itself: at most one incident per key that is not resolved.
+    CREATE UNIQUE INDEX incidents_one_open_per_key ON incidents (key) WHERE status <> 'resolved';
+    CREATE TABLE timeline (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        incident_id bigint NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        at timestamptz NOT NULL,
+        event text NOT NULL,
+        actor text NOT NULL,
+        text text NOT NULL,
+        data jsonb NOT NULL,
+        count integer NOT NULL DEFAULT 1,
+        last_at timestamptz
+    );
+    CREATE INDEX timeline_incident ON timeline (incident_id, id);
+    CREATE TABLE silences (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        matchers jsonb NOT NULL,
+        starts_at timestamptz NOT NULL,
+        ends_at timestamptz NOT NULL,
+        author text NOT NULL,
+        comment text NOT NULL,
+        created_at timestamptz NOT NULL,
+        expired_at timestamptz
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    CREATE TABLE escalations (
+        incident_id bigint PRIMARY KEY REFERENCES incidents (id) ON DELETE CASCADE,
+        policy text NOT NULL,
+        step integer NOT NULL,
+        pass_no integer NOT NULL,
+        next_at timestamptz NOT NULL,
+        mode text NOT NULL,
+        epoch bigint NOT NULL DEFAULT 0
+    );
+    -- The payload stays text: it is the notifier's exact request body, byte for byte.
+    CREATE TABLE outbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        key text NOT NULL UNIQUE,
+        notifier text NOT NULL,
+        payload text NOT NULL,
+        created_at timestamptz NOT NULL,
+        next_attempt_at timestamptz NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        status text NOT NULL DEFAULT 'pending',
+        sent_at timestamptz,
+        last_error text NOT NULL DEFAULT ''
+    );
+    CREATE INDEX outbox_due ON outbox (notifier, status, next_attempt_at);
+    CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL);
+    """,
+)
+
+_LOCK_ID = 0x6D6F6E69746F72  # "monitor": the advisory lock that serializes migrations
+POOL_TIMEOUT_S = 5.0  # how long a call waits for a connection before it is a StoreError
+CONNECT_TIMEOUT_S = 5
+
+
+class PostgresStore:
+    """`Store` on a PostgreSQL database reached through a small connection pool.
+
+    Args:
+        dsn: a `postgresql://` URL; libpq's variables (`PGPASSWORD`, `~/.pgpass`, …)
+            fill in what it leaves out.
+        max_size: connections in the pool at most.
+    """
+
+    def __init__(self, dsn: str, *, max_size: int = 4, timeout_s: float = POOL_TIMEOUT_S) -> None:
+        self.name = public_dsn(dsn)
+        self._dsn = dsn
+        self._max_size = max_size
+        self._timeout_s = timeout_s
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.name!r})"
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.name}: store is closed")
+        if self._pool is not None:
+            return
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
+            self._dsn,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S},
+            min_size=1,
+            max_size=self._max_size,
+            open=False,
+            configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            timeout=self._timeout_s,
+            reconnect_timeout=24 * 3600.0,  # a database down for long is still retried
+            name="monitor-store",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._timeout_s)
+        except psycopg.Error as exc:
+            await pool.close()
+            # The pool says only that it timed out; one direct attempt says why.
+            raise StoreError(f"{self.name}: cannot connect: {await self._why(exc)}") from exc
+        self._pool = pool
+        try:
+            await self._migrate()
+        except Exception:
+            self._pool = None
+            await pool.close()
+            raise
+
+    async def _why(self, exc: psycopg.Error) -> str:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as direct:
+            return _reason(direct)
+        await conn.close()
+        return _reason(exc)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def schema_version(self) -> int:
+        async with self._tx("cannot read the schema version") as cur:
+            return await _version(cur)
+
+    async def _migrate(self) -> None:
+        while True:
+            async with self._tx("cannot migrate the schema") as cur:
+                await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+                await cur.execute(
+                    "CREATE TABLE IF NOT EXISTS monitor_schema (version integer NOT NULL)"
+                )
+                version = await _version(cur)
+                if version > len(MIGRATIONS):
+                    raise StoreError(
+                        f"{self.name}: schema version {version} is newer than this release"
+                        f" knows ({len(MIGRATIONS)}); upgrade the monitor"
+                    )
+                if version == len(MIGRATIONS):
+                    return
+                await cur.execute(MIGRATIONS[version].encode())
+                await cur.execute("DELETE FROM monitor_schema")
+                await cur.execute("INSERT INTO monitor_schema VALUES (%s)", (version + 1,))
+
+    # --- alert state per check -------------------------------------------------------
+
+    async def load_check_states(self) -> dict[str, CheckState]:
+        async with self._tx("cannot read check states") as cur:
+            await cur.execute("SELECT * FROM check_states")
+            rows = await cur.fetchall()
+        return {row["name"]: _check_state(row) for row in rows}
+
+    async def save_check_state(self, check: str, state: CheckState) -> None:
+        params = (check, _v(state.state), _opt_ts(state.since), state.ups, state.non_downs,
+                  state.bads, state.downs, state.blinds,
+                  None if state.seen is None else _v(state.seen), _opt_ts(state.seen_since),
+                  state.cause)  # fmt: skip
+        async with self._tx("cannot save check state") as cur:
+            await cur.execute(
+                "INSERT INTO check_states (name, state, since, ups, non_downs, bads, downs,"
+                " blinds, seen, seen_since, cause)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
+                " since = excluded.since, ups = excluded.ups, non_downs = excluded.non_downs,"
+                " bads = excluded.bads, downs = excluded.downs, blinds = excluded.blinds,"
+                " seen = excluded.seen, seen_since = excluded.seen_since, cause = excluded.cause",
+                params,
+            )
+
+    async def delete_check_states(self, checks: Iterable[str]) -> None:
+        names = list(checks)
+        async with self._tx("cannot delete check states") as cur:
+            await cur.execute("DELETE FROM check_states WHERE name = ANY(%s)", (names,))
+
+    # --- incidents and their timelines -----------------------------------------------
+
+    async def create_incident(
+        self, incident: Incident, entries: Sequence[TimelineEntry]
+    ) -> Incident:
+        params = _incident_params(incident)
+        rows = _entry_rows(entries)
+        async with self._tx("cannot create incident", key=incident.key) as cur:
+            await cur.execute(_INSERT_INCIDENT, params)
+            row = await cur.fetchone()
+            assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
+            created = replace(incident, id=int(row["id"]))
+            await _append(cur, created.id, rows)
+        return created
+
+    async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
+        params = _incident_params(incident) | {"id": incident.id}
+        rows = _entry_rows(entries)
+        async with self._tx("cannot update incident", key=incident.key) as cur:
+            await cur.execute(_UPDATE_INCIDENT, params)
+            if cur.rowcount == 0:
+                raise StoreError(f"no incident {incident.id} to update")
+            await _append(cur, incident.id, rows)
+
+    async def get_incident(self, incident_id: int) -> Incident | None:
+        return await self._one_incident("SELECT * FROM incidents WHERE id = %s", (incident_id,))
+
+    async def open_incident(self, key: str) -> Incident | None:
+        return await self._one_incident(
+            "SELECT * FROM incidents WHERE key = %s AND status <> 'resolved'", (key,)
+        )
+
+    async def latest_incident(self, key: str) -> Incident | None:
+        return await self._one_incident(
+            "SELECT * FROM incidents WHERE key = %s ORDER BY opened_at DESC, id DESC LIMIT 1",
+            (key,),
+        )
+
+    async def list_incidents(
+        self,
+        *,
+        statuses: Iterable[IncidentStatus] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        params = {
+            "statuses": None if statuses is None else [s.value for s in statuses],
+            "severities": None if severities is None else [s.value for s in severities],
+            "limit": max(0, limit),
+        }
+        async with self._tx("cannot list incidents") as cur:
+            await cur.execute(_LIST_INCIDENTS, params)
+            rows = await cur.fetchall()
+        return [_incident(row) for row in rows]
+
+    async def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        async with self._tx("cannot read timeline") as cur:
+            await cur.execute(
+                "SELECT * FROM timeline WHERE incident_id = %s ORDER BY id", (incident_id,)
+            )
+            rows = await cur.fetchall()
+        return [_entry(row) for row in rows]
+
+    async def repeat_entry(
+        self, incident_id: int, events: Sequence[str], at: datetime
+    ) -> TimelineEntry | None:
+        when = _ts(at)
+        async with self._tx("cannot update timeline") as cur:
+            await cur.execute(
+                "UPDATE timeline SET count = count + 1, last_at = %s WHERE id = ("
+                " SELECT id FROM timeline WHERE incident_id = %s AND event = ANY(%s)"
+                " ORDER BY id DESC LIMIT 1) RETURNING *",
+                (when, incident_id, list(events)),
+            )
+            row = await cur.fetchone()
+        return None if row is None else _entry(row)
+
+    # --- silences --------------------------------------------------------------------
+
+    async def create_silence(self, silence: Silence) -> Silence:
+        params = (_matchers_json(silence.matchers), _ts(silence.starts_at), _ts(silence.ends_at),
+                  silence.author, silence.comment, _ts(silence.created_at),
+                  _opt_ts(silence.expired_at))  # fmt: skip
+        async with self._tx("cannot create silence") as cur:
+            await cur.execute(
+                "INSERT INTO silences (matchers, starts_at, ends_at, author, comment, created_at,"
+                " expired_at) VALUES (%s::jsonb, %s, %s, %s, %s, %s, %s) RETURNING id",
+                params,
+            )
+            row = await cur.fetchone()
+        assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
+        return replace(silence, id=int(row["id"]))
+
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]:
+        async with self._tx("cannot list silences") as cur:
+            if active_at is None:
+                await cur.execute("SELECT * FROM silences ORDER BY id")
+            else:
+                await cur.execute(_ACTIVE_SILENCES, {"at": _ts(active_at)})
+            rows = await cur.fetchall()
+        return [_silence(row) for row in rows]
+
+    async def expire_silence(self, silence_id: int, at: datetime) -> Silence | None:
+        when = _ts(at)
+        async with self._tx("cannot expire silence") as cur:
+            await cur.execute(
+                "UPDATE silences SET expired_at = %s WHERE id = %s RETURNING *", (when, silence_id)
+            )
+            row = await cur.fetchone()
+        return None if row is None else _silence(row)
+
+    # --- escalations and the outbox ---------------------------------------------------
+
+    async def load_escalations(self) -> list[EscalationState]:
+        async with self._tx("cannot read escalations") as cur:
+            await cur.execute("SELECT * FROM escalations ORDER BY incident_id")
+            rows = await cur.fetchall()
+        return [
+            EscalationState(int(r["incident_id"]), r["policy"], r["step"], r["pass_no"],
+                            _utc(r["next_at"]), EscalationMode(r["mode"]), int(r["epoch"]))
+            for r in rows
+        ]  # fmt: skip
+
+    async def commit_escalation(
+        self, incident_id: int, state: EscalationState | None, items: Sequence[OutboxItem]
+    ) -> None:
+        rows = _item_rows(items)
+        async with self._tx("cannot save escalation") as cur:
+            if state is None:
+                await cur.execute("DELETE FROM escalations WHERE incident_id = %s", (incident_id,))
+            else:
+                await cur.execute(
+                    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode,"
+                    " epoch) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (incident_id)"
+                    " DO UPDATE SET policy = excluded.policy, step = excluded.step,"
+                    " pass_no = excluded.pass_no, next_at = excluded.next_at,"
+                    " mode = excluded.mode, epoch = excluded.epoch",
+                    (incident_id, state.policy, state.step, state.pass_no, _ts(state.next_at),
+                     EscalationMode(state.mode).value, state.epoch),
+                )  # fmt: skip
+            await _insert_items(cur, rows)
+
+    async def enqueue(self, items: Sequence[OutboxItem]) -> None:
+        rows = _item_rows(items)
+        async with self._tx("cannot enqueue notifications") as cur:
+            await _insert_items(cur, rows)
+
+    async def due_notifications(self, notifier: str, now: datetime, limit: int) -> list[OutboxItem]:
+        when = _ts(now)
+        async with self._tx("cannot read the outbox") as cur:
+            await cur.execute(
+                "SELECT * FROM outbox WHERE notifier = %s AND status = 'pending'"
+                " AND next_attempt_at <= %s ORDER BY next_attempt_at, id LIMIT %s",
+                (notifier, when, max(0, limit)),
+            )
+            rows = await cur.fetchall()
+        return [_item(r) for r in rows]
+
+    async def next_notification_at(self, notifier: str) -> datetime | None:
+        async with self._tx("cannot read the outbox") as cur:
+            await cur.execute(
+                "SELECT MIN(next_attempt_at) AS at FROM outbox"
+                " WHERE notifier = %s AND status = 'pending'",
+                (notifier,),
+            )
+            row = await cur.fetchone()
+        return None if row is None else _opt_utc(row["at"])
+
+    async def pending_notifications(self, notifier: str) -> list[OutboxItem]:
+        async with self._tx("cannot read the outbox") as cur:
+            await cur.execute(
+                "SELECT * FROM outbox WHERE notifier = %s AND status = 'pending' ORDER BY id",
+                (notifier,),
+            )
+            rows = await cur.fetchall()
+        return [_item(r) for r in rows]
+
+    async def settle_notifications(
+        self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
+    ) -> None:
+        rows = _item_rows(items)
+        async with self._tx("cannot settle notifications") as cur:
+            await cur.execute(
+                "UPDATE outbox SET status = %s WHERE id = ANY(%s) AND status = 'pending'",
+                (OutboxStatus(status).value, list(ids)),
+            )
+            await _insert_items(cur, rows)
+
+    async def update_notification(self, item: OutboxItem) -> None:
+        params = (item.attempts, OutboxStatus(item.status).value, _ts(item.next_attempt_at),
+                  _opt_ts(item.sent_at), item.last_error, item.id)  # fmt: skip
+        async with self._tx("cannot update a notification") as cur:
+            await cur.execute(
+                "UPDATE outbox SET attempts = %s, status = %s, next_attempt_at = %s,"
+                " sent_at = %s, last_error = %s WHERE id = %s",
+                params,
+            )
+
+    async def outbox_depth(self) -> tuple[int, datetime | None]:
+        async with self._tx("cannot read the outbox") as cur:
+            await cur.execute(
+                "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"
+                " WHERE status = 'pending'"
+            )
+            row = await cur.fetchone()
+        assert row is not None  # noqa: S101  an aggregate always returns one row
+        return int(row["n"]), _opt_utc(row["oldest"])
+
+    async def kv_get(self, key: str) -> str | None:
+        async with self._tx("cannot read notifier state") as cur:
+            await cur.execute("SELECT value FROM kv WHERE key = %s", (key,))
+            row = await cur.fetchone()
+        return None if row is None else str(row["value"])
+
+    async def kv_delete(self, keys: Iterable[str]) -> None:
+        names = list(keys)
+        async with self._tx("cannot delete notifier state") as cur:
+            await cur.execute("DELETE FROM kv WHERE key = ANY(%s)", (names,))
+
+    async def kv_prefix(self, prefix: str) -> dict[str, str]:
+        async with self._tx("cannot read notifier state") as cur:
+            await cur.execute("SELECT key, value FROM kv WHERE starts_with(key, %s)", (prefix,))
+            rows = await cur.fetchall()
+        return {str(r["key"]): str(r["value"]) for r in rows}
+
+    async def kv_set(self, key: str, value: str) -> None:
+        async with self._tx("cannot save notifier state") as cur:
+            await cur.execute(
+                "INSERT INTO kv (key, value) VALUES (%s, %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # --- plumbing --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _tx(
+        self, what: str, *, key: str | None = None
+    ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
+        """One transaction on a pooled connection: committed when the body returns, rolled
+        back when it raises. psycopg's errors become `StoreError`s naming the database (no
+        password) and the operation; a broken connection is discarded by the pool."""
+        pool = self._pool
+        if pool is None:
+            state = "closed" if self._closed else "not open"
+            raise StoreError(f"{self.name}: store is {state}")
+        try:
+            async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except pg_errors.UniqueViolation as exc:
+            if key is not None and exc.diag.constraint_name == "incidents_one_open_per_key":
+                msg = f"incident key {key!r} already has an incident that is not resolved"
+                raise StoreError(msg) from exc
+            raise StoreError(f"{self.name}: {what}: {_reason(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.name}: {what}: {_reason(exc)}") from exc
+
+    async def _one_incident(self, sql: str, params: tuple[object, ...]) -> Incident | None:
+        async with self._tx("cannot read incident") as cur:
+            await cur.execute(sql.encode(), params)
+            row = await cur.fetchone()
+        return None if row is None else _incident(row)
+
+
+async def _configure(conn: psycopg.AsyncConnection[DictRow]) -> None:
+    # Times come back in UTC whatever the server's or the role's default zone.
+    await conn.execute("SET TIME ZONE 'UTC'")
+    await conn.commit()
+
+
+async def _version(cur: psycopg.AsyncCursor[DictRow]) -> int:
+    await cur.execute("SELECT to_regclass('monitor_schema') IS NOT NULL AS present")
+    row = await cur.fetchone()
+    if row is None or not row["present"]:
+        return 0
+    await cur.execute("SELECT max(version) AS v FROM monitor_schema")
+    row = await cur.fetchone()
+    return 0 if row is None or row["v"] is None else int(row["v"])
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """The server's or libpq's message on one line; it never holds the password (libpq
+    names host, port and user only), and the daemon's redaction masks it anyway."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --- rows <-> values ---------------------------------------------------------------------
+
+_INSERT_INCIDENT = b"""
+INSERT INTO incidents (
+    key, title, status, severity, opened_at, updated_at, check_name, source,
+    acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
+    report_url, auto_resolve, reopened, drill, last_good
+) VALUES (
+    %(key)s, %(title)s, %(status)s, %(severity)s, %(opened_at)s, %(updated_at)s,
+    %(check_name)s, %(source)s, %(acknowledged_at)s, %(resolved_at)s, %(assignee)s,
+    %(rule)s, %(failure)s, %(message)s, %(suppressed)s, %(report_url)s, %(auto_resolve)s,
+    %(reopened)s, %(drill)s, %(last_good)s::jsonb
+) RETURNING id
+"""
+
+_UPDATE_INCIDENT = b"""
+UPDATE incidents SET
+    key = %(key)s, title = %(title)s, status = %(status)s, severity = %(severity)s,
+    opened_at = %(opened_at)s, updated_at = %(updated_at)s, check_name = %(check_name)s,
+    source = %(source)s, acknowledged_at = %(acknowledged_at)s,
+    resolved_at = %(resolved_at)s, assignee = %(assignee)s, rule = %(rule)s,
+    failure = %(failure)s, message = %(message)s, suppressed = %(suppressed)s,
+    report_url = %(report_url)s, auto_resolve = %(auto_resolve)s, reopened = %(reopened)s,
+    drill = %(drill)s, last_good = %(last_good)s::jsonb
+WHERE id = %(id)s
+"""
+
+_LIST_INCIDENTS = b"""
+SELECT * FROM incidents
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))
+ORDER BY opened_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+_ACTIVE_SILENCES = b"""
+SELECT * FROM silences
+WHERE starts_at <= %(at)s AND ends_at > %(at)s AND (expired_at IS NULL OR expired_at > %(at)s)
+ORDER BY id
+"""
+
+
+def _v(value: object) -> object:
+    """An enum's value; strings and the rest as they are."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _ts(at: datetime) -> datetime:
+    if at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at!r}: the store keeps aware UTC times only")
+    return at.astimezone(UTC)
+
+
+def _opt_ts(at: datetime | None) -> datetime | None:
+    return None if at is None else _ts(at)
+
+
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(UTC)
+
+
+def _opt_utc(at: datetime | None) -> datetime | None:
+    return None if at is None else at.astimezone(UTC)
+
+
+def _check_state(row: DictRow) -> CheckState:
+    return CheckState(
+        state=AlertState(row["state"]),
+        since=_opt_utc(row["since"]),
+        ups=row["ups"],
+        non_downs=row["non_downs"],
+        bads=row["bads"],
+        downs=row["downs"],
+        blinds=row["blinds"],
+        seen=None if row["seen"] is None else AlertState(row["seen"]),
+        seen_since=_opt_utc(row["seen_since"]),
+        cause=row["cause"],
+    )
+
+
+def _incident_params(i: Incident) -> dict[str, object]:
+    return {
+        "key": i.key,
+        "title": i.title,
+        "status": _v(i.status),
+        "severity": None if i.severity is None else _v(i.severity),
+        "opened_at": _ts(i.opened_at),
+        "updated_at": _ts(i.updated_at),
+        "check_name": i.check,
+        "source": IncidentSource(i.source).value,
+        "acknowledged_at": _opt_ts(i.acknowledged_at),
+        "resolved_at": _opt_ts(i.resolved_at),
+        "assignee": i.assignee,
+        "rule": i.rule,
+        "failure": i.failure,
+        "message": i.message,
+        "suppressed": i.suppressed,
+        "report_url": i.report_url,
+        "auto_resolve": i.auto_resolve,
+        "reopened": i.reopened,
+        "drill": i.drill,
+        "last_good": None if i.last_good is None else json.dumps(i.last_good),
+    }
+
+
+def _incident(row: DictRow) -> Incident:
+    return Incident(
+        id=int(row["id"]),
+        key=row["key"],
+        title=row["title"],
+        status=IncidentStatus(row["status"]),
+        severity=None if row["severity"] is None else Severity(row["severity"]),
+        opened_at=_utc(row["opened_at"]),
+        updated_at=_utc(row["updated_at"]),
+        check=row["check_name"],
+        source=IncidentSource(row["source"]),
+        acknowledged_at=_opt_utc(row["acknowledged_at"]),
+        resolved_at=_opt_utc(row["resolved_at"]),
+        assignee=row["assignee"],
+        rule=row["rule"],
+        failure=row["failure"],
+        message=row["message"],
+        suppressed=row["suppressed"],
+        report_url=row["report_url"],
+        auto_resolve=bool(row["auto_resolve"]),
+        reopened=row["reopened"],
+        drill=bool(row["drill"]),
+        last_good=row["last_good"],
+    )
+
+
+def _entry_rows(entries: Sequence[TimelineEntry]) -> list[tuple[Any, ...]]:
+    """Built before the transaction starts: bad data (a naive time, a value that is not
+    JSON) raises as itself and nothing is written."""
+    return [(_ts(e.at), e.event, e.actor, e.text, _data_json(e.data)) for e in entries]
+
+
+async def _append(
+    cur: psycopg.AsyncCursor[DictRow], incident_id: int, rows: list[tuple[Any, ...]]
+) -> None:
+    if rows:
+        await cur.executemany(
+            "INSERT INTO timeline (incident_id, at, event, actor, text, data)"
+            " VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+            [(incident_id, *r) for r in rows],
+        )
+
+
+def _entry(row: DictRow) -> TimelineEntry:
+    return TimelineEntry(
+        incident_id=int(row["incident_id"]),
+        at=_utc(row["at"]),
+        event=row["event"],
+        actor=row["actor"],
+        text=row["text"],
+        data=row["data"],
+        count=row["count"],
+        last_at=_opt_utc(row["last_at"]),
+    )
+
+
+def _silence(row: DictRow) -> Silence:
+    matchers = row["matchers"]
+    return Silence(
+        id=int(row["id"]),
+        matchers={k: tuple(v) for k, v in matchers.items()},
+        starts_at=_utc(row["starts_at"]),
+        ends_at=_utc(row["ends_at"]),
+        author=row["author"],
+        comment=row["comment"],
+        created_at=_utc(row["created_at"]),
+        expired_at=_opt_utc(row["expired_at"]),
+    )
+
+
+def _item_rows(items: Sequence[OutboxItem]) -> list[tuple[Any, ...]]:
+    return [(i.key, i.notifier, i.payload, _ts(i.created_at), _ts(i.next_attempt_at), i.attempts,
+             OutboxStatus(i.status).value, _opt_ts(i.sent_at), i.last_error) for i in items]  # fmt: skip
+
+
+async def _insert_items(cur: psycopg.AsyncCursor[DictRow], rows: list[tuple[Any, ...]]) -> None:
+    # ON CONFLICT DO NOTHING on the unique key: the idempotency of pages across crashes.
+    if rows:
+        await cur.executemany(
+            "INSERT INTO outbox (key, notifier, payload, created_at, next_attempt_at,"
+            " attempts, status, sent_at, last_error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (key) DO NOTHING",
+            rows,
+        )
+
+
+def _item(row: DictRow) -> OutboxItem:
+    return OutboxItem(
+        id=int(row["id"]), key=row["key"], notifier=row["notifier"], payload=row["payload"],
+        created_at=_utc(row["created_at"]), next_attempt_at=_utc(row["next_attempt_at"]),
+        attempts=row["attempts"], status=OutboxStatus(row["status"]),
+        sent_at=_opt_utc(row["sent_at"]),
+        last_error=row["last_error"],
+    )  # fmt: skip
