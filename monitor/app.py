@@ -37,6 +37,7 @@ from monitor.metrics.exporter import Metrics
 from monitor.notifiers.base import NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
 from monitor.paging.delivery import Delivery
+from monitor.paging.heartbeat import Heartbeat, assess
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
@@ -171,6 +172,11 @@ class App:
                     tg.create_task(
                         self._resilient("pager", self.pager.run, self.pager.load), name="pager"
                     )
+                    heartbeat = Heartbeat(
+                        lambda: self.config.heartbeat, session, self.clock, self.metrics,
+                        self._health,
+                    )  # fmt: skip
+                    tg.create_task(heartbeat.run(), name="heartbeat")
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
@@ -203,6 +209,15 @@ class App:
             log.warning("store_unavailable", component=name, error=str(failed),
                         retry_in_s=STORE_RETRY_S)  # fmt: skip
             await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY_S)
+
+    async def _health(self) -> list[str]:
+        """What is wrong with the monitor now (`paging.heartbeat.assess`)."""
+        return await assess(
+            running=self._ready,
+            store_answers=self.outbox.export_depth,
+            outages=self.outbox.outages,
+            timeout_s=self.config.heartbeat.timeout.total_seconds(),
+        )
 
     def _paging(
         self, config: MonitorConfig, session: aiohttp.ClientSession

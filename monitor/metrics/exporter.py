@@ -134,6 +134,18 @@ class Metrics:
             "monitor_pages_suppressed", "Incidents whose paging was held back, by reason.",
             ["reason"], registry=registry,
         )  # fmt: skip
+        self.healthy = Gauge(
+            "monitor_healthy", "1 if the monitor judged itself healthy when it last looked (every heartbeat.interval).",
+            registry=registry,
+        )  # fmt: skip
+        self.heartbeat_pings = Counter(
+            "monitor_heartbeat_pings", "Heartbeat pings by outcome (sent, failed).", ["outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.heartbeat_last_sent = Gauge(
+            "monitor_heartbeat_last_sent_timestamp_seconds",
+            "When the heartbeat receiver last took a ping.", registry=registry,
+        )  # fmt: skip
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
 
