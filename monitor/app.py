@@ -29,6 +29,7 @@ from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
 from monitor.engine.limits import Limiter
+from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
 from monitor.engine.scheduler import CheckRunner, Scheduler
 from monitor.incidents.manager import IncidentManager
@@ -41,6 +42,7 @@ from monitor.paging.heartbeat import Heartbeat, assess
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
+from monitor.store.replicas import ReplicaBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.status import StatusView
 
@@ -96,6 +98,7 @@ class App:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._ready = False
+        self.membership: Membership | None = None
 
     @property
     def ready(self) -> bool:
@@ -130,6 +133,10 @@ class App:
             # Everything durable is read back before the first probe or API call.
             await self.store.open()
             stack.push_async_callback(self.store.close)
+            if isinstance(self.store, ReplicaBook):  # a shared database: one of a fleet
+                self.membership = Membership(self.store, this_replica(), self.clock, self.metrics)
+                await self.membership.beat()
+                stack.push_async_callback(self.membership.leave)
             await self.results.load(config.checks)
             await self.incidents.load()
             await self.silences.load()
@@ -144,7 +151,9 @@ class App:
                 checks=lambda: self.config.enabled_checks, results=self.results,
                 incidents=self.incidents, runbook_of=self._runbook_of,
             )  # fmt: skip
-            app = build_app(self.metrics, lambda: self._ready, incident_api, status)
+            app = build_app(
+                self.metrics, lambda: self._ready, incident_api, status, self._fleet_detail
+            )
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
             # The API never takes the descriptors the probes need.
@@ -177,6 +186,8 @@ class App:
                         self._health,
                     )  # fmt: skip
                     tg.create_task(heartbeat.run(), name="heartbeat")
+                    if self.membership is not None:
+                        tg.create_task(self.membership.run(), name="membership")
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
@@ -209,6 +220,9 @@ class App:
             log.warning("store_unavailable", component=name, error=str(failed),
                         retry_in_s=STORE_RETRY_S)  # fmt: skip
             await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY_S)
+
+    def _fleet_detail(self) -> dict[str, object] | None:
+        return None if self.membership is None else self.membership.detail()
 
     async def _health(self) -> list[str]:
         """What is wrong with the monitor now (`paging.heartbeat.assess`)."""
