@@ -185,12 +185,13 @@ class App:
                         lambda: self.config.heartbeat, session, self.clock, self.metrics,
                         self._health,
                     )  # fmt: skip
-                    tg.create_task(heartbeat.run(), name="heartbeat")
+                    beating = tg.create_task(heartbeat.run(), name="heartbeat")
                     if self.membership is not None:
                         tg.create_task(self.membership.run(), name="membership")
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
+                    beating.cancel()  # a planned stop sends no /fail ping
                     self._ready = False
                     grace = self.config.daemon.shutdown_grace.total_seconds()
                     cancelled = await self.scheduler.stop(grace)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -305,6 +306,9 @@ checks: []
             s.get(f"http://127.0.0.1:{d.port}/healthz") as resp,
         ):
             assert resp.status == 200
+        d.signal(signal.SIGTERM)  # a planned stop: no /fail ping
+        assert await d.wait(30) == 0
+        assert all(not p[1].endswith("/fail") for p in r.pings)
     finally:
         await d.kill()
     assert TOKEN not in repr(d.events) + "\n".join(d.other)
