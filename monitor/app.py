@@ -29,6 +29,7 @@ from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
 from monitor.engine.limits import Limiter
+from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
 from monitor.engine.scheduler import CheckRunner, Scheduler
 from monitor.incidents.manager import IncidentManager
@@ -37,9 +38,11 @@ from monitor.metrics.exporter import Metrics
 from monitor.notifiers.base import NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
 from monitor.paging.delivery import Delivery
+from monitor.paging.heartbeat import Heartbeat, assess
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
+from monitor.store.replicas import ReplicaBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.status import StatusView
 
@@ -95,6 +98,7 @@ class App:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._ready = False
+        self.membership: Membership | None = None
 
     @property
     def ready(self) -> bool:
@@ -129,6 +133,10 @@ class App:
             # Everything durable is read back before the first probe or API call.
             await self.store.open()
             stack.push_async_callback(self.store.close)
+            if isinstance(self.store, ReplicaBook):  # a shared database: one of a fleet
+                self.membership = Membership(self.store, this_replica(), self.clock, self.metrics)
+                await self.membership.beat()
+                stack.push_async_callback(self.membership.leave)
             await self.results.load(config.checks)
             await self.incidents.load()
             await self.silences.load()
@@ -143,7 +151,9 @@ class App:
                 checks=lambda: self.config.enabled_checks, results=self.results,
                 incidents=self.incidents, runbook_of=self._runbook_of,
             )  # fmt: skip
-            app = build_app(self.metrics, lambda: self._ready, incident_api, status)
+            app = build_app(
+                self.metrics, lambda: self._ready, incident_api, status, self._fleet_detail
+            )
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
             # The API never takes the descriptors the probes need.
@@ -171,9 +181,17 @@ class App:
                     tg.create_task(
                         self._resilient("pager", self.pager.run, self.pager.load), name="pager"
                     )
+                    heartbeat = Heartbeat(
+                        lambda: self.config.heartbeat, session, self.clock, self.metrics,
+                        self._health,
+                    )  # fmt: skip
+                    beating = tg.create_task(heartbeat.run(), name="heartbeat")
+                    if self.membership is not None:
+                        tg.create_task(self.membership.run(), name="membership")
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
+                    beating.cancel()  # a planned stop sends no /fail ping
                     self._ready = False
                     grace = self.config.daemon.shutdown_grace.total_seconds()
                     cancelled = await self.scheduler.stop(grace)
@@ -203,6 +221,18 @@ class App:
             log.warning("store_unavailable", component=name, error=str(failed),
                         retry_in_s=STORE_RETRY_S)  # fmt: skip
             await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY_S)
+
+    def _fleet_detail(self) -> dict[str, object] | None:
+        return None if self.membership is None else self.membership.detail()
+
+    async def _health(self) -> list[str]:
+        """What is wrong with the monitor now (`paging.heartbeat.assess`)."""
+        return await assess(
+            running=self._ready,
+            store_answers=self.outbox.export_depth,
+            outages=self.outbox.outages,
+            timeout_s=self.config.heartbeat.timeout.total_seconds(),
+        )
 
     def _paging(
         self, config: MonitorConfig, session: aiohttp.ClientSession

@@ -40,6 +40,7 @@ from monitor.incidents.rules import SeverityRule
 from monitor.notifiers import NOTIFIERS, load_plugins
 from monitor.notifiers.base import NotifierConfigBase
 from monitor.paging.escalation import EscalationConfig
+from monitor.paging.heartbeat import HeartbeatConfig
 from monitor.paging.oncall import OnCallConfig
 
 __all__ = [
@@ -197,6 +198,7 @@ class _FileBase(StrictModel):
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     oncall: OnCallConfig | None = None
+    heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
 
 
 @cache
@@ -233,6 +235,7 @@ class MonitorConfig:
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     oncall: OnCallConfig | None = None
     notifiers: dict[str, NotifierConfigBase] = field(default_factory=dict)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
 
     @property
     def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
@@ -335,6 +338,7 @@ def _parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig
         escalation=parsed.escalation,
         oncall=parsed.oncall,
         notifiers=dict(getattr(parsed, "notifiers", {})),
+        heartbeat=parsed.heartbeat,
     )
 
 

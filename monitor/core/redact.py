@@ -7,9 +7,10 @@ What is masked (replaced by `***`):
 - the values of query parameters and headers whose names look secret (they contain
   token, key, secret, password, passwd, pwd, auth, sig, signature, credential, session or
   cookie), in URLs, in `name=value` and `Name: value` text, and in mappings of headers;
-- every secret the config holds (`SecretStr` fields such as notifier URLs and tokens and
-  `api.token`, secret-named headers of checks, userinfo and secret query values of check
-  URLs), wherever it appears verbatim: `remember_config()` collects them at start.
+- every secret the config holds (`SecretStr` fields such as notifier URLs and tokens, the
+  heartbeat URL and `api.token`, secret-named headers of checks, userinfo and secret query
+  values of check URLs), wherever it appears verbatim: `remember_config()` collects them
+  at start.
 
 Functions here never raise: a value they cannot parse is masked whole rather than shown.
 """

@@ -134,8 +134,32 @@ class Metrics:
             "monitor_pages_suppressed", "Incidents whose paging was held back, by reason.",
             ["reason"], registry=registry,
         )  # fmt: skip
+        self.healthy = Gauge(
+            "monitor_healthy", "1 if the monitor judged itself healthy when it last looked (every heartbeat.interval).",
+            registry=registry,
+        )  # fmt: skip
+        self.heartbeat_pings = Counter(
+            "monitor_heartbeat_pings", "Heartbeat pings by outcome (sent, failed).", ["outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.heartbeat_last_sent = Gauge(
+            "monitor_heartbeat_last_sent_timestamp_seconds",
+            "When the heartbeat receiver last took a ping.", registry=registry,
+        )  # fmt: skip
+        self._registry = registry
+        self._replicas_live: Gauge | None = None
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
+
+    def track_replicas(self) -> Gauge:
+        """`monitor_replicas_live`: registered by a daemon on a shared store only."""
+        if self._replicas_live is None:
+            self._replicas_live = Gauge(
+                "monitor_replicas_live",
+                "Replicas the shared database heard from within their time to live.",
+                registry=self._registry,
+            )
+        return self._replicas_live
 
     def add_check(self, config: CheckConfigBase) -> None:
         """Creates the check's series up front, so they are exported before the first run."""

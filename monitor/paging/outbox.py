@@ -281,6 +281,11 @@ class Outbox:
     def in_outage(self, notifier: str) -> bool:
         return notifier in self._outages
 
+    @property
+    def outages(self) -> tuple[str, ...]:
+        """The notifiers in an outage now."""
+        return tuple(self._outages)
+
     async def export_depth(self) -> None:
         pending, oldest = await self.store.outbox_depth()
         self.metrics.outbox_depth.set(pending)

@@ -45,6 +45,7 @@ from monitor.core.model import (
     TimelineEntry,
 )
 from monitor.store import public_dsn
+from monitor.store.replicas import Replica, ReplicaId
 from monitor.store.sqlite import _data_json, _matchers_json
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
@@ -143,7 +144,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (notifier, status, next_attempt_at);
     CREATE TABLE kv (key text PRIMARY KEY, value text NOT NULL);
     """,
+    # Membership: each daemon on this database, and when the database last heard from it
+    # (`seen_at` is always the server's now(), never a replica's clock).
+    """
+    CREATE TABLE replicas (
+        id text PRIMARY KEY,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        version text NOT NULL,
+        started_at timestamptz NOT NULL,
+        seen_at timestamptz NOT NULL
+    );
+    CREATE INDEX replicas_seen ON replicas (seen_at);
+    """,
 )
+
 
 _LOCK_ID = 0x6D6F6E69746F72  # "monitor": the advisory lock that serializes migrations
 POOL_TIMEOUT_S = 5.0  # how long a call waits for a connection before it is a StoreError
@@ -505,6 +520,35 @@ class PostgresStore:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # --- membership ------------------------------------------------------------------
+
+    async def beat_replica(self, replica: ReplicaId) -> list[Replica]:
+        """Registers `replica` or renews it, then returns the live set: the replicas the
+        database heard from within `replica.ttl_s`, by the database's clock alone."""
+        async with self._tx("cannot renew replica") as cur:
+            await cur.execute(
+                "INSERT INTO replicas (id, host, pid, version, started_at, seen_at)"
+                " VALUES (%s, %s, %s, %s, now(), now())"
+                " ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+                (replica.id, replica.host, replica.pid, replica.version),
+            )
+            await cur.execute(
+                "SELECT id, host, pid, version, extract(epoch FROM now() - seen_at) AS age"
+                " FROM replicas WHERE seen_at > now() - make_interval(secs => %s)"
+                " ORDER BY id",
+                (replica.ttl_s,),
+            )
+            rows = await cur.fetchall()
+        return [
+            Replica(str(r["id"]), str(r["host"]), int(r["pid"]), str(r["version"]), float(r["age"]))
+            for r in rows
+        ]
+
+    async def leave_replica(self, replica_id: str) -> None:
+        """Takes a replica out of the live set at once (a clean stop)."""
+        async with self._tx("cannot remove replica") as cur:
+            await cur.execute("DELETE FROM replicas WHERE id = %s", (replica_id,))
 
     # --- plumbing --------------------------------------------------------------------
 

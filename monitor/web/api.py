@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -44,6 +44,7 @@ def build_app(
     is_ready: Callable[[], bool],
     incidents: IncidentApi | None = None,
     status: StatusView | None = None,
+    fleet: Callable[[], Mapping[str, object] | None] | None = None,
 ) -> web.Application:
     """The aiohttp application; kept apart from the server so tests can mount it."""
     document = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
@@ -53,7 +54,7 @@ def build_app(
 
     app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
     app.on_response_prepare.append(_plain_headers)
-    for path, handler in health.routes(registry, is_ready).items():
+    for path, handler in health.routes(registry, is_ready, fleet).items():
         app.router.add_get(path, handler)
     app.router.add_get("/api/openapi.json", openapi)
     if incidents is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -14,9 +14,11 @@ __all__ = ["routes"]
 
 
 def routes(
-    registry: CollectorRegistry | Metrics, is_ready: Callable[[], bool]
+    registry: CollectorRegistry | Metrics,
+    is_ready: Callable[[], bool],
+    fleet: Callable[[], Mapping[str, object] | None] | None = None,
 ) -> dict[str, Handler]:
-    """The health routes, by path."""
+    """The health routes, by path. `fleet` adds the replicas' detail to `/readyz`."""
 
     async def metrics(request: web.Request) -> web.StreamResponse:
         if isinstance(registry, CollectorRegistry):
@@ -35,8 +37,10 @@ def routes(
         return web.json_response({"status": "ok"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        if is_ready():
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "starting"}, status=503)
+        ready = is_ready()
+        body: dict[str, object] = {"status": "ready" if ready else "starting"}
+        if fleet is not None and (detail := fleet()) is not None:
+            body["fleet"] = dict(detail)
+        return web.json_response(body, status=200 if ready else 503)
 
     return {"/metrics": metrics, "/healthz": healthz, "/readyz": readyz}
