@@ -30,7 +30,16 @@ from monitor.core.model import (
     Silence,
     TimelineEntry,
 )
-from monitor.store.base import StoreError
+from monitor.store.base import (
+    HOUR,
+    HOUR_RETENTION_S,
+    LATENCY_BOUNDS_MS,
+    MINUTE,
+    MINUTE_RETENTION_S,
+    HistoryBucket,
+    StoreError,
+    with_hours,
+)
 
 __all__ = ["MIGRATIONS", "SqliteStore", "default_state_path"]
 
@@ -145,6 +154,24 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE escalations ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     UPDATE escalations SET epoch = CAST(json_extract(policy, '$.epoch') AS INTEGER)
         WHERE json_valid(policy) AND json_type(policy, '$.epoch') = 'integer';
+    """,
+    # 7: run history, per check and minute (kept 48 h) or hour (kept 90 days); `latency`
+    # holds the histogram's counts, comma-separated.
+    """
+    CREATE TABLE history (
+        check_name TEXT NOT NULL,
+        resolution INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        up INTEGER NOT NULL,
+        degraded INTEGER NOT NULL,
+        down INTEGER NOT NULL,
+        blind INTEGER NOT NULL,
+        sum_ms REAL NOT NULL,
+        max_ms REAL NOT NULL,
+        latency TEXT NOT NULL,
+        PRIMARY KEY (check_name, resolution, start)
+    ) WITHOUT ROWID;
+    CREATE INDEX history_age ON history (resolution, start);
     """,
 )
 
@@ -470,6 +497,53 @@ class SqliteStore:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # --- run history -----------------------------------------------------------------
+
+    async def add_history(self, buckets: Sequence[HistoryBucket]) -> None:
+        rows = with_hours(buckets)
+        with self._write("cannot save history") as db:
+            keys = [(b.check, b.resolution, b.start) for b in rows]
+            stored: dict[tuple[str, int, int], HistoryBucket] = {}
+            for key in keys:
+                row = db.execute(
+                    "SELECT * FROM history WHERE check_name = ? AND resolution = ? AND start = ?",
+                    key,
+                ).fetchone()
+                if row is not None:
+                    stored[key] = _bucket(row)
+            db.executemany(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_bucket_row(stored[k].merged(b) if k in stored else b)
+                 for k, b in zip(keys, rows, strict=True)],
+            )  # fmt: skip
+
+    async def read_history(
+        self, check: str, resolution: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        with self._errors("cannot read history"):
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT * FROM history WHERE check_name = ? AND resolution = ?"
+                    " AND start >= ? AND start < ? ORDER BY start",
+                    (check, resolution, since, until),
+                )
+                .fetchall()
+            )
+        return [_bucket(r) for r in rows]
+
+    async def prune_history(self, now: int) -> None:
+        with self._write("cannot prune history") as db:
+            for resolution, keep in ((MINUTE, MINUTE_RETENTION_S), (HOUR, HOUR_RETENTION_S)):
+                db.execute(
+                    "DELETE FROM history WHERE resolution = ? AND start < ?",
+                    (resolution, now - keep),
+                )
+
+    async def delete_history(self, checks: Iterable[str]) -> None:
+        with self._write("cannot delete history") as db:
+            db.executemany("DELETE FROM history WHERE check_name = ?", [(c,) for c in checks])
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -806,3 +880,21 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         attempts=row["attempts"], status=OutboxStatus(row["status"]), sent_at=_opt_time(row["sent_at"]),
         last_error=row["last_error"],
     )  # fmt: skip
+
+
+def _bucket_row(b: HistoryBucket) -> tuple[object, ...]:
+    return (b.check, b.resolution, b.start, b.up, b.degraded, b.down, b.blind, b.sum_ms,
+            b.max_ms, ",".join(map(str, b.latency)))  # fmt: skip
+
+
+def _bucket(row: sqlite3.Row) -> HistoryBucket:
+    return HistoryBucket(
+        row["check_name"], row["resolution"], row["start"], row["up"], row["degraded"],
+        row["down"], row["blind"], row["sum_ms"], row["max_ms"], _latency(row["latency"]),
+    )  # fmt: skip
+
+
+def _latency(text: str) -> tuple[int, ...]:
+    counts = [int(n) for n in text.split(",") if n]
+    width = len(LATENCY_BOUNDS_MS) + 1
+    return tuple((counts + [0] * width)[:width])
