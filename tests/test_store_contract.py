@@ -330,11 +330,14 @@ async def test_history_adds_minutes_and_derives_hours(store: Store) -> None:
         (H0, 4, 0, 2), (H0 + 60, 0, 1, 0),
     ]  # fmt: skip
     first = minutes[0]
-    assert first.sum_ms == pytest.approx(3 * 80 + 300) and first.max_ms == pytest.approx(300)
-    assert first.latency[:3] == (3, 0, 1) and sum(first.latency) == 4
+    assert first.sum_ms == pytest.approx(3 * 80 + 300)
+    assert first.max_ms == pytest.approx(300)
+    assert first.latency[:3] == (3, 0, 1)
+    assert sum(first.latency) == 4
     [hour] = await store.read_history("web", HOUR, H0 - HOUR, H0 + 2 * HOUR)
     assert (hour.start, hour.runs, hour.up, hour.down, hour.blind) == (H0, 7, 4, 1, 2)
-    assert hour.max_ms == pytest.approx(3000) and sum(hour.latency) == 5
+    assert hour.max_ms == pytest.approx(3000)
+    assert sum(hour.latency) == 5
     assert [b.check for b in await store.read_history("api", HOUR, H0, H0 + HOUR)] == ["api"]
     # The window is half-open and per resolution.
     assert await store.read_history("web", MINUTE, H0 + 61, H0 + HOUR) == []

@@ -155,8 +155,8 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE escalations SET epoch = CAST(json_extract(policy, '$.epoch') AS INTEGER)
         WHERE json_valid(policy) AND json_type(policy, '$.epoch') = 'integer';
     """,
-    # 7: run history, per check and minute (kept 48 h) or hour (kept 90 days); `latency`
-    # holds the histogram's counts, comma-separated.
+    # 7: run history, per check and minute (kept 48 h) or hour (kept 90 days); l0..l7 are
+    # the latency histogram's counts (`LATENCY_BOUNDS_MS`, then slower).
     """
     CREATE TABLE history (
         check_name TEXT NOT NULL,
@@ -168,7 +168,8 @@ MIGRATIONS: tuple[str, ...] = (
         blind INTEGER NOT NULL,
         sum_ms REAL NOT NULL,
         max_ms REAL NOT NULL,
-        latency TEXT NOT NULL,
+        l0 INTEGER NOT NULL, l1 INTEGER NOT NULL, l2 INTEGER NOT NULL, l3 INTEGER NOT NULL,
+        l4 INTEGER NOT NULL, l5 INTEGER NOT NULL, l6 INTEGER NOT NULL, l7 INTEGER NOT NULL,
         PRIMARY KEY (check_name, resolution, start)
     ) WITHOUT ROWID;
     CREATE INDEX history_age ON history (resolution, start);
@@ -501,22 +502,9 @@ class SqliteStore:
     # --- run history -----------------------------------------------------------------
 
     async def add_history(self, buckets: Sequence[HistoryBucket]) -> None:
-        rows = with_hours(buckets)
+        rows = [_bucket_row(b) for b in with_hours(buckets)]
         with self._write("cannot save history") as db:
-            keys = [(b.check, b.resolution, b.start) for b in rows]
-            stored: dict[tuple[str, int, int], HistoryBucket] = {}
-            for key in keys:
-                row = db.execute(
-                    "SELECT * FROM history WHERE check_name = ? AND resolution = ? AND start = ?",
-                    key,
-                ).fetchone()
-                if row is not None:
-                    stored[key] = _bucket(row)
-            db.executemany(
-                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_bucket_row(stored[k].merged(b) if k in stored else b)
-                 for k, b in zip(keys, rows, strict=True)],
-            )  # fmt: skip
+            db.executemany(_ADD_HISTORY, rows)
 
     async def read_history(
         self, check: str, resolution: int, since: int, until: int
@@ -882,19 +870,27 @@ def _item(row: sqlite3.Row) -> OutboxItem:
     )  # fmt: skip
 
 
+# Adding is the merge: counts and the histogram sum, max is the max.
+_ADD_HISTORY = """
+INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (check_name, resolution, start) DO UPDATE SET
+    up = up + excluded.up, degraded = degraded + excluded.degraded,
+    down = down + excluded.down, blind = blind + excluded.blind,
+    sum_ms = sum_ms + excluded.sum_ms, max_ms = max(max_ms, excluded.max_ms),
+    l0 = l0 + excluded.l0, l1 = l1 + excluded.l1, l2 = l2 + excluded.l2,
+    l3 = l3 + excluded.l3, l4 = l4 + excluded.l4, l5 = l5 + excluded.l5,
+    l6 = l6 + excluded.l6, l7 = l7 + excluded.l7
+"""
+
+
 def _bucket_row(b: HistoryBucket) -> tuple[object, ...]:
     return (b.check, b.resolution, b.start, b.up, b.degraded, b.down, b.blind, b.sum_ms,
-            b.max_ms, ",".join(map(str, b.latency)))  # fmt: skip
+            b.max_ms, *b.latency)  # fmt: skip
 
 
 def _bucket(row: sqlite3.Row) -> HistoryBucket:
+    latency = tuple(row[f"l{i}"] for i in range(len(LATENCY_BOUNDS_MS) + 1))
     return HistoryBucket(
         row["check_name"], row["resolution"], row["start"], row["up"], row["degraded"],
-        row["down"], row["blind"], row["sum_ms"], row["max_ms"], _latency(row["latency"]),
+        row["down"], row["blind"], row["sum_ms"], row["max_ms"], latency,
     )  # fmt: skip
-
-
-def _latency(text: str) -> tuple[int, ...]:
-    counts = [int(n) for n in text.split(",") if n]
-    width = len(LATENCY_BOUNDS_MS) + 1
-    return tuple((counts + [0] * width)[:width])
