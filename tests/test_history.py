@@ -232,3 +232,31 @@ async def test_no_data_is_null_and_bad_requests_are_clear(history_client: Any) -
     bad = await history_client.get("/api/assets/web/history?window=1y")
     assert bad.status == 400
     assert "24h, 7d, 30d, 90d" in (await bad.json())["error"]
+
+
+async def test_an_unexpected_error_in_a_flush_does_not_stop_the_writer() -> None:
+    clock, store, rollups = FakeClock(T0), MemoryStore(), Rollups()
+    real, calls = store.add_history, []
+
+    async def once_broken(buckets: Sequence[HistoryBucket]) -> None:
+        calls.append(len(buckets))
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        await real(buckets)
+
+    store.add_history = once_broken  # type: ignore[method-assign]
+    task = asyncio.create_task(HistoryWriter(rollups, store, clock).run())
+    try:
+        rollups.add(result("web", 1))
+        await clock.advance(FLUSH_S)
+        await settle()
+        rollups.add(result("web", 61))
+        await clock.advance(FLUSH_S)
+        await settle()
+        assert not task.done()
+        assert len(calls) == 2
+        assert [b.start for b in await store.read_history("web", MINUTE, S0, S0 + HOUR)] == [
+            S0 + 60
+        ]
+    finally:
+        task.cancel()

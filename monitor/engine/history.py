@@ -15,6 +15,7 @@ merges by adding, so a minute written in two parts counts every run once.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from array import array
 from collections.abc import Iterable
@@ -197,6 +198,9 @@ class HistoryWriter:
                 self.rollups.give_back(buckets)
                 log.warning("history_not_saved", error=str(exc), buckets=len(buckets))
                 return
+            except asyncio.CancelledError:
+                self.rollups.give_back(buckets)  # for the flush at stop
+                raise
         mono = self.clock.monotonic()
         if self._pruned_at is None or mono - self._pruned_at >= PRUNE_S:
             try:
@@ -209,7 +213,10 @@ class HistoryWriter:
         """Flushes every `FLUSH_S` until cancelled; the caller flushes `everything` at stop."""
         while True:
             await self.clock.sleep_until(self.clock.monotonic() + FLUSH_S)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # a bug here must not stop the daemon's probes
+                log.exception("history_flush_failed")
 
 
 DAY = 24 * HOUR
