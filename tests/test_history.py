@@ -260,3 +260,12 @@ async def test_an_unexpected_error_in_a_flush_does_not_stop_the_writer() -> None
         ]
     finally:
         task.cancel()
+
+
+def test_minutes_kept_through_a_store_outage_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("monitor.engine.history.MAX_PENDING", 3)
+    rollups = Rollups()
+    for minute_no in range(5):
+        rollups.add(result("web", 60 * minute_no))
+    assert rollups.give_back(rollups.take()) == 2  # the two oldest minutes go
+    assert [b.start for b in rollups.take()] == [S0 + 120, S0 + 180, S0 + 240]

@@ -46,6 +46,7 @@ __all__ = [
 log = structlog.stdlib.get_logger(__name__)
 FLUSH_S = 60.0  # how often finished minutes are written
 PRUNE_S = 3600.0  # how often rows past retention are deleted
+MAX_PENDING = 200_000  # minutes kept in memory while the store fails (about 40 MB)
 # A bucket in memory: up, degraded, down, blind, sum_ms, max_ms, then the histogram.
 _SLOTS = 6 + len(LATENCY_BOUNDS_MS) + 1
 
@@ -157,8 +158,10 @@ class Rollups:
         keys = [k for k in self._open if before is None or k[1] + MINUTE <= before]
         return [_bucket(k, self._open.pop(k)) for k in keys]
 
-    def give_back(self, buckets: Iterable[HistoryBucket]) -> None:
-        """Takes buckets a failed write could not store back, to try again later."""
+    def give_back(self, buckets: Iterable[HistoryBucket]) -> int:
+        """Takes buckets a failed write could not store back, to try again later. Beyond
+        `MAX_PENDING` buckets the oldest minutes are dropped (how many is returned), so
+        a long store outage costs bounded memory."""
         for b in buckets:
             row = self._open.setdefault((b.check, b.start), [0.0] * _SLOTS)
             for i, n in enumerate((b.up, b.degraded, b.down, b.blind, b.sum_ms)):
@@ -166,6 +169,11 @@ class Rollups:
             row[5] = max(row[5], b.max_ms)
             for i, n in enumerate(b.latency):
                 row[6 + i] += n
+        excess = len(self._open) - MAX_PENDING
+        if excess > 0:
+            for key in sorted(self._open, key=lambda k: k[1])[:excess]:
+                del self._open[key]
+        return max(excess, 0)
 
     def forget(self, names: Iterable[str]) -> None:
         gone = set(names)
@@ -195,8 +203,9 @@ class HistoryWriter:
             try:
                 await self.store.add_history(buckets)
             except StoreError as exc:
-                self.rollups.give_back(buckets)
-                log.warning("history_not_saved", error=str(exc), buckets=len(buckets))
+                dropped = self.rollups.give_back(buckets)
+                log.warning("history_not_saved", error=str(exc), buckets=len(buckets),
+                            dropped=dropped)  # fmt: skip
                 return
             except asyncio.CancelledError:
                 self.rollups.give_back(buckets)  # for the flush at stop
