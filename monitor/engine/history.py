@@ -46,7 +46,7 @@ __all__ = [
 log = structlog.stdlib.get_logger(__name__)
 FLUSH_S = 60.0  # how often finished minutes are written
 PRUNE_S = 3600.0  # how often rows past retention are deleted
-MAX_PENDING = 200_000  # minutes kept in memory while the store fails (about 40 MB)
+MAX_PENDING = 100_000  # check-minutes kept while the store fails (~400 B each: 40 MB)
 # A bucket in memory: up, degraded, down, blind, sum_ms, max_ms, then the histogram.
 _SLOTS = 6 + len(LATENCY_BOUNDS_MS) + 1
 
