@@ -28,6 +28,7 @@ from monitor.core.errors import ConfigError
 from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
+from monitor.engine.history import HistoryView, HistoryWriter
 from monitor.engine.limits import Limiter
 from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
@@ -44,6 +45,7 @@ from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
 from monitor.store.replicas import ReplicaBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
+from monitor.web.history import HistoryApi
 from monitor.web.status import StatusView
 
 __all__ = ["App"]
@@ -140,6 +142,7 @@ class App:
             await self.results.load(config.checks)
             await self.incidents.load()
             await self.silences.load()
+            history = HistoryWriter(self.results.rollups, self.store, self.clock)
             ctx = await stack.enter_async_context(probe_context(config, self.clock, self.metrics))
             session = ctx.session
             incident_api = IncidentApi(
@@ -151,9 +154,13 @@ class App:
                 checks=lambda: self.config.enabled_checks, results=self.results,
                 incidents=self.incidents, runbook_of=self._runbook_of,
             )  # fmt: skip
-            app = build_app(
-                self.metrics, lambda: self._ready, incident_api, status, self._fleet_detail
+            history_api = HistoryApi(
+                HistoryView(self.store, self.clock), lambda n: self.config.check(n) is not None
             )
+            app = build_app(
+                self.metrics, lambda: self._ready, incident_api, status,
+                fleet=self._fleet_detail, history=history_api,
+            )  # fmt: skip
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
             # The API never takes the descriptors the probes need.
@@ -177,6 +184,7 @@ class App:
                     self.scheduler = Scheduler(tg, ctx, self._limiter, self.metrics, self.results)
                     self.scheduler.start(config.enabled_checks)
                     tg.create_task(self._reload_loop(), name="reloader")
+                    tg.create_task(history.run(), name="history")
                     tg.create_task(self._resilient("outbox", self.outbox.run), name="outbox")
                     tg.create_task(
                         self._resilient("pager", self.pager.run, self.pager.load), name="pager"
@@ -195,6 +203,7 @@ class App:
                     self._ready = False
                     grace = self.config.daemon.shutdown_grace.total_seconds()
                     cancelled = await self.scheduler.stop(grace)
+                    await history.flush(everything=True)
                     log.info("monitor_stopped", cancelled_runs=cancelled)
                     raise _Shutdown
             except* _Shutdown:

@@ -21,6 +21,14 @@ from monitor.core.model import (
     TimelineEntry,
 )
 from monitor.store import StoreError
+from monitor.store.base import (
+    HOUR,
+    HOUR_RETENTION_S,
+    MINUTE,
+    MINUTE_RETENTION_S,
+    HistoryBucket,
+    with_hours,
+)
 
 __all__ = ["FakeClock", "MemoryStore", "settle"]
 
@@ -81,6 +89,7 @@ class MemoryStore:
         self.escalations: dict[int, EscalationState] = {}
         self.outbox: dict[int, OutboxItem] = {}
         self.kv: dict[str, str] = {}
+        self.history: dict[tuple[str, int, int], HistoryBucket] = {}
         self._ids = itertools.count(1)
         self._closed = False
 
@@ -106,6 +115,34 @@ class MemoryStore:
         self._live()
         for check in checks:
             self.states.pop(check, None)
+
+    async def add_history(self, buckets: Sequence[HistoryBucket]) -> None:
+        self._live()
+        for b in with_hours(buckets):
+            key = (b.check, b.resolution, b.start)
+            self.history[key] = self.history[key].merged(b) if key in self.history else b
+
+    async def read_history(
+        self, check: str, resolution: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        self._live()
+        return sorted(
+            (b for (c, r, s), b in self.history.items()
+             if c == check and r == resolution and since <= s < until),
+            key=lambda b: b.start,
+        )  # fmt: skip
+
+    async def prune_history(self, now: int) -> None:
+        self._live()
+        keep = {MINUTE: MINUTE_RETENTION_S, HOUR: HOUR_RETENTION_S}
+        for key in [k for k in self.history if k[2] < now - keep[k[1]]]:
+            del self.history[key]
+
+    async def delete_history(self, checks: Iterable[str]) -> None:
+        self._live()
+        gone = set(checks)
+        for key in [k for k in self.history if k[0] in gone]:
+            del self.history[key]
 
     def _one_open(self, incident: Incident) -> None:
         """An open incident may not join another open one of its key (SQLite's index)."""

@@ -21,6 +21,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from monitor.core.clock import SystemClock
+from monitor.engine.history import HistoryView
 from monitor.engine.pipeline import ResultHandler
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
@@ -28,6 +29,7 @@ from monitor.metrics.exporter import Metrics
 from monitor.store.sqlite import SqliteStore
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.apischema import openapi_document
+from monitor.web.history import HistoryApi
 from monitor.web.status import StatusView
 
 TOKEN = "fuzz-token"
@@ -55,7 +57,10 @@ def serve(state: Path, ready: threading.Event, port: list[int], stop: list[async
         await manager.report("seeded", "fuzz")
         results = ResultHandler(metrics, clock=clock, store=store, incidents=manager)
         view = StatusView("fuzz", clock, list, results, manager)
-        app = build_app(metrics, lambda: True, IncidentApi(manager, book, clock, TOKEN), view)
+        history = HistoryApi(HistoryView(store, clock), lambda name: name == "site")
+        app = build_app(
+            metrics, lambda: True, IncidentApi(manager, book, clock, TOKEN), view, history=history
+        )
         server = ApiServer(app, "127.0.0.1", 0)
         await server.start()
         port.append(server.port)

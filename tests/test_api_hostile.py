@@ -197,9 +197,13 @@ class TestOpenApi:
         view = StatusView(
             title="t", clock=clock, checks=list, results=None, incidents=manager,  # type: ignore[arg-type]
         )  # fmt: skip
+        from monitor.engine.history import HistoryView
+        from monitor.web.history import HistoryApi
+
+        history = HistoryApi(HistoryView(store, clock), lambda _name: True)
         app = build_app(
             CollectorRegistry(), lambda: True,
-            IncidentApi(manager, SilenceBook(store, clock), clock, TOKEN), view,
+            IncidentApi(manager, SilenceBook(store, clock), clock, TOKEN), view, history=history,
         )  # fmt: skip
         served = {
             (r.method, r.resource.canonical)

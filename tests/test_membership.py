@@ -50,9 +50,9 @@ def age_of(dsn: str, replica_id: str, by: timedelta) -> None:
         conn.execute("UPDATE replicas SET seen_at = now() - %s WHERE id = %s", (by, replica_id))
 
 
-async def test_the_migration_is_the_last_and_creates_the_table(stores, pg_dsn) -> None:
+async def test_the_migration_creates_the_table(stores, pg_dsn) -> None:
     a, _ = stores
-    assert "CREATE TABLE replicas" in MIGRATIONS[-1]
+    assert any("CREATE TABLE replicas" in m for m in MIGRATIONS)
     assert await a.schema_version() == len(MIGRATIONS)
     assert isinstance(a, ReplicaBook)
     assert not isinstance(SqliteStore(":memory:"), ReplicaBook)  # one daemon per file

@@ -27,6 +27,14 @@ from monitor.core.model import (
     TimelineEntry,
 )
 from monitor.store import Store, StoreError
+from monitor.store.base import (
+    HOUR,
+    HOUR_RETENTION_S,
+    LATENCY_BOUNDS_MS,
+    MINUTE,
+    MINUTE_RETENTION_S,
+    HistoryBucket,
+)
 from monitor.store.sqlite import SqliteStore
 from tests.fakes import MemoryStore
 
@@ -294,3 +302,58 @@ async def test_a_closed_store_refuses_to_be_used(
     await store.close()
     with pytest.raises(StoreError):
         await use(store)
+
+
+# --- run history ---------------------------------------------------------------------
+
+H0 = int(T0.timestamp()) - int(T0.timestamp()) % HOUR  # an hour boundary
+
+
+def minute(
+    check: str, offset_s: int, *, up: int = 0, down: int = 0, blind: int = 0, ms: float = 0
+) -> HistoryBucket:
+    seen = up + down
+    latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
+    latency[sum(ms > b for b in LATENCY_BOUNDS_MS)] = seen
+    return HistoryBucket(
+        check, MINUTE, H0 + offset_s, up=up, down=down, blind=blind, sum_ms=ms * seen,
+        max_ms=ms if seen else 0.0, latency=tuple(latency),
+    )  # fmt: skip
+
+
+async def test_history_adds_minutes_and_derives_hours(store: Store) -> None:
+    await store.add_history([minute("web", 0, up=3, ms=80), minute("web", 60, down=1, ms=3000)])
+    # The same minute again (a second flush, or after a restart): counts add up.
+    await store.add_history([minute("web", 0, up=1, blind=2, ms=300), minute("api", 0, up=1)])
+    minutes = await store.read_history("web", MINUTE, H0, H0 + HOUR)
+    assert [(b.start, b.up, b.down, b.blind) for b in minutes] == [
+        (H0, 4, 0, 2), (H0 + 60, 0, 1, 0),
+    ]  # fmt: skip
+    first = minutes[0]
+    assert first.sum_ms == pytest.approx(3 * 80 + 300)
+    assert first.max_ms == pytest.approx(300)
+    assert first.latency[:3] == (3, 0, 1)
+    assert sum(first.latency) == 4
+    [hour] = await store.read_history("web", HOUR, H0 - HOUR, H0 + 2 * HOUR)
+    assert (hour.start, hour.runs, hour.up, hour.down, hour.blind) == (H0, 7, 4, 1, 2)
+    assert hour.max_ms == pytest.approx(3000)
+    assert sum(hour.latency) == 5
+    assert [b.check for b in await store.read_history("api", HOUR, H0, H0 + HOUR)] == ["api"]
+    # The window is half-open and per resolution.
+    assert await store.read_history("web", MINUTE, H0 + 61, H0 + HOUR) == []
+
+
+async def test_history_retention_and_deletion(store: Store) -> None:
+    old_minute = -MINUTE_RETENTION_S - HOUR
+    old_hour = -HOUR_RETENTION_S - HOUR
+    await store.add_history([minute("web", old_hour, up=1), minute("web", old_minute, up=1),
+                             minute("web", 0, up=1), minute("db", 0, up=1)])  # fmt: skip
+    await store.prune_history(H0 + 60)
+    minutes = await store.read_history("web", MINUTE, 0, H0 + HOUR)
+    hours = await store.read_history("web", HOUR, 0, H0 + HOUR)
+    assert [b.start for b in minutes] == [H0]
+    assert [b.start for b in hours] == [H0 + old_minute, H0]
+    await store.delete_history(["web"])
+    assert await store.read_history("web", HOUR, 0, H0 + HOUR) == []
+    assert len(await store.read_history("db", MINUTE, 0, H0 + HOUR)) == 1
+    await store.add_history([])  # nothing to write is no error

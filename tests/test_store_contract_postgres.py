@@ -14,6 +14,8 @@ from tests.test_store_contract import (  # noqa: F401
     test_a_closed_store_refuses_to_be_used,
     test_check_states_round_trip_and_are_deleted,
     test_escalations_commit_with_their_pages_once,
+    test_history_adds_minutes_and_derives_hours,
+    test_history_retention_and_deletion,
     test_incidents_get_ids_and_round_trip,
     test_latest_and_listing,
     test_one_open_incident_per_key,

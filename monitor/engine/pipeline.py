@@ -26,7 +26,7 @@ from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult, FailureKind, Suppression, SuppressionKind
 from monitor.engine.health import MonitorHealth, blind_cause, upstream_host
-from monitor.engine.history import HistoryBook, RunHistory
+from monitor.engine.history import HistoryBook, Rollups, RunHistory
 from monitor.engine.lastgood import LastGood, LastGoodKeeper, kind_of
 from monitor.engine.state import step
 from monitor.incidents.maintenance import MaintenanceWindow, suppression
@@ -73,6 +73,7 @@ class ResultHandler:
         self.last: dict[str, CheckResult] = {}
         self.good = LastGoodKeeper(store)  # last known good per check
         self.runs = HistoryBook()  # recent runs, for the status page
+        self.rollups = Rollups()  # this minute's runs, until `HistoryWriter` stores them
         self.health = MonitorHealth(incidents, lambda: self.states)
         # Bound once, after logging is configured: the per-run debug line is then skipped
         # without building its fields when debug is off.
@@ -124,6 +125,7 @@ class ResultHandler:
             self.states.pop(name, None)
             self.last.pop(name, None)
         self.runs.forget(names)
+        self.rollups.forget(names)
         if self.store is not None and names:
             await self.store.delete_check_states(names)
         await self.good.forget(names)
@@ -145,6 +147,7 @@ class ResultHandler:
             )
         self.last[result.check] = result
         self.runs.add(result, blind=cause is not None)
+        self.rollups.add(result, blind=cause is not None)
         self.metrics.record(result, kind_of(config.kind).asset_facts(result.details))
         prev = self.states.get(result.check) or CheckState()
         fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -19,7 +20,77 @@ from monitor.core.model import (
     TimelineEntry,
 )
 
-__all__ = ["Store", "StoreError"]
+__all__ = [
+    "HOUR",
+    "HOUR_RETENTION_S",
+    "LATENCY_BOUNDS_MS",
+    "MINUTE",
+    "MINUTE_RETENTION_S",
+    "HistoryBucket",
+    "Store",
+    "StoreError",
+    "with_hours",
+]
+
+MINUTE, HOUR = 60, 3600  # the two resolutions of history, in seconds
+MINUTE_RETENTION_S = 48 * HOUR  # minute rollups are kept 48 h
+HOUR_RETENTION_S = 90 * 24 * HOUR  # hour rollups 90 days
+# Upper bounds (ms) of the latency histogram's buckets; the last one is everything above.
+LATENCY_BOUNDS_MS: tuple[int, ...] = (100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBucket:
+    """The runs of one check in one minute or hour (`resolution` seconds from `start`, a
+    Unix time on that boundary). Every field adds up: two buckets of the same check and
+    start merge by summing (`max_ms` by max). Latency counts the runs that saw the asset
+    (not the blind ones): `latency` has one count per `LATENCY_BOUNDS_MS` bucket plus
+    one for slower runs."""
+
+    check: str
+    resolution: int
+    start: int
+    up: int = 0
+    degraded: int = 0
+    down: int = 0
+    blind: int = 0
+    sum_ms: float = 0.0
+    max_ms: float = 0.0
+    latency: tuple[int, ...] = (0,) * (len(LATENCY_BOUNDS_MS) + 1)
+
+    @property
+    def runs(self) -> int:
+        return self.up + self.degraded + self.down + self.blind
+
+    def merged(self, other: HistoryBucket) -> HistoryBucket:
+        return HistoryBucket(
+            self.check, self.resolution, self.start,
+            self.up + other.up, self.degraded + other.degraded, self.down + other.down,
+            self.blind + other.blind, self.sum_ms + other.sum_ms,
+            max(self.max_ms, other.max_ms),
+            tuple(a + b for a, b in zip(self.latency, other.latency, strict=True)),
+        )  # fmt: skip
+
+    def at(self, resolution: int) -> HistoryBucket:
+        """The same counts filed under the bucket of `resolution` that holds `start`."""
+        return HistoryBucket(
+            self.check, resolution, self.start - self.start % resolution, self.up,
+            self.degraded, self.down, self.blind, self.sum_ms, self.max_ms, self.latency,
+        )  # fmt: skip
+
+
+def with_hours(buckets: Sequence[HistoryBucket]) -> list[HistoryBucket]:
+    """The minute buckets, then the hour buckets they add up to (one per check and hour)."""
+    hours: dict[tuple[str, int], HistoryBucket] = {}
+    minutes: dict[tuple[str, int], HistoryBucket] = {}
+    for b in buckets:
+        m = b.at(MINUTE)
+        key = (m.check, m.start)
+        minutes[key] = minutes[key].merged(m) if key in minutes else m
+        h = b.at(HOUR)
+        key = (h.check, h.start)
+        hours[key] = hours[key].merged(h) if key in hours else h
+    return [*minutes.values(), *hours.values()]
 
 
 class Store(Protocol):
@@ -152,3 +223,23 @@ class Store(Protocol):
         ...
 
     async def kv_set(self, key: str, value: str) -> None: ...
+
+    # Run history: per check, minute rollups (48 h) and hour rollups (90 days).
+    async def add_history(self, buckets: Sequence[HistoryBucket]) -> None:
+        """In one transaction: adds each minute bucket to its stored minute row and to the
+        hour row that holds it (created as needed). Adding is the merge, so a minute
+        written in two parts (a flush, then a restart) counts every run once."""
+        ...
+
+    async def read_history(
+        self, check: str, resolution: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        """The check's buckets of `resolution` with `since <= start < until`, oldest first."""
+        ...
+
+    async def prune_history(self, now: int) -> None:
+        """Deletes minute rows older than `MINUTE_RETENTION_S` and hour rows older than
+        `HOUR_RETENTION_S` before `now` (Unix seconds)."""
+        ...
+
+    async def delete_history(self, checks: Iterable[str]) -> None: ...

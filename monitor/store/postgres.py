@@ -45,6 +45,14 @@ from monitor.core.model import (
     TimelineEntry,
 )
 from monitor.store import public_dsn
+from monitor.store.base import (
+    HOUR,
+    HOUR_RETENTION_S,
+    MINUTE,
+    MINUTE_RETENTION_S,
+    HistoryBucket,
+    with_hours,
+)
 from monitor.store.replicas import Replica, ReplicaId
 from monitor.store.sqlite import _data_json, _matchers_json
 
@@ -156,6 +164,23 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at timestamptz NOT NULL
     );
     CREATE INDEX replicas_seen ON replicas (seen_at);
+    """,
+    # Run history, per check and minute (kept 48 h) or hour (kept 90 days).
+    """
+    CREATE TABLE history (
+        check_name text NOT NULL,
+        resolution integer NOT NULL,
+        start bigint NOT NULL,
+        up integer NOT NULL,
+        degraded integer NOT NULL,
+        down integer NOT NULL,
+        blind integer NOT NULL,
+        sum_ms double precision NOT NULL,
+        max_ms double precision NOT NULL,
+        latency integer[] NOT NULL,
+        PRIMARY KEY (check_name, resolution, start)
+    );
+    CREATE INDEX history_age ON history (resolution, start);
     """,
 )
 
@@ -550,6 +575,43 @@ class PostgresStore:
         async with self._tx("cannot remove replica") as cur:
             await cur.execute("DELETE FROM replicas WHERE id = %s", (replica_id,))
 
+    # --- run history -----------------------------------------------------------------
+
+    async def add_history(self, buckets: Sequence[HistoryBucket]) -> None:
+        rows = with_hours(buckets)
+        if not rows:
+            return
+        async with self._tx("cannot save history") as cur:
+            await cur.executemany(
+                _ADD_HISTORY,
+                [(b.check, b.resolution, b.start, b.up, b.degraded, b.down, b.blind,
+                  b.sum_ms, b.max_ms, list(b.latency)) for b in rows],
+            )  # fmt: skip
+
+    async def read_history(
+        self, check: str, resolution: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        async with self._tx("cannot read history") as cur:
+            await cur.execute(
+                "SELECT * FROM history WHERE check_name = %s AND resolution = %s"
+                " AND start >= %s AND start < %s ORDER BY start",
+                (check, resolution, since, until),
+            )
+            rows = await cur.fetchall()
+        return [_bucket(r) for r in rows]
+
+    async def prune_history(self, now: int) -> None:
+        async with self._tx("cannot prune history") as cur:
+            for resolution, keep in ((MINUTE, MINUTE_RETENTION_S), (HOUR, HOUR_RETENTION_S)):
+                await cur.execute(
+                    "DELETE FROM history WHERE resolution = %s AND start < %s",
+                    (resolution, now - keep),
+                )
+
+    async def delete_history(self, checks: Iterable[str]) -> None:
+        async with self._tx("cannot delete history") as cur:
+            await cur.execute("DELETE FROM history WHERE check_name = ANY(%s)", (list(checks),))
+
     # --- plumbing --------------------------------------------------------------------
 
     @asynccontextmanager
@@ -802,4 +864,25 @@ def _item(row: DictRow) -> OutboxItem:
         attempts=row["attempts"], status=OutboxStatus(row["status"]),
         sent_at=_opt_utc(row["sent_at"]),
         last_error=row["last_error"],
+    )  # fmt: skip
+
+
+# Adding is the merge: counts sum, the histogram sums bucket by bucket, max is the max.
+_ADD_HISTORY = """
+INSERT INTO history AS h VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (check_name, resolution, start) DO UPDATE SET
+    up = h.up + excluded.up, degraded = h.degraded + excluded.degraded,
+    down = h.down + excluded.down, blind = h.blind + excluded.blind,
+    sum_ms = h.sum_ms + excluded.sum_ms, max_ms = GREATEST(h.max_ms, excluded.max_ms),
+    latency = ARRAY(
+        SELECT coalesce(a, 0) + coalesce(b, 0)
+        FROM unnest(h.latency, excluded.latency) WITH ORDINALITY AS t(a, b, i) ORDER BY i
+    )
+"""
+
+
+def _bucket(r: DictRow) -> HistoryBucket:
+    return HistoryBucket(
+        r["check_name"], r["resolution"], r["start"], r["up"], r["degraded"],
+        r["down"], r["blind"], r["sum_ms"], r["max_ms"], tuple(r["latency"]),
     )  # fmt: skip

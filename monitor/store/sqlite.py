@@ -30,7 +30,16 @@ from monitor.core.model import (
     Silence,
     TimelineEntry,
 )
-from monitor.store.base import StoreError
+from monitor.store.base import (
+    HOUR,
+    HOUR_RETENTION_S,
+    LATENCY_BOUNDS_MS,
+    MINUTE,
+    MINUTE_RETENTION_S,
+    HistoryBucket,
+    StoreError,
+    with_hours,
+)
 
 __all__ = ["MIGRATIONS", "SqliteStore", "default_state_path"]
 
@@ -145,6 +154,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE escalations ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     UPDATE escalations SET epoch = CAST(json_extract(policy, '$.epoch') AS INTEGER)
         WHERE json_valid(policy) AND json_type(policy, '$.epoch') = 'integer';
+    """,
+    # 7: run history, per check and minute (kept 48 h) or hour (kept 90 days); l0..l7 are
+    # the latency histogram's counts (`LATENCY_BOUNDS_MS`, then slower).
+    """
+    CREATE TABLE history (
+        check_name TEXT NOT NULL,
+        resolution INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        up INTEGER NOT NULL,
+        degraded INTEGER NOT NULL,
+        down INTEGER NOT NULL,
+        blind INTEGER NOT NULL,
+        sum_ms REAL NOT NULL,
+        max_ms REAL NOT NULL,
+        l0 INTEGER NOT NULL, l1 INTEGER NOT NULL, l2 INTEGER NOT NULL, l3 INTEGER NOT NULL,
+        l4 INTEGER NOT NULL, l5 INTEGER NOT NULL, l6 INTEGER NOT NULL, l7 INTEGER NOT NULL,
+        PRIMARY KEY (check_name, resolution, start)
+    ) WITHOUT ROWID;
+    CREATE INDEX history_age ON history (resolution, start);
     """,
 )
 
@@ -470,6 +498,40 @@ class SqliteStore:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # --- run history -----------------------------------------------------------------
+
+    async def add_history(self, buckets: Sequence[HistoryBucket]) -> None:
+        rows = [_bucket_row(b) for b in with_hours(buckets)]
+        with self._write("cannot save history") as db:
+            db.executemany(_ADD_HISTORY, rows)
+
+    async def read_history(
+        self, check: str, resolution: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        with self._errors("cannot read history"):
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT * FROM history WHERE check_name = ? AND resolution = ?"
+                    " AND start >= ? AND start < ? ORDER BY start",
+                    (check, resolution, since, until),
+                )
+                .fetchall()
+            )
+        return [_bucket(r) for r in rows]
+
+    async def prune_history(self, now: int) -> None:
+        with self._write("cannot prune history") as db:
+            for resolution, keep in ((MINUTE, MINUTE_RETENTION_S), (HOUR, HOUR_RETENTION_S)):
+                db.execute(
+                    "DELETE FROM history WHERE resolution = ? AND start < ?",
+                    (resolution, now - keep),
+                )
+
+    async def delete_history(self, checks: Iterable[str]) -> None:
+        with self._write("cannot delete history") as db:
+            db.executemany("DELETE FROM history WHERE check_name = ?", [(c,) for c in checks])
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -805,4 +867,30 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         created_at=_time(row["created_at"]), next_attempt_at=_time(row["next_attempt_at"]),
         attempts=row["attempts"], status=OutboxStatus(row["status"]), sent_at=_opt_time(row["sent_at"]),
         last_error=row["last_error"],
+    )  # fmt: skip
+
+
+# Adding is the merge: counts and the histogram sum, max is the max.
+_ADD_HISTORY = """
+INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (check_name, resolution, start) DO UPDATE SET
+    up = up + excluded.up, degraded = degraded + excluded.degraded,
+    down = down + excluded.down, blind = blind + excluded.blind,
+    sum_ms = sum_ms + excluded.sum_ms, max_ms = max(max_ms, excluded.max_ms),
+    l0 = l0 + excluded.l0, l1 = l1 + excluded.l1, l2 = l2 + excluded.l2,
+    l3 = l3 + excluded.l3, l4 = l4 + excluded.l4, l5 = l5 + excluded.l5,
+    l6 = l6 + excluded.l6, l7 = l7 + excluded.l7
+"""
+
+
+def _bucket_row(b: HistoryBucket) -> tuple[object, ...]:
+    return (b.check, b.resolution, b.start, b.up, b.degraded, b.down, b.blind, b.sum_ms,
+            b.max_ms, *b.latency)  # fmt: skip
+
+
+def _bucket(row: sqlite3.Row) -> HistoryBucket:
+    latency = tuple(row[f"l{i}"] for i in range(len(LATENCY_BOUNDS_MS) + 1))
+    return HistoryBucket(
+        row["check_name"], row["resolution"], row["start"], row["up"], row["degraded"],
+        row["down"], row["blind"], row["sum_ms"], row["max_ms"], latency,
     )  # fmt: skip

@@ -29,9 +29,11 @@ from monitor.core.redact import redact
 from monitor.core.resources import nofile_limit
 from monitor.metrics.exporter import Metrics
 from monitor.web import drills, health, incidents, silences
+from monitor.web import history as asset_history
 from monitor.web.apischema import MAX_BODY_BYTES, ROUTES, ActorBody, openapi_document
 from monitor.web.common import Handler, IncidentApi, error, read, to_json, write
 from monitor.web.errors import status_of
+from monitor.web.history import HistoryApi
 from monitor.web.status import StatusView, render_html
 
 __all__ = ["ApiServer", "IncidentApi", "build_app", "to_json"]
@@ -45,6 +47,7 @@ def build_app(
     incidents: IncidentApi | None = None,
     status: StatusView | None = None,
     fleet: Callable[[], Mapping[str, object] | None] | None = None,
+    history: HistoryApi | None = None,
 ) -> web.Application:
     """The aiohttp application; kept apart from the server so tests can mount it."""
     document = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
@@ -61,6 +64,9 @@ def build_app(
         _add_api_routes(app, incidents)
     if status is not None:
         _add_status_routes(app, status)
+    if history is not None:
+        handler = asset_history.handlers(history)["asset_history"]
+        app.router.add_get("/api/assets/{name}/history", read(handler))
     return app
 
 

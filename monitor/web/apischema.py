@@ -162,6 +162,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"/api/silences{_ID}/expire", "expire_silence", "Expire a silence now", ActorBody, True),
     Route("DELETE", f"/api/silences{_ID}", "expire_silence", "Expire a silence now", ActorBody, True),
     Route("GET", "/api/status", "status", "The status page's data"),
+    Route("GET", "/api/assets/{name}/history", "asset_history",
+          "A check's uptime (24h, 7d, 30d, 90d), buckets and latency over one window",
+          query=(("window", "24h, 7d, 30d (default) or 90d"),), statuses=(200, 400, 404)),
     Route("GET", "/", "page", "The status page (HTML)"),
 )  # fmt: skip
 
@@ -189,6 +192,9 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
         if "{id}" in route.path:
             params.append({"name": "id", "in": "path", "required": True,
                            "schema": {"type": "integer", "minimum": 1}})  # fmt: skip
+        if "{name}" in route.path:
+            params.append({"name": "name", "in": "path", "required": True,
+                           "schema": {"type": "string"}})  # fmt: skip
         params += [
             {"name": n, "in": "query", "required": False, "description": d,
              "schema": {"type": "string"}}
