@@ -17,7 +17,6 @@ DSN without it), and the daemon registers it with the redaction layer.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -30,13 +29,12 @@ from psycopg import errors as pg_errors
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from monitor.core.alertstate import AlertState, CheckState
+from monitor.core.alertstate import CheckState
 from monitor.core.errors import StoreError
 from monitor.core.model import (
     EscalationMode,
     EscalationState,
     Incident,
-    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -45,6 +43,7 @@ from monitor.core.model import (
     TimelineEntry,
 )
 from monitor.store import public_dsn
+from monitor.store import rows as _rows
 from monitor.store.base import (
     HOUR,
     HOUR_RETENTION_S,
@@ -289,7 +288,7 @@ class PostgresStore:
         async with self._tx("cannot read check states") as cur:
             await cur.execute("SELECT * FROM check_states")
             rows = await cur.fetchall()
-        return {row["name"]: _check_state(row) for row in rows}
+        return {row["name"]: _rows.check_state(row, _CODEC) for row in rows}
 
     async def save_check_state(self, check: str, state: CheckState) -> None:
         params = (check, _v(state.state), _opt_ts(state.since), state.ups, state.non_downs,
@@ -318,7 +317,7 @@ class PostgresStore:
     async def create_incident(
         self, incident: Incident, entries: Sequence[TimelineEntry]
     ) -> Incident:
-        params = _incident_params(incident)
+        params = _rows.incident_params(incident, _CODEC)
         rows = _entry_rows(entries)
         async with self._tx("cannot create incident", key=incident.key) as cur:
             await cur.execute(_INSERT_INCIDENT, params)
@@ -329,7 +328,7 @@ class PostgresStore:
         return created
 
     async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
-        params = _incident_params(incident) | {"id": incident.id}
+        params = _rows.incident_params(incident, _CODEC) | {"id": incident.id}
         rows = _entry_rows(entries)
         async with self._tx("cannot update incident", key=incident.key) as cur:
             await cur.execute(_UPDATE_INCIDENT, params)
@@ -366,7 +365,7 @@ class PostgresStore:
         async with self._tx("cannot list incidents") as cur:
             await cur.execute(_LIST_INCIDENTS, params)
             rows = await cur.fetchall()
-        return [_incident(row) for row in rows]
+        return [_rows.incident(row, _CODEC) for row in rows]
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:
         async with self._tx("cannot read timeline") as cur:
@@ -374,7 +373,7 @@ class PostgresStore:
                 "SELECT * FROM timeline WHERE incident_id = %s ORDER BY id", (incident_id,)
             )
             rows = await cur.fetchall()
-        return [_entry(row) for row in rows]
+        return [_rows.entry(row, _CODEC) for row in rows]
 
     async def repeat_entry(
         self, incident_id: int, events: Sequence[str], at: datetime
@@ -388,7 +387,7 @@ class PostgresStore:
                 (when, incident_id, list(events)),
             )
             row = await cur.fetchone()
-        return None if row is None else _entry(row)
+        return None if row is None else _rows.entry(row, _CODEC)
 
     # --- silences --------------------------------------------------------------------
 
@@ -413,7 +412,7 @@ class PostgresStore:
             else:
                 await cur.execute(_ACTIVE_SILENCES, {"at": _ts(active_at)})
             rows = await cur.fetchall()
-        return [_silence(row) for row in rows]
+        return [_rows.silence(row, _CODEC) for row in rows]
 
     async def expire_silence(self, silence_id: int, at: datetime) -> Silence | None:
         when = _ts(at)
@@ -422,7 +421,7 @@ class PostgresStore:
                 "UPDATE silences SET expired_at = %s WHERE id = %s RETURNING *", (when, silence_id)
             )
             row = await cur.fetchone()
-        return None if row is None else _silence(row)
+        return None if row is None else _rows.silence(row, _CODEC)
 
     # --- escalations and the outbox ---------------------------------------------------
 
@@ -469,7 +468,7 @@ class PostgresStore:
                 (notifier, when, max(0, limit)),
             )
             rows = await cur.fetchall()
-        return [_item(r) for r in rows]
+        return [_rows.item(r, _CODEC) for r in rows]
 
     async def next_notification_at(self, notifier: str) -> datetime | None:
         async with self._tx("cannot read the outbox") as cur:
@@ -488,7 +487,7 @@ class PostgresStore:
                 (notifier,),
             )
             rows = await cur.fetchall()
-        return [_item(r) for r in rows]
+        return [_rows.item(r, _CODEC) for r in rows]
 
     async def settle_notifications(
         self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
@@ -640,7 +639,7 @@ class PostgresStore:
         async with self._tx("cannot read incident") as cur:
             await cur.execute(sql.encode(), params)
             row = await cur.fetchone()
-        return None if row is None else _incident(row)
+        return None if row is None else _rows.incident(row, _CODEC)
 
 
 async def _configure(conn: psycopg.AsyncConnection[DictRow]) -> None:
@@ -731,72 +730,6 @@ def _opt_utc(at: datetime | None) -> datetime | None:
     return None if at is None else at.astimezone(UTC)
 
 
-def _check_state(row: DictRow) -> CheckState:
-    return CheckState(
-        state=AlertState(row["state"]),
-        since=_opt_utc(row["since"]),
-        ups=row["ups"],
-        non_downs=row["non_downs"],
-        bads=row["bads"],
-        downs=row["downs"],
-        blinds=row["blinds"],
-        seen=None if row["seen"] is None else AlertState(row["seen"]),
-        seen_since=_opt_utc(row["seen_since"]),
-        cause=row["cause"],
-    )
-
-
-def _incident_params(i: Incident) -> dict[str, object]:
-    return {
-        "key": i.key,
-        "title": i.title,
-        "status": _v(i.status),
-        "severity": None if i.severity is None else _v(i.severity),
-        "opened_at": _ts(i.opened_at),
-        "updated_at": _ts(i.updated_at),
-        "check_name": i.check,
-        "source": IncidentSource(i.source).value,
-        "acknowledged_at": _opt_ts(i.acknowledged_at),
-        "resolved_at": _opt_ts(i.resolved_at),
-        "assignee": i.assignee,
-        "rule": i.rule,
-        "failure": i.failure,
-        "message": i.message,
-        "suppressed": i.suppressed,
-        "report_url": i.report_url,
-        "auto_resolve": i.auto_resolve,
-        "reopened": i.reopened,
-        "drill": i.drill,
-        "last_good": None if i.last_good is None else json.dumps(i.last_good),
-    }
-
-
-def _incident(row: DictRow) -> Incident:
-    return Incident(
-        id=int(row["id"]),
-        key=row["key"],
-        title=row["title"],
-        status=IncidentStatus(row["status"]),
-        severity=None if row["severity"] is None else Severity(row["severity"]),
-        opened_at=_utc(row["opened_at"]),
-        updated_at=_utc(row["updated_at"]),
-        check=row["check_name"],
-        source=IncidentSource(row["source"]),
-        acknowledged_at=_opt_utc(row["acknowledged_at"]),
-        resolved_at=_opt_utc(row["resolved_at"]),
-        assignee=row["assignee"],
-        rule=row["rule"],
-        failure=row["failure"],
-        message=row["message"],
-        suppressed=row["suppressed"],
-        report_url=row["report_url"],
-        auto_resolve=bool(row["auto_resolve"]),
-        reopened=row["reopened"],
-        drill=bool(row["drill"]),
-        last_good=row["last_good"],
-    )
-
-
 def _entry_rows(entries: Sequence[TimelineEntry]) -> list[tuple[Any, ...]]:
     """Built before the transaction starts: bad data (a naive time, a value that is not
     JSON) raises as itself and nothing is written."""
@@ -814,33 +747,6 @@ async def _append(
         )
 
 
-def _entry(row: DictRow) -> TimelineEntry:
-    return TimelineEntry(
-        incident_id=int(row["incident_id"]),
-        at=_utc(row["at"]),
-        event=row["event"],
-        actor=row["actor"],
-        text=row["text"],
-        data=row["data"],
-        count=row["count"],
-        last_at=_opt_utc(row["last_at"]),
-    )
-
-
-def _silence(row: DictRow) -> Silence:
-    matchers = row["matchers"]
-    return Silence(
-        id=int(row["id"]),
-        matchers={k: tuple(v) for k, v in matchers.items()},
-        starts_at=_utc(row["starts_at"]),
-        ends_at=_utc(row["ends_at"]),
-        author=row["author"],
-        comment=row["comment"],
-        created_at=_utc(row["created_at"]),
-        expired_at=_opt_utc(row["expired_at"]),
-    )
-
-
 def _item_rows(items: Sequence[OutboxItem]) -> list[tuple[Any, ...]]:
     return [(i.key, i.notifier, i.payload, _ts(i.created_at), _ts(i.next_attempt_at), i.attempts,
              OutboxStatus(i.status).value, _opt_ts(i.sent_at), i.last_error) for i in items]  # fmt: skip
@@ -855,16 +761,6 @@ async def _insert_items(cur: psycopg.AsyncCursor[DictRow], rows: list[tuple[Any,
             " ON CONFLICT (key) DO NOTHING",
             rows,
         )
-
-
-def _item(row: DictRow) -> OutboxItem:
-    return OutboxItem(
-        id=int(row["id"]), key=row["key"], notifier=row["notifier"], payload=row["payload"],
-        created_at=_utc(row["created_at"]), next_attempt_at=_utc(row["next_attempt_at"]),
-        attempts=row["attempts"], status=OutboxStatus(row["status"]),
-        sent_at=_opt_utc(row["sent_at"]),
-        last_error=row["last_error"],
-    )  # fmt: skip
 
 
 # Adding is the merge: counts sum, the histogram sums bucket by bucket, max is the max.
@@ -886,3 +782,6 @@ def _bucket(r: DictRow) -> HistoryBucket:
         r["check_name"], r["resolution"], r["start"], r["up"], r["degraded"],
         r["down"], r["blind"], r["sum_ms"], r["max_ms"], tuple(r["latency"]),
     )  # fmt: skip
+
+
+_CODEC = _rows.Codec(time_in=_ts, time_out=_utc, flag_in=bool, json_out=lambda v: v)

@@ -17,12 +17,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.core.alertstate import AlertState, CheckState
+from monitor.core.alertstate import CheckState
 from monitor.core.model import (
     EscalationMode,
     EscalationState,
     Incident,
-    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -30,6 +29,7 @@ from monitor.core.model import (
     Silence,
     TimelineEntry,
 )
+from monitor.store import rows as _rows
 from monitor.store.base import (
     HOUR,
     HOUR_RETENTION_S,
@@ -239,7 +239,7 @@ class SqliteStore:
     async def load_check_states(self) -> dict[str, CheckState]:
         with self._errors("cannot read check states"):
             rows = self._conn().execute("SELECT * FROM check_states").fetchall()
-        return {row["name"]: _check_state(row) for row in rows}
+        return {row["name"]: _rows.check_state(row, _CODEC) for row in rows}
 
     async def save_check_state(self, check: str, state: CheckState) -> None:
         with self._write("cannot save check state") as db:
@@ -267,7 +267,7 @@ class SqliteStore:
     ) -> Incident:
         with self._write("cannot create incident") as db:
             with _one_open_per_key(incident.key):
-                cur = db.execute(_INSERT_INCIDENT, _incident_params(incident))
+                cur = db.execute(_INSERT_INCIDENT, _rows.incident_params(incident, _CODEC))
             assert cur.lastrowid is not None  # noqa: S101  an INSERT always sets it
             created = replace(incident, id=cur.lastrowid)
             _append(db, created.id, entries)
@@ -276,7 +276,9 @@ class SqliteStore:
     async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
         with self._write("cannot update incident") as db:
             with _one_open_per_key(incident.key):
-                cur = db.execute(_UPDATE_INCIDENT, _incident_params(incident) | {"id": incident.id})
+                cur = db.execute(
+                    _UPDATE_INCIDENT, _rows.incident_params(incident, _CODEC) | {"id": incident.id}
+                )
             if cur.rowcount == 0:
                 raise StoreError(f"no incident {incident.id} to update")
             _append(db, incident.id, entries)
@@ -310,7 +312,7 @@ class SqliteStore:
         }
         with self._errors("cannot list incidents"):
             rows = self._conn().execute(_LIST_INCIDENTS, params).fetchall()
-        return [_incident(row) for row in rows]
+        return [_rows.incident(row, _CODEC) for row in rows]
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:
         with self._errors("cannot read timeline"):
@@ -319,7 +321,7 @@ class SqliteStore:
                 .execute("SELECT * FROM timeline WHERE incident_id = ? ORDER BY id", (incident_id,))
                 .fetchall()
             )
-        return [_entry(row) for row in rows]
+        return [_rows.entry(row, _CODEC) for row in rows]
 
     async def repeat_entry(
         self, incident_id: int, events: Sequence[str], at: datetime
@@ -339,7 +341,7 @@ class SqliteStore:
                 (_text(at), row["id"]),
             )
             updated = db.execute("SELECT * FROM timeline WHERE id = ?", (row["id"],)).fetchone()
-        return _entry(updated)
+        return _rows.entry(updated, _CODEC)
 
     # --- silences --------------------------------------------------------------------
 
@@ -362,13 +364,13 @@ class SqliteStore:
             else:
                 at = _text(active_at)
                 rows = self._conn().execute(_ACTIVE_SILENCES, {"at": at}).fetchall()
-        return [_silence(row) for row in rows]
+        return [_rows.silence(row, _CODEC) for row in rows]
 
     async def expire_silence(self, silence_id: int, at: datetime) -> Silence | None:
         with self._write("cannot expire silence") as db:
             db.execute("UPDATE silences SET expired_at = ? WHERE id = ?", (_text(at), silence_id))
             row = db.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
-        return None if row is None else _silence(row)
+        return None if row is None else _rows.silence(row, _CODEC)
 
     # --- escalations and the outbox ---------------------------------------------------
 
@@ -413,7 +415,7 @@ class SqliteStore:
                 )
                 .fetchall()
             )
-        return [_item(r) for r in rows]
+        return [_rows.item(r, _CODEC) for r in rows]
 
     async def next_notification_at(self, notifier: str) -> datetime | None:
         with self._errors("cannot read the outbox"):
@@ -438,7 +440,7 @@ class SqliteStore:
                 )
                 .fetchall()
             )
-        return [_item(r) for r in rows]
+        return [_rows.item(r, _CODEC) for r in rows]
 
     async def settle_notifications(
         self, ids: Sequence[int], status: OutboxStatus, items: Sequence[OutboxItem]
@@ -567,7 +569,7 @@ class SqliteStore:
     def _one_incident(self, sql: str, params: tuple[object, ...]) -> Incident | None:
         with self._errors("cannot read incident"):
             row = self._conn().execute(sql, params).fetchone()
-        return None if row is None else _incident(row)
+        return None if row is None else _rows.incident(row, _CODEC)
 
 
 def _backup_target(target: Path, live: Path) -> Path:
@@ -731,72 +733,6 @@ def _opt_time(text: str | None) -> datetime | None:
     return None if text is None else _time(text)
 
 
-def _check_state(row: sqlite3.Row) -> CheckState:
-    return CheckState(
-        state=AlertState(row["state"]),
-        since=_opt_time(row["since"]),
-        ups=row["ups"],
-        non_downs=row["non_downs"],
-        bads=row["bads"],
-        downs=row["downs"],
-        blinds=row["blinds"],
-        seen=None if row["seen"] is None else AlertState(row["seen"]),
-        seen_since=_opt_time(row["seen_since"]),
-        cause=row["cause"],
-    )
-
-
-def _incident_params(i: Incident) -> dict[str, object]:
-    return {
-        "key": i.key,
-        "title": i.title,
-        "status": i.status.value,
-        "severity": None if i.severity is None else i.severity.value,
-        "opened_at": _text(i.opened_at),
-        "updated_at": _text(i.updated_at),
-        "check_name": i.check,
-        "source": IncidentSource(i.source).value,
-        "acknowledged_at": _opt_text(i.acknowledged_at),
-        "resolved_at": _opt_text(i.resolved_at),
-        "assignee": i.assignee,
-        "rule": i.rule,
-        "failure": i.failure,
-        "message": i.message,
-        "suppressed": i.suppressed,
-        "report_url": i.report_url,
-        "auto_resolve": int(i.auto_resolve),
-        "reopened": i.reopened,
-        "drill": int(i.drill),
-        "last_good": None if i.last_good is None else json.dumps(i.last_good),
-    }
-
-
-def _incident(row: sqlite3.Row) -> Incident:
-    return Incident(
-        id=row["id"],
-        key=row["key"],
-        title=row["title"],
-        status=IncidentStatus(row["status"]),
-        severity=None if row["severity"] is None else Severity(row["severity"]),
-        opened_at=_time(row["opened_at"]),
-        updated_at=_time(row["updated_at"]),
-        check=row["check_name"],
-        source=IncidentSource(row["source"]),
-        acknowledged_at=_opt_time(row["acknowledged_at"]),
-        resolved_at=_opt_time(row["resolved_at"]),
-        assignee=row["assignee"],
-        rule=row["rule"],
-        failure=row["failure"],
-        message=row["message"],
-        suppressed=row["suppressed"],
-        report_url=row["report_url"],
-        auto_resolve=bool(row["auto_resolve"]),
-        reopened=row["reopened"],
-        drill=bool(row["drill"]),
-        last_good=None if row["last_good"] is None else json.loads(row["last_good"]),
-    )
-
-
 def _append(db: sqlite3.Connection, incident_id: int, entries: Sequence[TimelineEntry]) -> None:
     """Appends to the timeline of `incident_id`, whatever the entries' own `incident_id`."""
     for e in entries:
@@ -805,19 +741,6 @@ def _append(db: sqlite3.Connection, incident_id: int, entries: Sequence[Timeline
             " VALUES (?, ?, ?, ?, ?, ?)",
             (incident_id, _text(e.at), e.event, e.actor, e.text, _data_json(e.data)),
         )
-
-
-def _entry(row: sqlite3.Row) -> TimelineEntry:
-    return TimelineEntry(
-        incident_id=row["incident_id"],
-        at=_time(row["at"]),
-        event=row["event"],
-        actor=row["actor"],
-        text=row["text"],
-        data=json.loads(row["data"]),
-        count=row["count"],
-        last_at=_opt_time(row["last_at"]),
-    )
 
 
 def _data_json(data: Mapping[str, Any]) -> str:
@@ -837,20 +760,6 @@ def _matchers_json(matchers: Mapping[str, tuple[str, ...]]) -> str:
     return json.dumps({k: list(v) for k, v in matchers.items()}, ensure_ascii=False)
 
 
-def _silence(row: sqlite3.Row) -> Silence:
-    matchers = json.loads(row["matchers"])
-    return Silence(
-        id=row["id"],
-        matchers={k: tuple(v) for k, v in matchers.items()},
-        starts_at=_time(row["starts_at"]),
-        ends_at=_time(row["ends_at"]),
-        author=row["author"],
-        comment=row["comment"],
-        created_at=_time(row["created_at"]),
-        expired_at=_opt_time(row["expired_at"]),
-    )
-
-
 def _insert_items(db: sqlite3.Connection, items: Sequence[OutboxItem]) -> None:
     # INSERT OR IGNORE on the unique key: the idempotency of pages across crashes.
     db.executemany(
@@ -858,15 +767,6 @@ def _insert_items(db: sqlite3.Connection, items: Sequence[OutboxItem]) -> None:
         " attempts, status, sent_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(i.key, i.notifier, i.payload, _text(i.created_at), _text(i.next_attempt_at), i.attempts,
           OutboxStatus(i.status).value, _opt_text(i.sent_at), i.last_error) for i in items],
-    )  # fmt: skip
-
-
-def _item(row: sqlite3.Row) -> OutboxItem:
-    return OutboxItem(
-        id=row["id"], key=row["key"], notifier=row["notifier"], payload=row["payload"],
-        created_at=_time(row["created_at"]), next_attempt_at=_time(row["next_attempt_at"]),
-        attempts=row["attempts"], status=OutboxStatus(row["status"]), sent_at=_opt_time(row["sent_at"]),
-        last_error=row["last_error"],
     )  # fmt: skip
 
 
@@ -894,3 +794,6 @@ def _bucket(row: sqlite3.Row) -> HistoryBucket:
         row["check_name"], row["resolution"], row["start"], row["up"], row["degraded"],
         row["down"], row["blind"], row["sum_ms"], row["max_ms"], latency,
     )  # fmt: skip
+
+
+_CODEC = _rows.Codec(time_in=_text, time_out=_time, flag_in=int, json_out=json.loads)
