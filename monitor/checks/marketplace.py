@@ -239,11 +239,9 @@ async def query_marketplace(
     return parse_extension_query(reply.doc, extension)
 
 
-class VscodeMarketplaceCheck(Check[VscodeMarketplaceCheckConfig]):
-    """Queries the gallery for the extension once per run."""
-
-    Config = VscodeMarketplaceCheckConfig
-    upstream_label = "VS Code Marketplace"
+class _Listing:
+    """What both extension listings know of their asset: the version listed is the last
+    known good, and the same asset facts."""
 
     @classmethod
     def capture(cls, details: Mapping[str, Any]) -> dict[str, Any]:
@@ -256,6 +254,13 @@ class VscodeMarketplaceCheck(Check[VscodeMarketplaceCheckConfig]):
     @classmethod
     def asset_facts(cls, details: Mapping[str, Any]) -> AssetFacts | None:
         return shared_asset_facts(details)
+
+
+class VscodeMarketplaceCheck(_Listing, Check[VscodeMarketplaceCheckConfig]):
+    """Queries the gallery for the extension once per run."""
+
+    Config = VscodeMarketplaceCheckConfig
+    upstream_label = "VS Code Marketplace"
 
     def __init__(self, config: VscodeMarketplaceCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)
@@ -333,23 +338,11 @@ def _replacement_note(doc: dict[str, Any]) -> str:
     return f"use {replacement} instead" if replacement else "no replacement named"
 
 
-class OpenVsxCheck(Check[OpenVsxCheckConfig]):
+class OpenVsxCheck(_Listing, Check[OpenVsxCheckConfig]):
     """Loads the extension's latest metadata from the Open VSX API once per run."""
 
     Config = OpenVsxCheckConfig
     upstream_label = "Open VSX"
-
-    @classmethod
-    def capture(cls, details: Mapping[str, Any]) -> dict[str, Any]:
-        return _capture(details)
-
-    @classmethod
-    def good_text(cls, good: LastGood, failing: Mapping[str, Any]) -> str:
-        return _good_text(good, failing)
-
-    @classmethod
-    def asset_facts(cls, details: Mapping[str, Any]) -> AssetFacts | None:
-        return shared_asset_facts(details)
 
     def __init__(self, config: OpenVsxCheckConfig, ctx: CheckContext) -> None:
         super().__init__(config, ctx)
