@@ -324,3 +324,37 @@ def test_runbook_of_an_incident_is_its_checks_else_its_rules() -> None:
     assert cfg.runbook_for(None, "severity[1]") == "https://r.test/x"
     assert cfg.runbook_for("site", "default") is None
     assert cfg.runbook_for("gone", None) is None
+
+
+class TestGroups:
+    TEXT = """
+checks:
+  - {name: site, kind: http, url: "http://127.0.0.1:1/", tags: [website, user-facing]}
+  - {name: api-docs, kind: http, url: "http://127.0.0.1:1/", tags: [website], group: docs}
+  - {name: bare, kind: http, url: "http://127.0.0.1:1/"}
+"""
+
+    def test_a_check_is_in_its_group_else_its_first_tag_else_other(self) -> None:
+        from monitor.core.configtypes import group_of
+
+        config = parse_config(self.TEXT, "m.yaml", {})
+        assert [group_of(c) for c in config.checks] == ["website", "docs", "other"]
+
+    def test_a_groups_entry_is_kept(self) -> None:
+        config = parse_config(
+            self.TEXT + "groups:\n  docs: {description: The docs}\n", "m.yaml", {}
+        )
+        assert config.groups["docs"].description == "The docs"
+
+    def test_a_group_without_checks_and_a_bad_group_name_are_located(self) -> None:
+        text = self.TEXT + "groups:\n  docs: {}\n  typo: {}\n  'a b': {}\n"
+        with pytest.raises(ConfigError) as err:
+            parse_config(text, "m.yaml", {})
+        found = [(i.line, i.path) for i in err.value.issues]
+        assert found == [(8, "groups.typo"), (9, "groups['a b']")]
+        assert "has no checks" in str(err.value)
+
+    def test_a_group_name_follows_the_check_name_pattern(self) -> None:
+        with pytest.raises(ConfigError) as err:
+            parse_config(self.TEXT.replace("group: docs", "group: 'a b'"), "m.yaml", {})
+        assert "checks[1].group" in str(err.value)

@@ -26,9 +26,11 @@ from monitor.checks import CHECKS
 from monitor.config.yamlsource import MAX_BYTES, Path, SourceMap, load_yaml
 from monitor.core.configtypes import (
     NAME_PATTERN,
+    UNGROUPED,
     CheckConfigBase,
     Defaults,
     Duration,
+    GroupConfig,
     PositiveDuration,
     StrictModel,
     clip_repr,
@@ -199,6 +201,10 @@ class _FileBase(StrictModel):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     oncall: OnCallConfig | None = None
     heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    groups: dict[str, GroupConfig] = Field(
+        default_factory=dict,
+        description="Per group (a check's `group:`, else its first tag): what it has of its own.",
+    )
 
 
 @cache
@@ -236,6 +242,7 @@ class MonitorConfig:
     oncall: OnCallConfig | None = None
     notifiers: dict[str, NotifierConfigBase] = field(default_factory=dict)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
 
     @property
     def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
@@ -339,6 +346,7 @@ def _parse_config(text: str, file: str, env: Mapping[str, str]) -> MonitorConfig
         oncall=parsed.oncall,
         notifiers=dict(getattr(parsed, "notifiers", {})),
         heartbeat=parsed.heartbeat,
+        groups=dict(parsed.groups),
     )
 
 
@@ -401,10 +409,48 @@ def _cross_checks(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
                 )
             )
     issues += _dangling(data, source)
+    issues += _unused_groups(data, source)
     issues += _unknown_rule_kinds(data, source)
     issues += _escalation_refs(data, source)
     issues += _unrouted_severities(data, source)
     return issues
+
+
+def _unused_groups(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
+    """A `groups:` entry that no check falls into is a typo: its settings would apply to
+    nothing."""
+    groups = data.get("groups")
+    checks = data.get("checks")
+    if not isinstance(groups, dict) or not isinstance(checks, list):
+        return []
+    used: set[object] = set()
+    for c in checks:
+        if not isinstance(c, dict):
+            continue
+        tags = c.get("tags")
+        first = tags[0] if isinstance(tags, list) and tags else UNGROUPED
+        used.add(c.get("group") or first)
+    issues = []
+    for name in groups:
+        if not isinstance(name, str) or not _NAME.match(name):
+            issues.append(
+                source.issue(
+                    ("groups", str(name)),
+                    "a group name is letters, digits and _.:-, starting with a letter or digit",
+                    key=True,
+                )
+            )
+        elif name not in used:
+            issues.append(
+                source.issue(
+                    ("groups", name),
+                    f"group {clip_repr(name)} has no "
+                    "checks (a check is in the group of its `group:`, else "
+                    "of its first tag)",
+                    key=True,
+                )
+            )
+    return issues  # fmt: skip
 
 
 def _unrouted_severities(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:

@@ -243,6 +243,12 @@ class CheckConfigBase(StrictModel):
     description: str = ""
     runbook: str | None = Field(default=None, pattern=r"^https?://\S+$")
     tags: list[str] = Field(default_factory=list)
+    group: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        max_length=128,
+        description="Where the check is listed on the status page; default: its first tag.",
+    )
     enabled: bool = True
     interval: PositiveDuration | None = None
     timeout: PositiveDuration | None = None
@@ -283,6 +289,23 @@ class CheckConfigBase(StrictModel):
     @property
     def retry_delay_s(self) -> float:
         return _seconds(self.retry_delay)
+
+
+class GroupConfig(StrictModel):
+    """What a group of checks (`group:` on a check, else its first tag) has of its own."""
+
+    description: str = Field(default="", max_length=1000)
+
+
+UNGROUPED = "other"  # the group of a check with neither `group:` nor tags
+
+
+def group_of(check: CheckConfigBase) -> str:
+    """The group a check is listed under: its `group:`, else its first tag, else
+    `UNGROUPED`."""
+    if check.group:
+        return check.group
+    return check.tags[0] if check.tags else UNGROUPED
 
 
 def _seconds(value: timedelta | None) -> float:
