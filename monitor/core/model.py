@@ -271,6 +271,9 @@ class Incident:
     drill: bool = False  # a test of the paging path: every message says DRILL
     # What was last healthy and what reverting means (`monitor.engine.lastgood.advice`).
     last_good: Mapping[str, Any] | None = None
+    # What the status page says of the incident: written for the public, chosen by a
+    # person (never the internal timeline). None: the page shows the title alone.
+    public_note: str | None = None
 
     @property
     def is_open(self) -> bool:
