@@ -40,6 +40,7 @@ from monitor.notifiers.base import NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
 from monitor.paging.delivery import Delivery
 from monitor.paging.heartbeat import Heartbeat, assess
+from monitor.paging.leader import Leadership
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
@@ -101,6 +102,7 @@ class App:
         self._reload = asyncio.Event()
         self._ready = False
         self.membership: Membership | None = None
+        self.leadership: Leadership | None = None  # who pages, on a shared store
 
     @property
     def ready(self) -> bool:
@@ -139,6 +141,10 @@ class App:
                 self.membership = Membership(self.store, this_replica(), self.clock, self.metrics)
                 await self.membership.beat()
                 stack.push_async_callback(self.membership.leave)
+                self.leadership = Leadership(
+                    self.store, self.clock, self.metrics, self.membership.me.id
+                )
+                stack.push_async_callback(self.leadership.release)
             await self.results.load(config.checks)
             await self.incidents.load()
             await self.silences.load()
@@ -196,6 +202,8 @@ class App:
                     beating = tg.create_task(heartbeat.run(), name="heartbeat")
                     if self.membership is not None:
                         tg.create_task(self.membership.run(), name="membership")
+                    if self.leadership is not None:
+                        tg.create_task(self.leadership.run(), name="leadership")
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
@@ -232,7 +240,10 @@ class App:
             await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY_S)
 
     def _fleet_detail(self) -> dict[str, object] | None:
-        return None if self.membership is None else self.membership.detail()
+        if self.membership is None:
+            return None
+        lead = {} if self.leadership is None else self.leadership.detail()
+        return self.membership.detail() | lead
 
     async def _health(self) -> list[str]:
         """What is wrong with the monitor now (`paging.heartbeat.assess`)."""
@@ -250,11 +261,14 @@ class App:
         configs: dict[str, NotifierConfigBase] = dict(config.notifiers) or {
             "console": ConsoleConfig(type="console")
         }
-        delivery = Delivery(configs, session, self.store, self.clock, self.metrics, self.incidents)
+        delivery = Delivery(
+            configs, session, self.store, self.clock, self.metrics, self.incidents,
+            lead=self.leadership,
+        )  # fmt: skip
         pager = Pager(
             self.store, self.clock, self.incidents, delivery.outbox, config.escalation,
             config.oncall, delivery.types, self._runbook_of,
-            drill_duration=config.incidents.drill_duration,
+            drill_duration=config.incidents.drill_duration, lead=self.leadership,
         )  # fmt: skip
         return delivery.outbox, pager
 

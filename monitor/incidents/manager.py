@@ -103,6 +103,12 @@ class IncidentManager:
         self._open = {i.key: i for i in open_}
         self._export()
 
+    async def refresh(self) -> None:
+        """Reads the open incidents again, between changes: other replicas sharing the
+        store open, acknowledge and resolve incidents too."""
+        async with self._lock:
+            await self.load()
+
     def open_for(self, key: str) -> Incident | None:
         return self._open.get(key)
 
@@ -448,7 +454,10 @@ class IncidentManager:
     async def note(self, incident_id: int, event: str, text: str) -> None:
         """Adds a line to the timeline (notifications sent, nobody on call, …)."""
         async with self._lock:
-            incident = await self._must_exist(incident_id)
+            # The stored row, not the cache: another replica may have changed it.
+            incident = await self.store.get_incident(incident_id) or await self._must_exist(
+                incident_id
+            )
             entry = self._entry(incident, self.clock.now(), event, text)
             await self.store.update_incident(incident, [entry])
 

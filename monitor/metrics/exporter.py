@@ -148,6 +148,7 @@ class Metrics:
         )  # fmt: skip
         self._registry = registry
         self._replicas_live: Gauge | None = None
+        self._leadership: tuple[Gauge, Gauge] | None = None
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
 
@@ -160,6 +161,23 @@ class Metrics:
                 registry=self._registry,
             )
         return self._replicas_live
+
+    def track_leadership(self) -> tuple[Gauge, Gauge]:
+        """`monitor_pager_leader` and `monitor_pager_lease_token`: on a shared store only."""
+        if self._leadership is None:
+            self._leadership = (
+                Gauge(
+                    "monitor_pager_leader",
+                    "1 while this replica holds the paging lease (runs escalations, sends).",
+                    registry=self._registry,
+                ),
+                Gauge(
+                    "monitor_pager_lease_token",
+                    "Fencing token of the paging lease this replica last took.",
+                    registry=self._registry,
+                ),
+            )
+        return self._leadership
 
     def add_check(self, config: CheckConfigBase) -> None:
         """Creates the check's series up front, so they are exported before the first run."""
