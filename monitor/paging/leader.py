@@ -130,8 +130,12 @@ class Leadership:
                 await self.clock.sleep_until(started + self.tick_s)
             if changed or self.clock.monotonic() - reloaded >= self.reload_s:
                 reloaded = self.clock.monotonic()
-                self.heard += 1
-                self._wake()
+                self.heard_change()
+
+    def heard_change(self) -> None:
+        """Another replica changed paging state (or it is time for the periodic reload)."""
+        self.heard += 1
+        self._wake()
 
     async def release(self) -> None:
         """Gives the lease up on a clean stop, so a standby takes over at once."""
