@@ -37,7 +37,7 @@ def end_lease_session(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT backend_pid FROM leases WHERE name = 'pager'").fetchone()
         assert row is not None
-        conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+        conn.execute("SELECT pg_terminate_backend(%s, 5000)", (row[0],))  # waits for its end
 
 
 async def test_one_holder_at_a_time_and_a_new_token_for_each(stores, pg_dsn) -> None:

@@ -739,9 +739,10 @@ class PostgresStore:
         if self._closed:
             raise StoreError(f"{self.name}: store is closed")
         try:
-            async with asyncio.timeout(timeout_s + CONNECT_TIMEOUT_S):
-                if self._lease_conn is None or self._lease_conn.closed:
+            if self._lease_conn is None or self._lease_conn.closed:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S + LEASE_TIMEOUT_S):
                     self._lease_conn = await self._connect_lease()
+            async with asyncio.timeout(timeout_s):
                 yield self._lease_conn
         except (psycopg.Error, TimeoutError) as exc:
             await self._drop_lease_conn()
