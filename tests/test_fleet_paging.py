@@ -208,6 +208,12 @@ async def test_kill_9_of_the_leader_mid_escalation_loses_and_delays_no_page(
     assert view is not None
     assert view["pager_token"] >= 2
     assert successor.find("pager_leader")
+    _, text = await call(successor.port, "GET", "/metrics")
+    assert "\nmonitor_pager_leader 1.0\n" in text
+    assert f"\nmonitor_pager_lease_token {float(view['pager_token'])}\n" in text
+    survivor = next(d for d in others if d is not successor)
+    _, text = await call(survivor.port, "GET", "/metrics")
+    assert "\nmonitor_pager_leader 0.0\n" in text
 
 
 @pytest.mark.timeout(120)

@@ -15,6 +15,7 @@ from monitor.paging.leader import Leadership
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager, from_payload
 from tests.fakes import FakeClock, MemoryStore, settle
+from tests.proc import wait_for
 from tests.test_paging import ESCALATION, ONCALL, World, stop
 
 
@@ -98,3 +99,21 @@ async def test_a_deposed_leader_neither_advances_nor_sends(clock) -> None:
     keys = [from_payload(i.payload).idempotency_key for i in a.store.outbox.values()]
     assert len(keys) == len(set(keys))
     await stop(tasks)
+
+
+async def test_the_leader_reloads_on_its_own_when_no_change_is_told(clock) -> None:
+    """The safety net: a change whose NOTIFY was lost is picked up within `reload_s`."""
+    store = MemoryStore()
+    lead = Leadership(store, clock, Metrics(CollectorRegistry()), "a", tick_s=0.001, reload_s=5)
+    woken: list[int] = []
+    lead.subscribe(lambda: woken.append(lead.heard))
+    task = asyncio.create_task(lead.run())
+    try:
+        await wait_for(lambda: lead.leading, what="the lease")
+        assert lead.heard == 0
+        await clock.advance(5)
+        await wait_for(lambda: lead.heard == 1, what="the periodic reload")
+        assert woken[-1] == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
