@@ -117,3 +117,14 @@ async def test_the_leader_reloads_on_its_own_when_no_change_is_told(clock) -> No
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_new_leader_knows_the_outages_its_predecessor_reported(clock) -> None:
+    a, b, tasks = await fleet(clock)
+    assert not a.outbox.in_outage("pd")
+    since = clock.now().isoformat()
+    await b.store.kv_set("outbox:outage:pd", f'{{"since": "{since}", "reason": "HTTP 503"}}')
+    await a.lead.tick()  # a takes over; its outbox was started before the outage
+    await settle()
+    assert a.outbox.in_outage("pd")  # so the outage is not alerted twice
+    await stop(tasks)

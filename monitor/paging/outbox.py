@@ -110,6 +110,7 @@ class Outbox:
         # In a fleet, only the holder of the paging lease sends, each notification
         # claimed under its fencing token first (`Store.claim_notifications`).
         self.lead = lead
+        self._led = False
         if lead is not None:
             lead.subscribe(self.wake)
 
@@ -126,6 +127,14 @@ class Outbox:
 
     async def run(self) -> None:
         """Runs one worker per notifier until cancelled."""
+        await self._load_outages()
+        await self.export_depth()
+        async with asyncio.TaskGroup() as tg:
+            for name in self.notifiers:
+                tg.create_task(self._worker(name), name=f"outbox:{name}")
+
+    async def _load_outages(self) -> None:
+        self._outages = {}
         for key, value in (await self.store.kv_prefix(_OUTAGE)).items():
             try:
                 self._outages[key.removeprefix(_OUTAGE)] = datetime.fromisoformat(
@@ -133,10 +142,6 @@ class Outbox:
                 )
             except (ValueError, KeyError, TypeError):
                 log.warning("outbox_outage_unreadable", key=key)
-        await self.export_depth()
-        async with asyncio.TaskGroup() as tg:
-            for name in self.notifiers:
-                tg.create_task(self._worker(name), name=f"outbox:{name}")
 
     async def drain_once(self, notifier: str) -> int:
         """Attempts every notification of `notifier` that is due now and first in its
@@ -204,9 +209,15 @@ class Outbox:
         wake = self._wake[name]
         while True:
             wake.clear()
-            if self.lead is not None and not self.lead.leading:
-                await sleep_or_wake(self.clock, wake, None)  # the lease's holder sends
-                continue
+            if self.lead is not None:
+                if not self.lead.leading:
+                    self._led = False
+                    await sleep_or_wake(self.clock, wake, None)  # the lease's holder sends
+                    continue
+                if not self._led:
+                    # The outages the previous leader reported, so none is told twice.
+                    self._led = True
+                    await self._load_outages()
             if await self.drain_once(name):
                 continue
             due = await self.next_attempt_at(name)
