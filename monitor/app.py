@@ -40,7 +40,7 @@ from monitor.notifiers.base import NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
 from monitor.paging.delivery import Delivery
 from monitor.paging.heartbeat import Heartbeat, assess
-from monitor.paging.leader import Leadership
+from monitor.paging.leader import FleetClock, Leadership
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
@@ -141,9 +141,11 @@ class App:
                 self.membership = Membership(self.store, this_replica(), self.clock, self.metrics)
                 await self.membership.beat()
                 stack.push_async_callback(self.membership.leave)
+                # Paging reads the database's time: escalations move between replicas.
                 self.leadership = Leadership(
-                    self.store, self.clock, self.metrics, self.membership.me.id
-                )
+                    self.store, self.clock, self.metrics, self.membership.me.id,
+                    fleet_clock=FleetClock(self.clock),
+                )  # fmt: skip
                 stack.push_async_callback(self.leadership.release)
             await self.results.load(config.checks)
             await self.incidents.load()
@@ -261,12 +263,13 @@ class App:
         configs: dict[str, NotifierConfigBase] = dict(config.notifiers) or {
             "console": ConsoleConfig(type="console")
         }
+        lead = self.leadership
+        clock = self.clock if lead is None or lead.fleet_clock is None else lead.fleet_clock
         delivery = Delivery(
-            configs, session, self.store, self.clock, self.metrics, self.incidents,
-            lead=self.leadership,
+            configs, session, self.store, clock, self.metrics, self.incidents, lead=lead,
         )  # fmt: skip
         pager = Pager(
-            self.store, self.clock, self.incidents, delivery.outbox, config.escalation,
+            self.store, clock, self.incidents, delivery.outbox, config.escalation,
             config.oncall, delivery.types, self._runbook_of,
             drill_duration=config.incidents.drill_duration, lead=self.leadership,
         )  # fmt: skip

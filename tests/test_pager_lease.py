@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from monitor.core.model import OutboxItem
 from monitor.metrics.exporter import Metrics
-from monitor.paging.leader import Leadership
+from monitor.paging.leader import FleetClock, Leadership
 from monitor.store.postgres import PostgresStore
 from tests.fakes import FakeClock
 from tests.proc import wait_for
@@ -117,3 +118,16 @@ async def test_leadership_moves_when_the_leader_stops(stores) -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_paging_reads_the_database_clock_not_a_skewed_one(stores) -> None:
+    a, _ = stores
+    skewed = FakeClock(datetime.now(UTC) + timedelta(minutes=10))  # ten minutes ahead
+    fleet_clock = FleetClock(skewed)
+    lead = Leadership(a, skewed, Metrics(CollectorRegistry()), "a", fleet_clock=fleet_clock)
+    with capture_logs() as logs:
+        await lead.measure_clock()
+    assert abs(fleet_clock.now() - datetime.now(UTC)) < timedelta(seconds=1)
+    assert abs(fleet_clock.offset + timedelta(minutes=10)) < timedelta(seconds=1)
+    assert [e["event"] for e in logs] == ["clock_skew"]
+    assert fleet_clock.monotonic() == skewed.monotonic()  # schedules keep their own clock

@@ -289,6 +289,8 @@ async def test_a_deposed_token_is_fenced_out_of_claims_and_escalations(store: St
     assert await store.claim_notifications([k2.id], second) == [k2.id]
     assert await store.swap_escalation(a.id, escalation(a.id), None, [item("z")], second)
     assert await store.renew_lease()
+    told = await store.database_now()  # the server's clock, or none of its own
+    assert told is None or abs(told - datetime.now(UTC)) < timedelta(seconds=5)
     await store.notify_change("replica-b")  # told to nobody else: no error
     assert not await store.wait_changes(0.01, "replica-b")
     await store.release_lease()

@@ -15,11 +15,18 @@ take the lease. Between ticks it listens for changes told by other replicas
 (`Store.wait_changes`, LISTEN/NOTIFY), so the leader hears of them within milliseconds,
 and tells its subscribers (the pager, the outbox) at least every `RELOAD_S` anyway: the
 safety net if a notification is lost.
+
+Escalations started on one replica run on another, so their times must not depend on
+either replica's clock: in a fleet the pager and the outbox read the time from a
+`FleetClock`, this replica's clock corrected by its offset from the database server's
+clock, measured when the lease is first tried and at each periodic reload. A replica
+whose clock is ten minutes off starts an escalation that the leader runs on time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -28,12 +35,31 @@ from monitor.core.errors import StoreError
 from monitor.metrics.exporter import Metrics
 from monitor.store import Store
 
-__all__ = ["RELOAD_S", "TICK_S", "Leadership"]
+__all__ = ["RELOAD_S", "SKEW_WARNING_S", "TICK_S", "FleetClock", "Leadership"]
 
 log = structlog.stdlib.get_logger(__name__)
 
 TICK_S = 0.25  # a standby tries to take the lease this often; the leader renews as often
 RELOAD_S = 5.0  # subscribers reload paging state at least this often
+SKEW_WARNING_S = 1.0  # a clock off the database's by more than this is logged
+
+
+class FleetClock:
+    """`clock` with its wall time moved by `offset` (the database's time minus ours);
+    monotonic time and sleeps are `clock`'s own."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return self.clock.now() + self.offset
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic()
+
+    async def sleep_until(self, deadline: float) -> None:
+        await self.clock.sleep_until(deadline)
 
 
 class Leadership:
@@ -48,9 +74,11 @@ class Leadership:
         *,
         tick_s: float = TICK_S,
         reload_s: float = RELOAD_S,
+        fleet_clock: FleetClock | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.fleet_clock = fleet_clock
         self.me = me
         self.tick_s = tick_s
         self.reload_s = reload_s
@@ -117,8 +145,30 @@ class Leadership:
         except StoreError as exc:
             log.warning("pager_change_not_told", replica=self.me, error=str(exc))
 
+    async def measure_clock(self) -> None:
+        """Sets the fleet clock's offset from the database's clock (half the round trip
+        taken as the way there); a database that does not answer keeps the last one."""
+        if self.fleet_clock is None:
+            return
+        before = self.clock.now()
+        try:
+            theirs = await self.store.database_now()
+        except StoreError:
+            return
+        if theirs is None:
+            return
+        after = self.clock.now()
+        offset = theirs - (before + (after - before) / 2)
+        big = abs(offset.total_seconds()) > SKEW_WARNING_S
+        if big and abs((offset - self.fleet_clock.offset).total_seconds()) > SKEW_WARNING_S:
+            log.warning(
+                "clock_skew", replica=self.me, behind_database_s=round(offset.total_seconds(), 3)
+            )
+        self.fleet_clock.offset = offset
+
     async def run(self) -> None:
         """Ticks and listens until cancelled."""
+        await self.measure_clock()
         reloaded = self.clock.monotonic()
         while True:
             started = self.clock.monotonic()
@@ -129,6 +179,8 @@ class Leadership:
                 changed = False
                 await self.clock.sleep_until(started + self.tick_s)
             if changed or self.clock.monotonic() - reloaded >= self.reload_s:
+                if not changed:
+                    await self.measure_clock()
                 reloaded = self.clock.monotonic()
                 self.heard_change()
 

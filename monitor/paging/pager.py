@@ -147,9 +147,10 @@ class Pager:
         for incident in self.incidents.open_incidents:
             if incident.id not in self._states:
                 if self._should_page(incident):
-                    await self._start(
-                        incident, incident.updated_at if incident.reopened else incident.opened_at
-                    )
+                    at = incident.updated_at if incident.reopened else incident.opened_at
+                    if self.lead is not None:  # stamped by another replica's clock
+                        at = min(at, self.clock.now())
+                    await self._start(incident, at)
                 elif incident.status is IncidentStatus.ACKNOWLEDGED:
                     await self._wait_for_ack(
                         incident, incident.acknowledged_at or incident.updated_at

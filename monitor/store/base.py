@@ -252,6 +252,11 @@ class Store(Protocol):
         written (another replica changed the escalation, or the leader was deposed)."""
         ...
 
+    async def database_now(self) -> datetime | None:
+        """The store's own clock (PostgreSQL: the server's), the one time the replicas of
+        a fleet agree on; None for a store that is one daemon's own."""
+        ...
+
     async def notify_change(self, sender: str) -> None:
         """Tells the other replicas that paging state changed (escalations, outbox)."""
         ...
@@ -316,6 +321,9 @@ class SoleHolder:
     def _fenced(self, token: int | None) -> bool:
         """Whether `token` fails the fence (None: no fence asked)."""
         return token is not None and not (self._held and token == self._token)
+
+    async def database_now(self) -> datetime | None:
+        return None
 
     async def notify_change(self, sender: str) -> None:
         return None

@@ -711,6 +711,13 @@ class PostgresStore:
                 async with self._lease_call("cannot release the paging lease") as conn:
                     await conn.execute(_UNLOCK)
 
+    async def database_now(self) -> datetime | None:
+        async with self._tx("cannot read the time") as cur:
+            await cur.execute("SELECT clock_timestamp() AS t")
+            row = await cur.fetchone()
+        assert row is not None  # noqa: S101  a SELECT of one value returns one row
+        return _utc(row["t"])
+
     async def notify_change(self, sender: str) -> None:
         async with self._tx("cannot tell the other replicas") as cur:
             await cur.execute(
