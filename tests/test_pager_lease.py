@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -16,8 +17,9 @@ from structlog.testing import capture_logs
 from monitor.core.model import OutboxItem
 from monitor.metrics.exporter import Metrics
 from monitor.paging.leader import FleetClock, Leadership
-from monitor.store.postgres import PostgresStore
+from monitor.store.postgres import LEASE_EXPIRY_S, LEASE_TIMEOUT_S, PostgresStore
 from tests.fakes import FakeClock
+from tests.postgres import TcpProxy
 from tests.proc import wait_for
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -131,3 +133,46 @@ async def test_paging_reads_the_database_clock_not_a_skewed_one(stores) -> None:
     assert abs(fleet_clock.offset + timedelta(minutes=10)) < timedelta(seconds=1)
     assert [e["event"] for e in logs] == ["clock_skew"]
     assert fleet_clock.monotonic() == skewed.monotonic()  # schedules keep their own clock
+
+
+@pytest.mark.timeout(60)
+async def test_a_holder_behind_a_silent_partition_is_replaced(pg_dsn: str) -> None:
+    """No reset reaches either end: the holder's renewals time out and it steps down; its
+    session looks alive to the server, so a standby ends it once it has not renewed for
+    LEASE_EXPIRY_S, then takes the lease. The deposed token is fenced out."""
+    parts = urlsplit(pg_dsn)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    proxy = await TcpProxy(parts.hostname, parts.port).start()
+    behind = PostgresStore(
+        urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0] + f":{proxy.port}"))
+    )
+    standby = PostgresStore(pg_dsn)
+    await behind.open()
+    await standby.open()
+    try:
+        first = await behind.acquire_lease("behind")
+        assert first is not None
+        assert await behind.renew_lease()
+        proxy.stall()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert not await behind.renew_lease()  # no answer within LEASE_TIMEOUT_S
+        assert loop.time() - started < LEASE_TIMEOUT_S + 1
+        assert await standby.acquire_lease("standby") is None  # not yet: it may be alive
+
+        async def taken() -> int | None:
+            return await standby.acquire_lease("standby")
+
+        second = None
+        while second is None:
+            assert loop.time() - started < LEASE_EXPIRY_S + 10, "never taken over"
+            second = await taken()
+            await asyncio.sleep(0.25)
+        assert second == first + 1
+        assert loop.time() - started >= LEASE_EXPIRY_S - 1  # not before it expired
+        assert await standby.claim_notifications([], first) is None
+    finally:
+        await proxy.close()
+        await standby.close()
+        await behind.close()

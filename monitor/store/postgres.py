@@ -191,7 +191,8 @@ MIGRATIONS: tuple[str, ...] = (
         token bigint NOT NULL,
         holder text NOT NULL,
         backend_pid integer NOT NULL,
-        acquired_at timestamptz NOT NULL
+        acquired_at timestamptz NOT NULL,
+        renewed_at timestamptz NOT NULL
     );
     ALTER TABLE outbox ADD COLUMN claim_token bigint;
     ALTER TABLE outbox ADD COLUMN claimed_at timestamptz;
@@ -229,6 +230,7 @@ FOR SHARE OF l
 POOL_TIMEOUT_S = 5.0  # how long a call waits for a connection before it is a StoreError
 CONNECT_TIMEOUT_S = 5
 LEASE_TIMEOUT_S = 2.0  # a lease call not answered by then loses the lease
+LEASE_EXPIRY_S = 5.0  # a holder that has not renewed for this long has its session ended
 
 
 class PostgresStore:
@@ -665,15 +667,25 @@ class PostgresStore:
             if self._lease_token is not None:
                 return self._lease_token
             async with self._lease_call("cannot take the paging lease") as conn:
-                cur = await conn.execute(_TRY_LOCK)
+                cur = await _bounded(conn, _TRY_LOCK)
                 row = await cur.fetchone()
                 if row is None or not row["got"]:
+                    # Held by a session whose holder stopped renewing (its connection half
+                    # open, which the server has not noticed): ended, taken at the next try.
+                    await _bounded(
+                        conn,
+                        "SELECT pg_terminate_backend(backend_pid, 1000) FROM leases"
+                        " WHERE name = %s AND renewed_at < now() - make_interval(secs => %s)",
+                        (_LEASE, LEASE_EXPIRY_S),
+                    )
                     return None
-                cur = await conn.execute(
-                    "INSERT INTO leases (name, token, holder, backend_pid, acquired_at)"
-                    " VALUES (%s, 1, %s, pg_backend_pid(), now()) ON CONFLICT (name) DO UPDATE"
-                    " SET token = leases.token + 1, holder = excluded.holder,"
-                    " backend_pid = excluded.backend_pid, acquired_at = excluded.acquired_at"
+                cur = await _bounded(
+                    conn,
+                    "INSERT INTO leases (name, token, holder, backend_pid, acquired_at,"
+                    " renewed_at) VALUES (%s, 1, %s, pg_backend_pid(), now(), now())"
+                    " ON CONFLICT (name) DO UPDATE SET token = leases.token + 1,"
+                    " holder = excluded.holder, backend_pid = excluded.backend_pid,"
+                    " acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at"
                     " RETURNING token",
                     (_LEASE, holder),
                 )
@@ -684,14 +696,17 @@ class PostgresStore:
 
     async def renew_lease(self) -> bool:
         """One round trip on the lease connection: the lease still names this session with
-        this store's token. A connection that fails or does not answer in time loses it."""
+        this store's token, and says when it was renewed (standbys end a holder silent
+        for `LEASE_EXPIRY_S`). A connection that fails or does not answer in time loses it."""
         async with self._lease_lock:
             if self._lease_token is None or self._lease_conn is None:
                 return False
             try:
                 async with self._lease_call("cannot renew the paging lease") as conn:
-                    cur = await conn.execute(
-                        "SELECT token FROM leases WHERE name = %s AND backend_pid = pg_backend_pid()",
+                    cur = await _bounded(
+                        conn,
+                        "UPDATE leases SET renewed_at = now()"
+                        " WHERE name = %s AND backend_pid = pg_backend_pid() RETURNING token",
                         (_LEASE,),
                     )
                     row = await cur.fetchone()
@@ -709,7 +724,7 @@ class PostgresStore:
             self._lease_token = None
             with suppress(StoreError):
                 async with self._lease_call("cannot release the paging lease") as conn:
-                    await conn.execute(_UNLOCK)
+                    await _bounded(conn, _UNLOCK)
 
     async def database_now(self) -> datetime | None:
         async with self._tx("cannot read the time") as cur:
@@ -847,6 +862,25 @@ class PostgresStore:
             await cur.execute(sql.encode(), params)
             row = await cur.fetchone()
         return None if row is None else _rows.incident(row, _CODEC)
+
+
+async def _bounded(
+    conn: psycopg.AsyncConnection[DictRow], query: str | bytes, params: Any = None
+) -> psycopg.AsyncCursor[DictRow]:
+    """One statement on the lease connection, answered within `LEASE_TIMEOUT_S` or the
+    connection is closed on the spot: psycopg's own cancellation would send a cancel
+    request into the same partition and wait seconds more for it."""
+    task = asyncio.ensure_future(conn.execute(query, params))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=LEASE_TIMEOUT_S)
+    finally:
+        if not task.done():
+            conn.pgconn.finish()  # no query left running: cancelling it returns at once
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if not done:
+        raise TimeoutError
+    return task.result()
 
 
 async def _configure(conn: psycopg.AsyncConnection[DictRow]) -> None:
