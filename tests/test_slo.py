@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
 from monitor.config.loader import parse_config
@@ -32,6 +33,7 @@ from monitor.engine.slo import (
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.rules import SeverityRule, Situation, classify
 from monitor.metrics.exporter import Metrics
+from monitor.metrics.slo import SloMetrics
 from monitor.store.base import MINUTE, HistoryBucket
 from monitor.web.slo import render_slo, slo_fragment, slo_json
 from tests.fakes import FakeClock, MemoryStore
@@ -457,3 +459,14 @@ async def test_the_fragment_and_json_of_a_live_evaluator(world) -> None:
     }  # fmt: skip
     assert slo_json(evaluator)("docs") == []
     assert slo_fragment(evaluator, "docs") == ""
+
+
+def test_the_metrics_table_documents_every_slo_family() -> None:
+    registry = CollectorRegistry()
+    SloMetrics(registry)
+    families = {m.name for m in registry.collect()}
+    assert families == {"monitor_slo_target", "monitor_slo_error_budget_remaining",
+                        "monitor_slo_burn_rate"}  # fmt: skip
+    table = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| `")}
+    assert {f"`{name}`" for name in families} <= rows
