@@ -37,6 +37,7 @@ from monitor.metrics.slo import SloMetrics
 from monitor.store.base import MINUTE, HistoryBucket
 from monitor.web.slo import render_slo, slo_fragment, slo_json
 from tests.fakes import FakeClock, MemoryStore
+from tests.proc import run_cli
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # FakeClock's start, on an hour
 S0 = int(T0.timestamp())
@@ -470,3 +471,38 @@ def test_the_metrics_table_documents_every_slo_family() -> None:
     table = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
     rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| `")}
     assert {f"`{name}`" for name in families} <= rows
+
+
+EXPLAIN = (
+    CONFIG
+    + """
+severity:
+  - {name: budget-fast, match: {burn_rate: fast}, severity: P1}
+  - {name: site-budget, match: {burn_rate: slow, kinds: [group]}, severity: P2}
+  - {name: all-failures, severity: P0}
+"""
+)
+
+
+async def test_explain_a_burn_of_a_check_or_a_group(tmp_path: Path) -> None:
+    config = tmp_path / "m.yaml"
+    config.write_text(EXPLAIN)
+    at = ("--at", "2026-11-03T12:00")
+    code, out, err = await run_cli("explain", "-c", str(config), "web", "--burn-rate", "fast", *at)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert (
+        lines[0] == "the check web burning its error budget fast, for 0s, at 2026-11-03 12:00 UTC:"
+    )
+    assert lines[1:3] == ["  severity[0] budget-fast: match → P1", "→ P1 (rule budget-fast)"]
+    code, out, _ = await run_cli("explain", "-c", str(config), "site", "--burn-rate", "slow", *at)
+    assert out.splitlines()[1:4] == [
+        "  severity[0] budget-fast: no match: burning slow, wants fast",
+        "  severity[1] site-budget: match → P2",
+        "→ P2 (rule site-budget)",
+    ]
+    code, out, _ = await run_cli("explain", "-c", str(config), "docs", "--burn-rate", "slow", *at)
+    assert "  note: docs has no slo: it never burns" in out.splitlines()
+    assert "→ ignore (no incident) (rule default)" in out.splitlines()
+    code, _, err = await run_cli("explain", "-c", str(config), "nope", "--burn-rate", "fast")
+    assert (code, err.strip()) == (2, "unknown check or group: nope")
