@@ -4,6 +4,7 @@ synthetic histories with an injected clock, their edges, the metrics, severity r
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import ClientSession, web
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from monitor.app import App
 from monitor.config.loader import parse_config
 from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import SloConfig
@@ -37,7 +40,7 @@ from monitor.metrics.slo import SloMetrics
 from monitor.store.base import MINUTE, HistoryBucket
 from monitor.web.slo import render_slo, slo_fragment, slo_json
 from tests.fakes import FakeClock, MemoryStore
-from tests.proc import run_cli
+from tests.proc import run_cli, wait_for
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # FakeClock's start, on an hour
 S0 = int(T0.timestamp())
@@ -506,3 +509,58 @@ async def test_explain_a_burn_of_a_check_or_a_group(tmp_path: Path) -> None:
     assert "→ ignore (no incident) (rule default)" in out.splitlines()
     code, _, err = await run_cli("explain", "-c", str(config), "nope", "--burn-rate", "fast")
     assert (code, err.strip()) == (2, "unknown check or group: nope")
+
+
+async def test_the_daemon_pages_on_the_burn_not_on_the_failures(
+    aiohttp_server, tmp_path: Path
+) -> None:
+    async def broken(_request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get("/", broken)
+    server = await aiohttp_server(app)
+    config = parse_config(
+        f'daemon: {{listen: "127.0.0.1:0", state_dir: "{tmp_path}/state"}}\n'
+        "checks:\n"
+        f'  - {{name: site, kind: http, url: "http://127.0.0.1:{server.port}/", interval: 30s,\n'
+        "      slo: {target: 99%, window: 7d}}\n"
+        "severity:\n"
+        "  - {name: budget-fast, match: {burn_rate: fast}, severity: P1}\n"
+        "  - {name: site-blips, match: {checks: [site]}, severity: ignore}\n",
+        "monitors.yaml",
+        {},
+    )
+    clock = FakeClock(T0)
+    daemon = App(config, clock=clock, store=MemoryStore(), env={}, install_signals=False)
+    running = asyncio.create_task(daemon.run())
+    try:
+        await wait_for(lambda: daemon.ready, what="ready")
+
+        async def burning() -> None:
+            while not daemon.incidents.open_incidents:
+                await clock.advance(30)
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(burning(), 30)
+        [incident] = daemon.incidents.open_incidents
+        assert (incident.key, incident.severity, incident.rule) == (
+            "slo:check:site",
+            Severity.P1,
+            "budget-fast",
+        )
+        assert incident.failure == "slo_burn"
+        async with ClientSession() as http:
+            base = f"http://127.0.0.1:{daemon.api_port}"
+            async with http.get(f"{base}/api/assets/site/history") as answer:
+                [slo] = (await answer.json())["slo"]
+            async with http.get(f"{base}/metrics") as answer:
+                exposition = await answer.text()
+        assert (slo["name"], slo["scope"], slo["burning"]) == ("site", "check", "fast")
+        assert slo["error_budget_remaining"] < 0
+        assert slo["burn_rate"]["5m"] == 100.0
+        assert 'monitor_slo_burn_rate{scope="check",slo="site",window="1h"} 100.0' in exposition
+        assert 'monitor_slo_target{scope="check",slo="site"} 0.99' in exposition
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(running, 15)
