@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession, web
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
@@ -28,6 +30,7 @@ from monitor.engine.slo import (
     Objective,
     SloEvaluator,
     SloReading,
+    _Ring,
     budget_remaining,
     burn_level,
     burn_rate,
@@ -564,3 +567,29 @@ async def test_the_daemon_pages_on_the_burn_not_on_the_failures(
     finally:
         daemon.request_stop()
         await asyncio.wait_for(running, 15)
+
+
+@settings(max_examples=300)
+@example(adds=[(500 * 60, 1, 1), (100 * 60, 7, 7)], now=500 * 60, spans=[6 * 3600])  # too old
+@example(adds=[(5, 1, 0), (400 * 60, 0, 1)], now=401 * 60, spans=[60, 120])  # a lap later
+@given(
+    adds=st.lists(
+        st.tuples(st.integers(0, 800 * 60), st.integers(0, 5), st.integers(0, 5)), max_size=60
+    ),
+    now=st.integers(0, 900 * 60),
+    spans=st.lists(st.integers(1, 20_000), min_size=1, max_size=4),
+)
+def test_the_ring_sums_what_a_naive_count_would(
+    adds: list[tuple[int, int, int]], now: int, spans: list[int]
+) -> None:
+    ring = _Ring(60, 6 * 3600)
+    for start, good, bad in adds:
+        ring.add(start, good, bad)
+    totals = ring.totals(now, spans)
+    head = max([now // 60, *(s // 60 for s, _, _ in adds)])
+    for span, total in zip(spans, totals, strict=True):
+        kept = [
+            (g, b) for s, g, b in adds
+            if s // 60 > head - ring.n and s // 60 <= now // 60 and (s // 60) * 60 > now - span
+        ]  # fmt: skip
+        assert total == [sum(g for g, _ in kept), sum(b for _, b in kept)]

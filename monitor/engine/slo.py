@@ -30,6 +30,7 @@ minute, after each flush: metrics, readings for the API and the asset page, and 
 
 from __future__ import annotations
 
+import asyncio
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ BURN_WINDOWS: dict[str, int] = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600,
 FAST: tuple[tuple[str, str, float], ...] = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
 SLOW: tuple[tuple[str, str, float], ...] = (("3d", "6h", 1.0),)
 BURN_CAP = 1_000_000.0  # the burn rate of a bad run against a zero budget (target 100 %)
+YIELD_EVERY = 200  # objectives evaluated between two yields to the event loop
 _SHORT = 6 * HOUR  # windows up to this long are summed from minutes, longer ones from hours
 
 
@@ -210,40 +212,54 @@ def _round(value: float | None) -> float | None:
 
 
 class _Ring:
-    """Good and bad runs per bucket of `step` seconds, for the last `span` seconds."""
+    """Good and bad runs per bucket of `step` seconds, for the last `span` seconds: slot
+    `p % n` holds bucket number `p` (its start over `step`) for `p` in `(head - n, head]`,
+    older buckets are emptied as `head` moves on, so a window's sum is one or two slices."""
 
-    __slots__ = ("bad", "good", "step", "tags")
+    __slots__ = ("bad", "good", "head", "n", "step")
 
     def __init__(self, step: int, span: int) -> None:
-        n = span // step + 2
+        self.n = span // step + 2
         self.step = step
-        self.tags = array("q", [-1]) * n  # the start each slot holds; -1: empty
-        self.good = array("q", bytes(8 * n))
-        self.bad = array("q", bytes(8 * n))
+        self.head = -1  # the newest bucket number; -1: none yet
+        self.good = array("q", bytes(8 * self.n))
+        self.bad = array("q", bytes(8 * self.n))
+
+    def _advance(self, p: int) -> None:
+        """Makes `p` the newest bucket, emptying the slots it and those before it reuse."""
+        if p <= self.head:
+            return
+        n = self.n
+        if self.head < 0 or p - self.head >= n:
+            self.good, self.bad = array("q", bytes(8 * n)), array("q", bytes(8 * n))
+        else:
+            for q in range(self.head + 1, p + 1):
+                self.good[q % n] = self.bad[q % n] = 0
+        self.head = p
 
     def add(self, start: int, good: int, bad: int) -> None:
-        start -= start % self.step
-        i = (start // self.step) % len(self.tags)
-        tag = self.tags[i]
-        if tag != start:
-            if tag > start:
-                return  # older than the ring reaches
-            self.tags[i], self.good[i], self.bad[i] = start, 0, 0
-        self.good[i] += good
-        self.bad[i] += bad
+        p = start // self.step
+        self._advance(p)
+        if p > self.head - self.n:  # else older than the ring reaches
+            self.good[p % self.n] += good
+            self.bad[p % self.n] += bad
 
     def totals(self, now: int, spans: Sequence[int]) -> list[list[int]]:
         """[good, bad] per span: the buckets that start within `span` before `now`."""
-        out = [[0, 0] for _ in spans]
-        good, bad = self.good, self.bad
-        for i, tag in enumerate(self.tags):
-            if tag < 0:
+        self._advance(now // self.step)  # buckets too old for any window are let go
+        last = min(now // self.step, self.head)
+        out = []
+        for span in spans:
+            first = max((now - span) // self.step + 1, self.head - self.n + 1)
+            if first > last:
+                out.append([0, 0])
                 continue
-            age = now - tag
-            for j, span in enumerate(spans):
-                if age < span:
-                    out[j][0] += good[i]
-                    out[j][1] += bad[i]
+            i, j = first % self.n, last % self.n
+            if i <= j:
+                out.append([sum(self.good[i : j + 1]), sum(self.bad[i : j + 1])])
+            else:
+                out.append([sum(self.good[i:]) + sum(self.good[: j + 1]),
+                            sum(self.bad[i:]) + sum(self.bad[: j + 1])])  # fmt: skip
         return out
 
 
@@ -355,7 +371,9 @@ class SloEvaluator:
         for check, start, good, bad in self.rollups.outcomes():
             if check in self._by_check:
                 pending.setdefault(check, []).append((start, good, bad))
-        for key, objective in list(self._objectives.items()):
+        for n, (key, objective) in enumerate(list(self._objectives.items())):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # thousands of objectives never hold the probes up
             tally = self._tallies.get(key)
             if tally is None:
                 continue
@@ -397,11 +415,8 @@ class SloEvaluator:
         counts += tally.hours.totals(now, [BURN_WINDOWS["3d"], window])
         for check in o.checks:
             for start, good, bad in pending.get(check, ()):
-                age = now - start
                 for j, span in enumerate(spans):
-                    # Hours count by the hour a minute falls in, as the ring does.
-                    edge = age if j < len(short) else now - (start - start % HOUR)
-                    if edge < span:
+                    if now - start < span:
                         counts[j][0] += good
                         counts[j][1] += bad
         target = o.slo.target
