@@ -593,3 +593,18 @@ def test_the_ring_sums_what_a_naive_count_would(
             if s // 60 > head - ring.n and s // 60 <= now // 60 and (s // 60) * 60 > now - span
         ]  # fmt: skip
         assert total == [sum(g for g, _ in kept), sum(b for _, b in kept)]
+
+
+async def test_a_blind_spell_has_no_burn_and_pages_nobody(world) -> None:
+    store, _, manager, evaluator = world
+    evaluator.configure([objective()], RULES)
+    await history(store, "web", range(31, 91), up=50, down=50)  # a bad hour...
+    await history(store, "web", range(31), up=0, down=0, blind=5)  # ...then 31 m blind
+    await evaluator.evaluate()
+    [r] = evaluator.readings("web")
+    assert (r.burn["5m"], r.burn["30m"]) == (None, None)
+    assert r.burn["1h"] == pytest.approx(50.0)
+    assert r.burn["6h"] == pytest.approx(50.0)
+    # No short window says the burn goes on: no page; the 3 d/6 h ticket stands.
+    assert r.level == "slow"
+    assert [i.severity for i in manager.open_incidents] == [Severity.P2]
