@@ -82,9 +82,10 @@ def answer(seen: Seen, message: str = "HTTP 200", replica: str = "host-b:2:b") -
 
 
 def check(name: str = "site", **fields: object) -> CheckConfigBase:
-    values: dict[str, object] = {"failure_threshold": 1, "success_threshold": 1, "confirm": 2}
+    values: dict[str, object] = {"url": "http://x", "failure_threshold": 1,
+                                 "success_threshold": 1, "confirm": 2}  # fmt: skip
     values.update(fields)
-    return HttpCheckConfig(name=name, kind="http", url="http://x", **values).resolved(Defaults())
+    return HttpCheckConfig(name=name, kind="http", **values).resolved(Defaults())
 
 
 def run(config: CheckConfigBase, clock: FakeClock, ok: bool,
@@ -340,6 +341,13 @@ def test_the_definition_hash_ignores_what_does_not_change_the_probe() -> None:
         check(description="d", tags=["x"], confirm=3, interval="5m", failure_threshold=4)
     )
     assert definition_hash(base) != definition_hash(check(timeout="3s"))
+    # Secrets count as their mask: the table never holds a function of them.
+    assert definition_hash(check(headers={"Authorization": "Bearer s3cr3t-one"})) == (
+        definition_hash(check(headers={"Authorization": "Bearer s3cr3t-two"}))
+    )
+    assert definition_hash(check(url="http://u:s3cr3t-one@x/")) == (
+        definition_hash(check(url="http://u:s3cr3t-two@x/"))
+    )
     assert definition_hash(base) != definition_hash(
         HttpCheckConfig(name="site", kind="http", url="http://y").resolved(Defaults())
     )

@@ -65,9 +65,7 @@ async def test_claims_are_exclusive_under_concurrency(stores) -> None:
 
     # Eight replicas on four pools at once: ten slots, each claimed once, never two of
     # one request by the same replica.
-    results = await asyncio.gather(
-        *(drain(stores[i % 4], me) for i, me in enumerate(replicas))
-    )
+    results = await asyncio.gather(*(drain(stores[i % 4], me) for i, me in enumerate(replicas)))
     claimed = [slot for got in results for slot, _ in got]
     assert sorted(claimed) == sorted(set(claimed))
     assert len(claimed) == 10
@@ -105,7 +103,8 @@ async def test_answers_wake_the_requester_and_are_read_back(stores, pg_dsn) -> N
         request = await a.request_confirmation("site", "h1", "a", 2, 30)
         await wait_for(lambda: f"request:{request}" in notices, what="request notice")
         one, two = await b.claim_confirmation("b"), await c.claim_confirmation("c")
-        assert one is not None and two is not None
+        assert one is not None
+        assert two is not None
         await b.answer_confirmation(one.id, "b", "host-b", Seen.DOWN, "http_status", "HTTP 500")
         await wait_for(lambda: f"answer:{request}" in notices, what="answer notice")
         # Only the replica that claimed a slot answers it, once.

@@ -41,6 +41,7 @@ from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.errors import StoreError
 from monitor.core.model import CheckResult, Outcome
+from monitor.core.redact import redact
 from monitor.engine.health import blind_cause
 from monitor.engine.limits import Limiter
 from monitor.engine.scheduler import CheckRunner
@@ -115,8 +116,9 @@ def _with(state: CheckState, alert: AlertState, since: Any) -> CheckState:
 
 def definition_hash(config: CheckConfigBase) -> str:
     """What a probe of the check does, hashed: its kind, name, target and settings, not
-    how it is scheduled, alerted on or described. Secrets are hashed as their mask."""
-    data = config.model_dump(mode="json", exclude=set(_NOT_PROBING))
+    how it is scheduled, alerted on or described. Secrets (the redaction layer's) are
+    hashed as their mask: the table that carries the hash never holds a function of them."""
+    data = redact(config.model_dump(mode="json", exclude=set(_NOT_PROBING)))
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
