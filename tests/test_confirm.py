@@ -19,7 +19,7 @@ from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase, Defaults
 from monitor.core.errors import ConfigError
 from monitor.core.model import CheckResult, FailureKind, Outcome
-from monitor.engine.confirm import Confirmer, definition_hash
+from monitor.engine.confirm import Confirmation, Confirmer, definition_hash
 from monitor.engine.pipeline import ResultHandler
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.rules import SeverityRule
@@ -370,3 +370,21 @@ checks:
                 {},
             )
         assert "confirm" in str(err.value)
+
+
+async def test_a_confirmer_that_breaks_loses_no_failure(world, clock) -> None:
+    _, manager, handler = world
+
+    async def broken(_config: CheckConfigBase, _result: CheckResult) -> Confirmation:
+        raise RuntimeError("bug")
+
+    handler.confirmer = broken
+    config = check()
+    with capture_logs() as logs:
+        await handler(config, run(config, clock, ok=False))
+    assert handler.states["site"].state is AlertState.DOWN
+    assert len(manager.open_incidents) == 1
+    assert handler.last["site"].details["confirmation"]["reason"] == (
+        "the confirmation failed: RuntimeError"
+    )
+    assert "confirmation_failed" in [e["event"] for e in logs]

@@ -188,7 +188,11 @@ class ResultHandler:
         if self.confirmer is None:
             confirmation = alone(result, "no other replica: the store is not shared")
         else:
-            confirmation = await self.confirmer(config, result)
+            try:
+                confirmation = await self.confirmer(config, result)
+            except Exception as exc:  # a bug there must not lose the failure
+                log.exception("confirmation_failed", check=result.check)
+                confirmation = alone(result, f"the confirmation failed: {type(exc).__name__}")
         self.metrics.track_confirmations().labels(confirmation.verdict.value).inc()
         result = replace(result, details={**result.details, "confirmation": confirmation.detail()})
         self.last[result.check] = result
