@@ -17,7 +17,7 @@ from monitor.checks.http.check import HttpCheckConfig
 from monitor.config.loader import parse_config
 from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase, Defaults
-from monitor.core.errors import ConfigError
+from monitor.core.errors import ConfigError, StoreError
 from monitor.core.model import CheckResult, FailureKind, Outcome
 from monitor.engine.confirm import Confirmation, Confirmer, definition_hash
 from monitor.engine.pipeline import ResultHandler
@@ -388,3 +388,34 @@ async def test_a_confirmer_that_breaks_loses_no_failure(world, clock) -> None:
         "the confirmation failed: RuntimeError"
     )
     assert "confirmation_failed" in [e["event"] for e in logs]
+
+
+async def test_a_lost_listen_connection_is_retried_and_polling_still_answers(clock) -> None:
+    class Deaf(FakeBook):
+        listens = 0
+
+        async def listen_confirmations(self, notice: Callable[[str], None]) -> None:
+            self.listens += 1
+            raise StoreError("postgresql://monitor@db/monitor: listening stopped: gone")
+
+    book = Deaf()
+    site = check()
+
+    async def probe(_name: str, _definition: str) -> tuple[CheckConfigBase, CheckResult]:
+        return site, run(site, clock, ok=True)
+
+    confirmer = Confirmer(book, ME, lambda: 1, clock, probe)
+    with capture_logs() as logs:
+        task = asyncio.create_task(confirmer.run())
+        try:
+            await settle()
+            book.slots = [Slot(1, 1, "site", definition_hash(site), "host-b:2:b")]
+            await clock.advance(2)  # the poll finds it
+            assert book.answered == [(1, ME.id, Seen.UP, None, "HTTP 200")]
+            await clock.advance(10)
+            assert book.listens >= 3  # tried again every 5 s
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    failed = [e for e in logs if e["event"] == "confirmation_listen_failed"]
+    assert len(failed) == 1  # once per outage

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,10 @@ severity:
         assert {r["seen"] for r in entry["data"]["replicas"]} == {"down"}
         assert ids["a"] in entry["text"]
         assert ids["b"] in entry["text"]
+        # A clean stop ends the listening connection and the answering with the rest.
+        b.signal(signal.SIGTERM)
+        assert await b.wait(30) == 0
+        assert not [line for line in b.other if "Warning" in line or "Traceback" in line]
     finally:
         await a.kill()
         await b.kill()
