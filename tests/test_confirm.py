@@ -419,3 +419,21 @@ async def test_a_lost_listen_connection_is_retried_and_polling_still_answers(clo
             await asyncio.gather(task, return_exceptions=True)
     failed = [e for e in logs if e["event"] == "confirmation_listen_failed"]
     assert len(failed) == 1  # once per outage
+
+
+async def test_an_open_incident_hears_of_a_refuted_down(world, clock) -> None:
+    store, manager, handler = world
+    book = FakeBook(reply=lambda _r: [answer(Seen.UP, "200 OK in 12 ms")])
+    handler.confirmer = fleet(book, clock)
+    config = check()
+    slow = CheckResult("site", "http", Outcome.DEGRADED, FailureKind.SLOW, "slow: 9 s",
+                       clock.now(), 9.0)  # fmt: skip
+    await handler(config, slow)
+    (incident,) = manager.open_incidents  # degraded pages too under the rule "all"
+    await handler(config, run(config, clock, ok=False))
+    assert handler.states["site"].state is AlertState.DEGRADED
+    (entry,) = [e for e in await store.timeline(incident.id) if e.event == "confirmation"]
+    assert entry.text == (
+        "refuted: replica host-b:2:b sees it up: 200 OK in 12 ms"
+        " (host-a:1:a saw down, host-b:2:b saw up)"
+    )
