@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 from aiohttp import web
 
 from tests.proc import Daemon
 from tests.test_store_postgres import password_of
+
+SECRET = "s3cr3t-probe-token-4711"  # planted: must show nowhere
 
 
 async def get(port: int, path: str) -> Any:
@@ -55,11 +58,13 @@ defaults: {{interval: 1s, timeout: 2s, retries: 0, failure_threshold: 1, success
 daemon: {{listen: "127.0.0.1:0", shutdown_grace: 1s, state_dir: "{tmp_path}/state",
           store: "${{MONITOR_DATABASE_URL}}", user_agent: "monitor-test/${{REPLICA}}"}}
 checks:
-  - {{name: site, kind: http, url: "http://127.0.0.1:{server.port}/"}}
+  - {{name: site, kind: http, url: "http://127.0.0.1:{server.port}/",
+     headers: {{Authorization: "Bearer ${{PROBE_TOKEN}}"}}}}
 severity:
   - {{match: {{states: [down]}}, severity: P1}}
 """)
     monkeypatch.setenv("MONITOR_DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("PROBE_TOKEN", SECRET)
     monkeypatch.setenv("REPLICA", "a")
     a = await Daemon(config).start()
     monkeypatch.setenv("REPLICA", "b")
@@ -105,6 +110,11 @@ severity:
         assert {r["seen"] for r in entry["data"]["replicas"]} == {"down"}
         assert ids["a"] in entry["text"]
         assert ids["b"] in entry["text"]
+        assert SECRET not in json.dumps(doc)
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute("SELECT * FROM confirmations").fetchall()
+        assert rows
+        assert SECRET not in repr(rows)  # messages and ids only; the hash is of its mask
         # A clean stop ends the listening connection and the answering with the rest.
         b.signal(signal.SIGTERM)
         assert await b.wait(30) == 0
@@ -114,7 +124,9 @@ severity:
         await b.kill()
     password = password_of(pg_dsn)
     for d in (a, b):
-        assert password not in json.dumps(d.events) + "\n".join(d.other)
+        printed = json.dumps(d.events) + "\n".join(d.other)
+        assert password not in printed
+        assert SECRET not in printed
 
 
 async def _first(found: list[dict[str, Any]]) -> dict[str, Any] | None:
