@@ -92,6 +92,8 @@ severity:
 
         asset = await until(disputed, what="disputed on the status page")
         assert asset["state"] == "up"
+        assert asset["disputed"].startswith("another replica sees it up: 200")
+        assert ids["b"] not in json.dumps(asset)  # host names stay off the public page
         assert (await get(a.port, "/api/incidents"))["incidents"] == []
         assert not a.find("incident_opened")
         assert not b.find("incident_opened")

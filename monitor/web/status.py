@@ -188,11 +188,15 @@ def render_html(doc: dict[str, Any]) -> str:
 
 
 def _disputed(last: CheckResult | None) -> str | None:
-    """Why the last run's failure is disputed: another replica saw the check up."""
+    """Why the last run's failure is disputed: another replica saw the check up. Which
+    replica (host names) is for the logs and the incident's timeline, not this page."""
     found = last.details.get("confirmation") if last is not None else None
-    if isinstance(found, dict) and found.get("outcome") == "refuted":
-        return str(found.get("reason") or "another replica sees it up")
-    return None
+    if not isinstance(found, dict) or found.get("outcome") != "refuted":
+        return None
+    for seen in found.get("replicas") or []:
+        if isinstance(seen, dict) and seen.get("seen") in ("up", "degraded"):
+            return f"another replica sees it {seen['seen']}: {seen.get('message', '')}"
+    return "another replica sees it up"
 
 
 def _age(seconds: int) -> str:
