@@ -28,6 +28,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -109,7 +110,7 @@ def held(prev: CheckState, new: CheckState) -> CheckState:
     return _with(new, prev.state, prev.since)
 
 
-def _with(state: CheckState, alert: AlertState, since: Any) -> CheckState:
+def _with(state: CheckState, alert: AlertState, since: datetime | None) -> CheckState:
     return CheckState(alert, since, state.ups, state.non_downs, state.bads, state.downs,
                       state.blinds)  # fmt: skip
 
