@@ -220,6 +220,7 @@ class IncidentManager:
                                    f"failing again {_ago(now - latest.resolved_at)} after it was resolved: {result.message}",
                                    rule=event.rule)]  # fmt: skip
             entries += self._suppression_entries(None, incident.suppressed, incident, now)
+            entries += self._confirmation_entries(incident, now, result)
             await self.store.update_incident(incident, entries)
             self._open[incident.key] = incident
             log.warning("incident_reopened", incident_id=incident.id, check=event.check,
@@ -250,6 +251,7 @@ class IncidentManager:
                         rule=event.rule, failure=incident.failure, state=event.state.value),
         ]  # fmt: skip
         entries += self._suppression_entries(None, incident.suppressed, incident, now)
+        entries += self._confirmation_entries(incident, now, result)
         incident = await self.store.create_incident(incident, entries)
         self._open[incident.key] = incident
         self.metrics.incidents_opened.labels(str(incident.severity)).inc()
@@ -287,6 +289,9 @@ class IncidentManager:
             changes["suppressed"] = suppressed
             if event.suppressed is not None:
                 self.metrics.suppressed.labels(event.suppressed.kind.value).inc()
+        if confirmation := self._confirmation_entries(current, now, result):
+            entries += confirmation  # the check was about to go down: who saw what
+            changes.setdefault("message", result.message)
         if not changes:
             return current
         incident = replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
@@ -507,6 +512,20 @@ class IncidentManager:
         if after:
             return [self._entry(incident, now, "suppressed", f"not paging: {after}", reason=after)]
         return [self._entry(incident, now, "unsuppressed", f"paging allowed again (was: {before})")]
+
+    def _confirmation_entries(
+        self, incident: Incident, now: datetime, result: CheckResult
+    ) -> list[TimelineEntry]:
+        """Who saw what, when other replicas were asked before the check went down
+        (`monitor.engine.confirm`)."""
+        found = result.details.get("confirmation")
+        if not isinstance(found, Mapping):
+            return []
+        replicas = [r for r in found.get("replicas") or [] if isinstance(r, Mapping)]
+        seen = ", ".join(f"{r.get('replica')} saw {r.get('seen')}" for r in replicas)
+        text = f"{found.get('outcome')}: {found.get('reason')}" + (f" ({seen})" if seen else "")
+        return [self._entry(incident, now, "confirmation", text, outcome=found.get("outcome"),
+                            reason=found.get("reason"), replicas=[dict(r) for r in replicas])]  # fmt: skip
 
     def _export(self) -> None:
         """Open incidents by severity and status, recomputed from the cache."""
