@@ -13,6 +13,7 @@ from monitor.core.alertstate import CheckState
 from monitor.core.model import (
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -198,6 +199,23 @@ class MemoryStore:
             if (wanted is None or i.status in wanted) and (levels is None or i.severity in levels)
         ]  # fmt: skip
         return sorted(found, key=lambda i: (i.opened_at, i.id), reverse=True)[:limit]
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        self._live()
+        kinds = None if sources is None else set(sources)
+        found = [
+            i for i in self.incidents.values()
+            if i.status is IncidentStatus.RESOLVED and i.resolved_at is not None
+            and i.resolved_at >= since and (kinds is None or i.source in kinds)
+        ]  # fmt: skip
+        found.sort(key=lambda i: (i.resolved_at, i.id), reverse=True)
+        return found[: max(0, limit)]
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:
         self._live()

@@ -12,6 +12,7 @@ from monitor.core.errors import StoreError
 from monitor.core.model import (
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -144,6 +145,17 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[Incident]:
         """Newest first."""
+        ...
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        """Resolved incidents with `resolved_at >= since` (of `sources` when given), the
+        most recently resolved first, at most `limit`."""
         ...
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:

@@ -35,6 +35,7 @@ from monitor.core.model import (
     EscalationMode,
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -180,6 +181,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (check_name, resolution, start)
     );
     CREATE INDEX history_age ON history (resolution, start);
+    """,
+    # An incident's public note (what the status page says of it), and the resolved
+    # incidents by when they were resolved (the public incident history).
+    """
+    ALTER TABLE incidents ADD COLUMN public_note text;
+    CREATE INDEX incidents_resolved ON incidents (resolved_at, id) WHERE status = 'resolved';
     """,
 )
 
@@ -364,6 +371,23 @@ class PostgresStore:
         }
         async with self._tx("cannot list incidents") as cur:
             await cur.execute(_LIST_INCIDENTS, params)
+            rows = await cur.fetchall()
+        return [_rows.incident(row, _CODEC) for row in rows]
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        params = {
+            "since": _ts(since),
+            "sources": None if sources is None else [s.value for s in sources],
+            "limit": max(0, limit),
+        }
+        async with self._tx("cannot list resolved incidents") as cur:
+            await cur.execute(_RESOLVED_SINCE, params)
             rows = await cur.fetchall()
         return [_rows.incident(row, _CODEC) for row in rows]
 
@@ -671,12 +695,12 @@ _INSERT_INCIDENT = b"""
 INSERT INTO incidents (
     key, title, status, severity, opened_at, updated_at, check_name, source,
     acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
-    report_url, auto_resolve, reopened, drill, last_good
+    report_url, auto_resolve, reopened, drill, last_good, public_note
 ) VALUES (
     %(key)s, %(title)s, %(status)s, %(severity)s, %(opened_at)s, %(updated_at)s,
     %(check_name)s, %(source)s, %(acknowledged_at)s, %(resolved_at)s, %(assignee)s,
     %(rule)s, %(failure)s, %(message)s, %(suppressed)s, %(report_url)s, %(auto_resolve)s,
-    %(reopened)s, %(drill)s, %(last_good)s::jsonb
+    %(reopened)s, %(drill)s, %(last_good)s::jsonb, %(public_note)s
 ) RETURNING id
 """
 
@@ -688,7 +712,7 @@ UPDATE incidents SET
     resolved_at = %(resolved_at)s, assignee = %(assignee)s, rule = %(rule)s,
     failure = %(failure)s, message = %(message)s, suppressed = %(suppressed)s,
     report_url = %(report_url)s, auto_resolve = %(auto_resolve)s, reopened = %(reopened)s,
-    drill = %(drill)s, last_good = %(last_good)s::jsonb
+    drill = %(drill)s, last_good = %(last_good)s::jsonb, public_note = %(public_note)s
 WHERE id = %(id)s
 """
 
@@ -697,6 +721,14 @@ SELECT * FROM incidents
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))
 ORDER BY opened_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+_RESOLVED_SINCE = b"""
+SELECT * FROM incidents
+WHERE status = 'resolved' AND resolved_at >= %(since)s
+  AND (%(sources)s::text[] IS NULL OR source = ANY(%(sources)s::text[]))
+ORDER BY resolved_at DESC, id DESC
 LIMIT %(limit)s
 """
 

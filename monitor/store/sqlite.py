@@ -22,6 +22,7 @@ from monitor.core.model import (
     EscalationMode,
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -174,6 +175,12 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX history_age ON history (resolution, start);
     """,
+    # 8: an incident's public note (what the status page says of it), and the resolved
+    # incidents by when they were resolved (the public incident history).
+    """
+    ALTER TABLE incidents ADD COLUMN public_note TEXT;
+    CREATE INDEX incidents_resolved ON incidents (resolved_at, id) WHERE status = 'resolved';
+    """,
 )
 
 
@@ -312,6 +319,22 @@ class SqliteStore:
         }
         with self._errors("cannot list incidents"):
             rows = self._conn().execute(_LIST_INCIDENTS, params).fetchall()
+        return [_rows.incident(row, _CODEC) for row in rows]
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        params = {
+            "since": _text(since),
+            "sources": None if sources is None else json.dumps([s.value for s in sources]),
+            "limit": max(0, limit),
+        }
+        with self._errors("cannot list resolved incidents"):
+            rows = self._conn().execute(_RESOLVED_SINCE, params).fetchall()
         return [_rows.incident(row, _CODEC) for row in rows]
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:
@@ -667,11 +690,11 @@ _INSERT_INCIDENT = """
 INSERT INTO incidents (
     key, title, status, severity, opened_at, updated_at, check_name, source,
     acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
-    report_url, auto_resolve, reopened, drill, last_good
+    report_url, auto_resolve, reopened, drill, last_good, public_note
 ) VALUES (
     :key, :title, :status, :severity, :opened_at, :updated_at, :check_name, :source,
     :acknowledged_at, :resolved_at, :assignee, :rule, :failure, :message, :suppressed,
-    :report_url, :auto_resolve, :reopened, :drill, :last_good
+    :report_url, :auto_resolve, :reopened, :drill, :last_good, :public_note
 )
 """
 
@@ -682,7 +705,8 @@ UPDATE incidents SET
     source = :source, acknowledged_at = :acknowledged_at, resolved_at = :resolved_at,
     assignee = :assignee, rule = :rule, failure = :failure, message = :message,
     suppressed = :suppressed, report_url = :report_url, auto_resolve = :auto_resolve,
-    reopened = :reopened, drill = :drill, last_good = :last_good
+    reopened = :reopened, drill = :drill, last_good = :last_good,
+    public_note = :public_note
 WHERE id = :id
 """
 
@@ -691,6 +715,14 @@ SELECT * FROM incidents
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:severities IS NULL OR severity IN (SELECT value FROM json_each(:severities)))
 ORDER BY opened_at DESC, id DESC
+LIMIT :limit
+"""
+
+_RESOLVED_SINCE = """
+SELECT * FROM incidents
+WHERE status = 'resolved' AND resolved_at >= :since
+  AND (:sources IS NULL OR source IN (SELECT value FROM json_each(:sources)))
+ORDER BY resolved_at DESC, id DESC
 LIMIT :limit
 """
 
