@@ -205,14 +205,17 @@ class MemoryStore:
         since: datetime,
         *,
         sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
         limit: int = 100,
     ) -> list[Incident]:
         self._live()
         kinds = None if sources is None else set(sources)
+        levels = None if severities is None else set(severities)
         found = [
             i for i in self.incidents.values()
             if i.status is IncidentStatus.RESOLVED and i.resolved_at is not None
             and i.resolved_at >= since and (kinds is None or i.source in kinds)
+            and (levels is None or i.severity in levels)
         ]  # fmt: skip
         found.sort(key=lambda i: (i.resolved_at, i.id), reverse=True)
         return found[: max(0, limit)]

@@ -212,13 +212,20 @@ async def test_resolved_incidents_since_a_time(store: Store) -> None:
     late = await store.create_incident(done("c", 2, 30), [])
     same = await store.create_incident(done("d", 3, 30), [])  # the same time: by id
     drill = await store.create_incident(done("e", 4, 25, source=IncidentSource.DRILL), [])
+    untriaged = await store.create_incident(done("g", 4, 22, severity=None), [])
     await store.create_incident(incident("f", 6), [])  # open: never listed
     found = await store.resolved_incidents(at(10))
-    assert [i.id for i in found] == [same.id, late.id, drill.id, mid.id]  # last resolved first
+    assert [i.id for i in found] == [same.id, late.id, drill.id, untriaged.id, mid.id]
     assert found[-1] == mid  # whole rows, the note with them
     assert [i.id for i in await store.resolved_incidents(at(20), limit=2)] == [same.id, late.id]
     checks = await store.resolved_incidents(at(0), sources=[IncidentSource.CHECK])
-    assert [i.id for i in checks] == [same.id, late.id, mid.id, old.id]
+    assert [i.id for i in checks] == [same.id, late.id, untriaged.id, mid.id, old.id]
+    triaged = await store.resolved_incidents(
+        at(0), sources=[IncidentSource.CHECK], severities=list(Severity), limit=4
+    )
+    assert [i.id for i in triaged] == [same.id, late.id, mid.id, old.id]
+    p0 = await store.resolved_incidents(at(0), severities=[Severity.P0])
+    assert p0 == []
     assert await store.resolved_incidents(at(31)) == []
     assert await store.resolved_incidents(at(0), sources=[]) == []
     assert await store.resolved_incidents(at(0), limit=0) == []

@@ -152,10 +152,11 @@ class Store(Protocol):
         since: datetime,
         *,
         sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
         limit: int = 100,
     ) -> list[Incident]:
-        """Resolved incidents with `resolved_at >= since` (of `sources` when given), the
-        most recently resolved first, at most `limit`."""
+        """Resolved incidents with `resolved_at >= since` (of `sources` and `severities`
+        when given), the most recently resolved first, at most `limit`."""
         ...
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:

@@ -379,11 +379,13 @@ class PostgresStore:
         since: datetime,
         *,
         sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
         limit: int = 100,
     ) -> list[Incident]:
         params = {
             "since": _ts(since),
             "sources": None if sources is None else [s.value for s in sources],
+            "severities": None if severities is None else [s.value for s in severities],
             "limit": max(0, limit),
         }
         async with self._tx("cannot list resolved incidents") as cur:
@@ -728,6 +730,7 @@ _RESOLVED_SINCE = b"""
 SELECT * FROM incidents
 WHERE status = 'resolved' AND resolved_at >= %(since)s
   AND (%(sources)s::text[] IS NULL OR source = ANY(%(sources)s::text[]))
+  AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))
 ORDER BY resolved_at DESC, id DESC
 LIMIT %(limit)s
 """

@@ -326,11 +326,13 @@ class SqliteStore:
         since: datetime,
         *,
         sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
         limit: int = 100,
     ) -> list[Incident]:
         params = {
             "since": _text(since),
             "sources": None if sources is None else json.dumps([s.value for s in sources]),
+            "severities": None if severities is None else json.dumps([s.value for s in severities]),
             "limit": max(0, limit),
         }
         with self._errors("cannot list resolved incidents"):
@@ -722,6 +724,7 @@ _RESOLVED_SINCE = """
 SELECT * FROM incidents
 WHERE status = 'resolved' AND resolved_at >= :since
   AND (:sources IS NULL OR source IN (SELECT value FROM json_each(:sources)))
+  AND (:severities IS NULL OR severity IN (SELECT value FROM json_each(:severities)))
 ORDER BY resolved_at DESC, id DESC
 LIMIT :limit
 """
