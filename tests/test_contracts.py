@@ -378,13 +378,14 @@ def test_the_three_stacks_share_the_map() -> None:
 
 
 def test_every_route_has_one_handler_in_one_resource_module() -> None:
-    from monitor.web import drills, history, incidents, silences
+    from monitor.web import badges, drills, history, incidents, silences
     from monitor.web.apischema import ROUTES
     from monitor.web.common import IncidentApi
 
     api = IncidentApi(manager=None, silences=None, clock=None, token=None)  # type: ignore[arg-type]
     by_module = [set(m.handlers(api)) for m in (incidents, drills, silences)]
     by_module.append(set(history.handlers(history.HistoryApi(None, bool))))  # type: ignore[arg-type]
+    by_module.append(set(badges.handlers(badges.BadgeApi(list, None, None, None))))  # type: ignore[arg-type]
     everything = set().union(*by_module)
     assert sum(len(names) for names in by_module) == len(everything)  # no name twice
     served_elsewhere = {"metrics", "healthz", "readyz", "openapi", "status", "page"}

@@ -144,6 +144,9 @@ class Route:
 
 
 _ID = "/{id}"
+_BADGE_QUERY = (("label", "The text on the left (at most 64 characters)"),)
+_BADGE_STATUSES = (200, 304, 400, 404)
+BADGE_WINDOWS = ("24h", "7d", "30d", "90d")  # `engine.history.WINDOWS`
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", "healthz", "Liveness: the process answers"),
     Route("GET", "/readyz", "readyz", "Readiness: checks are scheduled", statuses=(200, 503)),
@@ -182,6 +185,18 @@ ROUTES: tuple[Route, ...] = (
           "A check's uptime (24h, 7d, 30d, 90d), buckets and latency over one window",
           query=(("window", "24h, 7d, 30d (default) or 90d"),), statuses=(200, 400, 404)),
     Route("GET", "/", "page", "The status page (HTML)"),
+    # A group's badges first: the router takes the first route that matches.
+    Route("GET", "/badge/group/{group}/status.svg", "group_status_badge",
+          "A group's status as a badge (SVG): its worst known check", query=_BADGE_QUERY,
+          statuses=_BADGE_STATUSES),
+    Route("GET", "/badge/group/{group}/uptime/{window}.svg", "group_uptime_badge",
+          "A group's uptime over a window as a badge (SVG)", query=_BADGE_QUERY,
+          statuses=_BADGE_STATUSES),
+    Route("GET", "/badge/{check}/status.svg", "status_badge", "A check's status as a badge (SVG)",
+          query=_BADGE_QUERY, statuses=_BADGE_STATUSES),
+    Route("GET", "/badge/{check}/uptime/{window}.svg", "uptime_badge",
+          "A check's uptime over a window as a badge (SVG)", query=_BADGE_QUERY,
+          statuses=_BADGE_STATUSES),
 )  # fmt: skip
 
 _REASONS = {
@@ -212,6 +227,13 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
         if "{name}" in route.path:
             params.append({"name": "name", "in": "path", "required": True,
                            "schema": {"type": "string"}})  # fmt: skip
+        for name in ("check", "group"):
+            if f"{{{name}}}" in route.path:
+                params.append({"name": name, "in": "path", "required": True,
+                               "schema": {"type": "string"}})  # fmt: skip
+        if "{window}" in route.path:
+            params.append({"name": "window", "in": "path", "required": True,
+                           "schema": {"type": "string", "enum": list(BADGE_WINDOWS)}})  # fmt: skip
         params += [
             {"name": n, "in": "query", "required": False, "description": d,
              "schema": {"type": "string"}}
@@ -257,12 +279,19 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
 
 
 def _response(status: int, route: Route) -> dict[str, Any]:
-    if status >= 400 and not (status == 503 and route.operation == "readyz"):
+    if status >= 400 and not (
+        (status == 503 and route.operation == "readyz")
+        or (status == 404 and route.operation.endswith("_badge"))
+    ):
         content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     elif route.operation == "metrics":
         content = {"text/plain": {"schema": {"type": "string"}}}
     elif route.operation == "page":
         content = {"text/html": {"schema": {"type": "string"}}}
+    elif route.operation.endswith("_badge"):
+        if status == 304:
+            return {"description": "Not modified (If-None-Match)"}
+        content = {"image/svg+xml": {"schema": {"type": "string"}}}
     else:
         content = {"application/json": {"schema": {"type": "object"}}}
     return {"description": _REASONS.get(status, "OK"), "content": content}
