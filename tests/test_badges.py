@@ -3,10 +3,13 @@ cached with an ETag, unambiguous URLs, escaped text."""
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -32,6 +35,7 @@ from monitor.web.badges import (
     uptime_text,
 )
 from tests.fakes import FakeClock, MemoryStore
+from tests.test_status_browser import CHROMEDRIVER, CHROMIUM, _require_browser
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -63,7 +67,7 @@ class Readings:
 # "group" is a check, and "uptime" a group: the URLs must still name one badge each.
 CHECKS = [
     check("docs", tags=["docs"]), check("site", group="web"), check("api", group="web"),
-    check("group", group="uptime"), check("npm-wing"),
+    check("group", group="uptime"), check("npm-wing"), check("tagged", tags=["<b>&co/x"]),
 ]  # fmt: skip
 
 
@@ -260,6 +264,17 @@ async def test_the_label_is_replaced_and_escaped(client, world) -> None:
     assert await too_long.json() == {"error": "label is at most 64 characters"}
 
 
+async def test_a_group_of_a_free_form_tag_is_reached_and_escaped(client, world) -> None:
+    """Tags follow no pattern: a group named by one is still one URL segment, and shown
+    escaped."""
+    world[1].states["tagged"] = AlertState.UP
+    resp = await client.get(f"/badge/group/{quote('<b>&co/x', safe='')}/status.svg")
+    assert resp.status == 200
+    svg = await resp.text()
+    assert "<b>" not in svg
+    assert parse(svg)["label"] == "<b>&co/x"
+
+
 def test_render_escapes_every_text() -> None:
     shown = parse(render_badge("a<&>", 'b"c', GREEN))
     assert (shown["label"], shown["value"], shown["title"]) == ("a<&>", 'b"c', 'a<&>: b"c')
@@ -283,6 +298,7 @@ def test_widths_follow_the_letters() -> None:
     assert text_width("iiii") < text_width("nnnn") < text_width("WWWW")
     assert text_width("mm") > text_width("m")
     assert text_width("日本") >= 22  # unknown glyphs count as the widest letters
+    assert text_width("é") == text_width("e")
     # Verdana 11px: shields' own badges draw "build" 27 px and "passing" 41 px wide.
     assert 27 <= text_width("build") <= 28
     assert 41 <= text_width("passing") <= 43
@@ -303,3 +319,43 @@ def test_openapi_lists_the_badges() -> None:
         assert "security" not in op  # open, like the status page
         assert set(op["responses"]) == {"200", "304", "400", "404"}
         assert "image/svg+xml" in op["responses"]["200"]["content"]
+
+
+# Names of every shape: narrow and wide letters, digits, signs, accents, long ones.
+SAMPLES = ["npm-winglang", "vscode-marketplace", "WWWWWWWWWW", "MMMMMMMM", "docs", "uptime 30d",
+           "99.99%", "il1|!.,:;'", "The Quick Brown Fox Jumps Over", "ünïcödé", "0123456789",
+           "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "~!@#$%^&*()_+{}|<>?"]  # fmt: skip
+
+
+def test_texts_fit_their_boxes_in_a_real_browser(tmp_path: Path) -> None:
+    """Chromium measures each label in the badge's own font stack (Verdana, else DejaVu
+    Sans) without `textLength`: it fits inside its box with room on both sides, and the
+    box is not far wider than the text."""
+    _require_browser()
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager go online
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    page = tmp_path / "badges.html"
+    page.write_text("<html><body>" + "".join(render_badge(t, "up", GREEN) for t in SAMPLES))
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(page.as_uri())
+        measured = driver.execute_script(
+            "return [...document.querySelectorAll('svg')].map(svg => {"
+            " const text = svg.querySelectorAll('text')[1];"
+            " const box = svg.querySelectorAll('g rect')[0].width.baseVal.value;"
+            " text.removeAttribute('textLength');"
+            " return [text.textContent, text.getComputedTextLength() / 10, box]; })"
+        )
+    finally:
+        driver.quit()
+    assert [m[0] for m in measured] == SAMPLES
+    for text, natural, box in measured:
+        assert natural + 4 <= box, (text, natural, box)  # 2 px or more on each side
+        assert box <= 1.25 * natural + 12, (text, natural, box)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import html
 import math
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -198,9 +199,10 @@ def _not_found() -> web.Response:
 
 
 # Advance widths of Verdana 11px (the badge's first font), in tenths of a pixel, for the
-# printable ASCII characters from space (32) to tilde (126). Anything else is taken as
-# 11px, as wide as the widest letters, so that a label never runs out of its box; the
-# text is also drawn with `textLength`, which fits it exactly to the width computed here.
+# printable ASCII characters from space (32) to tilde (126); an accented letter counts as
+# its letter, and anything else as 11px, as wide as the widest letters, so that a label
+# never runs out of its box. The text is also drawn with `textLength`, which fits it
+# exactly to the width computed here.
 _WIDTHS = (
     39, 44, 56, 97, 77, 132, 88, 30, 55, 55, 77, 97, 44, 55, 44, 55,  # space to /
     77, 77, 77, 77, 77, 77, 77, 77, 77, 77, 55, 55, 97, 97, 97, 66,  # 0 to ?
@@ -213,8 +215,16 @@ _WIDTHS = (
 
 def text_width(text: str) -> int:
     """The width of `text` in Verdana 11px, in whole pixels, rounded up."""
-    tenths = sum(_WIDTHS[o - 32] if 32 <= (o := ord(c)) <= 126 else 110 for c in text)
-    return math.ceil(tenths / 10)
+    return math.ceil(sum(_char_width(c) for c in text) / 10)
+
+
+def _char_width(c: str) -> int:
+    o = ord(c)
+    if 32 <= o <= 126:
+        return _WIDTHS[o - 32]
+    # An accented letter is as wide as its letter (é as e); anything else as the widest.
+    base = unicodedata.normalize("NFD", c)[0]
+    return _WIDTHS[ord(base) - 32] if " " <= base <= "~" else 110
 
 
 _PAD = 6  # pixels each side of a text
