@@ -28,6 +28,7 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
     with_hours,
 )
 
@@ -132,6 +133,16 @@ class MemoryStore:
              if c == check and r == resolution and since <= s < until),
             key=lambda b: b.start,
         )  # fmt: skip
+
+    async def count_runs(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> RunCounts:
+        self._live()
+        total = RunCounts()
+        for (c, r, s), b in self.history.items():
+            if c in checks and r == resolution and since <= s < until:
+                total += RunCounts(b.up, b.degraded, b.down, b.blind)
+        return total
 
     async def prune_history(self, now: int) -> None:
         self._live()

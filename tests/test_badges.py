@@ -3,6 +3,7 @@ cached with an ETag, unambiguous URLs, escaped text."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from monitor.checks.http.check import HttpCheckConfig
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.configtypes import Defaults
+from monitor.core.errors import StoreError
 from monitor.core.model import CheckResult
 from monitor.engine.history import WINDOWS, HistoryView
 from monitor.store.base import MINUTE, HistoryBucket
@@ -220,6 +222,76 @@ class TestUptime:
         assert (await badge(client, "/badge/docs/uptime/24h.svg"))["value"] == "50%"
 
 
+class CountingStore(MemoryStore):
+    """Counts `count_runs` calls; each takes `seconds` of the fake clock, or fails."""
+
+    def __init__(self, clock: FakeClock, seconds: float = 0, fail: bool = False) -> None:
+        super().__init__()
+        self.clock, self.seconds, self.fail = clock, seconds, fail
+        self.calls: list[int] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def count_runs(self, checks, resolution, since, until):
+        self.calls.append(len(checks))
+        await self.gate.wait()
+        if self.seconds:
+            await self.clock.advance(self.seconds)
+        if self.fail:
+            raise StoreError("database unreachable")
+        return await super().count_runs(checks, resolution, since, until)
+
+
+async def test_a_big_group_is_summed_in_chunks_and_kept_longer(aiohttp_client) -> None:
+    clock = FakeClock(T0)
+    store = CountingStore(clock, seconds=2)  # 3 chunks of 2 s: kept 120 s, not 60
+    many = [check(f"c{i}", group="big") for i in range(120)]
+    await store.add_history([minutes("c7", 60, up=1), minutes("c100", 60, down=1)])
+    api = BadgeApi(lambda: many, Readings(), store, clock)
+    client = await aiohttp_client(build_app(CollectorRegistry(), lambda: True, badges=api))
+    assert (await badge(client, "/badge/group/big/uptime/24h.svg"))["value"] == "50%"
+    assert store.calls == [50, 50, 20]
+    await clock.advance(100)
+    assert (await badge(client, "/badge/group/big/uptime/24h.svg"))["value"] == "50%"
+    assert len(store.calls) == 3  # still kept
+    await clock.advance(30)
+    await badge(client, "/badge/group/big/uptime/24h.svg")
+    assert len(store.calls) == 6
+
+
+async def test_concurrent_requests_share_one_computation(aiohttp_client) -> None:
+    clock = FakeClock(T0)
+    store = CountingStore(clock)
+    store.gate.clear()
+    api = BadgeApi(lambda: CHECKS, Readings(), store, clock)
+    client = await aiohttp_client(build_app(CollectorRegistry(), lambda: True, badges=api))
+    asking = [asyncio.create_task(client.get("/badge/docs/uptime/90d.svg")) for _ in range(5)]
+    while not store.calls:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    answers = await asyncio.gather(*asking)
+    assert [a.status for a in answers] == [200] * 5
+    assert store.calls == [1]
+
+
+async def test_a_store_that_fails_is_the_monitors_trouble(aiohttp_client) -> None:
+    clock = FakeClock(T0)
+    store = CountingStore(clock, fail=True)
+    api = BadgeApi(lambda: CHECKS, Readings(), store, clock)
+    client = await aiohttp_client(build_app(CollectorRegistry(), lambda: True, badges=api))
+    shown = await badge(client, "/badge/docs/uptime/30d.svg", 503)
+    assert (shown["label"], shown["value"], shown["colour"]) == ("uptime 30d", "unavailable", GREY)
+    assert shown["headers"]["Cache-Control"] == "no-store"
+    store.fail = False  # nothing kept of the failure: the next request asks again
+    assert (await badge(client, "/badge/docs/uptime/30d.svg"))["value"] == "no data"
+    # A bad label is refused before any work.
+    calls = len(store.calls)
+    resp = await client.get("/badge/docs/uptime/30d.svg", params={"label": "x" * 99})
+    assert resp.status == 400
+    assert len(store.calls) == calls
+
+
 async def test_urls_name_one_badge_each(client, world) -> None:
     """A check named `group` and a group named `uptime` (check names and group names share
     a pattern): each URL still names exactly one badge."""
@@ -317,7 +389,7 @@ def test_openapi_lists_the_badges() -> None:
                  "/badge/group/{group}/status.svg", "/badge/group/{group}/uptime/{window}.svg"):  # fmt: skip
         op = paths[path]["get"]
         assert "security" not in op  # open, like the status page
-        assert set(op["responses"]) == {"200", "304", "400", "404"}
+        assert set(op["responses"]) == {"200", "304", "400", "404", "503"}
         assert "image/svg+xml" in op["responses"]["200"]["content"]
 
 

@@ -34,6 +34,7 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
 )
 from monitor.store.sqlite import SqliteStore
 from tests.fakes import MemoryStore
@@ -383,6 +384,20 @@ async def test_history_adds_minutes_and_derives_hours(store: Store) -> None:
     assert [b.check for b in await store.read_history("api", HOUR, H0, H0 + HOUR)] == ["api"]
     # The window is half-open and per resolution.
     assert await store.read_history("web", MINUTE, H0 + 61, H0 + HOUR) == []
+
+
+async def test_run_counts_sum_the_checks_over_a_range(store: Store) -> None:
+    await store.add_history([
+        minute("web", 0, up=3, blind=1), minute("web", HOUR, down=2), minute("api", 60, up=5),
+        minute("docs", 0, up=7),
+    ])  # fmt: skip
+    assert await store.count_runs(["web", "api"], HOUR, H0, H0 + 2 * HOUR) == RunCounts(
+        up=8, down=2, blind=1
+    )
+    assert await store.count_runs(["web"], HOUR, H0 + 1, H0 + 2 * HOUR) == RunCounts(down=2)
+    assert await store.count_runs(["web"], MINUTE, H0, H0 + 60) == RunCounts(up=3, blind=1)
+    assert await store.count_runs(["nope"], HOUR, 0, H0 + 9 * HOUR) == RunCounts()
+    assert await store.count_runs([], HOUR, 0, H0 + 9 * HOUR) == RunCounts()
 
 
 async def test_history_retention_and_deletion(store: Store) -> None:

@@ -22,6 +22,7 @@ from tests.test_store_contract import (  # noqa: F401
     test_public_notes_round_trip,
     test_repeat_counts_the_latest_entry_among_events,
     test_resolved_incidents_since_a_time,
+    test_run_counts_sum_the_checks_over_a_range,
     test_settling_supersedes_only_pending_and_enqueues,
     test_silences_are_listed_active_and_expire,
     test_the_key_value_space,

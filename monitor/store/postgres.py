@@ -51,6 +51,7 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
     with_hours,
 )
 from monitor.store.replicas import Replica, ReplicaId
@@ -624,6 +625,21 @@ class PostgresStore:
             )
             rows = await cur.fetchall()
         return [_bucket(r) for r in rows]
+
+    async def count_runs(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> RunCounts:
+        async with self._tx("cannot read history") as cur:
+            await cur.execute(
+                "SELECT COALESCE(SUM(up), 0) AS up, COALESCE(SUM(degraded), 0) AS degraded,"
+                " COALESCE(SUM(down), 0) AS down, COALESCE(SUM(blind), 0) AS blind"
+                " FROM history WHERE check_name = ANY(%s) AND resolution = %s"
+                " AND start >= %s AND start < %s",
+                (list(checks), resolution, since, until),
+            )
+            row = await cur.fetchone()
+        assert row is not None  # noqa: S101  an aggregate always returns one row
+        return RunCounts(int(row["up"]), int(row["degraded"]), int(row["down"]), int(row["blind"]))
 
     async def prune_history(self, now: int) -> None:
         async with self._tx("cannot prune history") as cur:

@@ -38,6 +38,7 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
     StoreError,
     with_hours,
 )
@@ -547,6 +548,23 @@ class SqliteStore:
                 .fetchall()
             )
         return [_bucket(r) for r in rows]
+
+    async def count_runs(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> RunCounts:
+        with self._errors("cannot read history"):
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT COALESCE(SUM(up), 0), COALESCE(SUM(degraded), 0),"
+                    " COALESCE(SUM(down), 0), COALESCE(SUM(blind), 0) FROM history"
+                    " WHERE check_name IN (SELECT value FROM json_each(?))"
+                    " AND resolution = ? AND start >= ? AND start < ?",
+                    (json.dumps(list(checks)), resolution, since, until),
+                )
+                .fetchone()
+            )
+        return RunCounts(*(int(n) for n in row))
 
     async def prune_history(self, now: int) -> None:
         with self._write("cannot prune history") as db:

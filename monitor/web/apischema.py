@@ -145,7 +145,7 @@ class Route:
 
 _ID = "/{id}"
 _BADGE_QUERY = (("label", "The text on the left (at most 64 characters)"),)
-_BADGE_STATUSES = (200, 304, 400, 404)
+_BADGE_STATUSES = (200, 304, 400, 404, 503)
 BADGE_WINDOWS = ("24h", "7d", "30d", "90d")  # `engine.history.WINDOWS`
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", "healthz", "Liveness: the process answers"),
@@ -281,7 +281,7 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
 def _response(status: int, route: Route) -> dict[str, Any]:
     if status >= 400 and not (
         (status == 503 and route.operation == "readyz")
-        or (status == 404 and route.operation.endswith("_badge"))
+        or (status in (404, 503) and route.operation.endswith("_badge"))
     ):
         content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     elif route.operation == "metrics":

@@ -11,7 +11,8 @@ names two badges. Open like the status page; cached for `MAX_AGE_S`, with an ETa
 request with `If-None-Match` for the same badge gets a 304). What a badge shows is a name
 and a state or a percentage; every text is escaped, and `?label=` (at most `MAX_LABEL`
 characters) replaces the label. An unknown check, group or window is a 404 badge that
-says "not found" (an image, so that an embedding page shows why); a bad label is a 400.
+says "not found" (an image, so that an embedding page shows why); a bad label is a 400;
+a store that cannot answer makes an uptime badge a 503 that says "unavailable".
 
 Status: up, degraded, down, or unknown (not yet checked, or the monitor cannot see it
 right now: that is never the asset's failure). A group shows its worst known member.
@@ -22,27 +23,33 @@ run; "no data" when no run could look.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 import math
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import structlog
 from aiohttp import web
 
 from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase, group_of
+from monitor.core.errors import StoreError
 from monitor.engine.history import WINDOWS, CheckReadings
-from monitor.store.base import HOUR, HistoryBucket, Store
+from monitor.store.base import HOUR, RunCounts, Store
 from monitor.web.common import BadRequest, Operation
 
 __all__ = ["MAX_AGE_S", "MAX_LABEL", "BadgeApi", "handlers", "render_badge", "text_width"]
 
+log = structlog.stdlib.get_logger(__name__)
+
 MAX_AGE_S = 60  # how long a client or a proxy may keep a badge
 MAX_LABEL = 64  # characters of a `?label=`
 _CACHE_LIMIT = 20_000  # uptime figures kept at most (a few per check and group)
+_CHUNK = 50  # checks summed per store query
 
 # Shields' named colours.
 GREEN, LIGHT_GREEN, YELLOW, ORANGE, RED, GREY = (
@@ -62,6 +69,7 @@ class BadgeApi:
     store: Store
     clock: Clock
     _uptimes: dict[tuple[str, str, str], tuple[float, float | None]] = field(default_factory=dict)
+    _running: dict[tuple[str, str, str], asyncio.Future[float | None]] = field(default_factory=dict)
 
     def members(self, group: str) -> list[str]:
         return [c.name for c in self.checks() if group_of(c) == group]
@@ -81,24 +89,42 @@ class BadgeApi:
         return value.value if value.value in _RANK else "unknown"
 
     async def uptime(self, kind: str, name: str, names: Sequence[str], window: str) -> float | None:
-        """The uptime percentage of `names` together over `window` (a key of `WINDOWS`)."""
+        """The uptime percentage of `names` together over `window` (a key of `WINDOWS`).
+        One computation at a time per badge; its result is kept `MAX_AGE_S`, or 20 times
+        as long as it took when that is longer, so that a group of thousands of checks
+        costs the daemon at most a twentieth of its time however often it is asked."""
         key = (kind, name, window)
-        mono = self.clock.monotonic()
         cached = self._uptimes.get(key)
-        if cached is not None and cached[0] > mono:
+        if cached is not None and cached[0] > self.clock.monotonic():
             return cached[1]
-        span, _ = WINDOWS[window]
+        running = self._running.get(key)
+        if running is None:
+            running = self._running[key] = asyncio.ensure_future(self._compute(key, names))
+            running.add_done_callback(lambda f: self._done(key, f))
+        return await asyncio.shield(running)
+
+    def _done(self, key: tuple[str, str, str], future: asyncio.Future[float | None]) -> None:
+        self._running.pop(key, None)
+        if not future.cancelled():
+            future.exception()  # retrieved: every waiter may have gone meanwhile
+
+    async def _compute(self, key: tuple[str, str, str], names: Sequence[str]) -> float | None:
+        started = self.clock.monotonic()
+        span, _ = WINDOWS[key[2]]
         now = int(self.clock.now().timestamp())
         this_hour = now - now % HOUR
-        total = HistoryBucket(name, HOUR, 0)
-        for check in names:  # the hours that started within the window, as HistoryView
-            for b in await self.store.read_history(check, HOUR, now - span + 1, this_hour + HOUR):
-                total = total.merged(b)
-        looked = total.runs - total.blind
+        total = RunCounts()
+        for i in range(0, len(names), _CHUNK):  # the hours that started within the window
+            total += await self.store.count_runs(
+                names[i : i + _CHUNK], HOUR, now - span + 1, this_hour + HOUR
+            )
+            await asyncio.sleep(0)  # a big group lets the probes run between its chunks
+        looked = total.up + total.degraded + total.down
         figure = None if looked == 0 else 100 * (total.up + total.degraded) / looked
         if len(self._uptimes) >= _CACHE_LIMIT:
             self._uptimes.clear()
-        self._uptimes[key] = (mono + MAX_AGE_S, figure)
+        ended = self.clock.monotonic()
+        self._uptimes[key] = (ended + max(MAX_AGE_S, 20 * (ended - started)), figure)
         return figure
 
 
@@ -116,8 +142,9 @@ def handlers(api: BadgeApi) -> dict[str, Operation]:
         check, window = request.match_info["check"], request.match_info["window"]
         if window not in WINDOWS or not api.known(check):
             return _not_found()
-        figure = await api.uptime("check", check, [check], window)
-        return _uptime_answer(request, window, figure)
+        return await _uptime_answer(
+            request, window, lambda: api.uptime("check", check, [check], window)
+        )
 
     async def group_status_badge(request: web.Request) -> web.Response:
         group = request.match_info["group"]
@@ -132,8 +159,9 @@ def handlers(api: BadgeApi) -> dict[str, Operation]:
         members = api.members(group)
         if window not in WINDOWS or not members:
             return _not_found()
-        figure = await api.uptime("group", group, members, window)
-        return _uptime_answer(request, window, figure)
+        return await _uptime_answer(
+            request, window, lambda: api.uptime("group", group, members, window)
+        )
 
     return {
         "status_badge": status_badge, "uptime_badge": uptime_badge,
@@ -150,8 +178,17 @@ def _label(request: web.Request, default: str) -> str:
     return label
 
 
-def _uptime_answer(request: web.Request, window: str, figure: float | None) -> web.Response:
-    label = _label(request, f"uptime {window}")
+async def _uptime_answer(
+    request: web.Request, window: str, compute: Callable[[], Awaitable[float | None]]
+) -> web.Response:
+    label = _label(request, f"uptime {window}")  # a bad label is refused before any work
+    try:
+        figure = await compute()
+    except StoreError as exc:
+        # The monitor cannot read its history: its own trouble, never the asset's.
+        log.warning("badge_uptime_unavailable", error=str(exc))
+        svg = render_badge(label, "unavailable", GREY)
+        return web.Response(text=svg, status=503, content_type="image/svg+xml")
     if figure is None:
         return _answer(request, label, "no data", GREY)
     return _answer(request, label, uptime_text(figure), uptime_colour(figure))
