@@ -62,7 +62,8 @@ _RANK = {"down": 0, "degraded": 1, "up": 2}  # a group shows its worst known mem
 @dataclass(slots=True)
 class BadgeApi:
     """What the badges read: the checks on the status page, their state, and the history
-    (uptime figures are kept `MAX_AGE_S`, so a busy README costs the store little)."""
+    (uptime figures are kept a while, see `uptime`, so a busy README costs the store
+    little)."""
 
     checks: Callable[[], Sequence[CheckConfigBase]]
     readings: CheckReadings
