@@ -738,8 +738,10 @@ ORDER BY opened_at DESC, id DESC
 LIMIT :limit
 """
 
+# INDEXED BY: without statistics the planner would take `incidents_status` and sort every
+# resolved incident ever; this index reads the last resolved first and stops at the limit.
 _RESOLVED_SINCE = """
-SELECT * FROM incidents
+SELECT * FROM incidents INDEXED BY incidents_resolved
 WHERE status = 'resolved' AND resolved_at >= :since
   AND (:sources IS NULL OR source IN (SELECT value FROM json_each(:sources)))
   AND (:severities IS NULL OR severity IN (SELECT value FROM json_each(:severities)))
