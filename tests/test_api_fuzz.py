@@ -103,7 +103,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @settings(deadline=None, suppress_health_check=list(HealthCheck), max_examples=EXAMPLES)
 def test_no_request_gets_a_server_error(case: Any, base_url: str) -> None:
     headers = (
-        {"Authorization": f"Bearer {TOKEN}"} if case.operation.method in ("post", "put") else {}
+        {"Authorization": f"Bearer {TOKEN}"}
+        if case.operation.method in ("post", "put", "delete")
+        else {}
     )
     response = case.call(base_url=base_url, headers=headers, timeout=10)
     STATUSES[response.status_code] += 1
