@@ -47,6 +47,7 @@ from monitor.store import Store, StoreError, store_for
 from monitor.store.confirmations import ConfirmationBook
 from monitor.store.replicas import ReplicaBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
+from monitor.web.badges import BadgeApi
 from monitor.web.history import HistoryApi
 from monitor.web.status import StatusView
 
@@ -162,9 +163,11 @@ class App:
             history_api = HistoryApi(
                 HistoryView(self.store, self.clock), lambda n: self.config.check(n) is not None
             )
+            badges = BadgeApi(lambda: self.config.enabled_checks, self.results, self.store,
+                              self.clock)  # fmt: skip
             app = build_app(
                 self.metrics, lambda: self._ready, incident_api, status,
-                fleet=self._fleet_detail, history=history_api,
+                fleet=self._fleet_detail, history=history_api, badges=badges,
             )  # fmt: skip
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()

@@ -20,7 +20,7 @@ import structlog
 
 from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
-from monitor.core.errors import IncidentConflict, IncidentError, IncidentNotFound
+from monitor.core.errors import IncidentConflict, IncidentError, IncidentInvalid, IncidentNotFound
 from monitor.core.model import (
     CheckResult,
     Incident,
@@ -30,6 +30,13 @@ from monitor.core.model import (
     Severity,
     Suppression,
     TimelineEntry,
+)
+from monitor.incidents.public import (
+    MAX_HISTORY,
+    MAX_PUBLIC_NOTE,
+    PUBLIC_SOURCES,
+    PublicIncident,
+    public_incident,
 )
 from monitor.metrics.exporter import Metrics
 from monitor.store import Store
@@ -130,6 +137,16 @@ class IncidentManager:
         if incident is None:
             raise IncidentNotFound(f"no incident {incident_id}")
         return incident, await self.store.timeline(incident_id)
+
+    async def public_history(
+        self, since: datetime, limit: int = MAX_HISTORY
+    ) -> list[PublicIncident]:
+        """The resolved incidents of the assets resolved since `since`, last resolved first,
+        as the public may see them (`incidents.public`); at most `limit`."""
+        found = await self.store.resolved_incidents(
+            since, sources=PUBLIC_SOURCES, severities=list(Severity), limit=limit
+        )
+        return [p for p in map(public_incident, found) if p is not None]
 
     # --- from checks -----------------------------------------------------------------
 
@@ -373,6 +390,26 @@ class IncidentManager:
             await self._write(
                 incident, [self._entry(incident, now, "commented", text, actor=actor)]
             )
+            return incident
+
+    async def set_public_note(self, incident_id: int, note: str | None, actor: str) -> Incident:
+        """Sets (or with None, clears) what the status page says of the incident. The
+        timeline records who changed it, not the note: internal text and public text are
+        kept apart both ways."""
+        async with self._lock:
+            current = await self._must_exist(incident_id)
+            note = note.strip() if note else None
+            if note and len(note) > MAX_PUBLIC_NOTE:
+                raise IncidentInvalid(f"a public note is at most {MAX_PUBLIC_NOTE} characters")
+            if note == current.public_note:
+                return current  # idempotent: the same note again changes nothing
+            now = self.clock.now()
+            incident = replace(current, public_note=note or None, updated_at=now)
+            words = f"public note {'set' if note else 'cleared'} by {actor}"
+            await self._write(incident, [self._entry(incident, now, "public_note", words,
+                                                     actor=actor)])  # fmt: skip
+            log.info("incident_public_note", incident_id=incident.id, actor=actor,
+                     cleared=note is None)  # fmt: skip
             return incident
 
     async def set_severity(self, incident_id: int, severity: Severity, actor: str) -> Incident:

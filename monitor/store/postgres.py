@@ -35,6 +35,7 @@ from monitor.core.model import (
     EscalationMode,
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -50,6 +51,7 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
     with_hours,
 )
 from monitor.store.confirmations import Answer, Seen, Slot
@@ -206,6 +208,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX confirmations_open ON confirmations (id) WHERE claimed_by IS NULL AND seen IS NULL;
     CREATE INDEX confirmations_age ON confirmations (requested_at);
     CREATE SEQUENCE confirmation_requests;
+    """,
+    # An incident's public note (what the status page says of it), and the resolved
+    # incidents by when they were resolved (the public incident history).
+    """
+    ALTER TABLE incidents ADD COLUMN public_note text;
+    CREATE INDEX incidents_resolved ON incidents (resolved_at, id) WHERE status = 'resolved';
     """,
 )
 
@@ -390,6 +398,25 @@ class PostgresStore:
         }
         async with self._tx("cannot list incidents") as cur:
             await cur.execute(_LIST_INCIDENTS, params)
+            rows = await cur.fetchall()
+        return [_rows.incident(row, _CODEC) for row in rows]
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        params = {
+            "since": _ts(since),
+            "sources": None if sources is None else [s.value for s in sources],
+            "severities": None if severities is None else [s.value for s in severities],
+            "limit": max(0, limit),
+        }
+        async with self._tx("cannot list resolved incidents") as cur:
+            await cur.execute(_RESOLVED_SINCE, params)
             rows = await cur.fetchall()
         return [_rows.incident(row, _CODEC) for row in rows]
 
@@ -733,6 +760,21 @@ class PostgresStore:
             rows = await cur.fetchall()
         return [_bucket(r) for r in rows]
 
+    async def count_runs(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> RunCounts:
+        async with self._tx("cannot read history") as cur:
+            await cur.execute(
+                "SELECT COALESCE(SUM(up), 0) AS up, COALESCE(SUM(degraded), 0) AS degraded,"
+                " COALESCE(SUM(down), 0) AS down, COALESCE(SUM(blind), 0) AS blind"
+                " FROM history WHERE check_name = ANY(%s) AND resolution = %s"
+                " AND start >= %s AND start < %s",
+                (list(checks), resolution, since, until),
+            )
+            row = await cur.fetchone()
+        assert row is not None  # noqa: S101  an aggregate always returns one row
+        return RunCounts(int(row["up"]), int(row["degraded"]), int(row["down"]), int(row["blind"]))
+
     async def prune_history(self, now: int) -> None:
         async with self._tx("cannot prune history") as cur:
             for resolution, keep in ((MINUTE, MINUTE_RETENTION_S), (HOUR, HOUR_RETENTION_S)):
@@ -805,12 +847,12 @@ _INSERT_INCIDENT = b"""
 INSERT INTO incidents (
     key, title, status, severity, opened_at, updated_at, check_name, source,
     acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
-    report_url, auto_resolve, reopened, drill, last_good
+    report_url, auto_resolve, reopened, drill, last_good, public_note
 ) VALUES (
     %(key)s, %(title)s, %(status)s, %(severity)s, %(opened_at)s, %(updated_at)s,
     %(check_name)s, %(source)s, %(acknowledged_at)s, %(resolved_at)s, %(assignee)s,
     %(rule)s, %(failure)s, %(message)s, %(suppressed)s, %(report_url)s, %(auto_resolve)s,
-    %(reopened)s, %(drill)s, %(last_good)s::jsonb
+    %(reopened)s, %(drill)s, %(last_good)s::jsonb, %(public_note)s
 ) RETURNING id
 """
 
@@ -822,7 +864,7 @@ UPDATE incidents SET
     resolved_at = %(resolved_at)s, assignee = %(assignee)s, rule = %(rule)s,
     failure = %(failure)s, message = %(message)s, suppressed = %(suppressed)s,
     report_url = %(report_url)s, auto_resolve = %(auto_resolve)s, reopened = %(reopened)s,
-    drill = %(drill)s, last_good = %(last_good)s::jsonb
+    drill = %(drill)s, last_good = %(last_good)s::jsonb, public_note = %(public_note)s
 WHERE id = %(id)s
 """
 
@@ -831,6 +873,15 @@ SELECT * FROM incidents
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))
 ORDER BY opened_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+_RESOLVED_SINCE = b"""
+SELECT * FROM incidents
+WHERE status = 'resolved' AND resolved_at >= %(since)s
+  AND (%(sources)s::text[] IS NULL OR source = ANY(%(sources)s::text[]))
+  AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))
+ORDER BY resolved_at DESC, id DESC
 LIMIT %(limit)s
 """
 
