@@ -22,7 +22,7 @@ from monitor.app import App
 from monitor.config.loader import parse_config
 from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import SloConfig
-from monitor.core.errors import ConfigError
+from monitor.core.errors import ConfigError, StoreError
 from monitor.core.model import CheckResult, FailureKind, IncidentStatus, Outcome, Severity
 from monitor.engine.history import HistoryWriter, Rollups
 from monitor.engine.slo import (
@@ -608,3 +608,21 @@ async def test_a_blind_spell_has_no_burn_and_pages_nobody(world) -> None:
     # No short window says the burn goes on: no page; the 3 d/6 h ticket stands.
     assert r.level == "slow"
     assert [i.severity for i in manager.open_incidents] == [Severity.P2]
+
+
+async def test_a_store_that_cannot_answer_delays_an_objective(world) -> None:
+    store, _, _, evaluator = world
+    evaluator.configure([objective()])
+    await history(store, "web", range(1, 61), up=99, down=1)
+    real = store.read_history
+
+    async def down(*_args: object) -> list[HistoryBucket]:
+        raise StoreError("database is down")
+
+    store.read_history = down
+    await evaluator.evaluate()  # no exception past the evaluator
+    assert evaluator.readings("web") == []
+    store.read_history = real
+    await evaluator.evaluate()
+    [r] = evaluator.readings("web")
+    assert (r.good, r.bad) == (60 * 99, 60)

@@ -48,6 +48,7 @@ from monitor.core.configtypes import (
     format_duration,
     group_of,
 )
+from monitor.core.errors import StoreError
 from monitor.core.model import CheckResult, FailureKind, Outcome
 from monitor.engine.history import Rollups
 from monitor.incidents.maintenance import MaintenanceWindow, suppression
@@ -363,7 +364,11 @@ class SloEvaluator:
                 await self._ended(old, f"{old.name} no longer has an SLO", at)
         for key, objective in list(self._objectives.items()):
             if key not in self._tallies:
-                loaded = await self._load(objective, now)
+                try:
+                    loaded = await self._load(objective, now)
+                except StoreError as exc:  # tried again next round; the others go on
+                    log.warning("slo_history_not_read", slo=objective.name, error=str(exc))
+                    continue
                 if self._objectives.get(key) is not objective:
                     continue  # reconfigured while it was read
                 self._tallies[key] = loaded
