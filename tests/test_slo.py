@@ -626,3 +626,21 @@ async def test_a_store_that_cannot_answer_delays_an_objective(world) -> None:
     await evaluator.evaluate()
     [r] = evaluator.readings("web")
     assert (r.good, r.bad) == (60 * 99, 60)
+
+
+async def test_a_slow_burn_that_turns_fast_raises_the_severity(world, clock) -> None:
+    store, _, manager, evaluator = world
+    evaluator.configure([objective(target=0.99)], RULES)
+    await history(store, "web", range(1, 60 * 24 * 3), up=98, down=2)
+    await evaluator.evaluate()
+    [incident] = manager.open_incidents
+    assert incident.severity is Severity.P2
+    await clock.advance(10 * 60)
+    # Ten minutes all down, as the history writer hands them over once stored.
+    evaluator.stored([HistoryBucket("web", MINUTE, S0 + m * 60, down=100) for m in range(10)])
+    await evaluator.evaluate()
+    [incident] = manager.open_incidents
+    assert incident.severity is Severity.P1
+    assert "burns its error budget fast: 1h and 5m burn rates above 14.4x" in incident.message
+    events = [e.event for e in await store.timeline(incident.id)]
+    assert events[-2:] == ["failure", "severity_raised"]
