@@ -202,7 +202,7 @@ class HistoryWriter:
         self.rollups, self.store, self.clock = rollups, store, clock
         self._pruned_at: float | None = None
         # Told each batch once it is stored, then called after every flush (`engine.slo`):
-        # in this task, so that they never see a batch half written.
+        # in the writer's own loop, so that they never see a batch half written.
         self.stored: list[Callable[[Sequence[HistoryBucket]], None]] = []
         self.after_flush: list[Callable[[], Awaitable[None]]] = []
 
