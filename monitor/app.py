@@ -28,11 +28,13 @@ from monitor.core.errors import ConfigError
 from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
+from monitor.engine.confirm import Confirmer, definition_hash, probe_once
 from monitor.engine.history import HistoryView, HistoryWriter
 from monitor.engine.limits import Limiter
 from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
 from monitor.engine.scheduler import CheckRunner, Scheduler
+from monitor.engine.slo import SloEvaluator, objectives
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
@@ -44,9 +46,12 @@ from monitor.paging.leader import FleetClock, Leadership
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
+from monitor.store.confirmations import ConfirmationBook
 from monitor.store.replicas import ReplicaBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
+from monitor.web.badges import BadgeApi
 from monitor.web.history import HistoryApi
+from monitor.web.slo import slo_json
 from monitor.web.status import StatusView
 
 __all__ = ["App"]
@@ -93,6 +98,12 @@ class App:
             silences=self.silences,
         )  # fmt: skip
         self.results.configure(config.severity, config.maintenance)
+        self.slo = SloEvaluator(
+            self.store, self.clock, self.metrics.slo, self.results.rollups,
+            incidents=self.incidents, silences=self.silences,
+        )  # fmt: skip
+        self.slo.configure(objectives(config.checks, config.groups), config.severity,
+                           config.maintenance)  # fmt: skip
         self.install_signals = install_signals
         self.scheduler: Scheduler | None = None
         self.api_port: int | None = None
@@ -103,6 +114,7 @@ class App:
         self._ready = False
         self.membership: Membership | None = None
         self.leadership: Leadership | None = None  # who pages, on a shared store
+        self.confirmer: Confirmer | None = None
 
     @property
     def ready(self) -> bool:
@@ -151,8 +163,12 @@ class App:
             await self.incidents.load()
             await self.silences.load()
             history = HistoryWriter(self.results.rollups, self.store, self.clock)
+            history.stored.append(self.slo.stored)  # SLOs count what is stored, once a minute
+            history.after_flush.append(self.slo.evaluate)
             ctx = await stack.enter_async_context(probe_context(config, self.clock, self.metrics))
             session = ctx.session
+            if isinstance(self.store, ConfirmationBook) and self.membership is not None:
+                self.confirmer = self._confirmer(self.store, self.membership, session)
             incident_api = IncidentApi(
                 self.incidents, self.silences, self.clock, config.api.write_token,
                 runbook_of=self._runbook_of,
@@ -163,11 +179,15 @@ class App:
                 incidents=self.incidents, runbook_of=self._runbook_of,
             )  # fmt: skip
             history_api = HistoryApi(
-                HistoryView(self.store, self.clock), lambda n: self.config.check(n) is not None
+                HistoryView(self.store, self.clock),
+                lambda n: self.config.check(n) is not None,
+                slo=slo_json(self.slo),
             )
+            badges = BadgeApi(lambda: self.config.enabled_checks, self.results, self.store,
+                              self.clock)  # fmt: skip
             app = build_app(
                 self.metrics, lambda: self._ready, incident_api, status,
-                fleet=self._fleet_detail, history=history_api,
+                fleet=self._fleet_detail, history=history_api, badges=badges,
             )  # fmt: skip
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
@@ -206,6 +226,8 @@ class App:
                         tg.create_task(self.membership.run(), name="membership")
                     if self.leadership is not None:
                         tg.create_task(self.leadership.run(), name="leadership")
+                    if self.confirmer is not None:
+                        tg.create_task(self.confirmer.run(), name="confirmations")
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
@@ -240,6 +262,27 @@ class App:
             log.warning("store_unavailable", component=name, error=str(failed),
                         retry_in_s=STORE_RETRY_S)  # fmt: skip
             await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY_S)
+
+    def _confirmer(
+        self, book: ConfirmationBook, membership: Membership, session: aiohttp.ClientSession
+    ) -> Confirmer:
+        """Confirmation from another replica (`confirm:`): asks for the pipeline, answers
+        the others with this replica's own definition of the check."""
+        me = membership.me
+
+        def peers() -> int:
+            return sum(r.id != me.id for r in membership.live)
+
+        async def probe(name: str, definition: str) -> tuple[CheckConfigBase, CheckResult] | None:
+            config = self.config.check(name)
+            if config is None or not config.enabled or definition_hash(config) != definition:
+                return None
+            assert self._limiter is not None  # noqa: S101  set before the store opens
+            return config, await probe_once(config, session, self.clock, self._limiter)
+
+        confirmer = Confirmer(book, me, peers, self.clock, probe)
+        self.results.confirmer = confirmer
+        return confirmer
 
     def _fleet_detail(self) -> dict[str, object] | None:
         if self.membership is None:
@@ -331,6 +374,7 @@ class App:
             self.incidents.cooldown = new.incidents.cooldown
             self._limiter.reconfigure(new.limits)
             self.results.configure(new.severity, new.maintenance)
+            self.slo.configure(objectives(new.checks, new.groups), new.severity, new.maintenance)
             summary = await self.scheduler.apply(new.enabled_checks)
             await self.results.forget(summary.removed)
         except Exception as exc:  # e.g. a check that cannot be built

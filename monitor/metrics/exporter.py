@@ -19,6 +19,7 @@ from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult
 from monitor.metrics.checkseries import PHASES, CheckSeriesSet
+from monitor.metrics.slo import SloMetrics
 
 __all__ = ["PHASES", "AssetFacts", "Metrics"]
 
@@ -146,9 +147,11 @@ class Metrics:
             "monitor_heartbeat_last_sent_timestamp_seconds",
             "When the heartbeat receiver last took a ping.", registry=registry,
         )  # fmt: skip
+        self.slo = SloMetrics(registry)  # per objective, set by `engine.slo`
         self._registry = registry
         self._replicas_live: Gauge | None = None
         self._leadership: tuple[Gauge, Gauge] | None = None
+        self._confirmations: Counter | None = None
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
 
@@ -178,6 +181,17 @@ class Metrics:
                 ),
             )
         return self._leadership
+
+    def track_confirmations(self) -> Counter:
+        """`monitor_confirmations_total`: registered once a check asks for one."""
+        if self._confirmations is None:
+            self._confirmations = Counter(
+                "monitor_confirmations",
+                "Failures checked with other replicas before going down, by outcome"
+                " (confirmed, refuted, unconfirmed).",
+                ["outcome"], registry=self._registry,
+            )  # fmt: skip
+        return self._confirmations
 
     def add_check(self, config: CheckConfigBase) -> None:
         """Creates the check's series up front, so they are exported before the first run."""
