@@ -307,7 +307,7 @@ async def test_the_database_stopped_for_30_s_loses_nothing(
             assert (await call(d.port, "GET", "/healthz"))[0] == 200
         await asyncio.sleep(1)
     assert len(fleet.hook.seen) == sent  # nothing sent without the database
-    assert fleet.hook.probes >= probes + 2 * 25  # both replicas kept probing
+    assert fleet.hook.probes >= probes + 20  # the check kept running (1 s interval)
     await asyncio.to_thread(cluster.resume)
     back_at = time.time()
     await all_pages(fleet.hook, timeout=30)
