@@ -103,6 +103,23 @@ class IncidentManager:
         self._open = {i.key: i for i in open_}
         self._export()
 
+    async def adopt(self, keys: Sequence[str]) -> None:
+        """Reads the open incidents of `keys` back from the store: another replica of a
+        fleet may have opened or closed them since `load()`."""
+        if not keys:
+            return
+        open_ = await self.store.list_incidents(
+            statuses=(IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED), limit=1_000_000
+        )
+        found = {i.key: i for i in open_}
+        async with self._lock:
+            for key in keys:
+                if key in found:
+                    self._open[key] = found[key]
+                else:
+                    self._open.pop(key, None)
+            self._export()
+
     def open_for(self, key: str) -> Incident | None:
         return self._open.get(key)
 
