@@ -160,8 +160,9 @@ def replica_of(db: Database, name: str, configs: list[CheckConfigBase], **kw: ob
 
 
 def plans(fleet: Fleet) -> dict[str, float]:
-    assert isinstance(fleet.scheduler, Plans)
-    return fleet.scheduler.at
+    scheduler: object = fleet.scheduler
+    assert isinstance(scheduler, Plans)
+    return scheduler.at
 
 
 def owned(fleet: Fleet, configs: list[CheckConfigBase]) -> set[str]:
