@@ -346,6 +346,7 @@ async def test_a_replica_gone_without_leaving_opens_one_incident_resolved_when_o
     again.membership.me = replace(again.membership.me, id="c:2:c")
     await beat(clock, again)
     assert store.incidents[gone[0].id].status is IncidentStatus.RESOLVED
+    assert store.entries[-1].text == "replica c:2:c beats on c"
 
 
 # --- a transition the store did not take ---------------------------------------------

@@ -382,7 +382,8 @@ class Fleet:
         key = gone_key(self.membership.me.host)
         await self.incidents.adopt([key])
         if self.incidents.open_for(key) is not None:
-            await self.incidents.monitor_health(key, "", "", [])
+            back = f"replica {self.membership.me.id} beats on {self.membership.me.host}"
+            await self.incidents.monitor_health(key, "", "", [], back=back)
 
     # --- what /readyz says ---------------------------------------------------------
 

@@ -175,16 +175,19 @@ class IncidentManager:
             return current
 
     async def monitor_health(
-        self, key: str, title: str, message: str, checks: Sequence[str]
+        self, key: str, title: str, message: str, checks: Sequence[str], *, back: str = ""
     ) -> Incident | None:
         """Opens or updates the monitor-health incident `key` (checks blind for one cause);
-        resolves it when `checks` is empty: the monitor sees again."""
+        resolves it when `checks` is empty: the monitor sees again (or what `back` says)."""
         async with self._lock:
             current = self._open.get(key)
             now = self.clock.now()
             if not checks:
                 if current is None:
                     return None
+                if back:
+                    seen = self._entry(current, now, "replica_back", back)
+                    return await self._resolve(current, MONITOR, now, [seen], back)
                 seen = self._entry(current, now, "sight_restored", "every check sees again")
                 return await self._resolve(current, MONITOR, now, [seen], "the monitor sees again")
             if current is not None:
