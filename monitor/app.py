@@ -141,7 +141,9 @@ class App:
             if isinstance(self.store, ReplicaBook):  # a shared database: one of a fleet
                 self.membership, self.fleet = self._join(config)
                 await self.membership.beat()
-                stack.push_async_callback(self.membership.leave)
+                stack.push_async_callback(
+                    self.membership.leave if self.fleet is None else self.fleet.leave
+                )
             await self.results.load(config.checks)
             await self.incidents.load()
             await self.silences.load()

@@ -219,6 +219,17 @@ class Fleet:
                 self._cut_off()
         except StoreError as exc:  # the database went away after the beat: the next one
             log.warning("fleet_step_failed", replica=self.membership.me.id, error=str(exc))
+        except Exception:  # ownership is retried at the next beat, never fatal
+            log.exception("fleet_step_failed", replica=self.membership.me.id)
+
+    async def leave(self) -> None:
+        """A clean stop: records the last runs, then leaves the live set, so the replicas
+        that take its checks over continue their phase."""
+        try:
+            await self._record()
+        except StoreError as exc:
+            log.warning("runs_not_recorded", replica=self.membership.me.id, error=str(exc))
+        await self.membership.leave()
 
     def _cut_off(self) -> None:
         self._beating_since = None
@@ -280,6 +291,9 @@ class Fleet:
         for name in lost:
             self._owned.discard(name)
             self._pending.pop(name, None)
+        for name, config in configs.items():
+            if name not in mine:  # `/metrics` shows the checks this replica runs
+                self.metrics.remove_check(config)
         settle_at = self.clock.monotonic() + SETTLE_BEATS * self.beat_s
         gained = mine - held
         for name in gained:
@@ -306,6 +320,7 @@ class Fleet:
         for name in due:
             del self._pending[name]
             self._owned.add(name)
+            self.metrics.add_check(configs[name])
             interval = configs[name].interval_s
             age = ages.get(name)
             if age is not None and age < interval:

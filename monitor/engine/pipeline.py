@@ -139,6 +139,7 @@ class ResultHandler:
                 self.states[config.name] = state
                 self.metrics.set_state(config.name, config.kind, state.state)
             self.unsettled.pop(config.name, None)
+        await self.good.load(checks)
 
     async def forget(self, names: Iterable[str]) -> None:
         names = list(names)
