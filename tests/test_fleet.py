@@ -393,3 +393,18 @@ async def test_a_check_that_recovers_while_the_store_is_away_resolves_once_it_is
     assert store.incidents[incident.id].status is IncidentStatus.RESOLVED
     assert store.states["site"].state.value == "up"
     assert manager.open_for("site") is None
+
+
+async def test_two_replicas_blind_for_one_cause_share_one_monitor_health_incident(
+    clock: FakeClock, metrics: Metrics
+) -> None:
+    store = MemoryStore()
+    one, two = (IncidentManager(store, clock, metrics, cooldown=timedelta(minutes=30))
+                for _ in range(2))  # fmt: skip
+    key = "monitor-health:rate_limited:api.github.com"
+    first = await one.monitor_health(key, "rate limited; 1 check blind", "…: a", ["a"])
+    second = await two.monitor_health(key, "rate limited; 1 check blind", "…: b", ["b"])
+    assert first is not None
+    assert second is not None
+    assert second.id == first.id
+    assert len(store.incidents) == 1

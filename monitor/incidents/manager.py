@@ -190,6 +190,8 @@ class IncidentManager:
                     return await self._resolve(current, MONITOR, now, [seen], back)
                 seen = self._entry(current, now, "sight_restored", "every check sees again")
                 return await self._resolve(current, MONITOR, now, [seen], "the monitor sees again")
+            if current is None and (current := await self.store.open_incident(key)) is not None:
+                self._open[key] = current  # opened by another replica of a fleet
             if current is not None:
                 if current.title == title and current.message == message:
                     return current
