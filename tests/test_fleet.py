@@ -6,6 +6,7 @@ back."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import replace
@@ -408,3 +409,33 @@ async def test_two_replicas_blind_for_one_cause_share_one_monitor_health_inciden
     assert second is not None
     assert second.id == first.id
     assert len(store.incidents) == 1
+
+
+async def test_a_beat_that_never_answers_is_given_up_when_the_lease_runs_out(
+    clock: FakeClock, registry: CollectorRegistry
+) -> None:
+    db, configs = Database(clock), checks()
+    a = replica_of(db, "a", configs, registry=registry)
+    b = replica_of(db, "b", configs)
+    await beat(clock, a, b)
+    for _ in range(SETTLE_BEATS + 1):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)
+    assert owned(a, configs)
+    hang = asyncio.Event()
+
+    async def never(_replica: ReplicaId) -> list[Replica]:
+        await hang.wait()
+        return []
+
+    a.membership.book.beat_replica = never  # type: ignore[method-assign,assignment]
+    started = clock.monotonic()
+    stepping = asyncio.create_task(a.step(started))
+    await clock.advance(TTL - 2 * BEAT)
+    assert not stepping.done()  # it waits while the lease holds…
+    assert owned(a, configs)
+    await clock.advance(BEAT)
+    await stepping  # …and gives up when it runs out
+    assert not owned(a, configs)
+    assert registry.get_sample_value("monitor_replicas_live") == 0
+    assert a.detail()["store_reachable"] is False

@@ -204,15 +204,9 @@ class Fleet:
         # lease holds: then this replica lets its checks go.
         wait_s = max(self.beat_s, self._lease_until - started)
         try:
-            ok = await asyncio.wait_for(self.membership.beat(), wait_s)
-        except TimeoutError:
-            if not self.membership.failing:
-                log.warning("replica_beat_failed", replica=self.membership.me.id,
-                            error=f"no answer within {wait_s:.1f}s")  # fmt: skip
-            self.membership.failing = True
-            self.membership.live = []
-            ok = False
-        try:
+            ok = await self._beat(started + wait_s)
+            if ok is None:
+                self.membership.unreachable(f"no answer within {wait_s:.1f}s")
             if ok:
                 await self._after_beat(started)
             else:
@@ -221,6 +215,20 @@ class Fleet:
             log.warning("fleet_step_failed", replica=self.membership.me.id, error=str(exc))
         except Exception:  # ownership is retried at the next beat, never fatal
             log.exception("fleet_step_failed", replica=self.membership.me.id)
+
+    async def _beat(self, deadline: float) -> bool | None:
+        """One beat, given up at `deadline` on the clock (None)."""
+        beat = asyncio.ensure_future(self.membership.beat())
+        timer = asyncio.ensure_future(self.clock.sleep_until(deadline))
+        try:
+            await asyncio.wait({beat, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (beat, timer):
+                task.cancel()
+            await asyncio.gather(beat, timer, return_exceptions=True)
+        if beat.cancelled():
+            return None
+        return beat.result()
 
     async def leave(self) -> None:
         """A clean stop: records the last runs, then leaves the live set, so the replicas
