@@ -164,6 +164,7 @@ class Fleet:
         self._started = False  # the first checks were placed
         self._ran: dict[str, float] = {}  # check → monotonic start of runs not yet recorded
         self._beating_since: float | None = None
+        self._returned = False  # it beats (again): a replica-gone incident of its host ends
         self._differs: list[str] = []
         self._owned_gauge, self._consistent = metrics.track_fleet()
         self._consistent.set(1)
@@ -255,17 +256,17 @@ class Fleet:
     async def _after_beat(self, started: float) -> None:
         me = self.membership.me.id
         now = self.clock.monotonic()
-        continuous = bool(self._live) and (self._solo or now < self._lease_until)
-        self._lease_until = started + self.lease_s
-        first = self._beating_since is None
-        if first:
-            self._beating_since = started
         live_replicas = self.membership.live
         live = tuple(r.id for r in live_replicas)
         if me not in live:  # the database took the beat but does not list it: not live
             self._live = ()
             self._cut_off()
             return
+        continuous = bool(self._live) and (self._solo or now < self._lease_until)
+        self._lease_until = started + self.lease_s
+        if self._beating_since is None:
+            self._beating_since = started
+            self._returned = True
         self._solo = live == (me,)
         self._check_config(live_replicas)
         configs = {c.name: c for c in self.checks()}
@@ -275,8 +276,9 @@ class Fleet:
             self._live, self._names = live, names
         await self._take(configs, now)
         await self._record()
-        if first:
+        if self._returned:
             await self._back()
+            self._returned = False
         if (
             self._beating_since is not None
             and now - self._beating_since >= self.ttl_s + self.beat_s
