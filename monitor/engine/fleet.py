@@ -279,10 +279,7 @@ class Fleet:
         if self._returned:
             await self._back()
             self._returned = False
-        if (
-            self._beating_since is not None
-            and now - self._beating_since >= self.ttl_s + self.beat_s
-        ):
+        if now - self._beating_since >= self.ttl_s + self.beat_s:
             # Only once every replica had the time to beat again after an outage.
             await self._claim_gone()
 
