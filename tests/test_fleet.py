@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
+import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
@@ -35,7 +36,8 @@ from monitor.engine.pipeline import ResultHandler
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.rules import SeverityRule
 from monitor.metrics.exporter import Metrics
-from monitor.store.replicas import Replica, ReplicaId
+from monitor.store.postgres import PostgresStore
+from monitor.store.replicas import Replica, ReplicaId, RunBook
 from tests.fakes import FakeClock, MemoryStore
 
 BEAT, TTL = 1.0, 5.0
@@ -439,3 +441,35 @@ async def test_a_beat_that_never_answers_is_given_up_when_the_lease_runs_out(
     assert not owned(a, configs)
     assert registry.get_sample_value("monitor_replicas_live") == 0
     assert a.detail()["store_reachable"] is False
+
+
+# --- the PostgreSQL store's side --------------------------------------------------
+
+
+async def test_the_store_keeps_the_latest_run_and_gives_each_gone_replica_once(
+    pg_dsn: str,
+) -> None:
+    a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)
+    await a.open()
+    await b.open()
+    try:
+        assert isinstance(a, RunBook)
+        await a.record_runs("a", [("x", 3.0), ("y", 30.0)])
+        await b.record_runs("b", [("x", 20.0)])  # older than what a recorded: ignored
+        ages = await b.last_runs(["x", "y", "never"])
+        assert set(ages) == {"x", "y"}
+        assert 3.0 <= ages["x"] < 8.0  # by the database's clock
+        assert 30.0 <= ages["y"] < 35.0
+        me = ReplicaId("h:1:a", "h", 1, "1.0", TTL, "hash-a")
+        [seen] = await a.beat_replica(me)
+        assert seen.config_hash == "hash-a"
+        await b.beat_replica(ReplicaId("h:2:b", "h", 2, "1.0", TTL, "hash-b"))
+        with psycopg.connect(pg_dsn) as conn:
+            conn.execute("UPDATE replicas SET seen_at = now() - interval '1 minute'"
+                         " WHERE id = 'h:2:b'")  # fmt: skip
+        claims = [await a.claim_gone(TTL), await b.claim_gone(TTL)]
+        assert [[r.id for r in c] for c in claims] == [["h:2:b"], []]
+        assert [r.id for r in await a.beat_replica(me)] == ["h:1:a"]
+    finally:
+        await a.close()
+        await b.close()
