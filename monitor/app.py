@@ -29,6 +29,7 @@ from monitor.core.errors import ConfigError
 from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
+from monitor.engine.confirm import Confirmer, definition_hash, probe_once
 from monitor.engine.fleet import Fleet, config_hash
 from monitor.engine.history import HistoryView, HistoryWriter
 from monitor.engine.limits import Limiter
@@ -45,8 +46,10 @@ from monitor.paging.heartbeat import Heartbeat, assess
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
+from monitor.store.confirmations import ConfirmationBook
 from monitor.store.replicas import ReplicaBook, RunBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
+from monitor.web.badges import BadgeApi
 from monitor.web.history import HistoryApi
 from monitor.web.status import StatusView
 
@@ -104,6 +107,7 @@ class App:
         self._ready = False
         self.membership: Membership | None = None
         self.fleet: Fleet | None = None
+        self.confirmer: Confirmer | None = None
 
     @property
     def ready(self) -> bool:
@@ -150,6 +154,8 @@ class App:
             history = HistoryWriter(self.results.rollups, self.store, self.clock)
             ctx = await stack.enter_async_context(probe_context(config, self.clock, self.metrics))
             session = ctx.session
+            if isinstance(self.store, ConfirmationBook) and self.membership is not None:
+                self.confirmer = self._confirmer(self.store, self.membership, session)
             incident_api = IncidentApi(
                 self.incidents, self.silences, self.clock, config.api.write_token,
                 runbook_of=self._runbook_of,
@@ -162,9 +168,11 @@ class App:
             history_api = HistoryApi(
                 HistoryView(self.store, self.clock), lambda n: self.config.check(n) is not None
             )
+            badges = BadgeApi(lambda: self.config.enabled_checks, self.results, self.store,
+                              self.clock)  # fmt: skip
             app = build_app(
                 self.metrics, lambda: self._ready, incident_api, status,
-                fleet=self._fleet_detail, history=history_api,
+                fleet=self._fleet_detail, history=history_api, badges=badges,
             )  # fmt: skip
             self.outbox, self.pager = self._paging(config, session)
             await self.pager.load()
@@ -211,6 +219,8 @@ class App:
                         tg.create_task(fleet.run(), name="fleet")
                     elif self.membership is not None:
                         tg.create_task(self.membership.run(), name="membership")
+                    if self.confirmer is not None:
+                        tg.create_task(self.confirmer.run(), name="confirmations")
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
@@ -245,6 +255,27 @@ class App:
             log.warning("store_unavailable", component=name, error=str(failed),
                         retry_in_s=STORE_RETRY_S)  # fmt: skip
             await self.clock.sleep_until(self.clock.monotonic() + STORE_RETRY_S)
+
+    def _confirmer(
+        self, book: ConfirmationBook, membership: Membership, session: aiohttp.ClientSession
+    ) -> Confirmer:
+        """Confirmation from another replica (`confirm:`): asks for the pipeline, answers
+        the others with this replica's own definition of the check."""
+        me = membership.me
+
+        def peers() -> int:
+            return sum(r.id != me.id for r in membership.live)
+
+        async def probe(name: str, definition: str) -> tuple[CheckConfigBase, CheckResult] | None:
+            config = self.config.check(name)
+            if config is None or not config.enabled or definition_hash(config) != definition:
+                return None
+            assert self._limiter is not None  # noqa: S101  set before the store opens
+            return config, await probe_once(config, session, self.clock, self._limiter)
+
+        confirmer = Confirmer(book, me, peers, self.clock, probe)
+        self.results.confirmer = confirmer
+        return confirmer
 
     def _fleet_detail(self) -> dict[str, object] | None:
         if self.fleet is not None:

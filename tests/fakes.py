@@ -13,6 +13,7 @@ from monitor.core.alertstate import CheckState
 from monitor.core.model import (
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -27,6 +28,7 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
     with_hours,
 )
 
@@ -132,6 +134,16 @@ class MemoryStore:
             key=lambda b: b.start,
         )  # fmt: skip
 
+    async def count_runs(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> RunCounts:
+        self._live()
+        total = RunCounts()
+        for (c, r, s), b in self.history.items():
+            if c in checks and r == resolution and since <= s < until:
+                total += RunCounts(b.up, b.degraded, b.down, b.blind)
+        return total
+
     async def prune_history(self, now: int) -> None:
         self._live()
         keep = {MINUTE: MINUTE_RETENTION_S, HOUR: HOUR_RETENTION_S}
@@ -198,6 +210,26 @@ class MemoryStore:
             if (wanted is None or i.status in wanted) and (levels is None or i.severity in levels)
         ]  # fmt: skip
         return sorted(found, key=lambda i: (i.opened_at, i.id), reverse=True)[:limit]
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        self._live()
+        kinds = None if sources is None else set(sources)
+        levels = None if severities is None else set(severities)
+        found = [
+            i for i in self.incidents.values()
+            if i.status is IncidentStatus.RESOLVED and i.resolved_at is not None
+            and i.resolved_at >= since and (kinds is None or i.source in kinds)
+            and (levels is None or i.severity in levels)
+        ]  # fmt: skip
+        found.sort(key=lambda i: (i.resolved_at, i.id), reverse=True)
+        return found[: max(0, limit)]
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:
         self._live()

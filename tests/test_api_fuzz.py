@@ -20,7 +20,9 @@ from prometheus_client import CollectorRegistry
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from monitor.checks.http.check import HttpCheckConfig
 from monitor.core.clock import SystemClock
+from monitor.core.configtypes import Defaults
 from monitor.engine.history import HistoryView
 from monitor.engine.pipeline import ResultHandler
 from monitor.incidents.manager import IncidentManager
@@ -29,6 +31,7 @@ from monitor.metrics.exporter import Metrics
 from monitor.store.sqlite import SqliteStore
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.apischema import openapi_document
+from monitor.web.badges import BadgeApi
 from monitor.web.history import HistoryApi
 from monitor.web.status import StatusView
 
@@ -58,9 +61,12 @@ def serve(state: Path, ready: threading.Event, port: list[int], stop: list[async
         results = ResultHandler(metrics, clock=clock, store=store, incidents=manager)
         view = StatusView("fuzz", clock, list, results, manager)
         history = HistoryApi(HistoryView(store, clock), lambda name: name == "site")
+        site = HttpCheckConfig(name="site", kind="http", url="https://site.test/", group="web")
+        badges = BadgeApi(lambda: [site.resolved(Defaults())], results, store, clock)
         app = build_app(
-            metrics, lambda: True, IncidentApi(manager, book, clock, TOKEN), view, history=history
-        )
+            metrics, lambda: True, IncidentApi(manager, book, clock, TOKEN), view,
+            history=history, badges=badges,
+        )  # fmt: skip
         server = ApiServer(app, "127.0.0.1", 0)
         await server.start()
         port.append(server.port)
@@ -96,7 +102,11 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck), max_examples=EXAMPLES)
 def test_no_request_gets_a_server_error(case: Any, base_url: str) -> None:
-    headers = {"Authorization": f"Bearer {TOKEN}"} if case.operation.method == "post" else {}
+    headers = (
+        {"Authorization": f"Bearer {TOKEN}"}
+        if case.operation.method in ("post", "put", "delete")
+        else {}
+    )
     response = case.call(base_url=base_url, headers=headers, timeout=10)
     STATUSES[response.status_code] += 1
     case.validate_response(response, checks=[not_a_server_error])

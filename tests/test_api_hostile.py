@@ -198,12 +198,14 @@ class TestOpenApi:
             title="t", clock=clock, checks=list, results=None, incidents=manager,  # type: ignore[arg-type]
         )  # fmt: skip
         from monitor.engine.history import HistoryView
+        from monitor.web.badges import BadgeApi
         from monitor.web.history import HistoryApi
 
         history = HistoryApi(HistoryView(store, clock), lambda _name: True)
         app = build_app(
             CollectorRegistry(), lambda: True,
             IncidentApi(manager, SilenceBook(store, clock), clock, TOKEN), view, history=history,
+            badges=BadgeApi(list, None, store, clock),  # type: ignore[arg-type]
         )  # fmt: skip
         served = {
             (r.method, r.resource.canonical)

@@ -207,11 +207,30 @@ async def test_no_secret_on_any_surface_of_the_daemon(
         assert HEADER_KEY in site.headers  # the secrets are used where they belong
         assert any(NPM_TOKEN in h for h in site.headers)
         assert any(GITHUB_TOKEN in h for h in site.headers)
+        # Recovered, with a public note that has a secret pasted into it by mistake: the
+        # public history and the badges show neither it nor any other.
+        site.status = 200
+        await daemon.event("incident_resolved", incident_id=opened["incident_id"])
+        async with (
+            aiohttp.ClientSession() as s,
+            s.put(
+                f"http://127.0.0.1:{daemon.port}/api/incidents/{opened['incident_id']}/public-note",
+                json={"note": f"fixed; the key was {HOOK_SECRET}", "actor": "ana"},
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
+            ) as put,
+        ):
+            assert put.status == 200, await put.text()
         surfaces = {
             path: await fetch(daemon.port, path)
             for path in ("/api/incidents", f"/api/incidents/{opened['incident_id']}",
-                         "/api/status", "/", "/api/silences", "/metrics")
+                         "/api/status", "/", "/api/silences", "/metrics",
+                         "/api/incidents/history", "/badge/site/status.svg",
+                         "/badge/site/uptime/24h.svg", "/badge/group/other/status.svg",
+                         "/badge/group/other/uptime/90d.svg", "/badge/npm-wing/status.svg")
         }  # fmt: skip
+        [public] = json.loads(surfaces["/api/incidents/history"])["incidents"]
+        assert public["summary"] == "fixed; the key was ***"
+        assert "<svg" in surfaces["/badge/site/status.svg"]
         incident = json.loads(surfaces[f"/api/incidents/{opened['incident_id']}"])["incident"]
         final_url = incident["last_good"]["values"]["final_url"]
         assert final_url.endswith("/site?api_key=***")

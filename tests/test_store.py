@@ -635,3 +635,21 @@ async def test_pending_notifications_and_settling_them(store: SqliteStore) -> No
         "incident:1:ack",
     ]
     assert (await store.outbox_depth())[0] == 3
+
+
+async def test_resolved_incidents_read_their_index_last_first(tmp_path: Path) -> None:
+    """The public history reads the resolved incidents newest first from their own index
+    and stops at the limit, instead of sorting every incident ever resolved."""
+    store = SqliteStore(tmp_path / "monitor.sqlite3")
+    await store.open()
+    await store.close()
+    with closing(sqlite3.connect(tmp_path / "monitor.sqlite3")) as db:
+        plan = " | ".join(
+            str(row[3])
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN " + sqlite_store._RESOLVED_SINCE,
+                {"since": "2026", "sources": None, "severities": None, "limit": 10},
+            )
+        )
+    assert "USING INDEX incidents_resolved" in plan
+    assert "TEMP B-TREE" not in plan

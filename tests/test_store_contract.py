@@ -34,6 +34,7 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
 )
 from monitor.store.sqlite import SqliteStore
 from tests.fakes import MemoryStore
@@ -189,6 +190,48 @@ async def test_latest_and_listing(store: Store) -> None:
     assert [i.id for i in both] == [new.id]
 
 
+async def test_public_notes_round_trip(store: Store) -> None:
+    a = await store.create_incident(incident("web", public_note="We are looking into it."), [])
+    assert (await store.get_incident(a.id)) == a
+    assert a.public_note == "We are looking into it."
+    noted = replace(a, public_note="Fixed: the CDN's certificate was renewed. <&> ünïcode")
+    await store.update_incident(noted, [entry("public_note", 1)])
+    assert await store.get_incident(a.id) == noted
+    assert await store.open_incident("web") == noted
+    await store.update_incident(replace(noted, public_note=None), [])
+    got = await store.get_incident(a.id)
+    assert got is not None
+    assert got.public_note is None
+
+
+async def test_resolved_incidents_since_a_time(store: Store) -> None:
+    def done(key: str, opened: float, resolved: float, **changes: object) -> Incident:
+        return incident(key, opened, status=RESOLVED, resolved_at=at(resolved), **changes)
+
+    old = await store.create_incident(done("a", 0, 5), [])
+    mid = await store.create_incident(done("b", 1, 20, public_note="note"), [])
+    late = await store.create_incident(done("c", 2, 30), [])
+    same = await store.create_incident(done("d", 3, 30), [])  # the same time: by id
+    drill = await store.create_incident(done("e", 4, 25, source=IncidentSource.DRILL), [])
+    untriaged = await store.create_incident(done("g", 4, 22, severity=None), [])
+    await store.create_incident(incident("f", 6), [])  # open: never listed
+    found = await store.resolved_incidents(at(10))
+    assert [i.id for i in found] == [same.id, late.id, drill.id, untriaged.id, mid.id]
+    assert found[-1] == mid  # whole rows, the note with them
+    assert [i.id for i in await store.resolved_incidents(at(20), limit=2)] == [same.id, late.id]
+    checks = await store.resolved_incidents(at(0), sources=[IncidentSource.CHECK])
+    assert [i.id for i in checks] == [same.id, late.id, untriaged.id, mid.id, old.id]
+    triaged = await store.resolved_incidents(
+        at(0), sources=[IncidentSource.CHECK], severities=list(Severity), limit=4
+    )
+    assert [i.id for i in triaged] == [same.id, late.id, mid.id, old.id]
+    p0 = await store.resolved_incidents(at(0), severities=[Severity.P0])
+    assert p0 == []
+    assert await store.resolved_incidents(at(31)) == []
+    assert await store.resolved_incidents(at(0), sources=[]) == []
+    assert await store.resolved_incidents(at(0), limit=0) == []
+
+
 async def test_repeat_counts_the_latest_entry_among_events(store: Store) -> None:
     a = await store.create_incident(incident(), [entry("opened"), entry("failure", 1)])
     await store.update_incident(a, [entry("failure", 2), entry("note", 3)])
@@ -341,6 +384,20 @@ async def test_history_adds_minutes_and_derives_hours(store: Store) -> None:
     assert [b.check for b in await store.read_history("api", HOUR, H0, H0 + HOUR)] == ["api"]
     # The window is half-open and per resolution.
     assert await store.read_history("web", MINUTE, H0 + 61, H0 + HOUR) == []
+
+
+async def test_run_counts_sum_the_checks_over_a_range(store: Store) -> None:
+    await store.add_history([
+        minute("web", 0, up=3, blind=1), minute("web", HOUR, down=2), minute("api", 60, up=5),
+        minute("docs", 0, up=7),
+    ])  # fmt: skip
+    assert await store.count_runs(["web", "api"], HOUR, H0, H0 + 2 * HOUR) == RunCounts(
+        up=8, down=2, blind=1
+    )
+    assert await store.count_runs(["web"], HOUR, H0 + 1, H0 + 2 * HOUR) == RunCounts(down=2)
+    assert await store.count_runs(["web"], MINUTE, H0, H0 + 60) == RunCounts(up=3, blind=1)
+    assert await store.count_runs(["nope"], HOUR, 0, H0 + 9 * HOUR) == RunCounts()
+    assert await store.count_runs([], HOUR, 0, H0 + 9 * HOUR) == RunCounts()
 
 
 async def test_history_retention_and_deletion(store: Store) -> None:

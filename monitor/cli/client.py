@@ -24,6 +24,12 @@ class ApiClient:
     async def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return await self._call("POST", path, body=body or {})
 
+    async def put(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return await self._call("PUT", path, body=body or {})
+
+    async def delete(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return await self._call("DELETE", path, body=body or {})
+
     async def _call(
         self, method: str, path: str, *, params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,

@@ -1,6 +1,6 @@
 """Commands that talk to a running daemon through its HTTP API (`cli.client`):
-`incidents`, `incident`, `ack`, `resolve`, `assign`, `comment`, `severity`, `report`,
-`drill`, `postmortem`, `silence`. Each registers its call with `set_defaults(call=…)`; a
+`incidents`, `incident`, `ack`, `resolve`, `assign`, `comment`, `note`, `severity`,
+`report`, `drill`, `postmortem`, `silence`. Each registers its call with `set_defaults(call=…)`; a
 missing config file is no error for them (they talk to the default address)."""
 
 from __future__ import annotations
@@ -92,6 +92,11 @@ def add_commands(sub: Any, with_config: Callable[[Any], argparse.ArgumentParser]
     p = api("comment", "add a comment to an incident's timeline")
     p.add_argument("id", type=int)
     p.add_argument("text")
+    p = api("note", "set or clear an incident's public note (what the status page says of it)")
+    p.add_argument("id", type=int)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--public", metavar="TEXT", help="the note, written for the public")
+    what.add_argument("--clear", action="store_true", help="remove it (the page shows the title)")
     p = api("severity", "set an incident's severity (triages a manual report)")
     p.add_argument("id", type=int)
     p.add_argument("severity", choices=["P0", "P1", "P2"])
@@ -186,6 +191,13 @@ def _change(action: str, **fields: str) -> Call:
     return call
 
 
+async def _note(client: ApiClient, args: argparse.Namespace) -> int:
+    path = f"/api/incidents/{args.id}/public-note"
+    if args.clear:
+        return _changed(await client.delete(path, {"actor": args.actor}))
+    return _changed(await client.put(path, {"actor": args.actor, "note": args.public}))
+
+
 def _changed(doc: dict[str, Any]) -> int:
     incident = doc["incident"]
     print(
@@ -271,6 +283,8 @@ def _incident_text(doc: dict[str, Any]) -> str:
         for k in ("check", "assignee", "failure", "message", "suppressed", "report_url")
         if i.get(k)
     ]
+    if note := i.get("public_note"):
+        lines.append(f"  public note: {note}")
     if good := i.get("last_good"):
         lines.append(f"  last known good: {good.get('text', '')}")
     lines.append("timeline:")
@@ -317,7 +331,7 @@ def entry_from_json(doc: dict[str, Any]) -> TimelineEntry:
 
 _CALLS: dict[str, Call] = {
     "incidents": _incidents, "incident": _incident, "postmortem": _postmortem,
-    "drill": _drill, "report": _report, "silence": _silence,
+    "drill": _drill, "report": _report, "silence": _silence, "note": _note,
     "ack": _change("ack"), "resolve": _change("resolve", note="note"),
     "assign": _change("assign", person="person"), "comment": _change("comment", text="text"),
     "severity": _change("severity", severity="severity"),

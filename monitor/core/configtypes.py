@@ -221,6 +221,9 @@ class StrictModel(BaseModel):
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
 
+MAX_CONFIRM = 5  # `confirm:` at most: this replica and four others
+
+
 class Defaults(StrictModel):
     """Values every check inherits unless it sets its own."""
 
@@ -230,6 +233,13 @@ class Defaults(StrictModel):
     retry_delay: Duration = timedelta(seconds=1)
     failure_threshold: int = Field(default=2, ge=1, le=1000)
     success_threshold: int = Field(default=2, ge=1, le=1000)
+    confirm: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_CONFIRM,
+        description="Replicas in all (this one included) that must see a check fail before"
+        " it goes down; 1: this one alone.",
+    )
 
 
 class CheckConfigBase(StrictModel):
@@ -256,6 +266,13 @@ class CheckConfigBase(StrictModel):
     retry_delay: Duration | None = None
     failure_threshold: int | None = Field(default=None, ge=1, le=1000)
     success_threshold: int | None = Field(default=None, ge=1, le=1000)
+    confirm: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CONFIRM,
+        description="Replicas in all (this one included) that must see it fail before it"
+        " goes down; default: defaults.confirm (1).",
+    )
     depends_on: list[str] = Field(
         default_factory=list,
         description="Checks this one needs: while one of them is down, its incidents do not page.",

@@ -14,7 +14,7 @@ check is blind for it any more.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.errors import StoreError
 from monitor.core.model import CheckResult, FailureKind, Suppression, SuppressionKind
+from monitor.engine.confirm import Confirmation, Verdict, alone, asks, held
 from monitor.engine.health import MonitorHealth, blind_cause, upstream_host
 from monitor.engine.history import HistoryBook, Rollups, RunHistory
 from monitor.engine.lastgood import LastGood, LastGoodKeeper, kind_of
@@ -68,6 +69,9 @@ class ResultHandler:
         self.store = store
         self.incidents = incidents
         self.silences = silences
+        # Asks other replicas before a check with `confirm:` goes down (a fleet's only).
+        self.confirmer: Callable[[CheckConfigBase, CheckResult], Awaitable[Confirmation]] | None
+        self.confirmer = None
         self.rules: Sequence[SeverityRule] = ()
         self.maintenance: Sequence[MaintenanceWindow] = ()
         self.states: dict[str, CheckState] = {}
@@ -176,6 +180,8 @@ class ResultHandler:
         prev = self.states.get(result.check) or CheckState()
         fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1
         new = step(prev, result, fail_n, ok_n, cause)
+        if asks(config, prev, new):
+            result, new = await self._confirmed(config, result, prev, new)
         self.states[result.check] = new
         if self._debug:
             self._log.debug(
@@ -212,6 +218,30 @@ class ResultHandler:
         if settled is not None:
             del self.unsettled[result.check]
             log.info("check_state_settled", check=result.check, state=new.state.value)
+
+    async def _confirmed(
+        self, config: CheckConfigBase, result: CheckResult, prev: CheckState, new: CheckState
+    ) -> tuple[CheckResult, CheckState]:
+        """Asks other replicas before the check goes down (`monitor.engine.confirm`). Only
+        this check waits for the answer: each check's results come from its own task."""
+        if self.confirmer is None:
+            confirmation = alone(result, "no other replica: the store is not shared")
+        else:
+            try:
+                confirmation = await self.confirmer(config, result)
+            except Exception as exc:  # a bug there must not lose the failure
+                log.exception("confirmation_failed", check=result.check)
+                confirmation = alone(result, f"the confirmation failed: {type(exc).__name__}")
+        self.metrics.track_confirmations().labels(confirmation.verdict.value).inc()
+        result = replace(result, details={**result.details, "confirmation": confirmation.detail()})
+        self.last[result.check] = result
+        if confirmation.verdict is Verdict.REFUTED:
+            log.warning("check_down_refuted", check=result.check, message=result.message,
+                        reason=confirmation.reason, state=prev.state.value)  # fmt: skip
+            return result, held(prev, new)
+        log.info("check_down_" + confirmation.verdict.value, check=result.check,
+                 reason=confirmation.reason)  # fmt: skip
+        return result, new
 
     def _transition(self, result: CheckResult, prev: CheckState, new: CheckState) -> None:
         self.metrics.set_state(result.check, result.kind, new.state)

@@ -20,7 +20,7 @@ import structlog
 
 from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
-from monitor.core.errors import IncidentConflict, IncidentError, IncidentNotFound
+from monitor.core.errors import IncidentConflict, IncidentError, IncidentInvalid, IncidentNotFound
 from monitor.core.model import (
     CheckResult,
     Incident,
@@ -30,6 +30,13 @@ from monitor.core.model import (
     Severity,
     Suppression,
     TimelineEntry,
+)
+from monitor.incidents.public import (
+    MAX_HISTORY,
+    MAX_PUBLIC_NOTE,
+    PUBLIC_SOURCES,
+    PublicIncident,
+    public_incident,
 )
 from monitor.metrics.exporter import Metrics
 from monitor.store import Store
@@ -148,6 +155,16 @@ class IncidentManager:
             raise IncidentNotFound(f"no incident {incident_id}")
         return incident, await self.store.timeline(incident_id)
 
+    async def public_history(
+        self, since: datetime, limit: int = MAX_HISTORY
+    ) -> list[PublicIncident]:
+        """The resolved incidents of the assets resolved since `since`, last resolved first,
+        as the public may see them (`incidents.public`); at most `limit`."""
+        found = await self.store.resolved_incidents(
+            since, sources=PUBLIC_SOURCES, severities=list(Severity), limit=limit
+        )
+        return [p for p in map(public_incident, found) if p is not None]
+
     # --- from checks -----------------------------------------------------------------
 
     async def on_check(self, event: CheckEvent) -> Incident | None:
@@ -242,6 +259,7 @@ class IncidentManager:
                                    f"failing again {_ago(now - latest.resolved_at)} after it was resolved: {result.message}",
                                    rule=event.rule)]  # fmt: skip
             entries += self._suppression_entries(None, incident.suppressed, incident, now)
+            entries += self._confirmation_entries(incident, now, result)
             await self.store.update_incident(incident, entries)
             self._open[incident.key] = incident
             log.warning("incident_reopened", incident_id=incident.id, check=event.check,
@@ -272,6 +290,7 @@ class IncidentManager:
                         rule=event.rule, failure=incident.failure, state=event.state.value),
         ]  # fmt: skip
         entries += self._suppression_entries(None, incident.suppressed, incident, now)
+        entries += self._confirmation_entries(incident, now, result)
         incident = await self.store.create_incident(incident, entries)
         self._open[incident.key] = incident
         self.metrics.incidents_opened.labels(str(incident.severity)).inc()
@@ -309,6 +328,9 @@ class IncidentManager:
             changes["suppressed"] = suppressed
             if event.suppressed is not None:
                 self.metrics.suppressed.labels(event.suppressed.kind.value).inc()
+        if confirmation := self._confirmation_entries(current, now, result):
+            entries += confirmation  # the check was about to go down: who saw what
+            changes.setdefault("message", result.message)
         if not changes:
             return current
         incident = replace(current, updated_at=now, **changes)  # type: ignore[arg-type]
@@ -390,6 +412,26 @@ class IncidentManager:
             await self._write(
                 incident, [self._entry(incident, now, "commented", text, actor=actor)]
             )
+            return incident
+
+    async def set_public_note(self, incident_id: int, note: str | None, actor: str) -> Incident:
+        """Sets (or with None, clears) what the status page says of the incident. The
+        timeline records who changed it, not the note: internal text and public text are
+        kept apart both ways."""
+        async with self._lock:
+            current = await self._must_exist(incident_id)
+            note = note.strip() if note else None
+            if note and len(note) > MAX_PUBLIC_NOTE:
+                raise IncidentInvalid(f"a public note is at most {MAX_PUBLIC_NOTE} characters")
+            if note == current.public_note:
+                return current  # idempotent: the same note again changes nothing
+            now = self.clock.now()
+            incident = replace(current, public_note=note or None, updated_at=now)
+            words = f"public note {'set' if note else 'cleared'} by {actor}"
+            await self._write(incident, [self._entry(incident, now, "public_note", words,
+                                                     actor=actor)])  # fmt: skip
+            log.info("incident_public_note", incident_id=incident.id, actor=actor,
+                     cleared=note is None)  # fmt: skip
             return incident
 
     async def set_severity(self, incident_id: int, severity: Severity, actor: str) -> Incident:
@@ -529,6 +571,20 @@ class IncidentManager:
         if after:
             return [self._entry(incident, now, "suppressed", f"not paging: {after}", reason=after)]
         return [self._entry(incident, now, "unsuppressed", f"paging allowed again (was: {before})")]
+
+    def _confirmation_entries(
+        self, incident: Incident, now: datetime, result: CheckResult
+    ) -> list[TimelineEntry]:
+        """Who saw what, when other replicas were asked before the check went down
+        (`monitor.engine.confirm`)."""
+        found = result.details.get("confirmation")
+        if not isinstance(found, Mapping):
+            return []
+        replicas = [r for r in found.get("replicas") or [] if isinstance(r, Mapping)]
+        seen = ", ".join(f"{r.get('replica')} saw {r.get('seen')}" for r in replicas)
+        text = f"{found.get('outcome')}: {found.get('reason')}" + (f" ({seen})" if seen else "")
+        return [self._entry(incident, now, "confirmation", text, outcome=found.get("outcome"),
+                            reason=found.get("reason"), replicas=[dict(r) for r in replicas])]  # fmt: skip
 
     def _export(self) -> None:
         """Open incidents by severity and status, recomputed from the cache."""

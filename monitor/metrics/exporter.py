@@ -149,6 +149,7 @@ class Metrics:
         self._registry = registry
         self._replicas_live: Gauge | None = None
         self._fleet: tuple[Gauge, Gauge] | None = None
+        self._confirmations: Counter | None = None
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
 
@@ -179,6 +180,17 @@ class Metrics:
                 ),
             )
         return self._fleet
+
+    def track_confirmations(self) -> Counter:
+        """`monitor_confirmations_total`: registered once a check asks for one."""
+        if self._confirmations is None:
+            self._confirmations = Counter(
+                "monitor_confirmations",
+                "Failures checked with other replicas before going down, by outcome"
+                " (confirmed, refuted, unconfirmed).",
+                ["outcome"], registry=self._registry,
+            )  # fmt: skip
+        return self._confirmations
 
     def add_check(self, config: CheckConfigBase) -> None:
         """Creates the check's series up front, so they are exported before the first run."""

@@ -12,6 +12,7 @@ from monitor.core.errors import StoreError
 from monitor.core.model import (
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -27,6 +28,7 @@ __all__ = [
     "MINUTE",
     "MINUTE_RETENTION_S",
     "HistoryBucket",
+    "RunCounts",
     "Store",
     "StoreError",
     "with_hours",
@@ -77,6 +79,20 @@ class HistoryBucket:
             self.check, resolution, self.start - self.start % resolution, self.up,
             self.degraded, self.down, self.blind, self.sum_ms, self.max_ms, self.latency,
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """How the runs of some checks over some time ended, summed (`Store.count_runs`)."""
+
+    up: int = 0
+    degraded: int = 0
+    down: int = 0
+    blind: int = 0
+
+    def __add__(self, other: RunCounts) -> RunCounts:
+        return RunCounts(self.up + other.up, self.degraded + other.degraded,
+                         self.down + other.down, self.blind + other.blind)  # fmt: skip
 
 
 def with_hours(buckets: Sequence[HistoryBucket]) -> list[HistoryBucket]:
@@ -144,6 +160,18 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[Incident]:
         """Newest first."""
+        ...
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        """Resolved incidents with `resolved_at >= since` (of `sources` and `severities`
+        when given), the most recently resolved first, at most `limit`."""
         ...
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:
@@ -235,6 +263,13 @@ class Store(Protocol):
         self, check: str, resolution: int, since: int, until: int
     ) -> list[HistoryBucket]:
         """The check's buckets of `resolution` with `since <= start < until`, oldest first."""
+        ...
+
+    async def count_runs(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> RunCounts:
+        """The outcome counts of the `checks`' buckets of `resolution` with
+        `since <= start < until`, summed by the store (no row leaves it)."""
         ...
 
     async def prune_history(self, now: int) -> None:

@@ -17,7 +17,7 @@ DSN without it), and the daemon registers it with the redaction layer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -35,6 +35,7 @@ from monitor.core.model import (
     EscalationMode,
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -50,8 +51,10 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
     with_hours,
 )
+from monitor.store.confirmations import Answer, Seen, Slot
 from monitor.store.replicas import Replica, ReplicaId
 from monitor.store.sqlite import _data_json, _matchers_json
 
@@ -180,6 +183,37 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (check_name, resolution, start)
     );
     CREATE INDEX history_age ON history (resolution, start);
+    """,
+    # Confirmation from another replica: one row per vantage point a request wants, the
+    # answer written into it by the replica that claimed it (times by the server's clock).
+    """
+    CREATE TABLE confirmations (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        request bigint NOT NULL,
+        check_name text NOT NULL,
+        definition text NOT NULL,
+        requested_by text NOT NULL,
+        requested_at timestamptz NOT NULL,
+        open_until timestamptz NOT NULL,
+        claimed_by text,
+        claimed_at timestamptz,
+        declined text[] NOT NULL DEFAULT '{}',
+        seen text,
+        answered_host text,
+        failure text,
+        message text,
+        answered_at timestamptz
+    );
+    CREATE INDEX confirmations_request ON confirmations (request);
+    CREATE INDEX confirmations_open ON confirmations (id) WHERE claimed_by IS NULL AND seen IS NULL;
+    CREATE INDEX confirmations_age ON confirmations (requested_at);
+    CREATE SEQUENCE confirmation_requests;
+    """,
+    # An incident's public note (what the status page says of it), and the resolved
+    # incidents by when they were resolved (the public incident history).
+    """
+    ALTER TABLE incidents ADD COLUMN public_note text;
+    CREATE INDEX incidents_resolved ON incidents (resolved_at, id) WHERE status = 'resolved';
     """,
     # Check ownership: the config hash each replica beats with, and when each check last
     # ran anywhere in the fleet (by the server's clock), for a replica that takes it over.
@@ -374,6 +408,25 @@ class PostgresStore:
         }
         async with self._tx("cannot list incidents") as cur:
             await cur.execute(_LIST_INCIDENTS, params)
+            rows = await cur.fetchall()
+        return [_rows.incident(row, _CODEC) for row in rows]
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        params = {
+            "since": _ts(since),
+            "sources": None if sources is None else [s.value for s in sources],
+            "severities": None if severities is None else [s.value for s in severities],
+            "limit": max(0, limit),
+        }
+        async with self._tx("cannot list resolved incidents") as cur:
+            await cur.execute(_RESOLVED_SINCE, params)
             rows = await cur.fetchall()
         return [_rows.incident(row, _CODEC) for row in rows]
 
@@ -616,6 +669,114 @@ class PostgresStore:
             rows = await cur.fetchall()
         return {str(r["check_name"]): float(r["age"]) for r in rows}
 
+    # --- confirmation from another replica ------------------------------------------
+
+    async def request_confirmation(
+        self, check: str, definition: str, requested_by: str, needed: int, within_s: float
+    ) -> int:
+        async with self._tx("cannot request a confirmation") as cur:
+            await cur.execute("SELECT nextval('confirmation_requests') AS request")
+            row = await cur.fetchone()
+            assert row is not None  # noqa: S101  nextval always returns a row
+            request = int(row["request"])
+            await cur.execute(
+                "INSERT INTO confirmations (request, check_name, definition, requested_by,"
+                " requested_at, open_until) SELECT %s, %s, %s, %s, now(),"
+                " now() + make_interval(secs => %s) FROM generate_series(1, %s)",
+                (request, check, definition, requested_by, within_s, max(1, needed)),
+            )
+            await cur.execute("SELECT pg_notify(%s, %s)", (_CONFIRM_CHANNEL, f"request:{request}"))
+        return request
+
+    async def claim_confirmation(self, replica: str) -> Slot | None:
+        async with self._tx("cannot claim a confirmation") as cur:
+            await cur.execute(_CLAIM_CONFIRMATION, {"me": replica})
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Slot(int(row["id"]), int(row["request"]), str(row["check_name"]),
+                    str(row["definition"]), str(row["requested_by"]))  # fmt: skip
+
+    async def answer_confirmation(
+        self, slot: int, replica: str, host: str, seen: Seen, failure: str | None, message: str
+    ) -> None:
+        async with self._tx("cannot answer a confirmation") as cur:
+            await cur.execute(
+                "UPDATE confirmations SET seen = %s, answered_host = %s, failure = %s,"
+                " message = %s, answered_at = now() WHERE id = %s AND claimed_by = %s"
+                " AND seen IS NULL RETURNING request",
+                (Seen(seen).value, host, failure, message, slot, replica),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                await cur.execute(
+                    "SELECT pg_notify(%s, %s)", (_CONFIRM_CHANNEL, f"answer:{row['request']}")
+                )
+
+    async def decline_confirmation(self, slot: int, replica: str) -> None:
+        async with self._tx("cannot decline a confirmation") as cur:
+            await cur.execute(
+                "UPDATE confirmations SET claimed_by = NULL, claimed_at = NULL,"
+                " declined = array_append(declined, %s) WHERE id = %s AND claimed_by = %s"
+                " AND seen IS NULL RETURNING request",
+                (replica, slot, replica),
+            )
+            row = await cur.fetchone()
+            if row is not None:  # another replica may take it
+                await cur.execute(
+                    "SELECT pg_notify(%s, %s)", (_CONFIRM_CHANNEL, f"request:{row['request']}")
+                )
+
+    async def confirmation_answers(self, request: int) -> list[Answer]:
+        async with self._tx("cannot read confirmations") as cur:
+            await cur.execute(
+                "SELECT claimed_by, answered_host, seen, failure, message, answered_at"
+                " FROM confirmations WHERE request = %s AND seen IS NOT NULL"
+                " ORDER BY answered_at, id",
+                (request,),
+            )
+            rows = await cur.fetchall()
+        return [
+            Answer(str(r["claimed_by"]), str(r["answered_host"] or ""), Seen(r["seen"]),
+                   r["failure"], str(r["message"] or ""), _utc(r["answered_at"]))
+            for r in rows
+        ]  # fmt: skip
+
+    async def close_confirmation(self, request: int) -> None:
+        async with self._tx("cannot close a confirmation") as cur:
+            await cur.execute(
+                "UPDATE confirmations SET open_until = now() WHERE request = %s"
+                " AND open_until > now()",
+                (request,),
+            )
+
+    async def prune_confirmations(self, older_than_s: float) -> int:
+        async with self._tx("cannot prune confirmations") as cur:
+            await cur.execute(
+                "DELETE FROM confirmations WHERE requested_at < now() - make_interval(secs => %s)",
+                (older_than_s,),
+            )
+            return max(0, cur.rowcount)
+
+    async def listen_confirmations(self, notice: Callable[[str], None]) -> None:
+        """Holds one connection of its own (outside the pool) listening on the channel."""
+        if self._pool is None:
+            raise StoreError(f"{self.name}: store is {'closed' if self._closed else 'not open'}")
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.name}: cannot listen: {_reason(exc)}") from exc
+        try:
+            await conn.execute(f"LISTEN {_CONFIRM_CHANNEL}")
+            async for note in conn.notifies():
+                notice(note.payload)
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.name}: listening stopped: {_reason(exc)}") from exc
+        finally:
+            await conn.close()
+
     # --- run history -----------------------------------------------------------------
 
     async def add_history(self, buckets: Sequence[HistoryBucket]) -> None:
@@ -640,6 +801,21 @@ class PostgresStore:
             )
             rows = await cur.fetchall()
         return [_bucket(r) for r in rows]
+
+    async def count_runs(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> RunCounts:
+        async with self._tx("cannot read history") as cur:
+            await cur.execute(
+                "SELECT COALESCE(SUM(up), 0) AS up, COALESCE(SUM(degraded), 0) AS degraded,"
+                " COALESCE(SUM(down), 0) AS down, COALESCE(SUM(blind), 0) AS blind"
+                " FROM history WHERE check_name = ANY(%s) AND resolution = %s"
+                " AND start >= %s AND start < %s",
+                (list(checks), resolution, since, until),
+            )
+            row = await cur.fetchone()
+        assert row is not None  # noqa: S101  an aggregate always returns one row
+        return RunCounts(int(row["up"]), int(row["degraded"]), int(row["down"]), int(row["blind"]))
 
     async def prune_history(self, now: int) -> None:
         async with self._tx("cannot prune history") as cur:
@@ -720,12 +896,12 @@ _INSERT_INCIDENT = b"""
 INSERT INTO incidents (
     key, title, status, severity, opened_at, updated_at, check_name, source,
     acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
-    report_url, auto_resolve, reopened, drill, last_good
+    report_url, auto_resolve, reopened, drill, last_good, public_note
 ) VALUES (
     %(key)s, %(title)s, %(status)s, %(severity)s, %(opened_at)s, %(updated_at)s,
     %(check_name)s, %(source)s, %(acknowledged_at)s, %(resolved_at)s, %(assignee)s,
     %(rule)s, %(failure)s, %(message)s, %(suppressed)s, %(report_url)s, %(auto_resolve)s,
-    %(reopened)s, %(drill)s, %(last_good)s::jsonb
+    %(reopened)s, %(drill)s, %(last_good)s::jsonb, %(public_note)s
 ) RETURNING id
 """
 
@@ -737,7 +913,7 @@ UPDATE incidents SET
     resolved_at = %(resolved_at)s, assignee = %(assignee)s, rule = %(rule)s,
     failure = %(failure)s, message = %(message)s, suppressed = %(suppressed)s,
     report_url = %(report_url)s, auto_resolve = %(auto_resolve)s, reopened = %(reopened)s,
-    drill = %(drill)s, last_good = %(last_good)s::jsonb
+    drill = %(drill)s, last_good = %(last_good)s::jsonb, public_note = %(public_note)s
 WHERE id = %(id)s
 """
 
@@ -746,6 +922,15 @@ SELECT * FROM incidents
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))
 ORDER BY opened_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+_RESOLVED_SINCE = b"""
+SELECT * FROM incidents
+WHERE status = 'resolved' AND resolved_at >= %(since)s
+  AND (%(sources)s::text[] IS NULL OR source = ANY(%(sources)s::text[]))
+  AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))
+ORDER BY resolved_at DESC, id DESC
 LIMIT %(limit)s
 """
 
@@ -831,6 +1016,24 @@ def _bucket(r: DictRow) -> HistoryBucket:
         r["check_name"], r["resolution"], r["start"], r["up"], r["degraded"],
         r["down"], r["blind"], r["sum_ms"], r["max_ms"], tuple(r["latency"]),
     )  # fmt: skip
+
+
+_CONFIRM_CHANNEL = "monitor_confirmations"
+
+# One slot of another replica's open request that this one has not claimed, answered or
+# declined (one vantage point per replica), locked without waiting on the others'.
+_CLAIM_CONFIRMATION = """
+UPDATE confirmations SET claimed_by = %(me)s, claimed_at = now() WHERE id = (
+    SELECT c.id FROM confirmations c
+    WHERE c.claimed_by IS NULL AND c.seen IS NULL AND c.open_until > now()
+      AND c.requested_by <> %(me)s AND NOT (%(me)s = ANY(c.declined))
+      AND NOT EXISTS (
+          SELECT 1 FROM confirmations d WHERE d.request = c.request
+            AND (d.claimed_by = %(me)s OR %(me)s = ANY(d.declined))
+      )
+    ORDER BY c.id LIMIT 1 FOR UPDATE SKIP LOCKED
+) RETURNING *
+"""
 
 
 _CODEC = _rows.Codec(time_in=_ts, time_out=_utc, flag_in=bool, json_out=lambda v: v)

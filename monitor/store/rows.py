@@ -88,6 +88,7 @@ def incident_params(i: Incident, c: Codec) -> dict[str, object]:
         "reopened": i.reopened,
         "drill": c.flag_in(i.drill),
         "last_good": None if i.last_good is None else json.dumps(i.last_good),
+        "public_note": i.public_note,
     }
 
 
@@ -114,6 +115,7 @@ def incident(row: Row, c: Codec) -> Incident:
         reopened=row["reopened"],
         drill=bool(row["drill"]),
         last_good=None if row["last_good"] is None else c.json_out(row["last_good"]),
+        public_note=row["public_note"],
     )
 
 

@@ -22,6 +22,7 @@ from monitor.core.model import (
     EscalationMode,
     EscalationState,
     Incident,
+    IncidentSource,
     IncidentStatus,
     OutboxItem,
     OutboxStatus,
@@ -37,6 +38,7 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    RunCounts,
     StoreError,
     with_hours,
 )
@@ -173,6 +175,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (check_name, resolution, start)
     ) WITHOUT ROWID;
     CREATE INDEX history_age ON history (resolution, start);
+    """,
+    # 8: an incident's public note (what the status page says of it), and the resolved
+    # incidents by when they were resolved (the public incident history).
+    """
+    ALTER TABLE incidents ADD COLUMN public_note TEXT;
+    CREATE INDEX incidents_resolved ON incidents (resolved_at, id) WHERE status = 'resolved';
     """,
 )
 
@@ -312,6 +320,24 @@ class SqliteStore:
         }
         with self._errors("cannot list incidents"):
             rows = self._conn().execute(_LIST_INCIDENTS, params).fetchall()
+        return [_rows.incident(row, _CODEC) for row in rows]
+
+    async def resolved_incidents(
+        self,
+        since: datetime,
+        *,
+        sources: Iterable[IncidentSource] | None = None,
+        severities: Iterable[Severity] | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        params = {
+            "since": _text(since),
+            "sources": None if sources is None else json.dumps([s.value for s in sources]),
+            "severities": None if severities is None else json.dumps([s.value for s in severities]),
+            "limit": max(0, limit),
+        }
+        with self._errors("cannot list resolved incidents"):
+            rows = self._conn().execute(_RESOLVED_SINCE, params).fetchall()
         return [_rows.incident(row, _CODEC) for row in rows]
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:
@@ -523,6 +549,23 @@ class SqliteStore:
             )
         return [_bucket(r) for r in rows]
 
+    async def count_runs(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> RunCounts:
+        with self._errors("cannot read history"):
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT COALESCE(SUM(up), 0), COALESCE(SUM(degraded), 0),"
+                    " COALESCE(SUM(down), 0), COALESCE(SUM(blind), 0) FROM history"
+                    " WHERE check_name IN (SELECT value FROM json_each(?))"
+                    " AND resolution = ? AND start >= ? AND start < ?",
+                    (json.dumps(list(checks)), resolution, since, until),
+                )
+                .fetchone()
+            )
+        return RunCounts(*(int(n) for n in row))
+
     async def prune_history(self, now: int) -> None:
         with self._write("cannot prune history") as db:
             for resolution, keep in ((MINUTE, MINUTE_RETENTION_S), (HOUR, HOUR_RETENTION_S)):
@@ -667,11 +710,11 @@ _INSERT_INCIDENT = """
 INSERT INTO incidents (
     key, title, status, severity, opened_at, updated_at, check_name, source,
     acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
-    report_url, auto_resolve, reopened, drill, last_good
+    report_url, auto_resolve, reopened, drill, last_good, public_note
 ) VALUES (
     :key, :title, :status, :severity, :opened_at, :updated_at, :check_name, :source,
     :acknowledged_at, :resolved_at, :assignee, :rule, :failure, :message, :suppressed,
-    :report_url, :auto_resolve, :reopened, :drill, :last_good
+    :report_url, :auto_resolve, :reopened, :drill, :last_good, :public_note
 )
 """
 
@@ -682,7 +725,8 @@ UPDATE incidents SET
     source = :source, acknowledged_at = :acknowledged_at, resolved_at = :resolved_at,
     assignee = :assignee, rule = :rule, failure = :failure, message = :message,
     suppressed = :suppressed, report_url = :report_url, auto_resolve = :auto_resolve,
-    reopened = :reopened, drill = :drill, last_good = :last_good
+    reopened = :reopened, drill = :drill, last_good = :last_good,
+    public_note = :public_note
 WHERE id = :id
 """
 
@@ -691,6 +735,17 @@ SELECT * FROM incidents
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:severities IS NULL OR severity IN (SELECT value FROM json_each(:severities)))
 ORDER BY opened_at DESC, id DESC
+LIMIT :limit
+"""
+
+# INDEXED BY: without statistics the planner would take `incidents_status` and sort every
+# resolved incident ever; this index reads the last resolved first and stops at the limit.
+_RESOLVED_SINCE = """
+SELECT * FROM incidents INDEXED BY incidents_resolved
+WHERE status = 'resolved' AND resolved_at >= :since
+  AND (:sources IS NULL OR source IN (SELECT value FROM json_each(:sources)))
+  AND (:severities IS NULL OR severity IN (SELECT value FROM json_each(:severities)))
+ORDER BY resolved_at DESC, id DESC
 LIMIT :limit
 """
 

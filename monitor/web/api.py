@@ -7,7 +7,7 @@ configured the write API is off. Every error is JSON: `{"error": "…"}`.
 This module is the server: the app, its error middleware (a refused incident change
 answers with the status `web.errors` maps its type to), and the connection limits. The
 handlers live with their resource: `web.health`, `web.incidents`, `web.drills`,
-`web.silences` (shared request plumbing in `web.common`).
+`web.silences`, `web.badges` (shared request plumbing in `web.common`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from monitor.core.errors import IncidentError
 from monitor.core.redact import redact
 from monitor.core.resources import nofile_limit
 from monitor.metrics.exporter import Metrics
+from monitor.web import badges as badge_routes
 from monitor.web import drills, health, incidents, silences
 from monitor.web import history as asset_history
 from monitor.web.apischema import MAX_BODY_BYTES, ROUTES, ActorBody, openapi_document
+from monitor.web.badges import BadgeApi
 from monitor.web.common import Handler, IncidentApi, error, read, to_json, write
 from monitor.web.errors import status_of
 from monitor.web.history import HistoryApi
@@ -48,6 +50,7 @@ def build_app(
     status: StatusView | None = None,
     fleet: Callable[[], Mapping[str, object] | None] | None = None,
     history: HistoryApi | None = None,
+    badges: BadgeApi | None = None,
 ) -> web.Application:
     """The aiohttp application; kept apart from the server so tests can mount it."""
     document = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
@@ -67,6 +70,11 @@ def build_app(
     if history is not None:
         handler = asset_history.handlers(history)["asset_history"]
         app.router.add_get("/api/assets/{name}/history", read(handler))
+    if badges is not None:
+        served = badge_routes.handlers(badges)
+        for route in ROUTES:  # in their order: a group's badges before a check's
+            if route.operation in served:
+                app.router.add_get(route.path, read(served[route.operation]))
     return app
 
 

@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from monitor import __version__
 from monitor.core.model import Severity
+from monitor.incidents.public import HISTORY_DAYS, MAX_HISTORY, MAX_PUBLIC_NOTE
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -81,6 +82,12 @@ class SeverityBody(_Body):
     severity: Severity
 
 
+class PublicNoteBody(_Body):
+    note: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PUBLIC_NOTE)
+    ] = Field(description="What the status page says of the incident: written for the public")
+
+
 class Matchers(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -126,7 +133,7 @@ def check_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    method: Literal["GET", "POST", "DELETE"]
+    method: Literal["GET", "POST", "PUT", "DELETE"]
     path: str
     operation: str  # the handler's name in its resource module (web.incidents, …)
     summary: str
@@ -137,6 +144,9 @@ class Route:
 
 
 _ID = "/{id}"
+_BADGE_QUERY = (("label", "The text on the left (at most 64 characters)"),)
+_BADGE_STATUSES = (200, 304, 400, 404, 503)
+BADGE_WINDOWS = ("24h", "7d", "30d", "90d")  # `engine.history.WINDOWS`
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", "healthz", "Liveness: the process answers"),
     Route("GET", "/readyz", "readyz", "Readiness: checks are scheduled", statuses=(200, 503)),
@@ -148,6 +158,11 @@ ROUTES: tuple[Route, ...] = (
                  ("limit", "1-1000, default 100")), statuses=(200, 400)),
     Route("POST", "/api/incidents", "report", "Report an incident by hand", ReportBody, True, statuses=(201,)),
     Route("POST", "/api/drills", "drill", "Open a drill incident (a paging test)", DrillBody, True, statuses=(201,)),
+    Route("GET", "/api/incidents/history", "incident_history",
+          "Resolved incidents of the assets, last resolved first, as the public may see them"
+          " (the public note or the title; never the timeline)",
+          query=(("days", f"1-{HISTORY_DAYS}, default {HISTORY_DAYS}"),
+                 ("limit", f"1-{MAX_HISTORY}, default {MAX_HISTORY}")), statuses=(200, 400)),
     Route("GET", "/api/incidents" + _ID, "get_incident", "One incident and its timeline", statuses=(200, 400, 404)),
     Route("POST", f"/api/incidents{_ID}/ack", "ack", "Acknowledge", ActorBody, True),
     Route("POST", f"/api/incidents{_ID}/resolve", "resolve", "Resolve", ResolveBody, True),
@@ -155,6 +170,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"/api/incidents{_ID}/comment", "comment", "Add a comment", CommentBody, True),
     Route("POST", f"/api/incidents{_ID}/severity", "set_severity", "Set the severity", SeverityBody, True),
     Route("POST", f"/api/incidents{_ID}/postmortem", "postmortem", "Link the post-mortem", PostmortemBody, True),
+    Route("PUT", f"/api/incidents{_ID}/public-note", "set_public_note",
+          "Set what the status page says of the incident", PublicNoteBody, True, statuses=(200, 422)),
+    Route("DELETE", f"/api/incidents{_ID}/public-note", "clear_public_note",
+          "Clear the public note (the status page shows the title)", ActorBody, True),
     Route("GET", "/api/silences", "list_silences", "List silences",
           query=(("active", "1, true or yes: only those active now"),)),
     Route("POST", "/api/silences", "create_silence", "Create a silence (at most 366 days, starting within a year)",
@@ -166,12 +185,25 @@ ROUTES: tuple[Route, ...] = (
           "A check's uptime (24h, 7d, 30d, 90d), buckets and latency over one window",
           query=(("window", "24h, 7d, 30d (default) or 90d"),), statuses=(200, 400, 404)),
     Route("GET", "/", "page", "The status page (HTML)"),
+    # A group's badges first: the router takes the first route that matches.
+    Route("GET", "/badge/group/{group}/status.svg", "group_status_badge",
+          "A group's status as a badge (SVG): its worst known check", query=_BADGE_QUERY,
+          statuses=_BADGE_STATUSES),
+    Route("GET", "/badge/group/{group}/uptime/{window}.svg", "group_uptime_badge",
+          "A group's uptime over a window as a badge (SVG)", query=_BADGE_QUERY,
+          statuses=_BADGE_STATUSES),
+    Route("GET", "/badge/{check}/status.svg", "status_badge", "A check's status as a badge (SVG)",
+          query=_BADGE_QUERY, statuses=_BADGE_STATUSES),
+    Route("GET", "/badge/{check}/uptime/{window}.svg", "uptime_badge",
+          "A check's uptime over a window as a badge (SVG)", query=_BADGE_QUERY,
+          statuses=_BADGE_STATUSES),
 )  # fmt: skip
 
 _REASONS = {
     200: "OK", 201: "Created", 400: "Invalid request", 401: "Missing or wrong bearer token",
     403: "The write API is off", 404: "Not found", 409: "Conflicts with the current state",
     408: "The body did not arrive in time", 413: "Body too large", 503: "Not ready",
+    422: "Cannot be carried out as given",
 }  # fmt: skip
 
 
@@ -195,6 +227,13 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
         if "{name}" in route.path:
             params.append({"name": "name", "in": "path", "required": True,
                            "schema": {"type": "string"}})  # fmt: skip
+        for name in ("check", "group"):
+            if f"{{{name}}}" in route.path:
+                params.append({"name": name, "in": "path", "required": True,
+                               "schema": {"type": "string"}})  # fmt: skip
+        if "{window}" in route.path:
+            params.append({"name": "window", "in": "path", "required": True,
+                           "schema": {"type": "string", "enum": list(BADGE_WINDOWS)}})  # fmt: skip
         params += [
             {"name": n, "in": "query", "required": False, "description": d,
              "schema": {"type": "string"}}
@@ -240,12 +279,19 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
 
 
 def _response(status: int, route: Route) -> dict[str, Any]:
-    if status >= 400 and not (status == 503 and route.operation == "readyz"):
+    if status >= 400 and not (
+        (status == 503 and route.operation == "readyz")
+        or (status in (404, 503) and route.operation.endswith("_badge"))
+    ):
         content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     elif route.operation == "metrics":
         content = {"text/plain": {"schema": {"type": "string"}}}
     elif route.operation == "page":
         content = {"text/html": {"schema": {"type": "string"}}}
+    elif route.operation.endswith("_badge"):
+        if status == 304:
+            return {"description": "Not modified (If-None-Match)"}
+        content = {"image/svg+xml": {"schema": {"type": "string"}}}
     else:
         content = {"application/json": {"schema": {"type": "object"}}}
     return {"description": _REASONS.get(status, "OK"), "content": content}

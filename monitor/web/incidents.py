@@ -1,18 +1,22 @@
 """`/api/incidents`: list, read, report, acknowledge, resolve, assign, comment, link a
-post-mortem, set the severity. Every handler calls the incident manager only."""
+post-mortem, set the severity, set or clear the public note, and the public history of
+resolved incidents. Every handler calls the incident manager only."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
 from monitor.core.model import Incident, IncidentStatus, Severity
+from monitor.incidents.public import HISTORY_DAYS, MAX_HISTORY
 from monitor.web.apischema import (
     ActorBody,
     AssignBody,
     CommentBody,
     PostmortemBody,
+    PublicNoteBody,
     ReportBody,
     ResolveBody,
     SeverityBody,
@@ -81,8 +85,41 @@ def handlers(api: IncidentApi) -> dict[str, Operation]:
         incident = await manager.set_severity(number, body.severity, body.actor)
         return json_answer({"incident": incident})
 
+    async def set_public_note(request: web.Request, body: PublicNoteBody) -> web.Response:
+        incident = await manager.set_public_note(id_of(request, "incident"), body.note, body.actor)
+        return json_answer({"incident": incident})
+
+    async def clear_public_note(request: web.Request, body: ActorBody) -> web.Response:
+        incident = await manager.set_public_note(id_of(request, "incident"), None, body.actor)
+        return json_answer({"incident": incident})
+
+    async def incident_history(request: web.Request) -> web.Response:
+        try:
+            days = _number(request.query.get("days"), HISTORY_DAYS, "days")
+            limit = _number(request.query.get("limit"), MAX_HISTORY, "limit")
+        except ValueError as exc:
+            return error(400, str(exc))
+        since = api.clock.now() - timedelta(days=days)
+        found = await manager.public_history(since, limit)
+        return json_answer({
+            "days": days, "since": since.isoformat(timespec="seconds"),
+            "incidents": [p.to_json() for p in found],
+        })  # fmt: skip
+
     return {
         "list_incidents": list_incidents, "get_incident": get_incident, "report": report,
         "ack": ack, "resolve": resolve, "assign": assign, "comment": comment,
         "postmortem": postmortem, "set_severity": set_severity,
+        "set_public_note": set_public_note, "clear_public_note": clear_public_note,
+        "incident_history": incident_history,
     }  # fmt: skip
+
+
+def _number(text: str | None, most: int, name: str) -> int:
+    """A query's whole number from 1 to `most`; `most` when not given."""
+    if text is None:
+        return most
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 6 or not 1 <= int(text) <= most:
+        raise ValueError(f"{name} is a number from 1 to {most}")
+    return int(text)

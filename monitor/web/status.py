@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from monitor.core.alertstate import AlertState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
-from monitor.core.model import Incident
+from monitor.core.model import CheckResult, Incident
 from monitor.engine.history import RUNS, CheckReadings
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ class StatusView:
             "message": last.message if last else "",
             "last_run": last.started_at.isoformat(timespec="seconds") if last else None,
             "runs": self.results.recent_runs(c.name),
+            # Failing here, seen up by another replica: not down (`monitor.engine.confirm`).
+            "disputed": _disputed(last),
         }
 
     def _incident(self, i: Incident, now: datetime) -> dict[str, Any]:
@@ -174,6 +176,8 @@ def render_html(doc: dict[str, Any]) -> str:
             name += f' <a href="{e(a["runbook"])}" rel="noopener">runbook</a>'
         desc = f'<div class="msg">{e(a["description"])}</div>' if a["description"] else ""
         was = f' <span class="seen">(was {e(a["seen"])})</span>' if a.get("seen") else ""
+        if a.get("disputed"):
+            was += f' <span class="disputed" title="{e(a["disputed"])}">(disputed)</span>'
         parts.append(
             f'<tr class="asset {a["state"]}" data-name="{e(a["name"])}"><td>{name}{desc}</td>'
             f'<td class="state">{a["state"]}{was}</td><td><div class="bars">{bars}</div></td>'
@@ -181,6 +185,18 @@ def render_html(doc: dict[str, Any]) -> str:
         )
     parts.append("</tbody></table></body></html>")
     return "".join(parts)
+
+
+def _disputed(last: CheckResult | None) -> str | None:
+    """Why the last run's failure is disputed: another replica saw the check up. Which
+    replica (host names) is for the logs and the incident's timeline, not this page."""
+    found = last.details.get("confirmation") if last is not None else None
+    if not isinstance(found, dict) or found.get("outcome") != "refuted":
+        return None
+    for seen in found.get("replicas") or []:
+        if isinstance(seen, dict) and seen.get("seen") in ("up", "degraded"):
+            return f"another replica sees it {seen['seen']}: {seen.get('message', '')}"
+    return "another replica sees it up"
 
 
 def _age(seconds: int) -> str:
