@@ -152,7 +152,6 @@ class CheckRunner:
         self.metrics = metrics
         self.sink = sink
         self.gate = gate
-        self.planned: float | None = None  # the next run's start, while the loop waits for it
         self.replan: tuple[float, float] | None = None  # (first, steady) after this run
         self._name, self._kind = config.name, config.kind
         self._interval_s = config.interval_s
@@ -224,7 +223,6 @@ class CheckRunner:
         base = first_at if steady_at is None else after_first(first_at, steady_at, self._interval_s)
         with structlog.contextvars.bound_contextvars(check=self._name, kind=self._kind):
             while not self.stopping:
-                self.planned = planned
                 await self.clock.sleep_until(planned)
                 if self.stopping:  # set by stop() while this task slept
                     return  # type: ignore[unreachable]  # mypy cannot see the other task
