@@ -12,6 +12,10 @@ spread as if the start window did not exist.
 A run that overruns makes the ticks it covered skip, counted, never bunched. Every
 attempt holds a concurrency slot and is cut off at its timeout; nothing a check raises
 stops others.
+
+In a fleet (`engine.fleet`), a tick of a check this replica does not own (the `gate`)
+passes without a run, and `reschedule` puts a check it takes over on the phase the fleet
+left it at.
 """
 
 from __future__ import annotations
