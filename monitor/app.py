@@ -36,6 +36,7 @@ from monitor.engine.limits import Limiter
 from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
 from monitor.engine.scheduler import CheckRunner, Scheduler
+from monitor.engine.slo import SloEvaluator, objectives
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
@@ -51,6 +52,7 @@ from monitor.store.replicas import ReplicaBook, RunBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.badges import BadgeApi
 from monitor.web.history import HistoryApi
+from monitor.web.slo import slo_json
 from monitor.web.status import StatusView
 
 __all__ = ["App"]
@@ -97,6 +99,12 @@ class App:
             silences=self.silences,
         )  # fmt: skip
         self.results.configure(config.severity, config.maintenance)
+        self.slo = SloEvaluator(
+            self.store, self.clock, self.metrics.slo, self.results.rollups,
+            incidents=self.incidents, silences=self.silences,
+        )  # fmt: skip
+        self.slo.configure(objectives(config.checks, config.groups), config.severity,
+                           config.maintenance)  # fmt: skip
         self.install_signals = install_signals
         self.scheduler: Scheduler | None = None
         self.api_port: int | None = None
@@ -152,6 +160,8 @@ class App:
             await self.incidents.load()
             await self.silences.load()
             history = HistoryWriter(self.results.rollups, self.store, self.clock)
+            history.stored.append(self.slo.stored)  # SLOs count what is stored, once a minute
+            history.after_flush.append(self.slo.evaluate)
             ctx = await stack.enter_async_context(probe_context(config, self.clock, self.metrics))
             session = ctx.session
             if isinstance(self.store, ConfirmationBook) and self.membership is not None:
@@ -166,7 +176,9 @@ class App:
                 incidents=self.incidents, runbook_of=self._runbook_of,
             )  # fmt: skip
             history_api = HistoryApi(
-                HistoryView(self.store, self.clock), lambda n: self.config.check(n) is not None
+                HistoryView(self.store, self.clock),
+                lambda n: self.config.check(n) is not None,
+                slo=slo_json(self.slo),
             )
             badges = BadgeApi(lambda: self.config.enabled_checks, self.results, self.store,
                               self.clock)  # fmt: skip
@@ -378,6 +390,7 @@ class App:
             self.incidents.cooldown = new.incidents.cooldown
             self._limiter.reconfigure(new.limits)
             self.results.configure(new.severity, new.maintenance)
+            self.slo.configure(objectives(new.checks, new.groups), new.severity, new.maintenance)
             summary = await self.scheduler.apply(new.enabled_checks)
             await self.results.forget(summary.removed)
         except Exception as exc:  # e.g. a check that cannot be built

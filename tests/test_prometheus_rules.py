@@ -33,7 +33,7 @@ def run(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:
 def test_rules_check() -> None:
     done = run("check", "rules", "rules.yml")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 14 rules found" in done.stdout
+    assert "SUCCESS: 16 rules found" in done.stdout
 
 
 def test_rules_unit_tests_pass() -> None:
@@ -53,6 +53,27 @@ def test_rules_unit_tests_catch_a_wrong_rule(tmp_path: Path) -> None:
     assert "MonitorDown" in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize(
+    ("right", "wrong", "alert"),
+    [
+        ('{window="1h"} > 14.4', '{window="1h"} > 40', "AssetSloBurnFast"),
+        ('{window="30m"} > 6', '{window="30m"} > 10', "AssetSloBurnFast"),
+        ('{window="6h"} > 1\n', '{window="1h"} > 1\n', "AssetSloBurnSlow"),
+    ],
+)
+def test_slo_burn_unit_tests_catch_a_wrong_threshold(
+    tmp_path: Path, right: str, wrong: str, alert: str
+) -> None:
+    rules = (PROMETHEUS / "rules.yml").read_text()
+    changed = rules.replace(right, wrong, 1)
+    assert changed != rules
+    (tmp_path / "rules.yml").write_text(changed)
+    shutil.copy(PROMETHEUS / "rules_test.yml", tmp_path / "rules_test.yml")
+    done = run("test", "rules", "rules_test.yml", cwd=tmp_path)
+    assert done.returncode != 0
+    assert alert in done.stdout + done.stderr
+
+
 def test_rules_name_only_series_the_daemon_exports() -> None:
     rules = (PROMETHEUS / "rules.yml").read_text()
     used = {re.sub(r"_bucket$", "", m) for m in re.findall(r"\bmonitor_[a-z_]+", rules)}
@@ -60,7 +81,7 @@ def test_rules_name_only_series_the_daemon_exports() -> None:
         "monitor_healthy", "monitor_heartbeat_pings_total", "monitor_scheduler_lag_seconds",
         "monitor_outbox_pending", "monitor_outbox_oldest_pending_age_seconds",
         "monitor_check_alert_state", "monitor_config_last_reload_successful",
-        "monitor_replicas_live", "monitor_config_consistent",
+        "monitor_replicas_live", "monitor_config_consistent", "monitor_slo_burn_rate",
     }  # fmt: skip
     table = OPERATIONS.read_text()
     missing = sorted(name for name in used if f"`{name}`" not in table)

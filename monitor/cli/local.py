@@ -74,6 +74,11 @@ def add_commands(sub: Any, with_config: Callable[[Any], argparse.ArgumentParser]
         "--for", dest="failing_for", default="0s", help="how long it has been failing, e.g. 2h"
     )
     explain.add_argument("--at", help="when (ISO 8601, default now)")
+    explain.add_argument(
+        "--burn-rate",
+        choices=["fast", "slow"],
+        help="explain an SLO burn of the check or group NAME instead of a failure",
+    )
     explain.set_defaults(handler=_explain)
     runbook = with_config(sub.add_parser("runbook", help="print a check's runbook URL"))
     runbook.add_argument("name", help="the check")
@@ -136,6 +141,8 @@ def _run_command(args: argparse.Namespace, config: MonitorConfig, path: str) -> 
 
 
 def _explain(args: argparse.Namespace, config: MonitorConfig, _path: str) -> int:
+    if args.burn_rate is not None:
+        return _explain_burn(args, config)
     check = config.check(args.name)
     if check is None:
         print(f"unknown check: {args.name}", file=sys.stderr)
@@ -182,6 +189,44 @@ def _explain(args: argparse.Namespace, config: MonitorConfig, _path: str) -> int
         chosen = config.escalation.health_policy(notifiers)
         how = "nowhere to post" if chosen is None else _describe_policy(*chosen)
         print(f"blind: the monitor cannot see {check.name}; a monitor-health incident → {how}")
+    return EXIT_OK
+
+
+def _explain_burn(args: argparse.Namespace, config: MonitorConfig) -> int:
+    """`explain NAME --burn-rate fast|slow`: the rule an SLO burn of a check or a group
+    matches (`engine.slo`), and who it pages."""
+    check = config.check(args.name)
+    group = config.groups.get(args.name)
+    if check is None and group is None:
+        print(f"unknown check or group: {args.name}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        burning_for = parse_duration(args.failing_for)
+        now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    kind, tags = ("group", frozenset()) if check is None else (check.kind, frozenset(check.tags))
+    slo = check.slo if check is not None else group.slo if group is not None else None
+    situation = Situation(
+        check=args.name, kind=kind, tags=tags, failure=FailureKind.SLO_BURN.value,
+        state=AlertState.DOWN, failing_for=burning_for, now=now, burn_rate=args.burn_rate,
+    )  # fmt: skip
+    verdict = classify(config.severity, situation)
+    what = f"the {'check' if check is not None else 'group'} {args.name}"
+    print(f"{what} burning its error budget {args.burn_rate}, for {format_duration(burning_for)}, "
+          f"at {now:%Y-%m-%d %H:%M} UTC:")  # fmt: skip
+    if slo is None:
+        print(f"  note: {args.name} has no slo: it never burns")
+    for line in verdict.trace:
+        print(f"  {line}")
+    result = verdict.severity.value if verdict.severity else "ignore (no incident)"
+    print(f"→ {result} (rule {verdict.rule}{'' if verdict.auto_resolve else ', resolved by hand'})")
+    if verdict.severity is not None:
+        for line in _who_is_paged(config, verdict.severity, now):
+            print(line)
     return EXIT_OK
 
 

@@ -580,13 +580,16 @@ def _escalation_refs(data: dict[str, Any], source: SourceMap) -> list[ConfigIssu
 
 
 def _unknown_rule_kinds(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]:
-    """`severity[i].match.kinds` must name check kinds that exist."""
+    """`severity[i].match.kinds` must name check kinds that exist (or `group`, in a rule
+    on SLO burns)."""
     rules = data.get("severity")
     issues = []
     for i, rule in enumerate(rules if isinstance(rules, list) else []):
         match = rule.get("match") if isinstance(rule, dict) else None
         kinds = match.get("kinds") if isinstance(match, dict) else None
         for j, kind in enumerate(kinds if isinstance(kinds, list) else []):
+            if kind == "group" and isinstance(match, dict) and match.get("burn_rate"):
+                continue  # a group's SLO burns as kind `group` (engine.slo)
             if isinstance(kind, str) and kind not in CHECKS:
                 known = ", ".join(sorted(CHECKS))
                 path: Path = ("severity", i, "match", "kinds", j)

@@ -10,7 +10,15 @@ import re
 from datetime import timedelta
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 __all__ = [
     "ByteSize",
@@ -19,6 +27,7 @@ __all__ = [
     "Duration",
     "HeaderMap",
     "PositiveDuration",
+    "SloConfig",
     "StrictModel",
     "check_headers",
     "clip_repr",
@@ -242,6 +251,81 @@ class Defaults(StrictModel):
     )
 
 
+MAX_SLO_WINDOW = timedelta(days=90)  # hour rollups are kept 90 days
+MIN_SLO_WINDOW = timedelta(hours=1)
+
+
+def parse_target(value: object) -> float:
+    """An SLO target as a ratio: `99.9%` (a string with a percent sign) or `0.999`. A bare
+    number above 1 is refused: `99.9` without `%` is a likely slip, not a ratio."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.endswith("%"):
+            raise ValueError(
+                f"invalid target {clip_repr(value)}: write a percentage (99.9%) or a ratio (0.999)"
+            )
+        try:
+            number = float(text[:-1])
+        except ValueError:
+            raise ValueError(
+                f"invalid target {clip_repr(value)}: write a percentage (99.9%) or a ratio (0.999)"
+            ) from None
+        ratio = round(number / 100, 12)  # 99.9% is 0.999, not 0.9990000000000001
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        ratio = float(value)
+        if ratio > 1:
+            raise ValueError(
+                f"target {value!r} is above 1: write {value}% for a percentage, or a ratio such as 0.999"
+            )
+    else:
+        raise ValueError(
+            f"invalid target {clip_repr(value)}: write a percentage (99.9%) or a ratio (0.999)"
+        )
+    if not 0 < ratio <= 1:  # also refuses NaN
+        raise ValueError(f"target {clip_repr(value)} must be above 0 % and at most 100 %")
+    return ratio
+
+
+class SloConfig(StrictModel):
+    """A service level objective (`slo:` on a check or a group): the share of runs that
+    must find the asset up or degraded over a rolling window; blind runs do not count."""
+
+    target: Annotated[
+        float,
+        BeforeValidator(parse_target),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "pattern": r"^\s*\d+(\.\d+)?%\s*$"},
+                    {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                ],
+                "description": "99.9% or 0.999: above 0 %, at most 100 %.",
+            }
+        ),
+    ]
+    window: PositiveDuration = Field(
+        default=timedelta(days=30), description="Rolling window, 1h to 90d (default 30d)."
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window_kept(cls, value: timedelta) -> timedelta:
+        if not MIN_SLO_WINDOW <= value <= MAX_SLO_WINDOW:
+            raise ValueError(
+                f"window {format_duration(value)} is outside 1h to 90d (hour rollups are "
+                "kept 90 days)"
+            )
+        return value
+
+    @property
+    def budget(self) -> float:
+        """The error budget: the share of runs that may find the asset down."""
+        return 1.0 - self.target
+
+    def describe(self) -> str:
+        return f"{self.target * 100:g}% over {format_duration(self.window)}"
+
+
 class CheckConfigBase(StrictModel):
     """Fields every check kind has. A kind's config subclasses this and narrows `kind`.
 
@@ -284,6 +368,9 @@ class CheckConfigBase(StrictModel):
         default=None,
         description="Name of a statuspage check; this check's failures say its state.",
     )
+    slo: SloConfig | None = Field(
+        default=None, description="A service level objective: target and window (SLOs)."
+    )
 
     def resolved(self, defaults: Defaults) -> Self:
         """Returns a copy with every unset scheduling field taken from `defaults`."""
@@ -312,6 +399,9 @@ class GroupConfig(StrictModel):
     """What a group of checks (`group:` on a check, else its first tag) has of its own."""
 
     description: str = Field(default="", max_length=1000)
+    slo: SloConfig | None = Field(
+        default=None, description="An objective for the group's checks taken together."
+    )
 
 
 UNGROUPED = "other"  # the group of a check with neither `group:` nor tags

@@ -79,6 +79,7 @@ class FailureKind(StrEnum):
     FAILURE_RATE = "failure_rate"  # GitHub Actions: too many failed runs in the window
     UPSTREAM_DEGRADED = "upstream_degraded"  # a status page reports a component degraded
     MONITOR_RESOURCES = "monitor_resources"  # the monitor ran out of its own (e.g. EMFILE)
+    SLO_BURN = "slo_burn"  # a check or group spends its error budget too fast (engine.slo)
     UNEXPECTED = "unexpected"
 
 

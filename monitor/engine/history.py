@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from array import array
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -175,6 +175,12 @@ class Rollups:
                 del self._open[key]
         return max(excess, 0)
 
+    def outcomes(self) -> Iterator[tuple[str, int, int, int]]:
+        """Per check and minute not yet written: (check, minute start, runs that found
+        the asset up or degraded, runs that found it down); blind runs are left out."""
+        for (check, start), row in self._open.items():
+            yield check, start, int(row[0] + row[1]), int(row[2])
+
     def forget(self, names: Iterable[str]) -> None:
         gone = set(names)
         for key in [k for k in self._open if k[0] in gone]:
@@ -195,6 +201,10 @@ class HistoryWriter:
     def __init__(self, rollups: Rollups, store: Store, clock: Clock) -> None:
         self.rollups, self.store, self.clock = rollups, store, clock
         self._pruned_at: float | None = None
+        # Told each batch once it is stored, then called after every flush (`engine.slo`):
+        # in the writer's own loop, so that they never see a batch half written.
+        self.stored: list[Callable[[Sequence[HistoryBucket]], None]] = []
+        self.after_flush: list[Callable[[], Awaitable[None]]] = []
 
     async def flush(self, *, everything: bool = False) -> None:
         now = int(self.clock.now().timestamp())
@@ -210,6 +220,8 @@ class HistoryWriter:
             except asyncio.CancelledError:
                 self.rollups.give_back(buckets)  # for the flush at stop
                 raise
+            for hook in self.stored:
+                hook(buckets)
         mono = self.clock.monotonic()
         if self._pruned_at is None or mono - self._pruned_at >= PRUNE_S:
             try:
@@ -226,6 +238,11 @@ class HistoryWriter:
                 await self.flush()
             except Exception:  # a bug here must not stop the daemon's probes
                 log.exception("history_flush_failed")
+            for after in self.after_flush:
+                try:
+                    await after()
+                except Exception:  # likewise
+                    log.exception("history_after_flush_failed")
 
 
 DAY = 24 * HOUR

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     ConfigDict,
     Field,
     WithJsonSchema,
@@ -31,6 +32,7 @@ from monitor.incidents.calendar import WEEKDAYS, TimeZoneName, Weekday, as_utc, 
 
 __all__ = [
     "DEFAULT_RULE",
+    "BurnLevel",
     "RaiseAfter",
     "RuleMatch",
     "SeverityRule",
@@ -121,6 +123,14 @@ FailureKindName = Annotated[
 ]
 
 
+BurnLevel = Literal["fast", "slow"]
+
+
+def _one_or_more(value: object) -> object:
+    """`burn_rate: fast` is `burn_rate: [fast]`."""
+    return [value] if isinstance(value, str) else value
+
+
 class RuleMatch(StrictModel):
     """What a rule applies to. Every field given must match; any value within a field may.
 
@@ -139,6 +149,12 @@ class RuleMatch(StrictModel):
         default=None, alias="for", description="Only once failing at least this long."
     )
     time: TimeOfDay | None = None
+    burn_rate: Annotated[list[BurnLevel], BeforeValidator(_one_or_more)] = Field(
+        default_factory=list,
+        description="An SLO burning its error budget: fast (1h/5m above 14.4x or 6h/30m above "
+        "6x) or slow (3d/6h above 1x; a fast burn is slow too). Only rules naming it "
+        "match a burn, and they match nothing else.",
+    )
 
     # Spelled out rather than `StrictModel.model_config | {...}` so that the pydantic mypy
     # plugin sees populate_by_name and accepts `RuleMatch(for_=...)`.
@@ -211,6 +227,7 @@ class Situation:
     state: AlertState
     failing_for: timedelta
     now: datetime
+    burn_rate: BurnLevel | None = None  # an SLO's burn (`engine.slo`); None: a check's run
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +263,9 @@ def classify(rules: Sequence[SeverityRule], s: Situation) -> Verdict:
         severity, outcome = _effective(rule, s.failing_for)
         trace.append(f"{head}: match → {outcome}")
         return Verdict(severity, rule.name or f"severity[{i}]", rule.auto_resolve, tuple(trace))
+    if s.burn_rate is not None:  # an SLO burn opens an incident only by a rule's say
+        trace.append(f"default: no rule matched; burning {s.burn_rate} → ignore")
+        return Verdict(None, DEFAULT_RULE, True, tuple(trace))
     severity = Severity.P2 if s.state is AlertState.DOWN else None
     trace.append(f"default: no rule matched; {s.state.value} → {severity or 'ignore'}")
     return Verdict(severity, DEFAULT_RULE, True, tuple(trace))
@@ -253,6 +273,8 @@ def classify(rules: Sequence[SeverityRule], s: Situation) -> Verdict:
 
 def _misses(m: RuleMatch, s: Situation) -> list[str]:
     """Every reason `m` does not fit `s`; empty when it does."""
+    if s.burn_rate is not None or m.burn_rate:
+        return _burn_misses(m, s)
     misses = []
     if m.checks and not any(fnmatchcase(s.check, g) for g in m.checks):
         misses.append(f"check {s.check!r} matches none of {_list(m.checks)}")
@@ -277,6 +299,24 @@ def _misses(m: RuleMatch, s: Situation) -> list[str]:
     if m.time is not None and not m.time.contains(s.now):
         misses.append(f"{_local(s.now, m.time.timezone)} is outside {m.time.describe()}")
     return misses
+
+
+def _burn_misses(m: RuleMatch, s: Situation) -> list[str]:
+    """An SLO burn is matched by rules naming `burn_rate` (and their other fields but
+    `states`, which are a check's); such rules match nothing else."""
+    if s.burn_rate is None:
+        return [f"burn_rate {_list(m.burn_rate)}: matches an SLO burning its budget only"]
+    if not m.burn_rate:
+        return ["an SLO burn is matched only by a rule naming burn_rate"]
+    misses = []
+    # `slow` means at least slow: a fast burn spends the budget faster still.
+    wanted = set(m.burn_rate) | ({"fast"} if "slow" in m.burn_rate else set())
+    if s.burn_rate not in wanted:
+        misses.append(f"burning {s.burn_rate}, wants {_list(m.burn_rate)}")
+    plain = RuleMatch(checks=m.checks, kinds=m.kinds, tags=m.tags, failures=m.failures,
+                      for_=m.for_, time=m.time)  # fmt: skip
+    down = Situation(s.check, s.kind, s.tags, s.failure, AlertState.DOWN, s.failing_for, s.now)
+    return misses + _misses(plain, down)
 
 
 def _effective(rule: SeverityRule, failing_for: timedelta) -> tuple[Severity | None, str]:

@@ -19,6 +19,7 @@ from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.model import CheckResult
 from monitor.metrics.checkseries import PHASES, CheckSeriesSet
+from monitor.metrics.slo import SloMetrics
 
 __all__ = ["PHASES", "AssetFacts", "Metrics"]
 
@@ -146,6 +147,7 @@ class Metrics:
             "monitor_heartbeat_last_sent_timestamp_seconds",
             "When the heartbeat receiver last took a ping.", registry=registry,
         )  # fmt: skip
+        self.slo = SloMetrics(registry)  # per objective, set by `engine.slo`
         self._registry = registry
         self._replicas_live: Gauge | None = None
         self._fleet: tuple[Gauge, Gauge] | None = None

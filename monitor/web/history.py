@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -20,6 +21,8 @@ class HistoryApi:
 
     view: HistoryView
     known: Callable[[str], bool]
+    # The SLOs the check counts in (`web.slo.slo_json`): the answer's `slo` list.
+    slo: Callable[[str], list[dict[str, Any]]] | None = None
 
 
 def handlers(api: HistoryApi) -> dict[str, Operation]:
@@ -32,6 +35,9 @@ def handlers(api: HistoryApi) -> dict[str, Operation]:
             return error(400, f"window is one of {', '.join(WINDOWS)}")
         if not api.known(name):
             return error(404, "no such check")
-        return json_answer(await api.view.figures(name, window))
+        figures = await api.view.figures(name, window)
+        if api.slo is not None:
+            figures["slo"] = api.slo(name)
+        return json_answer(figures)
 
     return {"asset_history": asset_history}
