@@ -13,6 +13,7 @@ import gc
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 
 import aiohttp
 import structlog
@@ -29,6 +30,7 @@ from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
 from monitor.engine.confirm import Confirmer, definition_hash, probe_once
+from monitor.engine.fleet import Fleet, config_hash
 from monitor.engine.history import HistoryView, HistoryWriter
 from monitor.engine.limits import Limiter
 from monitor.engine.membership import Membership, this_replica
@@ -47,7 +49,7 @@ from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
 from monitor.store.confirmations import ConfirmationBook
-from monitor.store.replicas import ReplicaBook
+from monitor.store.replicas import ReplicaBook, RunBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.badges import BadgeApi
 from monitor.web.history import HistoryApi
@@ -113,6 +115,7 @@ class App:
         self._reload = asyncio.Event()
         self._ready = False
         self.membership: Membership | None = None
+        self.fleet: Fleet | None = None
         self.leadership: Leadership | None = None  # who pages, on a shared store
         self.confirmer: Confirmer | None = None
 
@@ -150,9 +153,11 @@ class App:
             await self.store.open()
             stack.push_async_callback(self.store.close)
             if isinstance(self.store, ReplicaBook):  # a shared database: one of a fleet
-                self.membership = Membership(self.store, this_replica(), self.clock, self.metrics)
+                self.membership, self.fleet = self._join(config)
                 await self.membership.beat()
-                stack.push_async_callback(self.membership.leave)
+                stack.push_async_callback(
+                    self.membership.leave if self.fleet is None else self.fleet.leave
+                )
                 # Paging reads the database's time: escalations move between replicas.
                 self.leadership = Leadership(
                     self.store, self.clock, self.metrics, self.membership.me.id,
@@ -199,6 +204,8 @@ class App:
             self.api_port = api.port
             if self.install_signals:
                 self._install_signals(stack)
+            if self.fleet is not None:  # which checks are this replica's, before any runs
+                await self.fleet.step(self.clock.monotonic())
             log.info(
                 "monitor_started",
                 version=__version__,
@@ -209,7 +216,12 @@ class App:
             )
             try:
                 async with asyncio.TaskGroup() as tg:
-                    self.scheduler = Scheduler(tg, ctx, self._limiter, self.metrics, self.results)
+                    fleet = self.fleet
+                    self.scheduler = Scheduler(
+                        tg, ctx, self._limiter, self.metrics,
+                        self.results if fleet is None else fleet.recording(self.results),
+                        None if fleet is None else fleet.owns,
+                    )  # fmt: skip
                     self.scheduler.start(config.enabled_checks)
                     tg.create_task(self._reload_loop(), name="reloader")
                     tg.create_task(history.run(), name="history")
@@ -222,7 +234,10 @@ class App:
                         self._health,
                     )  # fmt: skip
                     beating = tg.create_task(heartbeat.run(), name="heartbeat")
-                    if self.membership is not None:
+                    if fleet is not None:
+                        fleet.attach(self.scheduler)
+                        tg.create_task(fleet.run(), name="fleet")
+                    elif self.membership is not None:
                         tg.create_task(self.membership.run(), name="membership")
                     if self.leadership is not None:
                         tg.create_task(self.leadership.run(), name="leadership")
@@ -285,10 +300,26 @@ class App:
         return confirmer
 
     def _fleet_detail(self) -> dict[str, object] | None:
-        if self.membership is None:
-            return None
         lead = {} if self.leadership is None else self.leadership.detail()
-        return self.membership.detail() | lead
+        if self.fleet is not None:
+            return self.fleet.detail() | lead
+        return None if self.membership is None else self.membership.detail() | lead
+
+    def _join(self, config: MonitorConfig) -> tuple[Membership, Fleet | None]:
+        """Membership on a shared store, and check ownership where the store keeps runs."""
+        assert isinstance(self.store, ReplicaBook)  # noqa: S101  the caller checked
+        beat_s = config.daemon.replica_beat.total_seconds()
+        ttl_s = config.daemon.replica_ttl.total_seconds()
+        me = replace(this_replica(ttl_s), config_hash=config_hash(config))
+        membership = Membership(self.store, me, self.clock, self.metrics, beat_s=beat_s)
+        if not isinstance(self.store, RunBook):
+            return membership, None
+        fleet = Fleet(
+            membership, self.store, self.clock, self.metrics,
+            lambda: self.config.enabled_checks, ttl_s=ttl_s, adopt=self.results.adopt,
+            incidents=self.incidents,
+        )  # fmt: skip
+        return membership, fleet
 
     async def _health(self) -> list[str]:
         """What is wrong with the monitor now (`paging.heartbeat.assess`)."""
@@ -382,6 +413,8 @@ class App:
             log.exception("config_reload_failed", errors=[f"could not apply: {type(exc).__name__}"])
             return False
         self.config = new
+        if self.fleet is not None:
+            self.fleet.reconfigured(new)
         self._mark_loaded(new)
         _settle_heap()
         log.info(

@@ -80,8 +80,20 @@ severity:
 
         await until(both_live, what="each replica sees the other")
 
+        async def runs_site() -> str | None:
+            fleets = {n: (await get(d.port, "/readyz"))["fleet"] for n, d in (("a", a), ("b", b))}
+            owning = [n for n, f in fleets.items() if f["owned_checks"] == 1]
+            settled = all("taking over" not in f.get("owns_nothing", "") for f in fleets.values())
+            return owning[0] if len(owning) == 1 and settled else None
+
+        # The check runs on one replica only (its owner): call that one a.
+        seen_as = {"a": "a", "b": "b"}  # the User-Agent suffix the target tells them by
+        if await until(runs_site, what="one replica runs the check") == "b":
+            a, b = b, a
+            ids, seen_as = {"a": ids["b"], "b": ids["a"]}, {"a": "b", "b": "a"}
+
         # Fails for a only: b sees it up, so a's failure is refuted, and disputed.
-        failing_for.add("a")
+        failing_for.add(seen_as["a"])
         refuted = await a.event("check_down_refuted", check="site", timeout=30)
         assert refuted["reason"].startswith(f"replica {ids['b']} sees it up")
         assert b.find("confirmation_answered", check="site", seen="up")
@@ -100,7 +112,7 @@ severity:
         assert 'monitor_confirmations_total{outcome="refuted"}' in await _metrics(a.port)
 
         # Fails for both: confirmed, the incident opens, its timeline names both.
-        failing_for.add("b")
+        failing_for.add(seen_as["b"])
         opened = await until(
             lambda: _first(a.find("incident_opened") + b.find("incident_opened")),
             what="the incident",

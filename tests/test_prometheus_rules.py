@@ -33,7 +33,7 @@ def run(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:
 def test_rules_check() -> None:
     done = run("check", "rules", "rules.yml")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 16 rules found" in done.stdout
+    assert "SUCCESS: 17 rules found" in done.stdout
 
 
 def test_rules_unit_tests_pass() -> None:
@@ -81,7 +81,7 @@ def test_rules_name_only_series_the_daemon_exports() -> None:
         "monitor_healthy", "monitor_heartbeat_pings_total", "monitor_scheduler_lag_seconds",
         "monitor_outbox_pending", "monitor_outbox_oldest_pending_age_seconds",
         "monitor_check_alert_state", "monitor_config_last_reload_successful",
-        "monitor_replicas_live", "monitor_slo_burn_rate",
+        "monitor_replicas_live", "monitor_config_consistent", "monitor_slo_burn_rate",
     }  # fmt: skip
     table = OPERATIONS.read_text()
     missing = sorted(name for name in used if f"`{name}`" not in table)

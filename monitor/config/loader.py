@@ -20,7 +20,15 @@ from functools import cache
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from monitor.checks import CHECKS
 from monitor.config.yamlsource import MAX_BYTES, Path, SourceMap, load_yaml
@@ -90,6 +98,21 @@ class DaemonConfig(StrictModel):
             "a password."
         ),
     )
+    replica_beat: Duration = Field(
+        default=timedelta(seconds=1),
+        description=(
+            "PostgreSQL store: how often a replica tells the database it is alive "
+            "(check ownership follows the live set)."
+        ),
+    )
+    replica_ttl: Duration = Field(
+        default=timedelta(seconds=5),
+        description=(
+            "PostgreSQL store: a replica not heard from for this long is gone and its checks "
+            "move; at least two beats. A replica that cannot beat stops running checks one "
+            "beat before this runs out."
+        ),
+    )
     phase_histograms: bool | Literal["per_kind", "per_check"] = Field(
         default="per_kind",
         description=(
@@ -116,6 +139,19 @@ class DaemonConfig(StrictModel):
             # The value itself is never repeated: it may hold a password.
             raise ValueError("expected a postgresql:// URL, or nothing for the SQLite store")
         return value
+
+    @field_validator("replica_beat", "replica_ttl")
+    @classmethod
+    def _replica_time_ok(cls, value: timedelta) -> timedelta:
+        if not timedelta(milliseconds=100) <= value <= timedelta(minutes=10):
+            raise ValueError("expected a time between 100ms and 10m")
+        return value
+
+    @model_validator(mode="after")
+    def _ttl_spans_beats(self) -> DaemonConfig:
+        if self.replica_ttl < 2 * self.replica_beat:
+            raise ValueError("replica_ttl must be at least two replica_beats")
+        return self
 
     @field_validator("listen")
     @classmethod

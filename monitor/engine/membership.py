@@ -63,11 +63,7 @@ class Membership:
         try:
             live = await self.book.beat_replica(self.me)
         except StoreError as exc:
-            if not self.failing:
-                log.warning("replica_beat_failed", replica=self.me.id, error=str(exc))
-            self.failing = True
-            self.live = []
-            self._gauge.set(0)
+            self.unreachable(str(exc))
             return False
         if self.failing:
             log.info("replica_beat_recovered", replica=self.me.id)
@@ -81,6 +77,14 @@ class Membership:
         self.live = live
         self._gauge.set(len(live))
         return True
+
+    def unreachable(self, error: str) -> None:
+        """A beat failed (or never answered): no live set is known until the next one."""
+        if not self.failing:
+            log.warning("replica_beat_failed", replica=self.me.id, error=error)
+        self.failing = True
+        self.live = []
+        self._gauge.set(0)
 
     async def run(self) -> None:
         """Beats until cancelled."""

@@ -24,6 +24,7 @@ import structlog
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
+from monitor.core.errors import StoreError
 from monitor.core.model import CheckResult, FailureKind, Suppression, SuppressionKind
 from monitor.engine.confirm import Confirmation, Verdict, alone, asks, held
 from monitor.engine.health import MonitorHealth, blind_cause, upstream_host
@@ -79,6 +80,9 @@ class ResultHandler:
         self.runs = HistoryBook()  # recent runs, for the status page
         self.rollups = Rollups()  # this minute's runs, until `HistoryWriter` stores them
         self.health = MonitorHealth(incidents, lambda: self.states)
+        # Checks whose last transition the store did not take (it was away): the state it
+        # last took, from which the next result writes the transition again.
+        self.unsettled: dict[str, CheckState] = {}
         # Bound once, after logging is configured: the per-run debug line is then skipped
         # without building its fields when debug is off.
         self._log = log.bind()
@@ -122,12 +126,32 @@ class ResultHandler:
                 self.metrics.set_state(config.name, config.kind, state.state)
         await self.good.load(checks)
 
+    async def adopt(self, checks: Iterable[CheckConfigBase]) -> None:
+        """Takes the alert state of `checks` (streaks, state, what a blind check believed)
+        and their open incidents from the store: another replica ran them until now."""
+        if self.store is None:
+            return
+        checks = list(checks)
+        stored = await self.store.load_check_states()
+        if self.incidents is not None:
+            await self.incidents.adopt([c.dedup_key or c.name for c in checks])
+        for config in checks:
+            state = stored.get(config.name)
+            if state is None:
+                self.states.pop(config.name, None)
+            else:
+                self.states[config.name] = state
+                self.metrics.set_state(config.name, config.kind, state.state)
+            self.unsettled.pop(config.name, None)
+        await self.good.load(checks)
+
     async def forget(self, names: Iterable[str]) -> None:
         names = list(names)
         causes = {s.cause for n in names if (s := self.states.get(n)) and s.cause}
         for name in names:
             self.states.pop(name, None)
             self.last.pop(name, None)
+            self.unsettled.pop(name, None)
         self.runs.forget(names)
         self.rollups.forget(names)
         if self.store is not None and names:
@@ -169,16 +193,31 @@ class ResultHandler:
             )
         if new.state is not prev.state:
             self._transition(result, prev, new)
-        if self.store is not None and _kept(prev, fail_n, ok_n) != _kept(new, fail_n, ok_n):
-            # The streak is saved with the state (and a blind check's cause), so a restart
-            # does not start it again; a steady state (counts past their thresholds) writes
-            # nothing.
-            await self.store.save_check_state(result.check, new)
-        await self.good.observe(result)
-        if self.incidents is not None and (new.state in _CLASSIFIED or new.state is not prev.state):
-            await self._incident(config, result, prev.state, new)
-        if prev.cause != new.cause:
-            await self.health.changed(config, result, prev.cause, new.cause)
+        # After a write the store did not take, everything is written again from the state
+        # it last took, so a check that recovered meanwhile still resolves its incident.
+        settled = self.unsettled.get(result.check)
+        before = prev if settled is None else settled
+        try:
+            if self.store is not None and (
+                settled is not None or _kept(prev, fail_n, ok_n) != _kept(new, fail_n, ok_n)
+            ):
+                # The streak is saved with the state (and a blind check's cause), so a
+                # restart does not start it again; a steady state (counts past their
+                # thresholds) writes nothing.
+                await self.store.save_check_state(result.check, new)
+            await self.good.observe(result)
+            if self.incidents is not None and (
+                new.state in _CLASSIFIED or new.state is not before.state
+            ):
+                await self._incident(config, result, before.state, new)
+            if before.cause != new.cause:
+                await self.health.changed(config, result, before.cause, new.cause)
+        except StoreError:
+            self.unsettled.setdefault(result.check, before)
+            raise
+        if settled is not None:
+            del self.unsettled[result.check]
+            log.info("check_state_settled", check=result.check, state=new.state.value)
 
     async def _confirmed(
         self, config: CheckConfigBase, result: CheckResult, prev: CheckState, new: CheckState

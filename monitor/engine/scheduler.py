@@ -12,6 +12,10 @@ spread as if the start window did not exist.
 A run that overruns makes the ticks it covered skip, counted, never bunched. Every
 attempt holds a concurrency slot and is cut off at its timeout; nothing a check raises
 stops others.
+
+In a fleet (`engine.fleet`), a tick of a check this replica does not own (the `gate`)
+passes without a run, and `reschedule` puts a check it takes over on the phase the fleet
+left it at.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ log = structlog.stdlib.get_logger(__name__)
 TIMEOUT_GUARD_S = 1.0
 
 ResultSink = Callable[[CheckConfigBase, CheckResult], Awaitable[None]]
+# Whether this daemon runs a check now (its fleet's ownership); without one, it runs all.
+Gate = Callable[[str], bool]
 
 
 def next_tick(planned: float, now: float, interval: float) -> tuple[float, int]:
@@ -140,6 +146,7 @@ class CheckRunner:
         limiter: Limiter,
         metrics: Metrics,
         sink: ResultSink,
+        gate: Gate | None = None,
     ) -> None:
         config = check.config
         self.check = check
@@ -148,6 +155,8 @@ class CheckRunner:
         self.limiter = limiter
         self.metrics = metrics
         self.sink = sink
+        self.gate = gate
+        self.replan: tuple[float, float] | None = None  # (first, steady) after this run
         self._name, self._kind = config.name, config.kind
         self._interval_s = config.interval_s
         # A check that bounds its own run needs no second timer per run.
@@ -221,6 +230,11 @@ class CheckRunner:
                 await self.clock.sleep_until(planned)
                 if self.stopping:  # set by stop() while this task slept
                     return  # type: ignore[unreachable]  # mypy cannot see the other task
+                if self.gate is not None and not self.gate(self._name):
+                    # Another replica runs it now: this tick passes without a run.
+                    planned, _ = next_tick(base, self.clock.monotonic(), self._interval_s)
+                    base = planned
+                    continue
                 self.metrics.lag.observe(max(0.0, self.clock.monotonic() - planned))
                 self.busy = True
                 self.metrics.running += 1
@@ -230,6 +244,11 @@ class CheckRunner:
                 finally:
                     self.busy = False
                     self.metrics.running -= 1
+                if self.replan is not None:  # taken over while it ran: its new phase
+                    first, steady = self.replan
+                    self.replan = None
+                    planned, base = first, after_first(first, steady, self._interval_s)
+                    continue
                 planned, skipped = next_tick(base, self.clock.monotonic(), self._interval_s)
                 base = planned
                 if skipped:
@@ -265,8 +284,10 @@ class Scheduler:
         limiter: Limiter,
         metrics: Metrics,
         sink: ResultSink,
+        gate: Gate | None = None,
     ) -> None:
         self._tg = tg
+        self._gate = gate
         self._ctx = ctx
         self._limiter = limiter
         self._metrics = metrics
@@ -312,12 +333,28 @@ class Scheduler:
     def _build(self, config: CheckConfigBase) -> CheckRunner:
         check = CHECKS[config.kind](config, self._ctx)
         self._metrics.add_check(config)
-        return CheckRunner(check, self._ctx.clock, self._limiter, self._metrics, self._sink)
+        return CheckRunner(
+            check, self._ctx.clock, self._limiter, self._metrics, self._sink, self._gate
+        )
 
     def _spawn(self, runner: CheckRunner, first_at: float, steady_at: float) -> None:
         name = runner.config.name
         task = self._tg.create_task(runner.loop(first_at, steady_at), name=f"check:{name}")
         self._runners[name] = (runner, task)
+
+    def reschedule(self, name: str, first_at: float, steady_at: float) -> None:
+        """Moves a check's next run to `first_at` and its later runs to the phase of
+        `steady_at` (a check this daemon took over continues where the last run in the
+        fleet left it). A run in flight finishes first."""
+        entry = self._runners.get(name)
+        if entry is None:
+            return
+        runner, task = entry
+        if runner.busy:
+            runner.replan = (first_at, steady_at)
+            return
+        task.cancel()  # asleep until its next tick: nothing to lose
+        self._spawn(runner, first_at, steady_at)
 
     async def apply(self, configs: Iterable[CheckConfigBase]) -> ReloadSummary:
         """Brings the running checks in line with a new config: unchanged ones keep

@@ -116,6 +116,23 @@ class IncidentManager:
         async with self._lock:
             await self.load()
 
+    async def adopt(self, keys: Sequence[str]) -> None:
+        """Reads the open incidents of `keys` back from the store: another replica of a
+        fleet may have opened or closed them since `load()`."""
+        if not keys:
+            return
+        open_ = await self.store.list_incidents(
+            statuses=(IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED), limit=1_000_000
+        )
+        found = {i.key: i for i in open_}
+        async with self._lock:
+            for key in keys:
+                if key in found:
+                    self._open[key] = found[key]
+                else:
+                    self._open.pop(key, None)
+            self._export()
+
     def open_for(self, key: str) -> Incident | None:
         return self._open.get(key)
 
@@ -181,18 +198,23 @@ class IncidentManager:
             return current
 
     async def monitor_health(
-        self, key: str, title: str, message: str, checks: Sequence[str]
+        self, key: str, title: str, message: str, checks: Sequence[str], *, back: str = ""
     ) -> Incident | None:
         """Opens or updates the monitor-health incident `key` (checks blind for one cause);
-        resolves it when `checks` is empty: the monitor sees again."""
+        resolves it when `checks` is empty: the monitor sees again (or what `back` says)."""
         async with self._lock:
             current = self._open.get(key)
             now = self.clock.now()
             if not checks:
                 if current is None:
                     return None
+                if back:
+                    seen = self._entry(current, now, "replica_back", back)
+                    return await self._resolve(current, MONITOR, now, [seen], back)
                 seen = self._entry(current, now, "sight_restored", "every check sees again")
                 return await self._resolve(current, MONITOR, now, [seen], "the monitor sees again")
+            if current is None and (current := await self.store.open_incident(key)) is not None:
+                self._open[key] = current  # opened by another replica of a fleet
             if current is not None:
                 if current.title == title and current.message == message:
                     return current

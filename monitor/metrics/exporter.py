@@ -150,6 +150,7 @@ class Metrics:
         self.slo = SloMetrics(registry)  # per objective, set by `engine.slo`
         self._registry = registry
         self._replicas_live: Gauge | None = None
+        self._fleet: tuple[Gauge, Gauge] | None = None
         self._leadership: tuple[Gauge, Gauge] | None = None
         self._confirmations: Counter | None = None
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
@@ -164,6 +165,24 @@ class Metrics:
                 registry=self._registry,
             )
         return self._replicas_live
+
+    def track_fleet(self) -> tuple[Gauge, Gauge]:
+        """`monitor_checks_owned` and `monitor_config_consistent`: a daemon on a shared
+        store only."""
+        if self._fleet is None:
+            self._fleet = (
+                Gauge(
+                    "monitor_checks_owned",
+                    "Enabled checks this replica owns and runs now.",
+                    registry=self._registry,
+                ),
+                Gauge(
+                    "monitor_config_consistent",
+                    "1 if every live replica beats with this replica's config hash, else 0.",
+                    registry=self._registry,
+                ),
+            )
+        return self._fleet
 
     def track_leadership(self) -> tuple[Gauge, Gauge]:
         """`monitor_pager_leader` and `monitor_pager_lease_token`: on a shared store only."""

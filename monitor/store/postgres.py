@@ -217,6 +217,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE incidents ADD COLUMN public_note text;
     CREATE INDEX incidents_resolved ON incidents (resolved_at, id) WHERE status = 'resolved';
     """,
+    # Check ownership: the config hash each replica beats with, and when each check last
+    # ran anywhere in the fleet (by the server's clock), for a replica that takes it over.
+    """
+    ALTER TABLE replicas ADD COLUMN config_hash text NOT NULL DEFAULT '';
+    CREATE TABLE check_runs (
+        check_name text PRIMARY KEY,
+        ran_at timestamptz NOT NULL,
+        replica text NOT NULL
+    );
+    """,
     # Paging among replicas: the lease's fencing token (one more each time a replica takes
     # it) and the session that holds its advisory lock; which token claimed a notification.
     """
@@ -689,22 +699,20 @@ class PostgresStore:
         database heard from within `replica.ttl_s`, by the database's clock alone."""
         async with self._tx("cannot renew replica") as cur:
             await cur.execute(
-                "INSERT INTO replicas (id, host, pid, version, started_at, seen_at)"
-                " VALUES (%s, %s, %s, %s, now(), now())"
-                " ON CONFLICT (id) DO UPDATE SET seen_at = now()",
-                (replica.id, replica.host, replica.pid, replica.version),
+                "INSERT INTO replicas (id, host, pid, version, started_at, seen_at, config_hash)"
+                " VALUES (%s, %s, %s, %s, now(), now(), %s)"
+                " ON CONFLICT (id) DO UPDATE SET seen_at = now(),"
+                " config_hash = excluded.config_hash",
+                (replica.id, replica.host, replica.pid, replica.version, replica.config_hash),
             )
             await cur.execute(
-                "SELECT id, host, pid, version, extract(epoch FROM now() - seen_at) AS age"
-                " FROM replicas WHERE seen_at > now() - make_interval(secs => %s)"
-                " ORDER BY id",
+                "SELECT id, host, pid, version, extract(epoch FROM now() - seen_at) AS age,"
+                " config_hash FROM replicas"
+                " WHERE seen_at > now() - make_interval(secs => %s) ORDER BY id",
                 (replica.ttl_s,),
             )
             rows = await cur.fetchall()
-        return [
-            Replica(str(r["id"]), str(r["host"]), int(r["pid"]), str(r["version"]), float(r["age"]))
-            for r in rows
-        ]
+        return [_replica(r) for r in rows]
 
     async def leave_replica(self, replica_id: str) -> None:
         """Takes a replica out of the live set at once (a clean stop)."""
@@ -848,6 +856,40 @@ class PostgresStore:
         if conn is not None:
             with suppress(Exception):
                 await conn.close()
+
+    async def claim_gone(self, ttl_s: float) -> list[Replica]:
+        async with self._tx("cannot claim gone replicas") as cur:
+            await cur.execute(
+                "DELETE FROM replicas WHERE seen_at <= now() - make_interval(secs => %s)"
+                " RETURNING id, host, pid, version, extract(epoch FROM now() - seen_at) AS age,"
+                " config_hash",
+                (ttl_s,),
+            )
+            rows = await cur.fetchall()
+        return sorted((_replica(r) for r in rows), key=lambda r: r.id)
+
+    async def record_runs(self, replica_id: str, runs: Sequence[tuple[str, float]]) -> None:
+        if not runs:
+            return
+        async with self._tx("cannot record runs") as cur:
+            await cur.execute(
+                "INSERT INTO check_runs (check_name, ran_at, replica)"
+                " SELECT c, now() - make_interval(secs => a), %s"
+                " FROM unnest(%s::text[], %s::float8[]) AS t(c, a)"
+                " ON CONFLICT (check_name) DO UPDATE SET ran_at = excluded.ran_at,"
+                " replica = excluded.replica WHERE check_runs.ran_at < excluded.ran_at",
+                (replica_id, [c for c, _ in runs], [max(0.0, a) for _, a in runs]),
+            )
+
+    async def last_runs(self, checks: Sequence[str]) -> dict[str, float]:
+        async with self._tx("cannot read last runs") as cur:
+            await cur.execute(
+                "SELECT check_name, extract(epoch FROM now() - ran_at) AS age"
+                " FROM check_runs WHERE check_name = ANY(%s)",
+                (list(checks),),
+            )
+            rows = await cur.fetchall()
+        return {str(r["check_name"]): float(r["age"]) for r in rows}
 
     # --- confirmation from another replica ------------------------------------------
 
@@ -1057,6 +1099,13 @@ async def _bounded(
     if not done:
         raise TimeoutError
     return task.result()
+
+
+def _replica(r: DictRow) -> Replica:
+    return Replica(
+        str(r["id"]), str(r["host"]), int(r["pid"]), str(r["version"]), float(r["age"]),
+        str(r["config_hash"]),
+    )  # fmt: skip
 
 
 async def _configure(conn: psycopg.AsyncConnection[DictRow]) -> None:

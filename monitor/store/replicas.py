@@ -4,10 +4,11 @@ daemon per file, has none)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Replica", "ReplicaBook", "ReplicaId"]
+__all__ = ["Replica", "ReplicaBook", "ReplicaId", "RunBook"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class ReplicaId:
     pid: int
     version: str
     ttl_s: float
+    config_hash: str = ""  # of its loaded config (`engine.fleet.config_hash`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,7 @@ class Replica:
     pid: int
     version: str
     age_s: float
+    config_hash: str = ""
 
 
 @runtime_checkable
@@ -45,4 +48,25 @@ class ReplicaBook(Protocol):
 
     async def leave_replica(self, replica_id: str) -> None:
         """Takes a replica out of the live set at once."""
+        ...
+
+
+@runtime_checkable
+class RunBook(Protocol):
+    """A store that knows when each check last ran in the fleet, by its own clock: what a
+    replica that takes a check over plans its next run from."""
+
+    async def record_runs(self, replica_id: str, runs: Sequence[tuple[str, float]]) -> None:
+        """Records runs as (check, seconds ago): the store keeps, per check, the latest
+        run it heard of, timed by its own clock (now() minus the age)."""
+        ...
+
+    async def last_runs(self, checks: Sequence[str]) -> dict[str, float]:
+        """Seconds since each of `checks` last ran, by the store's clock; checks never
+        recorded are missing."""
+        ...
+
+    async def claim_gone(self, ttl_s: float) -> list[Replica]:
+        """Removes and returns the replicas not heard from within `ttl_s` that never left:
+        each is returned to exactly one caller across the fleet."""
         ...

@@ -1,0 +1,428 @@
+"""Check ownership in a fleet of replicas sharing one PostgreSQL store.
+
+Each enabled check is owned by exactly one live replica: the one whose id scores highest
+for the check's name (`owner`, rendezvous hashing), so a replica that joins or leaves
+moves only the checks it takes or held. The live set is the database's (`Membership`,
+judged by its clock alone); a replica never uses its own wall clock to decide anything
+here, only its monotonic clock to time its lease.
+
+- **Lease.** A replica owns checks only while its last successful beat started less than
+  `ttl - beat` ago. One that cannot beat (cut off from the database) stops running its
+  checks a beat before the others could count it gone and take them over; when it comes
+  back, it takes its checks again as a newcomer does (below), so nothing runs twice.
+  Meanwhile it keeps serving its API; `/readyz` says it owns nothing, and why. A fleet of
+  one (the last live set held only this replica) keeps running everything through an
+  outage: nobody could take over.
+- **Handover.** A check taken over from a replica that is gone is planned at once from
+  the store's record of its last run (`RunBook`, timed by the database): due again at
+  last run + interval, or, when that has passed, at once (spread over
+  `TAKEOVER_SPREAD_S`). A check handed over by a replica that is still live (one joined,
+  or this one came back) waits `SETTLE_BEATS` beats first, long enough for the other to
+  see the new live set, stop, and record its last runs. Before its first run here, a
+  gained check's alert state and open incident are read back from the store.
+- **Config.** Each beat carries a hash of the replica's loaded config (`config_hash`);
+  a replica whose hash differs from a live peer's logs `config_differs` and sets
+  `monitor_config_consistent` to 0.
+- **Gone replicas.** A replica that stopped beating without leaving is claimed by
+  exactly one live replica (`RunBook.claim_gone`), which opens one monitor-health
+  incident for its host (`monitor-health:replica-gone:<host>`), posted per
+  `escalation.monitor_health`; a replica that starts (or beats again) on that host
+  resolves it. A clean stop leaves the table and opens nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import fields, is_dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, SecretStr
+
+from monitor.config.loader import MonitorConfig
+from monitor.core.clock import Clock
+from monitor.core.configtypes import CheckConfigBase
+from monitor.core.errors import StoreError
+from monitor.core.model import CheckResult
+from monitor.engine.membership import Membership
+from monitor.engine.scheduler import ResultSink, Scheduler
+from monitor.incidents.manager import IncidentManager
+from monitor.metrics.exporter import Metrics
+from monitor.store.replicas import Replica, RunBook
+
+__all__ = [
+    "SETTLE_BEATS", "TAKEOVER_SPREAD_S", "Fleet", "config_hash", "gone_key", "owner", "owners",
+]  # fmt: skip
+
+log = structlog.stdlib.get_logger(__name__)
+
+TAKEOVER_SPREAD_S = 2.0  # overdue checks taken over start within this
+SETTLE_BEATS = 2  # beats a check handed over by a live replica waits before it runs here
+
+
+def _score(replica: str, check: str) -> int:
+    digest = hashlib.blake2b(f"{replica}\0{check}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def owner(check: str, live: Iterable[str]) -> str | None:
+    """The replica among `live` that owns `check` (rendezvous hashing): the highest
+    score of (replica, check). None when `live` is empty."""
+    best: tuple[int, str] | None = None
+    for replica in live:
+        candidate = (_score(replica, check), replica)
+        if best is None or candidate > best:
+            best = candidate
+    return None if best is None else best[1]
+
+
+def owners(checks: Iterable[str], live: Sequence[str]) -> dict[str, str]:
+    """The owner of each check among `live` (none when `live` is empty)."""
+    return {c: o for c in checks if (o := owner(c, live)) is not None}
+
+
+def gone_key(host: str) -> str:
+    """The monitor-health key of replicas on `host` that are gone."""
+    return f"monitor-health:replica-gone:{host}"
+
+
+def config_hash(config: MonitorConfig) -> str:
+    """A short hash of what a replica was configured with: everything but where it
+    listens, keeps state and reaches the database (those are its own); secrets count by
+    their own hash, never by value."""
+    parts: dict[str, Any] = {}
+    for f in fields(config):
+        if f.name == "source":
+            continue
+        value = getattr(config, f.name)
+        if f.name == "daemon":
+            value = value.model_dump(mode="python", exclude={"listen", "state_dir", "store"})
+        parts[f.name] = value
+    text = json.dumps(parts, sort_keys=True, default=_plain, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    if isinstance(value, SecretStr):
+        return "secret:" + hashlib.sha256(value.get_secret_value().encode()).hexdigest()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    return repr(value)
+
+
+class Fleet:
+    """Beats for this replica (through `Membership`) and keeps which checks it owns.
+
+    `owns` is the scheduler's gate; `recording` wraps the result sink so that each run
+    is recorded in the store at the next beat; `scheduler` is set once it runs.
+    """
+
+    def __init__(
+        self,
+        membership: Membership,
+        book: RunBook,
+        clock: Clock,
+        metrics: Metrics,
+        checks: Callable[[], Sequence[CheckConfigBase]],
+        *,
+        ttl_s: float,
+        adopt: Callable[[list[CheckConfigBase]], Awaitable[None]] | None = None,
+        incidents: IncidentManager | None = None,
+    ) -> None:
+        self.membership = membership
+        self.book = book
+        self.clock = clock
+        self.metrics = metrics
+        self.checks = checks
+        self.beat_s = membership.beat_s
+        self.ttl_s = ttl_s
+        self.lease_s = ttl_s - membership.beat_s
+        self.adopt = adopt
+        self.incidents = incidents
+        self.scheduler: Scheduler | None = None
+        self._plans: dict[str, float] = {}  # planned before the scheduler started
+        self._owned: set[str] = set()
+        self._pending: dict[str, float] = {}  # handed over by a live replica: runs from then
+        self._live: tuple[str, ...] = ()  # the live set ownership was computed over
+        self._names: tuple[str, ...] | None = None  # the checks it was computed for
+        self._lease_until = -math.inf
+        self._solo = False  # the last live set held only this replica
+        self._started = False  # the first checks were placed
+        self._ran: dict[str, float] = {}  # check → monotonic start of runs not yet recorded
+        self._beating_since: float | None = None
+        self._returned = False  # it beats (again): a replica-gone incident of its host ends
+        self._differs: list[str] = []
+        self._owned_gauge, self._consistent = metrics.track_fleet()
+        self._consistent.set(1)
+
+    # --- the scheduler's gate ----------------------------------------------------------
+
+    def owns(self, check: str) -> bool:
+        """Whether this replica runs `check` now."""
+        return check in self._owned and (self._solo or self.clock.monotonic() < self._lease_until)
+
+    def recording(self, sink: ResultSink) -> ResultSink:
+        """`sink`, after noting when the run started (recorded at the next beat)."""
+
+        async def record(config: CheckConfigBase, result: CheckResult) -> None:
+            self._ran[config.name] = self.clock.monotonic() - result.duration_s
+            await sink(config, result)
+
+        return record
+
+    # --- beating ---------------------------------------------------------------------
+
+    def reconfigured(self, config: MonitorConfig) -> None:
+        """A reload: the next beat carries the new config's hash (and places new checks)."""
+        me = self.membership.me
+        self.membership.me = replace(me, config_hash=config_hash(config))
+
+    async def run(self) -> None:
+        """Beats every `beat_s` until cancelled; each beat renews the lease and moves
+        checks as the live set changed."""
+        while True:
+            started = self.clock.monotonic()
+            await self.step(started)
+            await self.clock.sleep_until(started + self.beat_s)
+
+    async def step(self, started: float) -> None:
+        """One beat and what follows from it (the loop's body)."""
+        # A beat that hangs (a database that does not answer) waits no longer than the
+        # lease holds: then this replica lets its checks go.
+        wait_s = max(self.beat_s, self._lease_until - started)
+        try:
+            ok = await self._beat(started + wait_s)
+            if ok is None:
+                self.membership.unreachable(f"no answer within {wait_s:.1f}s")
+            if ok:
+                await self._after_beat(started)
+            else:
+                self._cut_off()
+        except StoreError as exc:  # the database went away after the beat: the next one
+            log.warning("fleet_step_failed", replica=self.membership.me.id, error=str(exc))
+        except Exception:  # ownership is retried at the next beat, never fatal
+            log.exception("fleet_step_failed", replica=self.membership.me.id)
+
+    async def _beat(self, deadline: float) -> bool | None:
+        """One beat, given up at `deadline` on the clock (None)."""
+        beat = asyncio.ensure_future(self.membership.beat())
+        timer = asyncio.ensure_future(self.clock.sleep_until(deadline))
+        try:
+            await asyncio.wait({beat, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (beat, timer):
+                task.cancel()
+            await asyncio.gather(beat, timer, return_exceptions=True)
+        if beat.cancelled():
+            return None
+        return beat.result()
+
+    async def leave(self) -> None:
+        """A clean stop: records the last runs, then leaves the live set, so the replicas
+        that take its checks over continue their phase."""
+        try:
+            await self._record()
+        except StoreError as exc:
+            log.warning("runs_not_recorded", replica=self.membership.me.id, error=str(exc))
+        await self.membership.leave()
+
+    def _cut_off(self) -> None:
+        self._beating_since = None
+        if self._solo:
+            return
+        if self._owned and self.clock.monotonic() >= self._lease_until:
+            log.warning(
+                "checks_released", replica=self.membership.me.id, checks=len(self._owned),
+                reason="cannot reach the store to renew its lease",
+            )  # fmt: skip
+            self._owned.clear()
+            self._pending.clear()
+            self._owned_gauge.set(0)
+
+    async def _after_beat(self, started: float) -> None:
+        me = self.membership.me.id
+        now = self.clock.monotonic()
+        live_replicas = self.membership.live
+        live = tuple(r.id for r in live_replicas)
+        if me not in live:  # the database took the beat but does not list it: not live
+            self._live = ()
+            self._cut_off()
+            return
+        continuous = bool(self._live) and (self._solo or now < self._lease_until)
+        self._lease_until = started + self.lease_s
+        if self._beating_since is None:
+            self._beating_since = started
+            self._returned = True
+        self._solo = live == (me,)
+        self._check_config(live_replicas)
+        configs = {c.name: c for c in self.checks()}
+        names = tuple(configs)
+        if live != self._live or names != self._names or not continuous:
+            self._place(configs, live, continuous)
+            self._live, self._names = live, names
+        await self._take(configs, now)
+        await self._record()
+        if self._returned:
+            await self._back()
+            self._returned = False
+        if now - self._beating_since >= self.ttl_s + self.beat_s:
+            # Only once every replica had the time to beat again after an outage.
+            await self._claim_gone()
+
+    def _place(
+        self, configs: dict[str, CheckConfigBase], live: tuple[str, ...], continuous: bool
+    ) -> None:
+        """Works out what this replica gained and lost with a new live set."""
+        me = self.membership.me.id
+        mine = {name for name in configs if owner(name, live) == me}
+        if not continuous:  # its lease ran out (or it starts): it holds nothing now
+            self._owned.clear()
+            self._pending.clear()
+        held = self._owned | set(self._pending)
+        before = self._live if continuous else tuple(r for r in live if r != me)
+        lost = held - mine
+        for name in lost:
+            self._owned.discard(name)
+            self._pending.pop(name, None)
+        for name, config in configs.items():
+            if name not in mine:  # `/metrics` shows the checks this replica runs
+                self.metrics.remove_check(config)
+        settle_at = self.clock.monotonic() + SETTLE_BEATS * self.beat_s
+        gained = mine - held
+        for name in gained:
+            previous = owner(name, before)
+            if previous is not None and previous != me and previous in live:
+                self._pending[name] = settle_at  # the other stops at its next beat
+            else:
+                self._pending[name] = -math.inf  # its owner is gone (or it is new): now
+        if lost or gained:
+            log.info("checks_moved", replica=me, live=len(live), gained=len(gained),
+                     lost=len(lost), owned=len(mine))  # fmt: skip
+
+    async def _take(self, configs: dict[str, CheckConfigBase], now: float) -> None:
+        """Starts owning the pending checks whose time has come: their state and
+        incidents read back, their next run planned from the store's last run."""
+        due = sorted(n for n, at in self._pending.items() if at <= now and n in configs)
+        if not due:
+            self._owned_gauge.set(len(self._owned))
+            return
+        ages = await self.book.last_runs(due)
+        if self.adopt is not None:
+            await self.adopt([configs[n] for n in due])
+        overdue = []
+        for name in due:
+            del self._pending[name]
+            self._owned.add(name)
+            self.metrics.add_check(configs[name])
+            interval = configs[name].interval_s
+            age = ages.get(name)
+            if age is not None and age < interval:
+                self._plan(name, now + interval - age)
+            elif self._started:
+                overdue.append(name)
+            # else: the first placement of a replica that starts: the start window
+        overdue.sort(key=lambda n: (zlib.crc32(n.encode()), n))
+        step = TAKEOVER_SPREAD_S / len(overdue) if overdue else 0.0
+        for i, name in enumerate(overdue):
+            self._plan(name, now + i * step)
+        self._started = True
+        self._owned_gauge.set(len(self._owned))
+
+    def attach(self, scheduler: Scheduler) -> None:
+        """The scheduler is running: the runs planned before it started move to it."""
+        self.scheduler = scheduler
+        plans, self._plans = self._plans, {}
+        for name, at in plans.items():
+            scheduler.reschedule(name, at, at)
+
+    def _plan(self, name: str, at: float) -> None:
+        if self.scheduler is None:
+            self._plans[name] = at
+        else:
+            self.scheduler.reschedule(name, at, at)
+
+    async def _record(self) -> None:
+        """Records the runs since the last beat; kept for the next one if it fails."""
+        if not self._ran:
+            return
+        now = self.clock.monotonic()
+        runs = dict(self._ran)
+        await self.book.record_runs(self.membership.me.id, [(n, now - t) for n, t in runs.items()])
+        for name, at in runs.items():
+            if self._ran.get(name) == at:
+                del self._ran[name]
+
+    def _check_config(self, live: Sequence[Replica]) -> None:
+        mine = self.membership.me.config_hash
+        differs = sorted(r.id for r in live if r.config_hash and r.config_hash != mine)
+        if differs != self._differs:
+            if differs:
+                log.warning("config_differs", replica=self.membership.me.id, config_hash=mine,
+                            replicas=differs)  # fmt: skip
+            else:
+                log.info("config_consistent", replica=self.membership.me.id, config_hash=mine)
+            self._differs = differs
+        self._consistent.set(0 if differs else 1)
+
+    async def _claim_gone(self) -> None:
+        for replica in await self.book.claim_gone(self.ttl_s):
+            log.warning("replica_gone_without_leaving", replica=replica.id, host=replica.host,
+                        silent_s=round(replica.age_s, 1))  # fmt: skip
+            if self.incidents is None:
+                continue
+            key = gone_key(replica.host)
+            text = (
+                f"replica {replica.id} on {replica.host} stopped beating"
+                f" {replica.age_s:.0f}s ago without leaving; its checks moved to the others"
+            )
+            try:
+                await self.incidents.adopt([key])
+                await self.incidents.monitor_health(
+                    key, f"a monitor replica on {replica.host} is gone", text, [replica.id]
+                )
+            except StoreError as exc:  # another replica opened it first, or the store left
+                log.warning("replica_gone_incident_failed", key=key, error=str(exc))
+
+    async def _back(self) -> None:
+        """This replica beats (again): a replica on its host is back."""
+        if self.incidents is None:
+            return
+        key = gone_key(self.membership.me.host)
+        await self.incidents.adopt([key])
+        if self.incidents.open_for(key) is not None:
+            back = f"replica {self.membership.me.id} beats on {self.membership.me.host}"
+            await self.incidents.monitor_health(key, "", "", [], back=back)
+
+    # --- what /readyz says ---------------------------------------------------------
+
+    def detail(self) -> dict[str, object]:
+        detail = self.membership.detail()
+        owned = sum(1 for name in self._owned if self.owns(name))
+        detail["owned_checks"] = owned
+        detail["config_hash"] = self.membership.me.config_hash
+        detail["config_differs"] = self._differs
+        if not owned:
+            if self.membership.failing or self.clock.monotonic() >= self._lease_until:
+                why = "cannot reach the store to renew its lease: the other replicas run its checks"
+            elif self._pending and not self._owned:
+                why = "taking over its checks from the replica that held them"
+            elif not self.checks():
+                why = "no enabled checks"
+            else:
+                why = "every check is owned by another replica"
+            detail["owns_nothing"] = why
+        return detail

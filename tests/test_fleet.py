@@ -1,0 +1,475 @@
+"""Check ownership, with the FakeClock and a replica book in memory whose clock is the
+database's: the ownership function (stable, balanced, minimal movement), handovers and
+takeovers, a replica cut off from the store, the config hash, and the incident for a
+replica that is gone. Also: a transition the store did not take is written once it is
+back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from monitor.checks.http.check import HttpCheckConfig
+from monitor.config.loader import parse_config
+from monitor.core.configtypes import CheckConfigBase, Defaults
+from monitor.core.errors import StoreError
+from monitor.core.model import CheckResult, FailureKind, IncidentStatus, Outcome
+from monitor.engine.fleet import (
+    SETTLE_BEATS,
+    TAKEOVER_SPREAD_S,
+    Fleet,
+    config_hash,
+    gone_key,
+    owner,
+    owners,
+)
+from monitor.engine.membership import Membership
+from monitor.engine.pipeline import ResultHandler
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.rules import SeverityRule
+from monitor.metrics.exporter import Metrics
+from monitor.store.postgres import PostgresStore
+from monitor.store.replicas import Replica, ReplicaId, RunBook
+from tests.fakes import FakeClock, MemoryStore
+
+BEAT, TTL = 1.0, 5.0
+NAMES = [f"check-{i}" for i in range(3000)]
+
+
+# --- the ownership function -------------------------------------------------------
+
+
+def test_ownership_is_stable_whatever_the_order_of_the_live_set() -> None:
+    live = ["h1:1:aa", "h2:1:bb", "h3:1:cc"]
+    first = owners(NAMES, live)
+    assert owners(NAMES, list(reversed(live))) == first
+    assert owners(NAMES, live) == first
+    assert set(first) == set(NAMES)  # every check has exactly one owner
+    assert owner("x", []) is None
+
+
+def test_ownership_is_balanced() -> None:
+    live = ["h1:1:aa", "h2:1:bb", "h3:1:cc"]
+    counts = dict.fromkeys(live, 0)
+    for o in owners(NAMES, live).values():
+        counts[o] += 1
+    assert all(900 <= n <= 1100 for n in counts.values()), counts
+
+
+def test_a_join_or_a_departure_moves_only_the_checks_it_must() -> None:
+    live = ["h1:1:aa", "h2:1:bb", "h3:1:cc"]
+    before = owners(NAMES, live)
+    joined = owners(NAMES, [*live, "h4:1:dd"])
+    moved = {n for n in NAMES if joined[n] != before[n]}
+    assert all(joined[n] == "h4:1:dd" for n in moved)  # only to the newcomer
+    assert 600 <= len(moved) <= 900  # about a quarter
+    left = owners(NAMES, ["h1:1:aa", "h3:1:cc"])
+    moved = {n for n in NAMES if left[n] != before[n]}
+    assert moved == {n for n in NAMES if before[n] == "h2:1:bb"}  # only the leaver's
+
+
+# --- a fleet in memory ------------------------------------------------------------
+
+
+class Database:
+    """The replicas table and the last runs, timed by one clock: the database's."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.seen: dict[str, tuple[ReplicaId, float]] = {}
+        self.runs: dict[str, float] = {}
+        self.down: set[str] = set()  # replicas that cannot reach it
+
+
+class Book:
+    """One replica's connection to the `Database`."""
+
+    def __init__(self, db: Database, me: str) -> None:
+        self.db, self.me = db, me
+
+    def _reach(self) -> None:
+        if self.me in self.db.down:
+            raise StoreError("postgresql://db/monitor: connection refused")
+
+    def _now(self) -> float:
+        return self.db.clock.monotonic()
+
+    async def beat_replica(self, replica: ReplicaId) -> list[Replica]:
+        self._reach()
+        self.db.seen[replica.id] = (replica, self._now())
+        return [
+            Replica(r.id, r.host, r.pid, r.version, self._now() - at, r.config_hash)
+            for r, at in sorted(self.db.seen.values(), key=lambda x: x[0].id)
+            if self._now() - at < replica.ttl_s
+        ]
+
+    async def leave_replica(self, replica_id: str) -> None:
+        self._reach()
+        self.db.seen.pop(replica_id, None)
+
+    async def record_runs(self, replica_id: str, runs: Sequence[tuple[str, float]]) -> None:
+        self._reach()
+        for name, age in runs:
+            self.db.runs[name] = max(self.db.runs.get(name, -1e9), self._now() - age)
+
+    async def last_runs(self, checks: Sequence[str]) -> dict[str, float]:
+        self._reach()
+        return {c: self._now() - self.db.runs[c] for c in checks if c in self.db.runs}
+
+    async def claim_gone(self, ttl_s: float) -> list[Replica]:
+        self._reach()
+        gone = [(r, at) for r, at in self.db.seen.values() if self._now() - at >= ttl_s]
+        for r, _ in gone:
+            del self.db.seen[r.id]
+        return [Replica(r.id, r.host, r.pid, r.version, self._now() - at) for r, at in gone]
+
+
+class Plans:
+    """Stands in for the scheduler: the runs the fleet planned."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+
+    def reschedule(self, name: str, first_at: float, steady_at: float) -> None:
+        self.at[name] = first_at
+
+
+def checks(n: int = 30, interval: str = "10s") -> list[CheckConfigBase]:
+    return [
+        HttpCheckConfig(name=f"c{i}", kind="http", url="http://x", interval=interval).resolved(
+            Defaults()
+        )
+        for i in range(n)
+    ]
+
+
+def replica_of(db: Database, name: str, configs: list[CheckConfigBase], **kw: object) -> Fleet:
+    me = ReplicaId(f"{name}:1:{name}", name, 1, "1.0", TTL, str(kw.pop("hash", "h")))
+    book = Book(db, me.id)
+    registry = kw.pop("registry", None) or CollectorRegistry()
+    membership = Membership(book, me, db.clock, Metrics(registry), beat_s=BEAT)  # type: ignore[arg-type]
+    fleet = Fleet(membership, book, db.clock, membership.metrics, lambda: configs, ttl_s=TTL,
+                  **kw)  # type: ignore[arg-type]  # fmt: skip
+    fleet.attach(Plans())  # type: ignore[arg-type]
+    return fleet
+
+
+def plans(fleet: Fleet) -> dict[str, float]:
+    scheduler: object = fleet.scheduler
+    assert isinstance(scheduler, Plans)
+    return scheduler.at
+
+
+def owned(fleet: Fleet, configs: list[CheckConfigBase]) -> set[str]:
+    return {c.name for c in configs if fleet.owns(c.name)}
+
+
+async def beat(clock: FakeClock, *fleets: Fleet) -> None:
+    for f in fleets:
+        await f.step(clock.monotonic())
+
+
+async def test_a_joining_replica_waits_for_the_other_to_let_go_then_continues_its_phase(
+    clock: FakeClock,
+) -> None:
+    db, configs = Database(clock), checks()
+    a = replica_of(db, "a", configs)
+    await beat(clock, a)
+    assert owned(a, configs) == {c.name for c in configs}  # alone: everything
+    for c in configs:  # a ran each check 3 s ago
+        db.runs[c.name] = clock.monotonic() - 3
+    await clock.advance(BEAT)
+    b = replica_of(db, "b", configs)
+    await beat(clock, b)
+    theirs = {n for n, o in owners([c.name for c in configs], [a.membership.me.id, b.membership.me.id]).items() if o == b.membership.me.id}  # fmt: skip
+    assert theirs
+    assert owned(b, configs) == set()  # b waits: a still runs them until its next beat
+    assert "owns_nothing" in b.detail()
+    await beat(clock, a)  # a sees b and lets them go at once
+    assert owned(a, configs) == {c.name for c in configs} - theirs
+    for _ in range(SETTLE_BEATS):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)
+    assert owned(b, configs) == theirs
+    # Each continues where a left it: due 10 s after a's last run (the database's time).
+    for name in theirs:
+        assert plans(b)[name] == pytest.approx(db.runs[name] + 10.0)
+
+
+async def test_a_gone_replica_s_checks_run_at_once_when_overdue_else_at_their_phase(
+    clock: FakeClock,
+) -> None:
+    db, configs = Database(clock), checks()
+    a, b = replica_of(db, "a", configs), replica_of(db, "b", configs)
+    await beat(clock, a, b)
+    for _ in range(SETTLE_BEATS + 1):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)
+    theirs = owned(b, configs)
+    assert theirs
+    assert owned(a, configs) | theirs == {c.name for c in configs}
+    assert not owned(a, configs) & theirs  # each check on exactly one replica
+    ordered = sorted(theirs)
+    half = set(ordered[: len(ordered) // 2])
+    for name in theirs:  # b ran half of them 1 s ago, the other half 8 s ago
+        db.runs[name] = clock.monotonic() - (1 if name in half else 8)
+    # b stops beating (killed): gone for the database after TTL; a takes over.
+    t0 = clock.monotonic()
+    while not theirs <= owned(a, configs):
+        await clock.advance(BEAT)
+        await beat(clock, a)
+        assert clock.monotonic() - t0 <= TTL + BEAT
+    now = clock.monotonic()
+    for name in theirs:
+        at = plans(a)[name]
+        if name in half:  # last ran 1 s before the kill: due at its usual phase
+            assert at == pytest.approx(db.runs[name] + 10.0)
+        else:  # overdue: at once, spread over a short window
+            assert now <= at < now + TAKEOVER_SPREAD_S
+
+
+async def test_a_replica_cut_off_stops_within_its_lease_and_comes_back_without_double_runs(
+    clock: FakeClock,
+) -> None:
+    db, configs = Database(clock), checks()
+    a, b = replica_of(db, "a", configs), replica_of(db, "b", configs)
+    await beat(clock, a, b)
+    for _ in range(SETTLE_BEATS + 1):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)
+    theirs = owned(b, configs)
+    db.down.add(b.membership.me.id)
+    last_ok = clock.monotonic()
+    with capture_logs() as logs:
+        # Its beat hangs (no answer): the lease alone stops it.
+        while owned(b, configs) and clock.monotonic() - last_ok < 2 * TTL:
+            await clock.advance(BEAT / 4)
+        stopped = clock.monotonic() - last_ok
+        await beat(clock, b)  # then fails
+        # b stops before the database counts it gone (TTL), a beat ahead.
+        assert stopped <= TTL - BEAT
+        assert b.detail()["owned_checks"] == 0
+        assert "store" in str(b.detail()["owns_nothing"])
+        while not theirs <= owned(a, configs):
+            await clock.advance(BEAT)
+            await beat(clock, a, b)
+        assert clock.monotonic() - last_ok <= TTL + 2 * BEAT
+        assert not owned(b, configs)  # never both at once
+        for name in theirs:  # a ran them just now
+            db.runs[name] = clock.monotonic()
+        db.down.clear()
+        await beat(clock, b)  # back: it waits for a to let go
+        assert not owned(b, configs)
+        await beat(clock, a)
+        assert not owned(a, configs) & theirs
+        for _ in range(SETTLE_BEATS):
+            await clock.advance(BEAT)
+            await beat(clock, a, b)
+    assert owned(b, configs) == theirs
+    for name in theirs:  # not at once: a full interval after a's run
+        assert plans(b)[name] == pytest.approx(db.runs[name] + 10.0)
+    assert "checks_released" in [e["event"] for e in logs]
+
+
+async def test_a_fleet_of_one_keeps_its_checks_through_an_outage(clock: FakeClock) -> None:
+    db, configs = Database(clock), checks()
+    a = replica_of(db, "a", configs)
+    await beat(clock, a)
+    db.down.add(a.membership.me.id)
+    for _ in range(int(TTL * 3)):
+        await clock.advance(BEAT)
+        await beat(clock, a)
+    assert owned(a, configs) == {c.name for c in configs}
+
+
+async def test_a_replica_whose_config_differs_says_so(clock: FakeClock) -> None:
+    db, configs = Database(clock), checks()
+    registry = CollectorRegistry()
+    a = replica_of(db, "a", configs, hash="one", registry=registry)
+    b = replica_of(db, "b", configs, hash="two")
+    await beat(clock, a)
+    assert registry.get_sample_value("monitor_config_consistent") == 1
+    with capture_logs() as logs:
+        await beat(clock, b, a)
+    assert a.detail()["config_differs"] == [b.membership.me.id]
+    assert registry.get_sample_value("monitor_config_consistent") == 0
+    assert "config_differs" in [e["event"] for e in logs]
+    await b.membership.leave()
+    await beat(clock, a)
+    assert registry.get_sample_value("monitor_config_consistent") == 1
+
+
+def test_the_config_hash_follows_what_the_replicas_share() -> None:
+    def parsed(daemon: str, token: str = "t1", interval: str = "1m") -> str:  # noqa: S107
+        text = (
+            f"daemon: {{{daemon}}}\napi: {{token: {token}}}\n"
+            f"checks:\n  - {{name: a, kind: http, url: 'http://x', interval: {interval}}}\n"
+        )
+        return config_hash(parse_config(text, "m.yaml", {}))
+
+    base = parsed('listen: "127.0.0.1:1"')
+    assert parsed('listen: "127.0.0.1:2", state_dir: /x') == base  # its own, not shared
+    assert parsed('listen: "127.0.0.1:1"', interval="2m") != base
+    assert parsed('listen: "127.0.0.1:1"', token="t2") != base  # a secret counts…
+    assert "t1" not in base  # …by its hash only
+
+
+async def test_a_replica_gone_without_leaving_opens_one_incident_resolved_when_one_returns(
+    clock: FakeClock, metrics: Metrics
+) -> None:
+    db, configs = Database(clock), checks(3)
+    store = MemoryStore()
+    manager = IncidentManager(store, clock, metrics, cooldown=timedelta(minutes=30))
+    managers = [IncidentManager(store, clock, metrics, cooldown=timedelta(minutes=30))
+                for _ in range(2)]  # fmt: skip
+    a = replica_of(db, "a", configs, incidents=managers[0])
+    b = replica_of(db, "b", configs, incidents=managers[1])
+    c = replica_of(db, "c", configs, incidents=manager)
+    clean = replica_of(db, "d", configs, incidents=manager)
+    await beat(clock, a, b, c, clean)
+    await clean.membership.leave()  # a clean stop opens nothing
+    for _ in range(int(TTL + 3 * BEAT)):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)  # c is killed: silent from now on
+    gone = [i for i in store.incidents.values() if i.key.startswith("monitor-health:")]
+    assert [i.key for i in gone] == [gone_key("c")]  # one, across the fleet
+    assert gone[0].status is IncidentStatus.TRIGGERED
+    assert "stopped beating" in gone[0].message
+    # A replica starts again on that host: it resolves it.
+    again = replica_of(db, "c", configs, incidents=IncidentManager(
+        store, clock, metrics, cooldown=timedelta(minutes=30)))  # fmt: skip
+    again.membership.me = replace(again.membership.me, id="c:2:c")
+    await beat(clock, again)
+    assert store.incidents[gone[0].id].status is IncidentStatus.RESOLVED
+    assert store.entries[-1].text == "replica c:2:c beats on c"
+
+
+# --- a transition the store did not take ---------------------------------------------
+
+
+class Flaky(MemoryStore):
+    """A store that can be away."""
+
+    away = False
+
+    def _live(self) -> None:
+        if self.away:
+            raise StoreError("the store is away")
+        super()._live()
+
+
+async def test_a_check_that_recovers_while_the_store_is_away_resolves_once_it_is_back(
+    clock: FakeClock, metrics: Metrics
+) -> None:
+    store = Flaky()
+    manager = IncidentManager(store, clock, metrics, cooldown=timedelta(minutes=30))
+    handler = ResultHandler(metrics, clock=clock, store=store, incidents=manager)
+    handler.configure([SeverityRule.model_validate({"name": "all", "severity": "P1"})], [])
+    [config] = [
+        HttpCheckConfig(name="site", kind="http", url="http://x", failure_threshold=1,
+                        success_threshold=1).resolved(Defaults())
+    ]  # fmt: skip
+    ticks = itertools.count()
+
+    async def feed(ok: bool) -> None:
+        next(ticks)
+        await clock.advance(30)
+        outcome, failure = (Outcome.UP, None) if ok else (Outcome.DOWN, FailureKind.CONNECT)
+        await handler(config, CheckResult("site", "http", outcome, failure, "x", clock.now(), 0.1))
+
+    await feed(ok=False)
+    [incident] = store.incidents.values()
+    assert incident.status is IncidentStatus.TRIGGERED
+    store.away = True
+    with pytest.raises(StoreError):
+        await feed(ok=True)  # recovered: the transition's writes fail
+    store.away = False
+    await feed(ok=True)  # the store is back: the transition is written now
+    assert store.incidents[incident.id].status is IncidentStatus.RESOLVED
+    assert store.states["site"].state.value == "up"
+    assert manager.open_for("site") is None
+
+
+async def test_two_replicas_blind_for_one_cause_share_one_monitor_health_incident(
+    clock: FakeClock, metrics: Metrics
+) -> None:
+    store = MemoryStore()
+    one, two = (IncidentManager(store, clock, metrics, cooldown=timedelta(minutes=30))
+                for _ in range(2))  # fmt: skip
+    key = "monitor-health:rate_limited:api.github.com"
+    first = await one.monitor_health(key, "rate limited; 1 check blind", "…: a", ["a"])
+    second = await two.monitor_health(key, "rate limited; 1 check blind", "…: b", ["b"])
+    assert first is not None
+    assert second is not None
+    assert second.id == first.id
+    assert len(store.incidents) == 1
+
+
+async def test_a_beat_that_never_answers_is_given_up_when_the_lease_runs_out(
+    clock: FakeClock, registry: CollectorRegistry
+) -> None:
+    db, configs = Database(clock), checks()
+    a = replica_of(db, "a", configs, registry=registry)
+    b = replica_of(db, "b", configs)
+    await beat(clock, a, b)
+    for _ in range(SETTLE_BEATS + 1):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)
+    assert owned(a, configs)
+    hang = asyncio.Event()
+
+    async def never(_replica: ReplicaId) -> list[Replica]:
+        await hang.wait()
+        return []
+
+    a.membership.book.beat_replica = never  # type: ignore[method-assign,assignment]
+    started = clock.monotonic()
+    stepping = asyncio.create_task(a.step(started))
+    await clock.advance(TTL - 2 * BEAT)
+    assert not stepping.done()  # it waits while the lease holds…
+    assert owned(a, configs)
+    await clock.advance(BEAT)
+    await stepping  # …and gives up when it runs out
+    assert not owned(a, configs)
+    assert registry.get_sample_value("monitor_replicas_live") == 0
+    assert a.detail()["store_reachable"] is False
+
+
+# --- the PostgreSQL store's side --------------------------------------------------
+
+
+async def test_the_store_keeps_the_latest_run_and_gives_each_gone_replica_once(
+    pg_dsn: str,
+) -> None:
+    a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)
+    await a.open()
+    await b.open()
+    try:
+        assert isinstance(a, RunBook)
+        await a.record_runs("a", [("x", 3.0), ("y", 30.0)])
+        await b.record_runs("b", [("x", 20.0)])  # older than what a recorded: ignored
+        ages = await b.last_runs(["x", "y", "never"])
+        assert set(ages) == {"x", "y"}
+        assert 3.0 <= ages["x"] < 8.0  # by the database's clock
+        assert 30.0 <= ages["y"] < 35.0
+        me = ReplicaId("h:1:a", "h", 1, "1.0", TTL, "hash-a")
+        [seen] = await a.beat_replica(me)
+        assert seen.config_hash == "hash-a"
+        await b.beat_replica(ReplicaId("h:2:b", "h", 2, "1.0", TTL, "hash-b"))
+        with psycopg.connect(pg_dsn) as conn:
+            conn.execute("UPDATE replicas SET seen_at = now() - interval '1 minute'"
+                         " WHERE id = 'h:2:b'")  # fmt: skip
+        claims = [await a.claim_gone(TTL), await b.claim_gone(TTL)]
+        assert [[r.id for r in c] for c in claims] == [["h:2:b"], []]
+        assert [r.id for r in await a.beat_replica(me)] == ["h:1:a"]
+    finally:
+        await a.close()
+        await b.close()
