@@ -33,6 +33,7 @@ from monitor.engine.limits import Limiter
 from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
 from monitor.engine.scheduler import CheckRunner, Scheduler
+from monitor.engine.summary import Summaries
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
@@ -149,10 +150,14 @@ class App:
                 self.incidents, self.silences, self.clock, config.api.write_token,
                 runbook_of=self._runbook_of,
             )  # fmt: skip
+            summaries = Summaries(
+                self.store, self.clock, lambda: [c.name for c in self.config.enabled_checks]
+            )
             status = StatusView(
                 title=config.daemon.status_title, clock=self.clock,
                 checks=lambda: self.config.enabled_checks, results=self.results,
                 incidents=self.incidents, runbook_of=self._runbook_of,
+                summaries=summaries, groups=lambda: self.config.groups,
             )  # fmt: skip
             history_api = HistoryApi(
                 HistoryView(self.store, self.clock), lambda n: self.config.check(n) is not None
@@ -185,6 +190,7 @@ class App:
                     self.scheduler.start(config.enabled_checks)
                     tg.create_task(self._reload_loop(), name="reloader")
                     tg.create_task(history.run(), name="history")
+                    tg.create_task(summaries.run(), name="summaries")
                     tg.create_task(self._resilient("outbox", self.outbox.run), name="outbox")
                     tg.create_task(
                         self._resilient("pager", self.pager.run, self.pager.load), name="pager"

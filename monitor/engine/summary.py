@@ -1,0 +1,279 @@
+"""What the status page shows of each check's history, kept in memory: uptime over 24 h,
+7 d, 30 d and 90 d, 90 days of daily status, the latency of the last 24 hours (per hour)
+and of 90 days (per day), and the resolved incidents of the last 90 days.
+
+`Summaries.refresh()` reads the store (`Store.read_history`, hour rows) and is run once a
+minute by `Summaries.run()`: a page request reads no history, whatever the number of
+checks. The first refresh of a check reads its 90 days of hour rows; later ones only the
+hours that may have changed since (the last 24 hours, and the whole of any day they
+touch), so a refresh at 10,000 checks reads about 25 rows a check. Between checks it
+yields to the loop, so the probes never wait for it.
+
+Per check the figures are kept in two float arrays (about 3 KB a check). Days are UTC
+days. The 24 h uptime counts the last 24 hour rows, as `GET /api/assets/{name}/history`
+does; the 7 d, 30 d and 90 d figures count whole UTC days (today so far and the 6, 29 or
+89 days before), as the daily bar shows them. Uptime is `(up + degraded) / (runs - blind)`
+(`engine.history.uptime_percent`): blind runs say nothing about the asset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from monitor.core.clock import Clock
+from monitor.core.errors import StoreError
+from monitor.core.model import Incident, IncidentStatus
+from monitor.engine.history import DAY, latency_quantile
+from monitor.store.base import HOUR, HistoryBucket, Store
+
+__all__ = [
+    "DAYS",
+    "HOURS",
+    "REFRESH_S",
+    "UPTIME_WINDOWS",
+    "CheckSummary",
+    "Day",
+    "Hour",
+    "Summaries",
+    "day_status",
+    "overlapping",
+]
+
+log = structlog.stdlib.get_logger(__name__)
+
+DAYS = 90  # days in the daily bar and the longest uptime window
+HOURS = 24  # hours in the 24 h chart
+REFRESH_S = 60.0  # how often the summaries are read again
+YIELD_EVERY = 100  # checks refreshed between two yields to the loop
+MAX_RESOLVED = 1000  # resolved incidents read per refresh (newest first)
+UPTIME_WINDOWS: dict[str, int] = {"24h": 1, "7d": 7, "30d": 30, "90d": 90}  # hours / days
+_D = 7  # floats a day: ok, looked, degraded, down, blind, p50, p95
+_H = 4  # floats an hour: ok, looked, p50, p95
+_NAN = float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One UTC day of a check: runs that found it up or degraded (`ok`), runs that could
+    look, and the latency quantiles (ms) of the day's timed runs."""
+
+    start: int
+    ok: int
+    looked: int
+    degraded: int
+    down: int
+    blind: int
+    p50: float | None
+    p95: float | None
+
+    @property
+    def uptime(self) -> float | None:
+        return None if self.looked == 0 else round(100 * self.ok / self.looked, 3)
+
+    @property
+    def status(self) -> str:
+        return day_status(self)
+
+
+def day_status(day: Day) -> str:
+    """The day's colour: `empty` (no run), `blind` (no run could look), `up` (every run
+    found it up), `degraded` (runs found it degraded, or down but uptime stayed at 99 % or
+    more), `down` (uptime below 99 %)."""
+    if day.looked == 0:
+        return "blind" if day.blind else "empty"
+    if day.down == 0 and day.degraded == 0:
+        return "up"
+    if day.ok * 100 >= 99 * day.looked:
+        return "degraded"
+    return "down"
+
+
+@dataclass(frozen=True, slots=True)
+class Hour:
+    """One hour of a check: runs up or degraded, runs that could look, latency (ms)."""
+
+    start: int
+    ok: int
+    looked: int
+    p50: float | None
+    p95: float | None
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 1)
+
+
+class CheckSummary:
+    """One check's figures as of `day0` (the UTC day of its last refresh, the last of its
+    `DAYS` days) and `hour0` (the last of its `HOURS` hours)."""
+
+    __slots__ = ("day0", "days", "hour0", "hours")
+
+    def __init__(self, day0: int, hour0: int) -> None:
+        self.day0, self.hour0 = day0, hour0
+        self.days = array("f", [0.0] * (DAYS * _D))
+        self.hours = array("f", [0.0] * (HOURS * _H))
+
+    def day_list(self) -> list[Day]:
+        """Oldest first, `DAYS` of them."""
+        d = self.days
+        return [
+            Day(self.day0 - (DAYS - 1 - i) * DAY, int(d[i * _D]), int(d[i * _D + 1]),
+                int(d[i * _D + 2]), int(d[i * _D + 3]), int(d[i * _D + 4]),
+                _num(d[i * _D + 5]), _num(d[i * _D + 6]))
+            for i in range(DAYS)
+        ]  # fmt: skip
+
+    def hour_list(self) -> list[Hour]:
+        """Oldest first, `HOURS` of them (the last one is the hour in progress)."""
+        h = self.hours
+        return [
+            Hour(self.hour0 - (HOURS - 1 - j) * HOUR, int(h[j * _H]), int(h[j * _H + 1]),
+                 _num(h[j * _H + 2]), _num(h[j * _H + 3]))
+            for j in range(HOURS)
+        ]  # fmt: skip
+
+    def uptime(self) -> dict[str, float | None]:
+        """Uptime in percent over each of `UPTIME_WINDOWS`; None where no run could look."""
+        figures: dict[str, float | None] = {}
+        for name, n in UPTIME_WINDOWS.items():
+            if name == "24h":
+                ok = sum(self.hours[j * _H] for j in range(HOURS))
+                looked = sum(self.hours[j * _H + 1] for j in range(HOURS))
+            else:
+                ok = sum(self.days[i * _D] for i in range(DAYS - n, DAYS))
+                looked = sum(self.days[i * _D + 1] for i in range(DAYS - n, DAYS))
+            figures[name] = None if looked == 0 else round(100 * ok / looked, 3)
+        return figures
+
+    def _put_day(self, i: int, b: HistoryBucket) -> None:
+        self.days[i * _D : (i + 1) * _D] = array("f", _figures(b, with_counts=True))
+
+    def _put_hour(self, j: int, b: HistoryBucket) -> None:
+        self.hours[j * _H : (j + 1) * _H] = array("f", _figures(b, with_counts=False))
+
+    def _shift_days(self, day0: int) -> None:
+        n = min((day0 - self.day0) // DAY, DAYS)
+        if n > 0:
+            del self.days[: n * _D]
+            self.days.extend([0.0] * (n * _D))
+        self.day0 = day0
+
+
+def _figures(b: HistoryBucket, *, with_counts: bool) -> list[float]:
+    p50, p95 = latency_quantile(b, 0.5), latency_quantile(b, 0.95)
+    q = [_NAN if p50 is None else p50, _NAN if p95 is None else p95]
+    ok, looked = b.up + b.degraded, b.runs - b.blind
+    if with_counts:
+        return [ok, looked, b.degraded, b.down, b.blind, *q]
+    return [ok, looked, *q]
+
+
+def _sum_by(buckets: Iterable[HistoryBucket], size: int) -> dict[int, HistoryBucket]:
+    """The buckets added up per period of `size` seconds (keyed by the period's start)."""
+    out: dict[int, HistoryBucket] = {}
+    for b in buckets:
+        start = b.start - b.start % size
+        had = out.get(start)
+        out[start] = b.at(size) if had is None else had.merged(b)
+    return out
+
+
+class Summaries:
+    """The status page's figures per check, refreshed from the store once a minute."""
+
+    def __init__(self, store: Store, clock: Clock, checks: Callable[[], Iterable[str]]) -> None:
+        self.store, self.clock, self.checks = store, clock, checks
+        self.by_check: dict[str, CheckSummary] = {}
+        self.resolved: list[Incident] = []  # resolved in the last `DAYS` days, newest first
+        self.refreshed_at: datetime | None = None  # None: not read yet
+
+    def get(self, check: str) -> CheckSummary | None:
+        return self.by_check.get(check)
+
+    async def refresh(self) -> None:
+        """Reads what changed since the last refresh; a check the store cannot answer for
+        keeps its figures until the next one."""
+        now = int(self.clock.now().timestamp())
+        day0, hour0 = now - now % DAY, now - now % HOUR
+        names = list(self.checks())
+        failed = 0
+        for n, name in enumerate(names):
+            if n and n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            try:
+                await self._refresh_check(name, day0, hour0)
+            except StoreError:
+                failed += 1
+        for gone in set(self.by_check) - set(names):
+            del self.by_check[gone]
+        try:
+            incidents = await self.store.list_incidents(
+                statuses=[IncidentStatus.RESOLVED], limit=MAX_RESOLVED
+            )
+            self.resolved = [
+                i
+                for i in incidents
+                if i.resolved_at and i.resolved_at.timestamp() > now - DAYS * DAY
+            ]
+        except StoreError:
+            failed += 1
+        if failed:
+            log.warning("summaries_not_refreshed", failed=failed, checks=len(names))
+        self.refreshed_at = datetime.fromtimestamp(now, UTC)
+
+    async def _refresh_check(self, name: str, day0: int, hour0: int) -> None:
+        summary = self.by_check.get(name)
+        first_day = day0 - (DAYS - 1) * DAY
+        if summary is None:
+            since = first_day
+        else:
+            # The hours written since the last refresh start at most an hour before it
+            # (a minute is written the minute after it ends): their days are read whole.
+            changed = summary.hour0 - HOUR
+            since = max(first_day, changed - changed % DAY)
+        since = min(since, hour0 - (HOURS - 1) * HOUR)
+        hours = await self.store.read_history(name, HOUR, since, hour0 + HOUR)
+        if summary is None:
+            summary = CheckSummary(day0, hour0)
+        summary._shift_days(day0)
+        for i in range(max(0, DAYS - 1 - (day0 - since) // DAY), DAYS):
+            if day0 - (DAYS - 1 - i) * DAY >= since:
+                summary.days[i * _D : (i + 1) * _D] = array("f", [0.0] * _D)
+        for start, b in _sum_by(hours, DAY).items():
+            i = DAYS - 1 - (day0 - start) // DAY
+            if 0 <= i < DAYS and start >= since:
+                summary._put_day(i, b)
+        summary.hours = array("f", [0.0] * (HOURS * _H))
+        summary.hour0 = hour0
+        for b in hours:
+            j = HOURS - 1 - (hour0 - b.start) // HOUR
+            if 0 <= j < HOURS:
+                summary._put_hour(j, b)
+        self.by_check[name] = summary
+
+    async def run(self) -> None:
+        """Refreshes now and every `REFRESH_S` until cancelled."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # a bug here must not stop the daemon
+                log.exception("summaries_refresh_failed")
+            await self.clock.sleep_until(self.clock.monotonic() + REFRESH_S)
+
+
+def overlapping(incidents: Sequence[Incident], start: int, end: int) -> list[Incident]:
+    """The incidents that were open at some time in `[start, end)` (Unix seconds)."""
+    return [
+        i
+        for i in incidents
+        if i.opened_at.timestamp() < end
+        and (i.resolved_at is None or i.resolved_at.timestamp() >= start)
+    ]
