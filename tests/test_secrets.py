@@ -210,7 +210,9 @@ async def test_no_secret_on_any_surface_of_the_daemon(
         surfaces = {
             path: await fetch(daemon.port, path)
             for path in ("/api/incidents", f"/api/incidents/{opened['incident_id']}",
-                         "/api/status", "/", "/api/silences", "/metrics")
+                         "/api/status", "/", "/api/silences", "/metrics", "/assets/site",
+                         "/assets/npm-wing", "/assets/ci", "/?q=site&state=failing",
+                         f"/assets/{URL_PASSWORD}", "/api/assets/site/history")
         }  # fmt: skip
         incident = json.loads(surfaces[f"/api/incidents/{opened['incident_id']}"])["incident"]
         final_url = incident["last_good"]["values"]["final_url"]

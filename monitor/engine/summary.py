@@ -57,6 +57,8 @@ UPTIME_WINDOWS: dict[str, int] = {"24h": 1, "7d": 7, "30d": 30, "90d": 90}  # ho
 _D = 7  # floats a day: ok, looked, degraded, down, blind, p50, p95
 _H = 4  # floats an hour: ok, looked, p50, p95
 _NAN = float("nan")
+_NO_DAY = (0.0, 0.0, 0.0, 0.0, 0.0, _NAN, _NAN)
+_NO_HOUR = (0.0, 0.0, _NAN, _NAN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +120,8 @@ class CheckSummary:
 
     def __init__(self, day0: int, hour0: int) -> None:
         self.day0, self.hour0 = day0, hour0
-        self.days = array("f", [0.0] * (DAYS * _D))
-        self.hours = array("f", [0.0] * (HOURS * _H))
+        self.days = array("f", _NO_DAY * DAYS)
+        self.hours = array("f", _NO_HOUR * HOURS)
 
     def day_list(self) -> list[Day]:
         """Oldest first, `DAYS` of them."""
@@ -163,7 +165,7 @@ class CheckSummary:
         n = min((day0 - self.day0) // DAY, DAYS)
         if n > 0:
             del self.days[: n * _D]
-            self.days.extend([0.0] * (n * _D))
+            self.days.extend(_NO_DAY * n)
         self.day0 = day0
 
 
@@ -246,12 +248,12 @@ class Summaries:
         summary._shift_days(day0)
         for i in range(max(0, DAYS - 1 - (day0 - since) // DAY), DAYS):
             if day0 - (DAYS - 1 - i) * DAY >= since:
-                summary.days[i * _D : (i + 1) * _D] = array("f", [0.0] * _D)
+                summary.days[i * _D : (i + 1) * _D] = array("f", _NO_DAY)
         for start, b in _sum_by(hours, DAY).items():
             i = DAYS - 1 - (day0 - start) // DAY
             if 0 <= i < DAYS and start >= since:
                 summary._put_day(i, b)
-        summary.hours = array("f", [0.0] * (HOURS * _H))
+        summary.hours = array("f", _NO_HOUR * HOURS)
         summary.hour0 = hour0
         for b in hours:
             j = HOURS - 1 - (hour0 - b.start) // HOUR
