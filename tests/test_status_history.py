@@ -54,16 +54,30 @@ class CountingStore(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self.reads: list[tuple[str, int, int]] = []
-        self.failing = False
+        self.reads: list[tuple[str, int, int]] = []  # hour rows
+        self.totals: list[tuple[str, int, int]] = []  # days added up
+        self.failing = self.inner = False
 
     async def read_history(
         self, check: str, resolution: int, since: int, until: int
     ) -> list[HistoryBucket]:
         if self.failing:
             raise StoreError("database is locked")
-        self.reads.append((check, since, until))
+        if not self.inner:
+            self.reads.append((check, since, until))
         return await super().read_history(check, resolution, since, until)
+
+    async def read_history_totals(
+        self, check: str, size: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        if self.failing:
+            raise StoreError("database is locked")
+        self.totals.append((check, since, until))
+        self.inner = True
+        try:
+            return await super().read_history_totals(check, size, since, until)
+        finally:
+            self.inner = False
 
 
 # --- summaries -------------------------------------------------------------------------
@@ -173,15 +187,16 @@ async def test_a_refresh_reads_what_changed_and_follows_the_day() -> None:
     clock = FakeClock(start)
     summaries = Summaries(store, clock, lambda: ["docs"])
     await summaries.refresh()
-    [(_, since, _)] = store.reads
-    assert since == ts(MIDNIGHT) - (DAYS - 1) * DAY  # the first read: 90 days
+    hour0 = ts(MIDNIGHT) + 23 * HOUR
+    # The first read: 90 days, added up by the store; and the last 24 hour rows.
+    assert store.totals == [("docs", ts(MIDNIGHT) - (DAYS - 1) * DAY, ts(MIDNIGHT) + DAY)]
+    assert store.reads == [("docs", hour0 - (HOURS - 1) * HOUR, hour0 + HOUR)]
     await store.add_history([runs("docs", start + timedelta(minutes=1), up=3)])
     await clock.advance(3 * 60)  # past midnight: Tuesday 00:01
-    store.reads.clear()
+    store.totals.clear()
     await summaries.refresh()
-    [(_, since, until)] = store.reads
-    assert since == ts(MIDNIGHT)  # Monday, whole, for its last hour: not 90 days
-    assert until == ts(MIDNIGHT) + DAY + HOUR
+    # Monday again (its last hour may have changed), not 90 days.
+    assert store.totals == [("docs", ts(MIDNIGHT), ts(MIDNIGHT) + 2 * DAY)]
     s = summaries.get("docs")
     assert s is not None
     *_, forty, _, monday, tuesday = s.day_list()[-42:][:1] + s.day_list()[-3:]
@@ -189,14 +204,14 @@ async def test_a_refresh_reads_what_changed_and_follows_the_day() -> None:
     assert (monday.start, monday.ok, monday.down) == (ts(MIDNIGHT), 3, 2)
     assert (tuesday.start, tuesday.looked, tuesday.status) == (ts(MIDNIGHT) + DAY, 0, "empty")
     assert s.hour_list()[-1].start == ts(MIDNIGHT) + DAY
-    # Two hours into the day, a refresh reads the last 24 hours only.
+    assert [(h.ok, h.looked) for h in s.hour_list()[-2:]] == [(3, 5), (0, 0)]
+    # Two hours into the day, a refresh reads today only.
     await clock.advance(2 * HOUR)
     await summaries.refresh()
     await clock.advance(60)
-    store.reads.clear()
+    store.totals.clear()
     await summaries.refresh()
-    [(_, since, _)] = store.reads
-    assert since == ts(MIDNIGHT) + DAY + 2 * HOUR - (HOURS - 1) * HOUR
+    assert store.totals == [("docs", ts(MIDNIGHT) + DAY, ts(MIDNIGHT) + 2 * DAY)]
     # Days later, every day has moved along.
     await clock.advance(3 * DAY)
     await summaries.refresh()

@@ -2,12 +2,12 @@
 7 d, 30 d and 90 d, 90 days of daily status, the latency of the last 24 hours (per hour)
 and of 90 days (per day), and the resolved incidents of the last 90 days.
 
-`Summaries.refresh()` reads the store (`Store.read_history`, hour rows) and is run once a
-minute by `Summaries.run()`: a page request reads no history, whatever the number of
-checks. The first refresh of a check reads its 90 days of hour rows; later ones only the
-hours that may have changed since (the last 24 hours, and the whole of any day they
-touch), so a refresh at 10,000 checks reads about 25 rows a check. Between checks it
-yields to the loop, so the probes never wait for it.
+`Summaries.refresh()` reads the store and is run once a minute by `Summaries.run()`: a
+page request reads no history, whatever the number of checks. Per check a refresh reads
+the last 24 hour rows (`Store.read_history`) and the days that may have changed, added up
+by the store (`Store.read_history_totals`): all 90 on the first refresh, then today (and
+yesterday in the first hour of a day). Between checks it yields to the loop, so the
+probes never wait for it.
 
 Per check the figures are kept in two float arrays (about 3 KB a check). Days are UTC
 days. The 24 h uptime counts the last 24 hour rows, as `GET /api/assets/{name}/history`
@@ -178,16 +178,6 @@ def _figures(b: HistoryBucket, *, with_counts: bool) -> list[float]:
     return [ok, looked, *q]
 
 
-def _sum_by(buckets: Iterable[HistoryBucket], size: int) -> dict[int, HistoryBucket]:
-    """The buckets added up per period of `size` seconds (keyed by the period's start)."""
-    out: dict[int, HistoryBucket] = {}
-    for b in buckets:
-        start = b.start - b.start % size
-        had = out.get(start)
-        out[start] = b.at(size) if had is None else had.merged(b)
-    return out
-
-
 class Summaries:
     """The status page's figures per check, refreshed from the store once a minute."""
 
@@ -238,27 +228,25 @@ class Summaries:
             since = first_day
         else:
             # The hours written since the last refresh start at most an hour before it
-            # (a minute is written the minute after it ends): their days are read whole.
+            # (a minute is written the minute after it ends): their days are read again.
             changed = summary.hour0 - HOUR
             since = max(first_day, changed - changed % DAY)
-        since = min(since, hour0 - (HOURS - 1) * HOUR)
-        hours = await self.store.read_history(name, HOUR, since, hour0 + HOUR)
+        days = await self.store.read_history_totals(name, DAY, since, day0 + DAY)
+        first_hour = hour0 - (HOURS - 1) * HOUR
+        hours = await self.store.read_history(name, HOUR, first_hour, hour0 + HOUR)
         if summary is None:
             summary = CheckSummary(day0, hour0)
         summary._shift_days(day0)
-        for i in range(max(0, DAYS - 1 - (day0 - since) // DAY), DAYS):
-            if day0 - (DAYS - 1 - i) * DAY >= since:
-                summary.days[i * _D : (i + 1) * _D] = array("f", _NO_DAY)
-        for start, b in _sum_by(hours, DAY).items():
-            i = DAYS - 1 - (day0 - start) // DAY
-            if 0 <= i < DAYS and start >= since:
+        for i in range(DAYS - 1 - (day0 - since) // DAY, DAYS):
+            summary.days[i * _D : (i + 1) * _D] = array("f", _NO_DAY)
+        for b in days:
+            i = DAYS - 1 - (day0 - b.start) // DAY
+            if 0 <= i < DAYS:
                 summary._put_day(i, b)
         summary.hours = array("f", _NO_HOUR * HOURS)
         summary.hour0 = hour0
         for b in hours:
-            j = HOURS - 1 - (hour0 - b.start) // HOUR
-            if 0 <= j < HOURS:
-                summary._put_hour(j, b)
+            summary._put_hour(HOURS - 1 - (hour0 - b.start) // HOUR, b)
         self.by_check[name] = summary
 
     async def run(self) -> None:

@@ -237,6 +237,15 @@ class Store(Protocol):
         """The check's buckets of `resolution` with `since <= start < until`, oldest first."""
         ...
 
+    async def read_history_totals(
+        self, check: str, size: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        """The check's hour rows with `since <= start < until` added up per period of
+        `size` seconds (a multiple of an hour; periods counted from the Unix epoch, so a
+        day is a UTC day), oldest first: one bucket of resolution `size` per period that
+        has rows. The status page reads 90 days this way, 90 rows instead of 2,160."""
+        ...
+
     async def prune_history(self, now: int) -> None:
         """Deletes minute rows older than `MINUTE_RETENTION_S` and hour rows older than
         `HOUR_RETENTION_S` before `now` (Unix seconds)."""
