@@ -194,9 +194,12 @@ async def test_a_refresh_reads_what_changed_and_follows_the_day() -> None:
     await store.add_history([runs("docs", start + timedelta(minutes=1), up=3)])
     await clock.advance(3 * 60)  # past midnight: Tuesday 00:01
     store.totals.clear()
+    store.reads.clear()
     await summaries.refresh()
-    # Monday again (its last hour may have changed), not 90 days.
+    # Monday again (its last hour may have changed), not 90 days; the hours from an hour
+    # before the last refresh, not 24.
     assert store.totals == [("docs", ts(MIDNIGHT), ts(MIDNIGHT) + 2 * DAY)]
+    assert store.reads == [("docs", hour0 - HOUR, hour0 + 2 * HOUR)]
     s = summaries.get("docs")
     assert s is not None
     *_, forty, _, monday, tuesday = s.day_list()[-42:][:1] + s.day_list()[-3:]

@@ -4,9 +4,10 @@ and of 90 days (per day), and the resolved incidents of the last 90 days.
 
 `Summaries.refresh()` reads the store and is run once a minute by `Summaries.run()`: a
 page request reads no history, whatever the number of checks. Per check a refresh reads
-the last 24 hour rows (`Store.read_history`) and the days that may have changed, added up
-by the store (`Store.read_history_totals`): all 90 on the first refresh, then today (and
-yesterday in the first hour of a day). Between checks it yields to the loop, so the
+the hour rows that may have changed (`Store.read_history`: the last 24 on the first
+refresh, then the last two) and their days, added up by the store
+(`Store.read_history_totals`: all 90 on the first refresh, then today, and yesterday too
+in the first hour of a day). Between checks it yields to the loop, so the
 probes never wait for it.
 
 Per check the figures are kept in two float arrays (about 3 KB a check). Days are UTC
@@ -161,12 +162,17 @@ class CheckSummary:
     def _put_hour(self, j: int, b: HistoryBucket) -> None:
         self.hours[j * _H : (j + 1) * _H] = array("f", _figures(b, with_counts=False))
 
-    def _shift_days(self, day0: int) -> None:
+    def _shift(self, day0: int, hour0: int) -> None:
+        """Moves the days to end on `day0` and the hours on `hour0`; what comes in is empty."""
         n = min((day0 - self.day0) // DAY, DAYS)
         if n > 0:
             del self.days[: n * _D]
-            self.days.extend(_NO_DAY * n)
-        self.day0 = day0
+            self.days.extend(array("f", _NO_DAY * n))
+        m = min((hour0 - self.hour0) // HOUR, HOURS)
+        if m > 0:
+            del self.hours[: m * _H]
+            self.hours.extend(array("f", _NO_HOUR * m))
+        self.day0, self.hour0 = day0, hour0
 
 
 def _figures(b: HistoryBucket, *, with_counts: bool) -> list[float]:
@@ -223,28 +229,29 @@ class Summaries:
 
     async def _refresh_check(self, name: str, day0: int, hour0: int) -> None:
         summary = self.by_check.get(name)
-        first_day = day0 - (DAYS - 1) * DAY
+        first_day, first_hour = day0 - (DAYS - 1) * DAY, hour0 - (HOURS - 1) * HOUR
         if summary is None:
-            since = first_day
+            since_day, since_hour = first_day, first_hour
         else:
             # The hours written since the last refresh start at most an hour before it
-            # (a minute is written the minute after it ends): their days are read again.
+            # (a minute is written the minute after it ends): they and their days are
+            # read again.
             changed = summary.hour0 - HOUR
-            since = max(first_day, changed - changed % DAY)
-        days = await self.store.read_history_totals(name, DAY, since, day0 + DAY)
-        first_hour = hour0 - (HOURS - 1) * HOUR
-        hours = await self.store.read_history(name, HOUR, first_hour, hour0 + HOUR)
+            since_day = max(first_day, changed - changed % DAY)
+            since_hour = max(first_hour, changed)
+        days = await self.store.read_history_totals(name, DAY, since_day, day0 + DAY)
+        hours = await self.store.read_history(name, HOUR, since_hour, hour0 + HOUR)
         if summary is None:
             summary = CheckSummary(day0, hour0)
-        summary._shift_days(day0)
-        for i in range(DAYS - 1 - (day0 - since) // DAY, DAYS):
+        summary._shift(day0, hour0)
+        for i in range(DAYS - 1 - (day0 - since_day) // DAY, DAYS):
             summary.days[i * _D : (i + 1) * _D] = array("f", _NO_DAY)
         for b in days:
             i = DAYS - 1 - (day0 - b.start) // DAY
             if 0 <= i < DAYS:
                 summary._put_day(i, b)
-        summary.hours = array("f", _NO_HOUR * HOURS)
-        summary.hour0 = hour0
+        for j in range(HOURS - 1 - (hour0 - since_hour) // HOUR, HOURS):
+            summary.hours[j * _H : (j + 1) * _H] = array("f", _NO_HOUR)
         for b in hours:
             summary._put_hour(HOURS - 1 - (hour0 - b.start) // HOUR, b)
         self.by_check[name] = summary

@@ -18,6 +18,7 @@ incident only its title or its public note, never its timeline, message or failu
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -334,6 +335,8 @@ class StatusView:
 
 
 def _day_incidents(incidents: Sequence[Incident], day: Day) -> list[str]:
+    if not incidents:
+        return []
     return [
         f"#{i.id} {i.severity.value if i.severity else 'untriaged'} "
         f"{redact_text(i.public_note or i.title)}"
@@ -570,21 +573,27 @@ def _run_bars(runs: list[dict[str, Any]]) -> str:
 
 def _day_bar(days: list[tuple[Day, list[str]]]) -> str:
     """One element per day, oldest first, its title the date, its uptime and incidents."""
-    e = html.escape
     if not days:
         return ""
     parts = ['<div class="days">']
     for d, incidents in days:
-        date = datetime.fromtimestamp(d.start, UTC).strftime("%Y-%m-%d")
-        text = f"{date} · no data" if d.status == "empty" else (
-            f"{date} · not observed (blind)" if d.status == "blind"
-            else f"{date} · {_percent(d.uptime)} uptime"
-        )  # fmt: skip
+        status = d.status
+        if status == "empty":
+            text = f"{_date(d.start)} · no data"
+        elif status == "blind":
+            text = f"{_date(d.start)} · not observed (blind)"
+        else:
+            text = f"{_date(d.start)} · {_percent(d.uptime)} uptime"
         if incidents:
-            text += " · " + "; ".join(incidents)
-        parts.append(f'<span class="day {d.status}" title="{e(text)}"></span>')
+            text = html.escape(text + " · " + "; ".join(incidents))
+        parts.append(f'<span class="day {status}" title="{text}"></span>')
     parts.append("</div>")
     return "".join(parts)
+
+
+@functools.lru_cache(maxsize=512)
+def _date(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d")
 
 
 def render_asset(doc: dict[str, Any]) -> str:
