@@ -661,7 +661,7 @@ def render_not_found(title: str, name: str) -> str:
     ])  # fmt: skip
 
 
-_W, _H, _LEFT, _BOTTOM, _TOP = 600, 160, 48, 20, 8
+_W, _H, _LEFT, _BOTTOM, _TOP = 600, 170, 48, 20, 20
 
 
 def _chart(ident: str, label: str, points: list[tuple[str, float | None, float | None]]) -> str:
@@ -724,7 +724,7 @@ def _chart(ident: str, label: str, points: list[tuple[str, float | None, float |
             f'fill="transparent"><title>{e(text)}</title></rect>'
         )
     parts.append(
-        f'<text x="{_W - 4}" y="{_TOP + 10}" text-anchor="end" font-size="11">'
+        f'<text x="{_W - 4}" y="11" text-anchor="end" font-size="11">'
         '<tspan fill="#0969da">p50</tspan> <tspan fill="#d4a72c">p95</tspan></text></svg>'
     )
     return "".join(parts)
