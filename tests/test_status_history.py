@@ -378,6 +378,10 @@ def test_search_and_filters(view: StatusView) -> None:
     assert page.text("#no-assets") == ["No asset matches."]
     assert page.attrs("form#filter input[name=q]", "value") == ["zzz"]
     assert page.attrs("form#filter", "method") == ["get"]
+    # Every group can be chosen, whatever the filter shows.
+    assert page.attrs("form#filter select[name=group] option", "value") == [
+        "", "npm", "other", "web",
+    ]  # fmt: skip
     # What does not parse falls back to the default, never to an error.
     odd = PageQuery.parse({"page": "-3", "per_page": "100000", "state": "<x>", "q": " a " * 300})
     assert (odd.page, odd.per_page, odd.state, len(odd.q)) == (1, 100, "", 200)

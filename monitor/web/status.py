@@ -158,10 +158,12 @@ class StatusView:
         rows: list[tuple[str, str, CheckConfigBase]] = []
         group_rank: dict[str, int] = {}
         group_counts: dict[str, dict[str, int]] = {}
+        every_group: set[str] = set()
         for c in self.checks():
             state = self._state(c.name)
             summary[state] += 1
             group = group_of(c)
+            every_group.add(group)
             if not query.matches(state, group, c):
                 continue
             rows.append((state, group, c))
@@ -194,7 +196,7 @@ class StatusView:
             "history_at": self._history_at(),
             "summary": summary,
             "query": query,
-            "all_groups": sorted(group_rank) if not query.group else [query.group],
+            "all_groups": sorted(every_group | ({query.group} if query.group else set())),
             "groups": groups,
             "total": total,
             "page": number,
