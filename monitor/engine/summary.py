@@ -25,6 +25,7 @@ from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import structlog
 
@@ -62,8 +63,7 @@ _NO_DAY = (0.0, 0.0, 0.0, 0.0, 0.0, _NAN, _NAN)
 _NO_HOUR = (0.0, 0.0, _NAN, _NAN)
 
 
-@dataclass(frozen=True, slots=True)
-class Day:
+class Day(NamedTuple):
     """One UTC day of a check: runs that found it up or degraded (`ok`), runs that could
     look, and the latency quantiles (ms) of the day's timed runs."""
 
@@ -126,12 +126,13 @@ class CheckSummary:
 
     def day_list(self) -> list[Day]:
         """Oldest first, `DAYS` of them."""
-        d = self.days
+        d = self.days.tolist()
+        first = self.day0 - (DAYS - 1) * DAY
         return [
-            Day(self.day0 - (DAYS - 1 - i) * DAY, int(d[i * _D]), int(d[i * _D + 1]),
-                int(d[i * _D + 2]), int(d[i * _D + 3]), int(d[i * _D + 4]),
-                _num(d[i * _D + 5]), _num(d[i * _D + 6]))
-            for i in range(DAYS)
+            Day(first + i * DAY, int(d[k]), int(d[k + 1]), int(d[k + 2]), int(d[k + 3]),
+                int(d[k + 4]), None if d[k + 5] != d[k + 5] else round(d[k + 5], 1),
+                None if d[k + 6] != d[k + 6] else round(d[k + 6], 1))
+            for i, k in enumerate(range(0, DAYS * _D, _D))
         ]  # fmt: skip
 
     def hour_list(self) -> list[Hour]:

@@ -59,6 +59,8 @@ PAGE_CSP = (
 )
 STATES = ("down", "degraded", "blind", "unknown", "up")  # worst first
 _RANK = {s: n for n, s in enumerate(STATES)}
+_ALERT_RANK = {a: _RANK[a.value] for a in AlertState if a.value in _RANK}
+_UNKNOWN = _RANK["unknown"]
 PER_PAGE, MAX_PER_PAGE = 50, 100
 MAX_QUERY = 200  # characters of a search kept
 RESOLVED_SHOWN = 50  # resolved incidents on the main page (newest first)
@@ -151,50 +153,66 @@ class StatusView:
 
     def page(self, query: PageQuery | None = None) -> dict[str, Any]:
         """One page of `GET /`: the summary of every check, then the checks that match
-        `query`, failing groups first and failing checks first in a group."""
+        `query`, failing groups first and failing checks first in a group. Only the groups
+        the page shows are sorted, and only its checks are read in full."""
         query = query or PageQuery()
         now = self.clock.now()
-        summary = dict.fromkeys(STATES, 0)
-        rows: list[tuple[str, str, CheckConfigBase]] = []
-        group_rank: dict[str, int] = {}
-        group_counts: dict[str, dict[str, int]] = {}
+        counts = [0] * len(STATES)
+        by_group: dict[str, list[tuple[int, str, CheckConfigBase]]] = {}
         every_group: set[str] = set()
+        filtering = bool(query.q or query.state or query.group)
+        state_of, rank_of = self.results.state, _ALERT_RANK
         for c in self.checks():
-            state = self._state(c.name)
-            summary[state] += 1
+            st = state_of(c.name)
+            rank = _UNKNOWN if st is None else rank_of.get(st.state, _UNKNOWN)
+            counts[rank] += 1
             group = group_of(c)
             every_group.add(group)
-            if not query.matches(state, group, c):
+            if filtering and not query.matches(STATES[rank], group, c):
                 continue
-            rows.append((state, group, c))
-            group_rank[group] = min(group_rank.get(group, 9), _RANK[state])
-            counts = group_counts.setdefault(group, dict.fromkeys(STATES, 0))
-            counts[state] += 1
-        rows.sort(key=lambda r: (group_rank[r[1]], r[1], _RANK[r[0]], r[2].name))
-        total = len(rows)
+            members = by_group.get(group)
+            if members is None:
+                members = by_group[group] = []
+            members.append((rank, c.name, c))
+        group_rank = {g: min(members)[0] for g, members in by_group.items()}
+        order = sorted(by_group, key=lambda g: (group_rank[g], g))
+        total = sum(len(m) for m in by_group.values())
         pages = max(1, math.ceil(total / query.per_page))
         number = min(query.page, pages)
-        shown = rows[(number - 1) * query.per_page : number * query.per_page]
+        skip, room = (number - 1) * query.per_page, query.per_page
         by_check = self._incidents_by_check()
         descriptions = self.groups()
         groups: list[dict[str, Any]] = []
-        for state, group, c in shown:
-            if not groups or groups[-1]["name"] != group:
-                info = descriptions.get(group)
-                groups.append({
-                    "name": redact_text(group),
-                    "description": redact_text(info.description) if info else "",
-                    "state": STATES[group_rank[group]],
-                    "counts": group_counts[group],
-                    "assets": [],
-                })  # fmt: skip
-            groups[-1]["assets"].append(self._asset_row(c, state, by_check.get(c.name, [])))
+        for group in order:
+            members = by_group[group]
+            if skip >= len(members):
+                skip -= len(members)
+                continue
+            if room <= 0:
+                break
+            members.sort()  # by state (worst first), then name
+            shown = members[skip : skip + room]
+            skip, room = 0, room - len(shown)
+            info = descriptions.get(group)
+            tally = dict.fromkeys(STATES, 0)
+            for rank, _, _ in members:
+                tally[STATES[rank]] += 1
+            groups.append({
+                "name": redact_text(group),
+                "description": redact_text(info.description) if info else "",
+                "state": STATES[group_rank[group]],
+                "counts": tally,
+                "assets": [
+                    self._asset_row(c, STATES[rank], by_check.get(c.name, []))
+                    for rank, _, c in shown
+                ],
+            })  # fmt: skip
         resolved = self._resolved()
         return {
             "title": redact_text(self.title),
             "generated_at": now.isoformat(timespec="seconds"),
             "history_at": self._history_at(),
-            "summary": summary,
+            "summary": dict(zip(STATES, counts, strict=True)),
             "query": query,
             "all_groups": sorted(every_group | ({query.group} if query.group else set())),
             "groups": groups,
