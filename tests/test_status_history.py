@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
+import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from monitor.checks.http.check import HttpCheckConfig
@@ -448,6 +451,31 @@ async def test_the_slo_block_is_a_slot(view: StatusView) -> None:
     docs = Page(render_asset(plugged.asset("docs")))  # type: ignore[arg-type]
     assert docs.text("#slo #budget") == ["docs: 42% left"]
     assert Page(render_asset(plugged.asset("website"))).select("#slo") == []  # type: ignore[arg-type]
+
+
+async def test_a_failing_slo_block_leaves_the_page_without_it(view: StatusView) -> None:
+    def broken(name: str) -> str | None:
+        raise ZeroDivisionError("no budget")
+
+    with structlog.testing.capture_logs() as logs:
+        page = Page(render_asset(replace(view, slo_section=broken).asset("docs")))  # type: ignore[arg-type]
+    assert page.select("#slo") == []
+    assert page.text("#asset-name") == ["docs"]
+    assert [e["event"] for e in logs] == ["status_slo_section_failed"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(st.sampled_from(["q", "state", "group", "page", "per_page", "x"]), st.text())
+)
+def test_any_query_gives_a_page(view: StatusView, query: dict[str, str]) -> None:
+    parsed = PageQuery.parse(query)
+    page = render_html(view.page(parsed))
+    assert page.startswith("<!doctype html>")
+    assert 1 <= parsed.per_page <= 100
+    assert "<script" not in page.lower()
 
 
 async def test_no_history_yet_and_an_empty_chart(clock: FakeClock) -> None:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+import structlog
 from aiohttp import web
 
 from monitor.core.alertstate import AlertState
@@ -51,6 +52,8 @@ __all__ = [
     "render_not_found",
     "routes",
 ]
+
+log = structlog.stdlib.get_logger(__name__)
 
 # The pages have no script and load nothing; forms submit to the page itself only.
 PAGE_CSP = (
@@ -235,7 +238,7 @@ class StatusView:
         summary = self.summaries.get(name) if self.summaries else None
         hours = summary.hour_list() if summary else []
         days = row["days"][-30:]
-        slo = self.slo_section(name) if self.slo_section is not None else None
+        slo = self._slo(name)
         return {
             "title": redact_text(self.title),
             "generated_at": now.isoformat(timespec="seconds"),
@@ -254,6 +257,16 @@ class StatusView:
             "open": [redact(self._incident(i, now)) for i in mine if i.is_open],
             "resolved": [self._resolved_row(i) for i in mine if not i.is_open],
         }
+
+    def _slo(self, name: str) -> str | None:
+        """The SLO block, if one is plugged in; one that fails leaves the page without it."""
+        if self.slo_section is None:
+            return None
+        try:
+            return self.slo_section(name)
+        except Exception:
+            log.exception("status_slo_section_failed", check=name)
+            return None
 
     def _history_at(self) -> str | None:
         at = self.summaries.refreshed_at if self.summaries else None
