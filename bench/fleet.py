@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # `run` is the sibling module, found through the first path above; `tests.postgres`
 # (the private cluster of the test suite) through the second.
-from run import cpu_seconds, free_port, started, wait_http
+from run import CLK_TCK, cpu_seconds, free_port, started, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 LAT_CHECKS = 50
@@ -528,8 +528,25 @@ def commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def postgres_cpu(data: Path) -> float:
+    """CPU seconds of the PostgreSQL server: the postmaster, its live children, and the
+    children it has reaped (cutime + cstime)."""
+    try:
+        master = int((data / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{master}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    total = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            f = stat.read_text().rsplit(")", 1)[1].split()
+            if int(f[1]) == master:
+                total += int(f[11]) + int(f[12])
+    return total / CLK_TCK
+
+
 @contextlib.contextmanager
-def postgres() -> Iterator[str]:
+def postgres() -> Iterator[tuple[str, Path]]:
     from tests.postgres import Cluster, find_bin
 
     bindir = find_bin()
@@ -537,7 +554,7 @@ def postgres() -> Iterator[str]:
         raise SystemExit("needs PostgreSQL's server binaries (Debian package 'postgresql')")
     cluster = Cluster(bindir)
     try:
-        yield cluster.start()
+        yield cluster.start(), cluster.data
     finally:
         cluster.stop()
 
@@ -580,11 +597,11 @@ def main() -> int:
         with (
             started(nginx.argv(), stderr=subprocess.DEVNULL),
             started([sys.executable, __file__, "--receiver", str(hook_port), str(pages)]),
-            postgres() as dsn,
+            postgres() as (dsn, pg_data),
         ):
             wait_http(nginx.url("/c/00000"))
-            results["fleet"] = fleet(args, phases, tmp, config, dsn, nginx, pages, per_pass, repeat,
-                                     lat_names)  # fmt: skip
+            results["fleet"] = fleet(args, phases, tmp, config, dsn, pg_data, nginx, pages,
+                                     per_pass, repeat, lat_names)  # fmt: skip
             if phases & {"c", "e"}:
                 results["single"] = single(args, phases, tmp, nginx, hook_port, pages, lat_names,
                                            results["fleet"])  # fmt: skip
@@ -596,7 +613,7 @@ def main() -> int:
 
 
 def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, dsn: str,
-          nginx: Nginx, pages: Path, per_pass: int, repeat: int, lat_names: list[str]) -> dict[str, Any]:  # fmt: skip
+          pg_data: Path, nginx: Nginx, pages: Path, per_pass: int, repeat: int, lat_names: list[str]) -> dict[str, Any]:  # fmt: skip
     out: dict[str, Any] = {}
     replicas = [Replica(f"r{i + 1}", config, tmp, dsn) for i in range(args.replicas)]
     try:
@@ -611,7 +628,9 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
         if phases & {"a", "e"}:
             print(f"a, e: steady window of {args.duration:g} s …", file=sys.stderr)
             procs = {r.name: r.pid for r in replicas}
+            pg0 = postgres_cpu(pg_data)
             t0, t1, cpu = cpu_window(procs, nginx, args.duration)
+            out["postgres_cpu_s"] = postgres_cpu(pg_data) - pg0
             out["a"] = runs_per_interval(nginx.hits, t0, t1, args.checks, args.interval)
             out["e"] = cpu
             print(f"a: {json.dumps(out['a'])}\ne: {json.dumps(cpu)}", file=sys.stderr)
@@ -704,6 +723,10 @@ def report(r: dict[str, Any]) -> str:
         for name, v in e.items():
             rows.append((f"e. CPU per probe, replica {name}", f"{v['ms_per_probe']:.3f} ms "
                          f"({v['probes_per_s']:.0f} probes/s, {v['cpu_s']:.1f} CPU-s)", "", ""))  # fmt: skip
+        probes = sum(v["probes"] for v in e.values())
+        if probes and (pg := f.get("postgres_cpu_s")) is not None:
+            rows.append(("e. PostgreSQL, same window", f"{pg:.2f} CPU-s "
+                         f"({1000 * pg / probes:.3f} ms per probe of the fleet)", "", ""))  # fmt: skip
         if se := s.get("e"):
             rows.append((f"e. CPU per probe, single daemon on SQLite ({s['checks']:,} checks)",
                          f"{se['ms_per_probe']:.3f} ms ({se['probes_per_s']:.0f} probes/s, "
