@@ -226,7 +226,7 @@ def escalation_steps(seconds: float) -> tuple[int, int]:
 
 
 def write_config(path: Path, nginx: Nginx, hook_port: int, checks: int, interval: int,
-                 per_pass: int, repeat: int) -> None:  # fmt: skip
+                 per_pass: int, repeat: int, flips: bool = True) -> None:  # fmt: skip
     steps = ", ".join(["{post: hook}", f"{{wait: {ESC_WAIT_S}s}}"] * per_pass)
     lines = [
         f"defaults: {{interval: {interval}s, timeout: 2s, failure_threshold: 1, success_threshold: 1}}",
@@ -252,9 +252,9 @@ def write_config(path: Path, nginx: Nginx, hook_port: int, checks: int, interval
         "checks:",
         *(f'  - {{name: c{i:05d}, kind: http, url: "{nginx.url(f"/c/{i:05d}")}"}}' for i in range(checks)),
         *(f'  - {{name: lat{i:03d}, kind: http, interval: 1s, url: "{nginx.url(f"/flip/lat{i:03d}")}"}}'
-          for i in range(LAT_CHECKS)),
+          for i in range(LAT_CHECKS if flips else 0)),
         *(f'  - {{name: esc{i:03d}, kind: http, interval: 1s, url: "{nginx.url(f"/flip/esc{i:03d}")}"}}'
-          for i in range(ESC_CHECKS)),
+          for i in range(ESC_CHECKS if flips else 0)),
     ]  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
@@ -274,7 +274,7 @@ class Replica:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_PORT": str(self.port),
                "BENCH_STATE": str(self.tmp / f"state-{self.name}"), "BENCH_REPLICA": self.name,
                "MONITOR_DATABASE_URL": self.dsn, "MONITOR_EVENT_LOOP": "auto"}  # fmt: skip
-        log = (self.tmp / f"{self.name}.log").open("ab")
+        log = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "-c", str(self.config), "--log-format", "json"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -296,6 +296,10 @@ class Replica:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill9()
+
+    @property
+    def log(self) -> Path:
+        return self.tmp / f"{self.name}.log"
 
     @property
     def pid(self) -> int:
@@ -343,7 +347,25 @@ def runs_per_interval(hits: list[Hit], t0: float, t1: float, checks: int, interv
     }
 
 
-def latency(nginx: Nginx, receiver: Path, names: list[str], timeout: float = 60) -> dict[str, Any]:
+def opened_at(logs: list[Path], names: list[str], since: float) -> dict[str, float]:
+    """When each check's incident was opened, from the daemons' `incident_opened` lines."""
+    found: dict[str, float] = {}
+    for log in logs:
+        with contextlib.suppress(FileNotFoundError):
+            for line in log.read_text(errors="replace").splitlines():
+                if '"incident_opened"' not in line:
+                    continue
+                with contextlib.suppress(ValueError, KeyError):
+                    event = json.loads(line)
+                    at = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+                    t = at.replace(tzinfo=at.tzinfo or UTC).timestamp()
+                    if event.get("check") in names and t >= since:
+                        found[event["check"]] = min(found.get(event["check"], t), t)
+    return found
+
+
+def latency(nginx: Nginx, receiver: Path, names: list[str], logs: list[Path],
+            timeout: float = 60) -> dict[str, Any]:  # fmt: skip
     """Removes each target file (one every 100 ms); nginx's time of the first 500 of each
     check to the arrival of its first `trigger` page."""
     since = time.time()
@@ -366,6 +388,11 @@ def latency(nginx: Nginx, receiver: Path, names: list[str], timeout: float = 60)
         if h.status == 500 and h.t >= since - 0.001 and name in names:
             failed.setdefault(name, h.t)
     values = [1000 * (arrived[n] - failed[n]) for n in names if n in arrived and n in failed]
+    # Where the time went: failure to the incident opened (the owner's log line), and from
+    # there to the page's arrival (escalation, outbox, the leader, delivery).
+    opened = opened_at(logs, names, since)
+    to_open = [1000 * (opened[n] - failed[n]) for n in names if n in opened and n in failed]
+    to_page = [1000 * (arrived[n] - opened[n]) for n in names if n in opened and n in arrived]
     for name in names:
         nginx.flip(name, up=True)
     return {
@@ -374,6 +401,10 @@ def latency(nginx: Nginx, receiver: Path, names: list[str], timeout: float = 60)
         "p50_ms": statistics.median(values) if values else float("nan"),
         "p99_ms": quantile(values, 0.99),
         "max_ms": max(values) if values else float("nan"),
+        "to_open_p50_ms": statistics.median(to_open) if to_open else float("nan"),
+        "to_open_p99_ms": quantile(to_open, 0.99),
+        "open_to_page_p50_ms": statistics.median(to_page) if to_page else float("nan"),
+        "open_to_page_p99_ms": quantile(to_page, 0.99),
     }
 
 
@@ -636,7 +667,7 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
             print(f"a: {json.dumps(out['a'])}\ne: {json.dumps(cpu)}", file=sys.stderr)
         if "c" in phases:
             print(f"c: {len(lat_names)} failures …", file=sys.stderr)
-            out["c"] = latency(nginx, pages, lat_names)
+            out["c"] = latency(nginx, pages, lat_names, logs=[r.log for r in replicas])
             print(f"c: {json.dumps(out['c'])}", file=sys.stderr)
         if "b" in phases:
             out["b"] = takeover(nginx, replicas, args.interval)
@@ -652,33 +683,32 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
 
 def single(args: argparse.Namespace, phases: set[str], tmp: Path, nginx: Nginx, hook_port: int,
            pages: Path, lat_names: list[str], fleet_out: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """The single-process daemon on SQLite, at one replica's pacing."""
+    """The single-process daemon on SQLite: for e, only `/c/` checks, as many as make one
+    replica's probes a second (same pacing); for c, the same and the `lat*` checks."""
     out: dict[str, Any] = {}
     rates = [v["probes_per_s"] for v in fleet_out.get("e", {}).values()]
-    # As many probes a second as one replica made: its /c/ checks are what is left after
-    # the lat* and esc* checks (all of them here, a share of them on a replica).
-    checks = args.checks
-    if rates:
-        flips = LAT_CHECKS + ESC_CHECKS
-        checks = max(1, round((statistics.mean(rates) - flips) * args.interval))
+    checks = max(1, round(statistics.mean(rates) * args.interval)) if rates else args.checks
     out["checks"] = checks
-    config = tmp / "single.yaml"
-    write_config(config, nginx, hook_port, checks, args.interval, 1, 0)
-    daemon = Replica("single", config, tmp, "")
-    try:
-        daemon.start()
-        daemon.ready()
-        print(f"single: ready with {checks} checks; settling {args.settle:g} s …", file=sys.stderr)
-        time.sleep(args.settle)
-        if "e" in phases:
-            _, _, cpu = cpu_window({"single": daemon.pid}, nginx, args.duration)
-            out["e"] = cpu["single"]
-            print(f"single e: {json.dumps(out['e'])}", file=sys.stderr)
-        if "c" in phases:
-            out["c"] = latency(nginx, pages, lat_names)
-            print(f"single c: {json.dumps(out['c'])}", file=sys.stderr)
-    finally:
-        daemon.stop()
+    for phase in ("e", "c"):
+        if phase not in phases:
+            continue
+        config = tmp / f"single-{phase}.yaml"
+        write_config(config, nginx, hook_port, checks, args.interval, 1, 0, flips=phase == "c")
+        daemon = Replica(f"single-{phase}", config, tmp, "")
+        try:
+            daemon.start()
+            daemon.ready()
+            print(f"single {phase}: ready with {checks} checks; settling {args.settle:g} s …",
+                  file=sys.stderr)  # fmt: skip
+            time.sleep(args.settle)
+            if phase == "e":
+                _, _, cpu = cpu_window({daemon.name: daemon.pid}, nginx, args.duration)
+                out["e"] = cpu[daemon.name]
+            else:
+                out["c"] = latency(nginx, pages, lat_names, logs=[daemon.log])
+            print(f"single {phase}: {json.dumps(out[phase])}", file=sys.stderr)
+        finally:
+            daemon.stop()
     return out
 
 
@@ -704,7 +734,9 @@ def report(r: dict[str, Any]) -> str:
     for label, c, target in (("fleet on PostgreSQL", f.get("c"), 50), ("single daemon on SQLite", s.get("c"), 10)):  # fmt: skip
         if c:
             rows.append((f"c. failure → page, {label} ({c['measured']}/{c['incidents']})",
-                         f"p99 {c['p99_ms']:.1f} ms (p50 {c['p50_ms']:.1f}, max {c['max_ms']:.1f})",
+                         f"p99 {c['p99_ms']:.1f} ms (p50 {c['p50_ms']:.1f}, max {c['max_ms']:.1f}); "
+                         f"to the incident p50 {c['to_open_p50_ms']:.1f}, p99 {c['to_open_p99_ms']:.1f}; "
+                         f"incident to page p50 {c['open_to_page_p50_ms']:.1f}, p99 {c['open_to_page_p99_ms']:.1f}",
                          f"<= {target} ms", ok(c["p99_ms"] <= target and c["measured"] == c["incidents"])))  # fmt: skip
     if d := f.get("d"):
         rows += [
@@ -728,7 +760,7 @@ def report(r: dict[str, Any]) -> str:
             rows.append(("e. PostgreSQL, same window", f"{pg:.2f} CPU-s "
                          f"({1000 * pg / probes:.3f} ms per probe of the fleet)", "", ""))  # fmt: skip
         if se := s.get("e"):
-            rows.append((f"e. CPU per probe, single daemon on SQLite ({s['checks']:,} checks)",
+            rows.append((f"e. CPU per probe, single daemon on SQLite ({s['checks']:,} checks at {r['interval_s']} s)",
                          f"{se['ms_per_probe']:.3f} ms ({se['probes_per_s']:.0f} probes/s, "
                          f"{se['cpu_s']:.1f} CPU-s)", "", ""))  # fmt: skip
             ratio = statistics.mean(values) / se["ms_per_probe"]
