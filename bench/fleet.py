@@ -606,8 +606,12 @@ def main() -> int:
     parser.add_argument("--only", default="a,b,c,d,e", help="phases to run (a and e share a window)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--report", type=Path, metavar="JSON", help="print the table of an earlier --json and exit")  # fmt: skip
     parser.add_argument("--receiver", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return 0
     if args.receiver:
         receiver_main(int(args.receiver[0]), Path(args.receiver[1]))
         return 0
@@ -771,6 +775,18 @@ def report(r: dict[str, Any]) -> str:
                          f"{se['cpu_s']:.1f} CPU-s)", "", ""))  # fmt: skip
             ratio = statistics.mean(values) / se["ms_per_probe"]
             rows.append(("e. replica (mean) / single daemon", f"{ratio:.2f}x", "<= 1.15x", ok(ratio <= 1.15)))  # fmt: skip
+            # The same difference as a share of a core: what being one of a fleet costs a
+            # replica whatever its load (beats, the lease, listening, recording runs).
+            share = [
+                v["cpu_s"] / (v["probes"] / v["probes_per_s"]) for v in e.values() if v["probes"]
+            ]
+            single_share = (
+                se["cpu_s"] / (se["probes"] / se["probes_per_s"]) if se["probes"] else float("nan")
+            )
+            if share:
+                rows.append(("e. replica (mean) minus single daemon, share of a core",
+                             f"{100 * (statistics.mean(share) - single_share):+.1f} % "
+                             f"({100 * statistics.mean(share):.1f} % against {100 * single_share:.1f} %)", "", ""))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     out = [f"fleet benchmark, {r['date']}, commit {r['commit']}, {r['replicas']} replicas", ""]
     for i, row in enumerate(rows):
