@@ -662,3 +662,34 @@ async def test_a_replica_cut_off_drops_what_it_saw_of_checks_the_others_ran(
     await b.run(y, ok=True)
     assert store.incidents[incident.id].status is IncidentStatus.RESOLVED
     assert len(store.incidents) == 1
+
+
+async def test_a_return_the_store_answers_only_in_part_is_decided_at_the_next_beat(
+    clock: FakeClock,
+) -> None:
+    db, _store, a, b = await shared(clock)
+    configs = list(a.configs.values())
+    mine = owned(b.fleet, configs)
+    b.adopted.clear()
+    db.down.add(b.fleet.membership.me.id)
+    while owned(b.fleet, configs):  # its lease runs out before a counts it gone
+        await clock.advance(BEAT)
+        await beat(clock, a.fleet, b.fleet)
+    db.down.clear()
+    book = b.fleet.book
+    answers = book.last_runners
+
+    async def refused(_checks: Sequence[str]) -> dict[str, tuple[float, str]]:
+        raise StoreError("postgresql://db/monitor: connection reset")
+
+    book.last_runners = refused  # type: ignore[method-assign,assignment]
+    await beat(clock, b.fleet)  # the beat is taken, who ran its orphans is not known
+    assert orphans(b.fleet, configs) == mine
+    assert not owned(b.fleet, configs)
+    book.last_runners = answers  # type: ignore[method-assign]
+    for _ in range(SETTLE_BEATS + 1):
+        await clock.advance(BEAT)
+        await beat(clock, a.fleet, b.fleet)
+    assert owned(b.fleet, configs) == mine  # nobody else ran them: kept, not read back
+    assert not owned(a.fleet, configs) & mine
+    assert not b.adopted

@@ -300,18 +300,22 @@ class Fleet:
             self._cut_off()
             return
         continuous = bool(self._live) and (self._solo or now < self._lease_until)
+        configs = {c.name: c for c in self.checks()}
+        names = tuple(configs)
         if not continuous and self._owned:  # a beat that answered after the lease ran out
             self._orphaned |= self._owned
+            self._owned.clear()
+            self._pending.clear()
+        if not continuous and self._orphaned:
+            # Before the lease is renewed: if the store fails here, the next beat does
+            # it again.
+            await self._reconcile(configs, live)
         self._lease_until = started + self.lease_s
         if self._beating_since is None:
             self._beating_since = started
             self._returned = True
         self._solo = live == (me,)
         self._check_config(live_replicas)
-        configs = {c.name: c for c in self.checks()}
-        names = tuple(configs)
-        if not continuous and self._orphaned:
-            await self._reconcile(configs, live)
         if live != self._live or names != self._names or not continuous:
             self._place(configs, live, continuous)
             self._live, self._names = live, names
@@ -364,6 +368,7 @@ class Fleet:
     async def _take(self, configs: dict[str, CheckConfigBase], now: float) -> None:
         """Starts owning the pending checks whose time has come: their state and
         incidents read back, their next run planned from the store's last run."""
+        self._orphaned_gauge.set(len(self._orphaned))
         due = sorted(n for n, at in self._pending.items() if at <= now and n in configs)
         if not due:
             self._owned_gauge.set(len(self._owned))
