@@ -307,6 +307,7 @@ class App:
             membership, self.store, self.clock, self.metrics,
             lambda: self.config.enabled_checks, ttl_s=ttl_s, adopt=self.results.adopt,
             incidents=self.incidents, drop=self.results.disown,
+            held=self.results.unsettled.__contains__,
         )  # fmt: skip
         self.results.orphaned = fleet.orphaned
         return membership, fleet

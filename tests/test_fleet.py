@@ -532,7 +532,8 @@ class Member:
             await self.handler.adopt(checks)
 
         self.fleet = replica_of(db, name, configs, registry=self.registry, adopt=adopt,
-                                drop=self.handler.disown)  # fmt: skip
+                                drop=self.handler.disown,
+                                held=self.handler.unsettled.__contains__)  # fmt: skip
         self.handler.orphaned = self.fleet.orphaned
         self.sink = self.fleet.recording(self.handler)
         self.configs = {c.name: c for c in configs}
@@ -598,6 +599,9 @@ async def test_the_whole_fleet_without_its_store_keeps_probing_and_delivers_when
         store.away = False
         await beat(clock, a.fleet)  # back first: alone in the live set
         assert owned(a.fleet, configs) == mine_a  # its own observations stand, at once
+        # A check with held changes runs at once, to write them; the others at their phase.
+        assert plans(a.fleet)[x] == clock.monotonic()
+        assert all(plans(a.fleet).get(n) != clock.monotonic() for n in mine_a - {x})
         assert not owned(a.fleet, configs) & mine_b  # the other's share is not its own
         await beat(clock, b.fleet)
         assert orphans(b.fleet, configs) == mine_b  # still probing while a lets go
@@ -610,7 +614,8 @@ async def test_the_whole_fleet_without_its_store_keeps_probing_and_delivers_when
     assert a.registry.get_sample_value("monitor_checks_orphaned") == 0
     assert not a.adopted + b.adopted  # nothing read back: what they saw is the truth
     assert "orphans_kept" in [e["event"] for e in logs]
-    # The next runs write the held transitions: one incident each, then no more.
+    assert plans(b.fleet)[y] == clock.monotonic()  # taken at the last beat: run at once
+    # Those runs write the held transitions: one incident each, then no more.
     await a.run(x, ok=False)
     await b.run(y, ok=False)
     await a.run(x, ok=False)

@@ -17,8 +17,9 @@ here, only its monotonic clock to time its lease.
   nothing; it holds each check's state changes as unsettled), and the runs are not
   recorded. When it beats again, `check_runs` says who ran each orphan last: if nobody
   else did (the whole fleet was without its database), its own observations stand, it
-  takes the check back without reading its state from the store, and the next run
-  writes the held transitions (incidents open or resolve, pages go out). If another
+  takes the check back without reading its state from the store, and a run at once
+  (only of checks with held changes) writes the held transitions from the state the
+  store last took (incidents open or resolve, pages go out). If another
   replica ran it meanwhile (this one alone was cut off), its observations are dropped
   (`drop`) and the check is taken back, if still its own, as a newcomer does (below).
   An orphan whose previous owner in the new live set is live waits `SETTLE_BEATS`
@@ -157,6 +158,7 @@ class Fleet:
         ttl_s: float,
         adopt: Callable[[list[CheckConfigBase]], Awaitable[None]] | None = None,
         drop: Callable[[list[CheckConfigBase]], Awaitable[None]] | None = None,
+        held: Callable[[str], bool] | None = None,
         incidents: IncidentManager | None = None,
     ) -> None:
         self.membership = membership
@@ -169,6 +171,7 @@ class Fleet:
         self.lease_s = ttl_s - membership.beat_s
         self.adopt = adopt
         self.drop = drop
+        self.held = held
         self.incidents = incidents
         self.scheduler: Scheduler | None = None
         self._plans: dict[str, float] = {}  # planned before the scheduler started
@@ -384,6 +387,8 @@ class Fleet:
             self._owned.add(name)
             if (at := self._orphan_ran.pop(name, None)) is not None:
                 self._ran[name] = at
+            if self.held is not None and self.held(name):
+                self._plan(name, now)  # its held changes are written by a run now
         if kept:
             log.info("orphans_kept", replica=me, checks=len(kept),
                      reason="no other replica ran them meanwhile")  # fmt: skip
