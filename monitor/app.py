@@ -324,8 +324,10 @@ class App:
         fleet = Fleet(
             membership, self.store, self.clock, self.metrics,
             lambda: self.config.enabled_checks, ttl_s=ttl_s, adopt=self.results.adopt,
-            incidents=self.incidents,
+            incidents=self.incidents, drop=self.results.disown,
+            held=self.results.unsettled.__contains__,
         )  # fmt: skip
+        self.results.orphaned = fleet.orphaned
         return membership, fleet
 
     async def _health(self) -> list[str]:

@@ -90,13 +90,14 @@ class Cluster:
         return f"postgresql://monitor:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def resume(self) -> None:
-        """Starts the server (again, after `pause()`), on the same port and data."""
+        """Starts the server (again, after `pause`), on the same port."""
         self.pg_ctl("start", "-w", "-o",
                     f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
                     "-l", str(self.log))  # fmt: skip
 
     def pause(self) -> None:
-        """Stops the server (fast: sessions are ended, nothing is lost)."""
+        """Stops the server, its data kept: every connection is closed, new ones are
+        refused until `resume`."""
         self.pg_ctl("stop", "-m", "fast", "-w")
 
     def pg_ctl(self, *args: str) -> None:

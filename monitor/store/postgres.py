@@ -891,6 +891,16 @@ class PostgresStore:
             rows = await cur.fetchall()
         return {str(r["check_name"]): float(r["age"]) for r in rows}
 
+    async def last_runners(self, checks: Sequence[str]) -> dict[str, tuple[float, str]]:
+        async with self._tx("cannot read last runs") as cur:
+            await cur.execute(
+                "SELECT check_name, replica, extract(epoch FROM now() - ran_at) AS age"
+                " FROM check_runs WHERE check_name = ANY(%s)",
+                (list(checks),),
+            )
+            rows = await cur.fetchall()
+        return {str(r["check_name"]): (float(r["age"]), str(r["replica"])) for r in rows}
+
     # --- confirmation from another replica ------------------------------------------
 
     async def request_confirmation(
