@@ -175,6 +175,7 @@ class FleetView:
         self._wake = asyncio.Event()
         self._beats = 0
         self._failing: str | None = None  # the last error logged, until it clears
+        self._feed_broken = False
 
     # --- the change feed ---------------------------------------------------------------
 
@@ -184,17 +185,20 @@ class FleetView:
             self._dirty.add(what)
             self._wake.set()
 
+    def _heard(self, what: str) -> None:
+        self._feed_broken = False
+        self.notice(what)
+
     async def listen(self) -> None:
         """Follows the change feed until cancelled; reopened a beat after it breaks, and
         everything is read again then (notices may have been lost meanwhile)."""
-        broken = False
         while True:
             try:
-                await self.store.listen_changes(self.notice)
+                await self.store.listen_changes(self._heard)
             except StoreError as exc:
-                if not broken:  # once per outage, not once per try
+                if not self._feed_broken:  # once per outage, not once per try
                     log.warning("change_feed_broken", error=str(exc), retry_every_s=self.beat_s)
-                broken = True
+                self._feed_broken = True
             self.notice(CHANGED_INCIDENTS)
             self.notice(CHANGED_SILENCES)
             await self.clock.sleep_until(self.clock.monotonic() + self.beat_s)
