@@ -176,8 +176,10 @@ async def test_every_replica_serves_the_fleet_s_answers_and_takes_writes(
         async def acked(port: int) -> bool:
             return any(i[0] == broken_id and i[2] == "acknowledged" for i in await incidents(port))
 
-        for port in ports:
-            await until(lambda port=port: acked(port), what="the ack on every replica")
+        async def acked_everywhere() -> bool:
+            return all([await acked(p) for p in ports])
+
+        await until(acked_everywhere, what="the ack on every replica")
         # … and the owner's next failing runs (a new failure, written to the incident)
         # keep it.
         target.status["broken"] = 500
