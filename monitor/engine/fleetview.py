@@ -116,7 +116,7 @@ def _time(value: object) -> datetime | None:
 
 class FleetReadings:
     """`CheckReadings` over the fleet: this replica's pipeline for the checks it runs,
-    the newest of its owner's row and its own memory for the others."""
+    the newer of its owner's row and its own memory for the others."""
 
     def __init__(
         self, local: CheckReadings, remote: dict[str, Reading], owns: Callable[[str], bool]
@@ -124,13 +124,18 @@ class FleetReadings:
         self.local, self.remote, self.owns = local, remote, owns
 
     def _remote(self, check: str) -> Reading | None:
-        if self.owns(check):
-            return None
+        """The owner's row when it is what to answer with: for a check run elsewhere
+        unless this replica saw a newer run itself, and for one this replica has taken
+        over until its first run here."""
         found = self.remote.get(check)
         if found is None:
             return None
         mine = self.local.last_result(check)
-        return found if mine is None or found.last.started_at >= mine.started_at else None
+        if mine is None:
+            return found
+        if self.owns(check):
+            return None
+        return found if found.last.started_at >= mine.started_at else None
 
     def state(self, check: str) -> CheckState | None:
         found = self._remote(check)
