@@ -38,6 +38,7 @@ from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
 from monitor.engine.scheduler import CheckRunner, Scheduler
 from monitor.engine.slo import SloEvaluator, objectives
+from monitor.engine.summary import Summaries
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
@@ -54,7 +55,7 @@ from monitor.store.replicas import ReplicaBook, RunBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.badges import BadgeApi
 from monitor.web.history import HistoryApi
-from monitor.web.slo import slo_json
+from monitor.web.slo import slo_fragment, slo_json
 from monitor.web.status import StatusView
 
 __all__ = ["App"]
@@ -177,10 +178,15 @@ class App:
                 self.incidents, self.silences, self.clock, config.api.write_token,
                 runbook_of=self._runbook_of,
             )  # fmt: skip
+            summaries = Summaries(
+                self.store, self.clock, lambda: [c.name for c in self.config.enabled_checks]
+            )
             status = StatusView(
                 title=config.daemon.status_title, clock=self.clock,
                 checks=lambda: self.config.enabled_checks, results=readings,
                 incidents=self.incidents, runbook_of=self._runbook_of,
+                summaries=summaries, groups=lambda: self.config.groups,
+                slo_section=lambda name: slo_fragment(self.slo, name) or None,
             )  # fmt: skip
             history_api = HistoryApi(
                 HistoryView(self.store, self.clock),
@@ -224,6 +230,7 @@ class App:
                     self.scheduler.start(config.enabled_checks)
                     tg.create_task(self._reload_loop(), name="reloader")
                     tg.create_task(history.run(), name="history")
+                    tg.create_task(summaries.run(), name="summaries")
                     tg.create_task(self._resilient("outbox", self.outbox.run), name="outbox")
                     tg.create_task(
                         self._resilient("pager", self.pager.run, self.pager.load), name="pager"
@@ -332,8 +339,10 @@ class App:
         fleet = Fleet(
             membership, self.store, self.clock, self.metrics,
             lambda: self.config.enabled_checks, ttl_s=ttl_s, adopt=self.results.adopt,
-            incidents=self.incidents,
+            incidents=self.incidents, drop=self.results.disown,
+            held=self.results.unsettled.__contains__,
         )  # fmt: skip
+        self.results.orphaned = fleet.orphaned
         return membership, fleet
 
     async def _health(self) -> list[str]:

@@ -144,6 +144,15 @@ class MemoryStore:
                 total += RunCounts(b.up, b.degraded, b.down, b.blind)
         return total
 
+    async def read_history_totals(
+        self, check: str, size: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        totals: dict[int, HistoryBucket] = {}
+        for b in await self.read_history(check, HOUR, since, until):
+            t = b.at(size)
+            totals[t.start] = totals[t.start].merged(t) if t.start in totals else t
+        return [totals[k] for k in sorted(totals)]
+
     async def prune_history(self, now: int) -> None:
         self._live()
         keep = {MINUTE: MINUTE_RETENTION_S, HOUR: HOUR_RETENTION_S}

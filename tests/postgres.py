@@ -26,7 +26,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-__all__ = ["TcpProxy", "find_bin", "private_cluster", "schema_dsn", "server_dsn"]
+__all__ = ["Cluster", "TcpProxy", "find_bin", "private_cluster", "schema_dsn", "server_dsn"]
 
 ENV = "MONITOR_TEST_POSTGRES_DSN"
 
@@ -86,10 +86,19 @@ class Cluster:
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
         pwfile.unlink()
+        self.resume()
+        return f"postgresql://monitor:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def resume(self) -> None:
+        """Starts the server (again, after `pause`), on the same port."""
         self.pg_ctl("start", "-w", "-o",
                     f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
                     "-l", str(self.log))  # fmt: skip
-        return f"postgresql://monitor:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def pause(self) -> None:
+        """Stops the server, its data kept: every connection is closed, new ones are
+        refused until `resume`."""
+        self.pg_ctl("stop", "-m", "fast", "-w")
 
     def pg_ctl(self, *args: str) -> None:
         subprocess.run(

@@ -164,7 +164,7 @@ async def test_refuted_the_check_keeps_its_state_and_streak_and_asks_again(
     view = StatusView("t", clock, lambda: [config], handler, manager)
     (asset,) = view.snapshot()["assets"]
     assert (asset["state"], asset["disputed"]) == ("up", "another replica sees it up: HTTP 200")
-    assert "(disputed)" in render_html(view.snapshot())
+    assert "(disputed)" in render_html(view.page())
     # The streak is kept: the very next failure asks again; confirmed, it goes down.
     book.reply = lambda _r: [answer(Seen.DOWN, "HTTP 500")]
     await handler(config, run(config, clock, ok=False))

@@ -388,7 +388,7 @@ def test_every_route_has_one_handler_in_one_resource_module() -> None:
     by_module.append(set(badges.handlers(badges.BadgeApi(list, None, None, None))))  # type: ignore[arg-type]
     everything = set().union(*by_module)
     assert sum(len(names) for names in by_module) == len(everything)  # no name twice
-    served_elsewhere = {"metrics", "healthz", "readyz", "openapi", "status", "page"}
+    served_elsewhere = {"metrics", "healthz", "readyz", "openapi", "status", "page", "asset_page"}
     assert {r.operation for r in ROUTES} == everything | served_elsewhere
 
 

@@ -86,6 +86,7 @@ class Database:
         self.clock = clock
         self.seen: dict[str, tuple[ReplicaId, float]] = {}
         self.runs: dict[str, float] = {}
+        self.runners: dict[str, str] = {}  # who recorded each check's last run
         self.down: set[str] = set()  # replicas that cannot reach it
 
 
@@ -118,11 +119,17 @@ class Book:
     async def record_runs(self, replica_id: str, runs: Sequence[tuple[str, float]]) -> None:
         self._reach()
         for name, age in runs:
-            self.db.runs[name] = max(self.db.runs.get(name, -1e9), self._now() - age)
+            if self._now() - age > self.db.runs.get(name, -1e9):
+                self.db.runs[name] = self._now() - age
+                self.db.runners[name] = replica_id
 
     async def last_runs(self, checks: Sequence[str]) -> dict[str, float]:
         self._reach()
         return {c: self._now() - self.db.runs[c] for c in checks if c in self.db.runs}
+
+    async def last_runners(self, checks: Sequence[str]) -> dict[str, tuple[float, str]]:
+        ages = await self.last_runs(checks)
+        return {c: (age, self.db.runners.get(c, "?")) for c, age in ages.items()}
 
     async def claim_gone(self, ttl_s: float) -> list[Replica]:
         self._reach()
@@ -169,7 +176,13 @@ def plans(fleet: Fleet) -> dict[str, float]:
 
 
 def owned(fleet: Fleet, configs: list[CheckConfigBase]) -> set[str]:
-    return {c.name for c in configs if fleet.owns(c.name)}
+    """The checks `fleet` runs as their owner (writing and paging)."""
+    return {c.name for c in configs if fleet.owns(c.name) and not fleet.orphaned(c.name)}
+
+
+def orphans(fleet: Fleet, configs: list[CheckConfigBase]) -> set[str]:
+    """The checks `fleet` probes on its own, keeping the results local."""
+    return {c.name for c in configs if fleet.owns(c.name) and fleet.orphaned(c.name)}
 
 
 async def beat(clock: FakeClock, *fleets: Fleet) -> None:
@@ -249,15 +262,21 @@ async def test_a_replica_cut_off_stops_within_its_lease_and_comes_back_without_d
     db.down.add(b.membership.me.id)
     last_ok = clock.monotonic()
     with capture_logs() as logs:
-        # Its beat hangs (no answer): the lease alone stops it.
+        # Its beat hangs (no answer): the lease alone stops it; a beats on.
         while owned(b, configs) and clock.monotonic() - last_ok < 2 * TTL:
             await clock.advance(BEAT / 4)
+            if (clock.monotonic() - last_ok) % BEAT == 0:
+                await beat(clock, a)
         stopped = clock.monotonic() - last_ok
         await beat(clock, b)  # then fails
         # b stops before the database counts it gone (TTL), a beat ahead.
         assert stopped <= TTL - BEAT
         assert b.detail()["owned_checks"] == 0
         assert "store" in str(b.detail()["owns_nothing"])
+        # It cannot tell a cut-off from an outage of the whole fleet: it probes its
+        # share on its own, results kept local.
+        assert orphans(b, configs) == theirs
+        assert b.detail()["orphaned_checks"] == len(theirs)
         while not theirs <= owned(a, configs):
             await clock.advance(BEAT)
             await beat(clock, a, b)
@@ -265,9 +284,11 @@ async def test_a_replica_cut_off_stops_within_its_lease_and_comes_back_without_d
         assert not owned(b, configs)  # never both at once
         for name in theirs:  # a ran them just now
             db.runs[name] = clock.monotonic()
+            db.runners[name] = a.membership.me.id
         db.down.clear()
-        await beat(clock, b)  # back: it waits for a to let go
-        assert not owned(b, configs)
+        await beat(clock, b)  # back: a ran them, so it drops its own observations…
+        assert not orphans(b, configs)
+        assert not owned(b, configs)  # …and waits for a to let go
         await beat(clock, a)
         assert not owned(a, configs) & theirs
         for _ in range(SETTLE_BEATS):
@@ -276,7 +297,9 @@ async def test_a_replica_cut_off_stops_within_its_lease_and_comes_back_without_d
     assert owned(b, configs) == theirs
     for name in theirs:  # not at once: a full interval after a's run
         assert plans(b)[name] == pytest.approx(db.runs[name] + 10.0)
-    assert "checks_released" in [e["event"] for e in logs]
+    events = [e["event"] for e in logs]
+    assert "checks_orphaned" in events
+    assert "orphans_dropped" in events
 
 
 async def test_a_fleet_of_one_keeps_its_checks_through_an_outage(clock: FakeClock) -> None:
@@ -460,6 +483,9 @@ async def test_the_store_keeps_the_latest_run_and_gives_each_gone_replica_once(
         assert set(ages) == {"x", "y"}
         assert 3.0 <= ages["x"] < 8.0  # by the database's clock
         assert 30.0 <= ages["y"] < 35.0
+        runners = await b.last_runners(["x", "y", "never"])
+        assert {c: r for c, (_, r) in runners.items()} == {"x": "a", "y": "a"}
+        assert runners["x"][0] == pytest.approx(ages["x"], abs=1.0)
         me = ReplicaId("h:1:a", "h", 1, "1.0", TTL, "hash-a")
         [seen] = await a.beat_replica(me)
         assert seen.config_hash == "hash-a"
@@ -473,3 +499,202 @@ async def test_the_store_keeps_the_latest_run_and_gives_each_gone_replica_once(
     finally:
         await a.close()
         await b.close()
+
+
+# --- an outage of the store: orphans ---------------------------------------------
+
+
+def strict(n: int) -> list[CheckConfigBase]:
+    """Checks that go down on one failing run and up on one passing run."""
+    return [
+        HttpCheckConfig(name=f"c{i}", kind="http", url="http://x", interval="10s",
+                        failure_threshold=1, success_threshold=1).resolved(Defaults())
+        for i in range(n)
+    ]  # fmt: skip
+
+
+class Member:
+    """A fleet member with its pipeline on the shared store (a `Flaky` one)."""
+
+    def __init__(
+        self, db: Database, name: str, configs: list[CheckConfigBase], store: Flaky
+    ) -> None:
+        self.registry = CollectorRegistry()
+        metrics = Metrics(CollectorRegistry())
+        self.manager = IncidentManager(store, db.clock, metrics, cooldown=timedelta(minutes=30))
+        self.handler = ResultHandler(metrics, clock=db.clock, store=store, incidents=self.manager)
+        self.handler.configure([SeverityRule.model_validate({"name": "all", "severity": "P1"})],
+                               [])  # fmt: skip
+        self.adopted: list[str] = []
+
+        async def adopt(checks: list[CheckConfigBase]) -> None:
+            self.adopted += [c.name for c in checks]
+            await self.handler.adopt(checks)
+
+        self.fleet = replica_of(db, name, configs, registry=self.registry, adopt=adopt,
+                                drop=self.handler.disown,
+                                held=self.handler.unsettled.__contains__)  # fmt: skip
+        self.handler.orphaned = self.fleet.orphaned
+        self.sink = self.fleet.recording(self.handler)
+        self.configs = {c.name: c for c in configs}
+        self.clock = db.clock
+
+    async def run(self, name: str, *, ok: bool) -> None:
+        """A run of `name`, as the scheduler would make it through the gate."""
+        assert self.fleet.owns(name)
+        outcome, failure = (Outcome.UP, None) if ok else (Outcome.DOWN, FailureKind.CONNECT)
+        result = CheckResult(name, "http", outcome, failure, "x", self.clock.now(), 0.1)
+        await self.sink(self.configs[name], result)
+
+
+async def shared(clock: FakeClock, n: int = 6) -> tuple[Database, Flaky, Member, Member]:
+    """Two replicas sharing `n` checks, each run once, all up."""
+    db, configs, store = Database(clock), strict(n), Flaky()
+    a, b = Member(db, "a", configs, store), Member(db, "b", configs, store)
+    await beat(clock, a.fleet, b.fleet)
+    for _ in range(SETTLE_BEATS + 1):
+        await clock.advance(BEAT)
+        await beat(clock, a.fleet, b.fleet)
+    for r in (a, b):
+        assert owned(r.fleet, configs)
+        for name in owned(r.fleet, configs):
+            await r.run(name, ok=True)
+    await clock.advance(BEAT)
+    await beat(clock, a.fleet, b.fleet)  # the runs are recorded
+    return db, store, a, b
+
+
+async def test_the_whole_fleet_without_its_store_keeps_probing_and_delivers_when_it_is_back(
+    clock: FakeClock,
+) -> None:
+    db, store, a, b = await shared(clock)
+    configs = list(a.configs.values())
+    mine_a, mine_b = owned(a.fleet, configs), owned(b.fleet, configs)
+    x, y = sorted(mine_a)[0], sorted(mine_b)[0]
+    a.adopted.clear()
+    b.adopted.clear()
+    db.down |= {a.fleet.membership.me.id, b.fleet.membership.me.id}
+    store.away = True
+    with capture_logs() as logs:
+        while owned(a.fleet, configs) or owned(b.fleet, configs):
+            await clock.advance(BEAT)
+            await beat(clock, a.fleet, b.fleet)
+        # The lease ran out: each probes the share it last owned, on its own.
+        assert orphans(a.fleet, configs) == mine_a
+        assert orphans(b.fleet, configs) == mine_b
+        assert a.registry.get_sample_value("monitor_checks_orphaned") == len(mine_a)
+        assert "probing" in str(a.fleet.detail()["owns_nothing"])
+        await a.run(x, ok=False)  # x goes down, y goes down and comes back, nothing written
+        await b.run(y, ok=False)
+        await clock.advance(5)
+        await b.run(y, ok=True)
+        await b.run(y, ok=False)
+        assert a.handler.states[x].state.value == "down"
+        assert not store.incidents
+        for _ in range(int(30 / BEAT)):  # 30 s without a database
+            await clock.advance(BEAT)
+            await beat(clock, a.fleet, b.fleet)
+        assert orphans(a.fleet, configs) == mine_a
+        db.down.clear()
+        store.away = False
+        await beat(clock, a.fleet)  # back first: alone in the live set
+        assert owned(a.fleet, configs) == mine_a  # its own observations stand, at once
+        # A check with held changes runs at once, to write them; the others at their phase.
+        assert plans(a.fleet)[x] == clock.monotonic()
+        assert all(plans(a.fleet).get(n) != clock.monotonic() for n in mine_a - {x})
+        assert not owned(a.fleet, configs) & mine_b  # the other's share is not its own
+        await beat(clock, b.fleet)
+        assert orphans(b.fleet, configs) == mine_b  # still probing while a lets go
+        for _ in range(SETTLE_BEATS):
+            await clock.advance(BEAT)
+            await beat(clock, a.fleet, b.fleet)
+    assert owned(a.fleet, configs) == mine_a
+    assert owned(b.fleet, configs) == mine_b
+    assert not orphans(a.fleet, configs) | orphans(b.fleet, configs)
+    assert a.registry.get_sample_value("monitor_checks_orphaned") == 0
+    assert not a.adopted + b.adopted  # nothing read back: what they saw is the truth
+    assert "orphans_kept" in [e["event"] for e in logs]
+    assert plans(b.fleet)[y] == clock.monotonic()  # taken at the last beat: run at once
+    # Those runs write the held transitions: one incident each, then no more.
+    await a.run(x, ok=False)
+    await b.run(y, ok=False)
+    await a.run(x, ok=False)
+    await b.run(y, ok=False)
+    assert sorted(i.key for i in store.incidents.values()) == sorted([x, y])
+    assert all(i.status is IncidentStatus.TRIGGERED for i in store.incidents.values())
+    assert store.states[x].state.value == "down"
+    await clock.advance(BEAT)
+    await beat(clock, a.fleet, b.fleet)
+    assert db.runners[x] == a.fleet.membership.me.id
+
+
+async def test_a_replica_cut_off_drops_what_it_saw_of_checks_the_others_ran(
+    clock: FakeClock,
+) -> None:
+    db, store, a, b = await shared(clock)
+    configs = list(a.configs.values())
+    theirs = owned(b.fleet, configs)
+    y = sorted(theirs)[0]
+    b.adopted.clear()
+    db.down.add(b.fleet.membership.me.id)  # b alone is cut off
+    while not theirs <= owned(a.fleet, configs):
+        await clock.advance(BEAT)
+        await beat(clock, a.fleet, b.fleet)
+    assert orphans(b.fleet, configs) == theirs  # it cannot tell: it probes them too
+    await b.run(y, ok=False)  # b sees y fail (kept local)…
+    await a.run(y, ok=False)  # …and so does a, which owns it now and opens the incident
+    [incident] = store.incidents.values()
+    await clock.advance(BEAT)
+    await beat(clock, a.fleet, b.fleet)  # a records its run
+    assert db.runners[y] == a.fleet.membership.me.id
+    db.down.clear()
+    with capture_logs() as logs:
+        await beat(clock, b.fleet)
+    assert "orphans_dropped" in [e["event"] for e in logs]
+    # a ran y meanwhile; the others were due later, so nobody ran them but b: kept.
+    assert orphans(b.fleet, configs) == theirs - {y}
+    assert y not in b.handler.unsettled  # its own down transition is never written
+    assert b.handler.states[y].state.value == "down"  # the store's state, read back
+    for _ in range(SETTLE_BEATS + 1):
+        await clock.advance(BEAT)
+        await beat(clock, a.fleet, b.fleet)
+    assert owned(b.fleet, configs) == theirs
+    assert not owned(a.fleet, configs) & theirs
+    assert y in b.adopted
+    assert not (theirs - {y}) & set(b.adopted)
+    await b.run(y, ok=False)
+    assert list(store.incidents) == [incident.id]  # still the one incident
+    await b.run(y, ok=True)
+    assert store.incidents[incident.id].status is IncidentStatus.RESOLVED
+    assert len(store.incidents) == 1
+
+
+async def test_a_return_the_store_answers_only_in_part_is_decided_at_the_next_beat(
+    clock: FakeClock,
+) -> None:
+    db, _store, a, b = await shared(clock)
+    configs = list(a.configs.values())
+    mine = owned(b.fleet, configs)
+    b.adopted.clear()
+    db.down.add(b.fleet.membership.me.id)
+    while owned(b.fleet, configs):  # its lease runs out before a counts it gone
+        await clock.advance(BEAT)
+        await beat(clock, a.fleet, b.fleet)
+    db.down.clear()
+    book = b.fleet.book
+    answers = book.last_runners
+
+    async def refused(_checks: Sequence[str]) -> dict[str, tuple[float, str]]:
+        raise StoreError("postgresql://db/monitor: connection reset")
+
+    book.last_runners = refused  # type: ignore[method-assign,assignment]
+    await beat(clock, b.fleet)  # the beat is taken, who ran its orphans is not known
+    assert orphans(b.fleet, configs) == mine
+    assert not owned(b.fleet, configs)
+    book.last_runners = answers  # type: ignore[method-assign]
+    for _ in range(SETTLE_BEATS + 1):
+        await clock.advance(BEAT)
+        await beat(clock, a.fleet, b.fleet)
+    assert owned(b.fleet, configs) == mine  # nobody else ran them: kept, not read back
+    assert not owned(a.fleet, configs) & mine
+    assert not b.adopted

@@ -226,7 +226,10 @@ async def test_no_secret_on_any_surface_of_the_daemon(
                          "/api/status", "/", "/api/silences", "/metrics",
                          "/api/incidents/history", "/badge/site/status.svg",
                          "/badge/site/uptime/24h.svg", "/badge/group/other/status.svg",
-                         "/badge/group/other/uptime/90d.svg", "/badge/npm-wing/status.svg")
+                         "/badge/group/other/uptime/90d.svg", "/badge/npm-wing/status.svg",
+                         "/assets/site", "/assets/npm-wing", "/assets/ci",
+                         "/?q=site&state=failing", f"/assets/{URL_PASSWORD}",
+                         "/api/assets/site/history")
         }  # fmt: skip
         [public] = json.loads(surfaces["/api/incidents/history"])["incidents"]
         assert public["summary"] == "fixed; the key was ***"

@@ -559,7 +559,12 @@ async def test_the_daemon_pages_on_the_burn_not_on_the_failures(
                 [slo] = (await answer.json())["slo"]
             async with http.get(f"{base}/metrics") as answer:
                 exposition = await answer.text()
+            async with http.get(f"{base}/assets/site") as answer:
+                asset_page = await answer.text()
         assert (slo["name"], slo["scope"], slo["burning"]) == ("site", "check", "fast")
+        # The asset page carries the same objective, burning fast.
+        assert '<section class="slo" id="slo">' in asset_page
+        assert "burning fast" in asset_page
         assert slo["error_budget_remaining"] < 0
         assert slo["burn_rate"]["5m"] == 100.0
         assert 'monitor_slo_burn_rate{scope="check",slo="site",window="1h"} 100.0' in exposition

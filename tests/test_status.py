@@ -86,7 +86,7 @@ async def test_snapshot_orders_failing_first_and_lists_incidents(view: StatusVie
 
 
 async def test_html_escapes_and_shows_bars_state_and_incidents(view: StatusView) -> None:
-    page = render_html(view.snapshot())
+    page = render_html(view.page())
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<title>Wing &lt;assets&gt;</title>" in page

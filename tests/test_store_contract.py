@@ -400,6 +400,28 @@ async def test_run_counts_sum_the_checks_over_a_range(store: Store) -> None:
     assert await store.count_runs([], HOUR, 0, H0 + 9 * HOUR) == RunCounts()
 
 
+async def test_history_totals_add_hours_up_per_period(store: Store) -> None:
+    day = 24 * HOUR
+    d0 = H0 - H0 % day  # a UTC day
+    await store.add_history([
+        minute("web", d0 - H0 - HOUR, up=2, ms=80),  # the day before, 23:00
+        minute("web", d0 - H0, up=3, ms=80), minute("web", d0 - H0 + 5 * HOUR, down=1, ms=3000),
+        minute("web", d0 - H0 + 5 * HOUR + 60, blind=4), minute("api", d0 - H0, up=9),
+    ])  # fmt: skip
+    totals = await store.read_history_totals("web", day, d0 - day, d0 + day)
+    assert [(b.start, b.resolution, b.up, b.down, b.blind) for b in totals] == [
+        (d0 - day, day, 2, 0, 0), (d0, day, 3, 1, 4),
+    ]  # fmt: skip
+    assert totals[1].max_ms == pytest.approx(3000)
+    assert totals[1].sum_ms == pytest.approx(3 * 80 + 3000)
+    assert totals[1].latency == (3, 0, 0, 0, 0, 1, 0, 0)
+    assert {b.check for b in totals} == {"web"}
+    # Only hour rows in [since, until) count.
+    [late] = await store.read_history_totals("web", day, d0 + HOUR, d0 + day)
+    assert (late.start, late.runs) == (d0, 5)
+    assert await store.read_history_totals("web", day, d0 + day, d0 + 2 * day) == []
+
+
 async def test_history_retention_and_deletion(store: Store) -> None:
     old_minute = -MINUTE_RETENTION_S - HOUR
     old_hour = -HOUR_RETENTION_S - HOUR

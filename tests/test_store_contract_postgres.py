@@ -16,6 +16,7 @@ from tests.test_store_contract import (  # noqa: F401
     test_escalations_commit_with_their_pages_once,
     test_history_adds_minutes_and_derives_hours,
     test_history_retention_and_deletion,
+    test_history_totals_add_hours_up_per_period,
     test_incidents_get_ids_and_round_trip,
     test_latest_and_listing,
     test_one_open_incident_per_key,

@@ -7,19 +7,35 @@ judged by its clock alone); a replica never uses its own wall clock to decide an
 here, only its monotonic clock to time its lease.
 
 - **Lease.** A replica owns checks only while its last successful beat started less than
-  `ttl - beat` ago. One that cannot beat (cut off from the database) stops running its
-  checks a beat before the others could count it gone and take them over; when it comes
-  back, it takes its checks again as a newcomer does (below), so nothing runs twice.
-  Meanwhile it keeps serving its API; `/readyz` says it owns nothing, and why. A fleet of
+  `ttl - beat` ago. One that cannot beat (cut off from the database) stops owning its
+  checks a beat before the others could count it gone and take them over. A fleet of
   one (the last live set held only this replica) keeps running everything through an
   outage: nobody could take over.
+- **Orphans.** A replica cannot tell "the database is down for everyone" from "I am cut
+  off", so when its lease runs out it keeps probing the checks it last owned, as
+  orphans: results stay local (`orphaned` tells the pipeline to write nothing and page
+  nothing; it holds each check's state changes as unsettled), and the runs are not
+  recorded. When it beats again, `check_runs` says who ran each orphan last: if nobody
+  else did (the whole fleet was without its database), its own observations stand, it
+  takes the check back without reading its state from the store, and a run at once
+  (only of checks with held changes) writes the held transitions from the state the
+  store last took (incidents open or resolve, pages go out). If another
+  replica ran it meanwhile (this one alone was cut off), its observations are dropped
+  (`drop`) and the check is taken back, if still its own, as a newcomer does (below).
+  An orphan whose previous owner in the new live set is live waits `SETTLE_BEATS`
+  beats (still probed, still local) before that decision, so that a takeover the other
+  has not recorded yet is seen. During a cut-off the others probe its checks too:
+  duplicate probes, never duplicate writes or pages, and only until it is back.
 - **Handover.** A check taken over from a replica that is gone is planned at once from
   the store's record of its last run (`RunBook`, timed by the database): due again at
   last run + interval, or, when that has passed, at once (spread over
   `TAKEOVER_SPREAD_S`). A check handed over by a replica that is still live (one joined,
   or this one came back) waits `SETTLE_BEATS` beats first, long enough for the other to
   see the new live set, stop, and record its last runs. Before its first run here, a
-  gained check's alert state and open incident are read back from the store.
+  gained check's alert state and open incident are read back from the store. After
+  its lease ran out, a replica takes a check that was not its orphan only after `ttl`
+  (that the others had the time to beat again, when the whole fleet was without its
+  database), or `SETTLE_BEATS` beats when its previous owner is live.
 - **Config.** Each beat carries a hash of the replica's loaded config (`config_hash`);
   a replica whose hash differs from a live peer's logs `config_differs` and sets
   `monitor_config_consistent` to 0.
@@ -141,6 +157,8 @@ class Fleet:
         *,
         ttl_s: float,
         adopt: Callable[[list[CheckConfigBase]], Awaitable[None]] | None = None,
+        drop: Callable[[list[CheckConfigBase]], Awaitable[None]] | None = None,
+        held: Callable[[str], bool] | None = None,
         incidents: IncidentManager | None = None,
     ) -> None:
         self.membership = membership
@@ -152,6 +170,8 @@ class Fleet:
         self.ttl_s = ttl_s
         self.lease_s = ttl_s - membership.beat_s
         self.adopt = adopt
+        self.drop = drop
+        self.held = held
         self.incidents = incidents
         self.scheduler: Scheduler | None = None
         self._plans: dict[str, float] = {}  # planned before the scheduler started
@@ -163,23 +183,40 @@ class Fleet:
         self._solo = False  # the last live set held only this replica
         self._started = False  # the first checks were placed
         self._ran: dict[str, float] = {}  # check → monotonic start of runs not yet recorded
+        self._orphaned: set[str] = set()  # probed after its lease ran out, kept local
+        self._orphan_ran: dict[str, float] = {}  # their runs: recorded only if kept
         self._beating_since: float | None = None
         self._returned = False  # it beats (again): a replica-gone incident of its host ends
         self._differs: list[str] = []
         self._owned_gauge, self._consistent = metrics.track_fleet()
         self._consistent.set(1)
+        self._orphaned_gauge = metrics.track_orphaned()
+        self._orphaned_gauge.set(0)
 
     # --- the scheduler's gate ----------------------------------------------------------
 
     def owns(self, check: str) -> bool:
-        """Whether this replica runs `check` now."""
+        """Whether this replica runs `check` now (as its owner, or as an orphan)."""
+        return self._leased(check) or check in self._orphaned
+
+    def orphaned(self, check: str) -> bool:
+        """Whether a result of `check` must stay local: this replica does not own it
+        under a lease now (an orphan, or a run that ended after it let the check go)."""
+        return not self._leased(check)
+
+    def _leased(self, check: str) -> bool:
         return check in self._owned and (self._solo or self.clock.monotonic() < self._lease_until)
 
     def recording(self, sink: ResultSink) -> ResultSink:
-        """`sink`, after noting when the run started (recorded at the next beat)."""
+        """`sink`, after noting when the run started (recorded at the next beat; an
+        orphan's only once its observations are kept)."""
 
         async def record(config: CheckConfigBase, result: CheckResult) -> None:
-            self._ran[config.name] = self.clock.monotonic() - result.duration_s
+            name, at = config.name, self.clock.monotonic() - result.duration_s
+            if self._leased(name):
+                self._ran[name] = at
+            elif name in self._orphaned:
+                self._orphan_ran[name] = at
             await sink(config, result)
 
         return record
@@ -246,12 +283,15 @@ class Fleet:
             return
         if self._owned and self.clock.monotonic() >= self._lease_until:
             log.warning(
-                "checks_released", replica=self.membership.me.id, checks=len(self._owned),
-                reason="cannot reach the store to renew its lease",
+                "checks_orphaned", replica=self.membership.me.id, checks=len(self._owned),
+                reason="cannot reach the store to renew its lease: probing them on its own,"
+                " holding their state changes until it is back",
             )  # fmt: skip
+            self._orphaned |= self._owned
             self._owned.clear()
             self._pending.clear()
             self._owned_gauge.set(0)
+            self._orphaned_gauge.set(len(self._orphaned))
 
     async def _after_beat(self, started: float) -> None:
         me = self.membership.me.id
@@ -263,17 +303,27 @@ class Fleet:
             self._cut_off()
             return
         continuous = bool(self._live) and (self._solo or now < self._lease_until)
+        configs = {c.name: c for c in self.checks()}
+        names = tuple(configs)
+        if not continuous and self._owned:  # a beat that answered after the lease ran out
+            self._orphaned |= self._owned
+            self._owned.clear()
+            self._pending.clear()
+        if not continuous and self._orphaned:
+            # Before the lease is renewed: if the store fails here, the next beat does
+            # it again.
+            await self._reconcile(configs, live)
         self._lease_until = started + self.lease_s
         if self._beating_since is None:
             self._beating_since = started
             self._returned = True
         self._solo = live == (me,)
         self._check_config(live_replicas)
-        configs = {c.name: c for c in self.checks()}
-        names = tuple(configs)
         if live != self._live or names != self._names or not continuous:
             self._place(configs, live, continuous)
             self._live, self._names = live, names
+        if stray := self._orphaned - set(self._pending):  # not its own any more
+            await self._drop(configs, stray, "owned by another replica")
         await self._take(configs, now)
         await self._record()
         if self._returned:
@@ -289,6 +339,7 @@ class Fleet:
         """Works out what this replica gained and lost with a new live set."""
         me = self.membership.me.id
         mine = {name for name in configs if owner(name, live) == me}
+        returning = self._started and not continuous  # its lease ran out: it is back
         if not continuous:  # its lease ran out (or it starts): it holds nothing now
             self._owned.clear()
             self._pending.clear()
@@ -307,6 +358,10 @@ class Fleet:
             previous = owner(name, before)
             if previous is not None and previous != me and previous in live:
                 self._pending[name] = settle_at  # the other stops at its next beat
+            elif returning and name not in self._orphaned:
+                # After an outage of the whole fleet the others beat again soon: their
+                # checks are theirs once they do, not this replica's because it was first.
+                self._pending[name] = self.clock.monotonic() + self.ttl_s
             else:
                 self._pending[name] = -math.inf  # its owner is gone (or it is new): now
         if lost or gained:
@@ -316,11 +371,33 @@ class Fleet:
     async def _take(self, configs: dict[str, CheckConfigBase], now: float) -> None:
         """Starts owning the pending checks whose time has come: their state and
         incidents read back, their next run planned from the store's last run."""
+        self._orphaned_gauge.set(len(self._orphaned))
         due = sorted(n for n, at in self._pending.items() if at <= now and n in configs)
         if not due:
             self._owned_gauge.set(len(self._owned))
             return
-        ages = await self.book.last_runs(due)
+        runs = await self.book.last_runners(due)
+        me = self.membership.me.id
+        kept = [n for n in due if n in self._orphaned and runs.get(n, (0.0, me))[1] == me]
+        if taken := [n for n in due if n in self._orphaned and n not in kept]:
+            await self._drop(configs, taken, "another replica ran them meanwhile")
+        for name in kept:  # nobody else ran it: what this replica saw stands
+            del self._pending[name]
+            self._orphaned.discard(name)
+            self._owned.add(name)
+            if (at := self._orphan_ran.pop(name, None)) is not None:
+                self._ran[name] = at
+            if self.held is not None and self.held(name):
+                self._plan(name, now)  # its held changes are written by a run now
+        if kept:
+            log.info("orphans_kept", replica=me, checks=len(kept),
+                     reason="no other replica ran them meanwhile")  # fmt: skip
+        self._orphaned_gauge.set(len(self._orphaned))
+        due = [n for n in due if n not in kept]
+        if not due:
+            self._owned_gauge.set(len(self._owned))
+            return
+        ages = {n: age for n, (age, _) in runs.items()}
         if self.adopt is not None:
             await self.adopt([configs[n] for n in due])
         overdue = []
@@ -341,6 +418,34 @@ class Fleet:
             self._plan(name, now + i * step)
         self._started = True
         self._owned_gauge.set(len(self._owned))
+
+    async def _reconcile(self, configs: dict[str, CheckConfigBase], live: tuple[str, ...]) -> None:
+        """Back after its lease ran out: the orphans another replica ran meanwhile (or
+        that are not its own in the new live set) are dropped at once."""
+        me = self.membership.me.id
+        names = sorted(self._orphaned)
+        runs = await self.book.last_runners(names)
+        taken = {n for n in names if n in runs and runs[n][1] != me}
+        if taken:
+            await self._drop(configs, taken, "another replica ran them meanwhile")
+        if gone := {n for n in names if n not in configs or owner(n, live) != me} - taken:
+            await self._drop(configs, gone, "owned by another replica")
+
+    async def _drop(
+        self, configs: dict[str, CheckConfigBase], names: Iterable[str], reason: str
+    ) -> None:
+        """Forgets what this replica saw of orphans: the store's state is the truth."""
+        names = sorted(set(names) & self._orphaned)
+        if not names:
+            return
+        for name in names:
+            self._orphaned.discard(name)
+            self._orphan_ran.pop(name, None)
+        self._orphaned_gauge.set(len(self._orphaned))
+        log.info("orphans_dropped", replica=self.membership.me.id, checks=len(names),
+                 reason=reason)  # fmt: skip
+        if self.drop is not None:
+            await self.drop([configs[n] for n in names if n in configs])
 
     def attach(self, scheduler: Scheduler) -> None:
         """The scheduler is running: the runs planned before it started move to it."""
@@ -411,12 +516,19 @@ class Fleet:
 
     def detail(self) -> dict[str, object]:
         detail = self.membership.detail()
-        owned = sum(1 for name in self._owned if self.owns(name))
+        owned = sum(1 for name in self._owned if self._leased(name))
         detail["owned_checks"] = owned
+        detail["orphaned_checks"] = len(self._orphaned)
         detail["config_hash"] = self.membership.me.config_hash
         detail["config_differs"] = self._differs
         if not owned:
-            if self.membership.failing or self.clock.monotonic() >= self._lease_until:
+            if self._orphaned:
+                why = (
+                    f"cannot reach the store to renew its lease: probing the"
+                    f" {len(self._orphaned)} checks it last owned, their state changes"
+                    " held until it is back (dropped if another replica ran them)"
+                )
+            elif self.membership.failing or self.clock.monotonic() >= self._lease_until:
                 why = "cannot reach the store to renew its lease: the other replicas run its checks"
             elif self._pending and not self._owned:
                 why = "taking over its checks from the replica that held them"

@@ -72,6 +72,9 @@ class ResultHandler:
         # Asks other replicas before a check with `confirm:` goes down (a fleet's only).
         self.confirmer: Callable[[CheckConfigBase, CheckResult], Awaitable[Confirmation]] | None
         self.confirmer = None
+        # Whether a check's results stay local (a fleet's replica whose lease ran out
+        # probes its checks on its own: nothing written, nothing paged, see `disown`).
+        self.orphaned: Callable[[str], bool] | None = None
         self.rules: Sequence[SeverityRule] = ()
         self.maintenance: Sequence[MaintenanceWindow] = ()
         self.states: dict[str, CheckState] = {}
@@ -145,6 +148,17 @@ class ResultHandler:
             self.unsettled.pop(config.name, None)
         await self.good.load(checks)
 
+    async def disown(self, checks: Iterable[CheckConfigBase]) -> None:
+        """Drops what this replica saw of `checks` on its own (another replica ran them
+        meanwhile): their held transitions and unwritten history, then their state is
+        read back from the store, as `adopt` does."""
+        checks = list(checks)
+        names = [c.name for c in checks]
+        for name in names:
+            self.unsettled.pop(name, None)
+        self.rollups.forget(names)
+        await self.adopt(checks)
+
     async def forget(self, names: Iterable[str]) -> None:
         names = list(names)
         causes = {s.cause for n in names if (s := self.states.get(n)) and s.cause}
@@ -180,8 +194,9 @@ class ResultHandler:
         prev = self.states.get(result.check) or CheckState()
         fail_n, ok_n = config.failure_threshold or 1, config.success_threshold or 1
         new = step(prev, result, fail_n, ok_n, cause)
+        local = self.orphaned is not None and self.orphaned(result.check)
         if asks(config, prev, new):
-            result, new = await self._confirmed(config, result, prev, new)
+            result, new = await self._confirmed(config, result, prev, new, local=local)
         self.states[result.check] = new
         if self._debug:
             self._log.debug(
@@ -197,6 +212,12 @@ class ResultHandler:
         # it last took, so a check that recovered meanwhile still resolves its incident.
         settled = self.unsettled.get(result.check)
         before = prev if settled is None else settled
+        if local:
+            # Held: the next run under a lease writes everything from the state the store
+            # last took (or `disown` drops it when another replica ran the check).
+            if settled is not None or new != prev:
+                self.unsettled.setdefault(result.check, before)
+            return
         try:
             if self.store is not None and (
                 settled is not None or _kept(prev, fail_n, ok_n) != _kept(new, fail_n, ok_n)
@@ -220,12 +241,20 @@ class ResultHandler:
             log.info("check_state_settled", check=result.check, state=new.state.value)
 
     async def _confirmed(
-        self, config: CheckConfigBase, result: CheckResult, prev: CheckState, new: CheckState
+        self,
+        config: CheckConfigBase,
+        result: CheckResult,
+        prev: CheckState,
+        new: CheckState,
+        *,
+        local: bool = False,
     ) -> tuple[CheckResult, CheckState]:
         """Asks other replicas before the check goes down (`monitor.engine.confirm`). Only
         this check waits for the answer: each check's results come from its own task."""
         if self.confirmer is None:
             confirmation = alone(result, "no other replica: the store is not shared")
+        elif local:
+            confirmation = alone(result, "the store is away: no other replica can be asked")
         else:
             try:
                 confirmation = await self.confirmer(config, result)

@@ -270,6 +270,14 @@ class Store(Protocol):
     ) -> RunCounts:
         """The outcome counts of the `checks`' buckets of `resolution` with
         `since <= start < until`, summed by the store (no row leaves it)."""
+
+    async def read_history_totals(
+        self, check: str, size: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        """The check's hour rows with `since <= start < until` added up per period of
+        `size` seconds (a multiple of an hour; periods counted from the Unix epoch, so a
+        day is a UTC day), oldest first: one bucket of resolution `size` per period that
+        has rows. The status page reads 90 days this way, 90 rows instead of 2,160."""
         ...
 
     async def prune_history(self, now: int) -> None:

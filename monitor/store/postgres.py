@@ -685,6 +685,16 @@ class PostgresStore:
             rows = await cur.fetchall()
         return {str(r["check_name"]): float(r["age"]) for r in rows}
 
+    async def last_runners(self, checks: Sequence[str]) -> dict[str, tuple[float, str]]:
+        async with self._tx("cannot read last runs") as cur:
+            await cur.execute(
+                "SELECT check_name, replica, extract(epoch FROM now() - ran_at) AS age"
+                " FROM check_runs WHERE check_name = ANY(%s)",
+                (list(checks),),
+            )
+            rows = await cur.fetchall()
+        return {str(r["check_name"]): (float(r["age"]), str(r["replica"])) for r in rows}
+
     # --- confirmation from another replica ------------------------------------------
 
     async def request_confirmation(
@@ -869,6 +879,14 @@ class PostgresStore:
             row = await cur.fetchone()
         assert row is not None  # noqa: S101  an aggregate always returns one row
         return RunCounts(int(row["up"]), int(row["degraded"]), int(row["down"]), int(row["blind"]))
+
+    async def read_history_totals(
+        self, check: str, size: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        async with self._tx("cannot read history") as cur:
+            await cur.execute(_HISTORY_TOTALS, (size, size, check, HOUR, since, until))
+            rows = await cur.fetchall()
+        return [_bucket(r) for r in rows]
 
     async def prune_history(self, now: int) -> None:
         async with self._tx("cannot prune history") as cur:
@@ -1061,6 +1079,19 @@ ON CONFLICT (check_name, resolution, start) DO UPDATE SET
         SELECT coalesce(a, 0) + coalesce(b, 0)
         FROM unnest(h.latency, excluded.latency) WITH ORDINALITY AS t(a, b, i) ORDER BY i
     )
+"""
+
+
+# Hour rows added up per period: the same columns as a row of `history`.
+_HISTORY_TOTALS = """
+SELECT check_name, %s AS resolution, period AS start, sum(up) AS up,
+       sum(degraded) AS degraded, sum(down) AS down, sum(blind) AS blind,
+       sum(sum_ms) AS sum_ms, max(max_ms) AS max_ms,
+       ARRAY[sum(latency[1]), sum(latency[2]), sum(latency[3]), sum(latency[4]),
+             sum(latency[5]), sum(latency[6]), sum(latency[7]), sum(latency[8])] AS latency
+FROM (SELECT *, start - start %% %s AS period FROM history
+      WHERE check_name = %s AND resolution = %s AND start >= %s AND start < %s) AS hours
+GROUP BY check_name, period ORDER BY period
 """
 
 

@@ -66,6 +66,10 @@ class RunBook(Protocol):
         recorded are missing."""
         ...
 
+    async def last_runners(self, checks: Sequence[str]) -> dict[str, tuple[float, str]]:
+        """As `last_runs`, with the replica that recorded each run: (seconds ago, id)."""
+        ...
+
     async def claim_gone(self, ttl_s: float) -> list[Replica]:
         """Removes and returns the replicas not heard from within `ttl_s` that never left:
         each is returned to exactly one caller across the fleet."""

@@ -566,6 +566,17 @@ class SqliteStore:
             )
         return RunCounts(*(int(n) for n in row))
 
+    async def read_history_totals(
+        self, check: str, size: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        with self._errors("cannot read history"):
+            rows = (
+                self._conn()
+                .execute(_HISTORY_TOTALS, (size, size, check, HOUR, since, until))
+                .fetchall()
+            )
+        return [_bucket(r) for r in rows]
+
     async def prune_history(self, now: int) -> None:
         with self._write("cannot prune history") as db:
             for resolution, keep in ((MINUTE, MINUTE_RETENTION_S), (HOUR, HOUR_RETENTION_S)):
@@ -835,6 +846,18 @@ ON CONFLICT (check_name, resolution, start) DO UPDATE SET
     l0 = l0 + excluded.l0, l1 = l1 + excluded.l1, l2 = l2 + excluded.l2,
     l3 = l3 + excluded.l3, l4 = l4 + excluded.l4, l5 = l5 + excluded.l5,
     l6 = l6 + excluded.l6, l7 = l7 + excluded.l7
+"""
+
+
+# Hour rows added up per period: the same columns as a row of `history`.
+_HISTORY_TOTALS = """
+SELECT check_name, ? AS resolution, period AS start, sum(up) AS up, sum(degraded) AS degraded,
+       sum(down) AS down, sum(blind) AS blind, sum(sum_ms) AS sum_ms, max(max_ms) AS max_ms,
+       sum(l0) AS l0, sum(l1) AS l1, sum(l2) AS l2, sum(l3) AS l3, sum(l4) AS l4,
+       sum(l5) AS l5, sum(l6) AS l6, sum(l7) AS l7
+FROM (SELECT *, start - start % ? AS period FROM history
+      WHERE check_name = ? AND resolution = ? AND start >= ? AND start < ?)
+GROUP BY period ORDER BY period
 """
 
 

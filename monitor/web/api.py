@@ -25,18 +25,18 @@ from aiohttp.web_server import Server
 from prometheus_client import CollectorRegistry
 
 from monitor.core.errors import IncidentError
-from monitor.core.redact import redact
 from monitor.core.resources import nofile_limit
 from monitor.metrics.exporter import Metrics
 from monitor.web import badges as badge_routes
 from monitor.web import drills, health, incidents, silences
 from monitor.web import history as asset_history
+from monitor.web import status as status_page
 from monitor.web.apischema import MAX_BODY_BYTES, ROUTES, ActorBody, openapi_document
 from monitor.web.badges import BadgeApi
 from monitor.web.common import Handler, IncidentApi, error, read, to_json, write
 from monitor.web.errors import status_of
 from monitor.web.history import HistoryApi
-from monitor.web.status import StatusView, render_html
+from monitor.web.status import StatusView
 
 __all__ = ["ApiServer", "IncidentApi", "build_app", "to_json"]
 
@@ -98,22 +98,8 @@ def _add_api_routes(app: web.Application, api: IncidentApi) -> None:
 
 
 def _add_status_routes(app: web.Application, view: StatusView) -> None:
-    async def page(_request: web.Request) -> web.Response:
-        return web.Response(
-            text=render_html(redact(view.snapshot())),
-            content_type="text/html",
-            headers={"Cache-Control": "no-store", "Content-Security-Policy": _PAGE_CSP},
-        )
-
-    async def status(_request: web.Request) -> web.Response:
-        return web.json_response(redact(view.snapshot()), headers={"Cache-Control": "no-store"})
-
-    app.router.add_get("/", page)
-    app.router.add_get("/api/status", status)
-
-
-# The page has no script and loads nothing: say so, so a browser enforces it.
-_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+    for path, handler in status_page.routes(view).items():
+        app.router.add_get(path, handler)
 
 
 # Connections: a client has HEADER_TIMEOUT_S from connecting to finish its first request's

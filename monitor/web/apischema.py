@@ -184,7 +184,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/assets/{name}/history", "asset_history",
           "A check's uptime (24h, 7d, 30d, 90d), buckets and latency over one window",
           query=(("window", "24h, 7d, 30d (default) or 90d"),), statuses=(200, 400, 404)),
-    Route("GET", "/", "page", "The status page (HTML)"),
+    Route("GET", "/", "page", "The status page (HTML)",
+          query=(("q", "text in a check's name, description or tags"),
+                 ("state", "failing, down, degraded, blind, unknown or up"),
+                 ("group", "a group's name"), ("page", "page number, from 1"),
+                 ("per_page", "assets a page, 1 to 100 (default 50)"))),
+    Route("GET", "/assets/{name}", "asset_page",
+          "An asset's page (HTML): uptime, 90 days, response time, incidents",
+          statuses=(200, 404)),
     # A group's badges first: the router takes the first route that matches.
     Route("GET", "/badge/group/{group}/status.svg", "group_status_badge",
           "A group's status as a badge (SVG): its worst known check", query=_BADGE_QUERY,
@@ -279,6 +286,9 @@ def openapi_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
 
 
 def _response(status: int, route: Route) -> dict[str, Any]:
+    if route.operation in ("page", "asset_page"):  # HTML, its "not found" too
+        return {"description": _REASONS.get(status, "OK"),
+                "content": {"text/html": {"schema": {"type": "string"}}}}  # fmt: skip
     if status >= 400 and not (
         (status == 503 and route.operation == "readyz")
         or (status in (404, 503) and route.operation.endswith("_badge"))
@@ -286,8 +296,6 @@ def _response(status: int, route: Route) -> dict[str, Any]:
         content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     elif route.operation == "metrics":
         content = {"text/plain": {"schema": {"type": "string"}}}
-    elif route.operation == "page":
-        content = {"text/html": {"schema": {"type": "string"}}}
     elif route.operation.endswith("_badge"):
         if status == 304:
             return {"description": "Not modified (If-None-Match)"}
