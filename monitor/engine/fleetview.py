@@ -263,8 +263,10 @@ class FleetView:
     async def _write(self) -> None:
         rows: list[tuple[str, str]] = []
         started: dict[str, datetime] = {}
+        names: set[str] = set()
         for config in self.checks():
             name = config.name
+            names.add(name)
             if not self.owns(name):
                 continue
             last = self.local.last_result(name)
@@ -277,6 +279,8 @@ class FleetView:
         if rows:
             await self.store.save_readings(self.replica, rows)
             self._written.update(started)
+        for name in self._written.keys() - names:  # removed by a reload
+            del self._written[name]
 
     async def _read(self) -> None:
         cursor, rows = await self.store.load_readings(self._cursor)
