@@ -46,6 +46,7 @@ from monitor.notifiers.base import NotifierConfigBase
 from monitor.notifiers.console import ConsoleConfig
 from monitor.paging.delivery import Delivery
 from monitor.paging.heartbeat import Heartbeat, assess
+from monitor.paging.leader import FleetClock, Leadership
 from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
@@ -118,6 +119,7 @@ class App:
         self._ready = False
         self.membership: Membership | None = None
         self.fleet: Fleet | None = None
+        self.leadership: Leadership | None = None  # who pages, on a shared store
         self.confirmer: Confirmer | None = None
         self.view: FleetView | None = None
 
@@ -160,6 +162,12 @@ class App:
                 stack.push_async_callback(
                     self.membership.leave if self.fleet is None else self.fleet.leave
                 )
+                # Paging reads the database's time: escalations move between replicas.
+                self.leadership = Leadership(
+                    self.store, self.clock, self.metrics, self.membership.me.id,
+                    fleet_clock=FleetClock(self.clock),
+                )  # fmt: skip
+                stack.push_async_callback(self.leadership.release)
             readings: CheckReadings = self.results
             if self.fleet is not None and isinstance(self.store, SharedReadings):
                 self.view = self._view(self.store, self.fleet)
@@ -245,6 +253,8 @@ class App:
                         tg.create_task(fleet.run(), name="fleet")
                     elif self.membership is not None:
                         tg.create_task(self.membership.run(), name="membership")
+                    if self.leadership is not None:
+                        tg.create_task(self.leadership.run(), name="leadership")
                     if self.confirmer is not None:
                         tg.create_task(self.confirmer.run(), name="confirmations")
                     if self.view is not None:
@@ -323,9 +333,10 @@ class App:
         )  # fmt: skip
 
     def _fleet_detail(self) -> dict[str, object] | None:
+        lead = {} if self.leadership is None else self.leadership.detail()
         if self.fleet is not None:
-            return self.fleet.detail()
-        return None if self.membership is None else self.membership.detail()
+            return self.fleet.detail() | lead
+        return None if self.membership is None else self.membership.detail() | lead
 
     def _join(self, config: MonitorConfig) -> tuple[Membership, Fleet | None]:
         """Membership on a shared store, and check ownership where the store keeps runs."""
@@ -361,11 +372,15 @@ class App:
         configs: dict[str, NotifierConfigBase] = dict(config.notifiers) or {
             "console": ConsoleConfig(type="console")
         }
-        delivery = Delivery(configs, session, self.store, self.clock, self.metrics, self.incidents)
+        lead = self.leadership
+        clock = self.clock if lead is None or lead.fleet_clock is None else lead.fleet_clock
+        delivery = Delivery(
+            configs, session, self.store, clock, self.metrics, self.incidents, lead=lead,
+        )  # fmt: skip
         pager = Pager(
-            self.store, self.clock, self.incidents, delivery.outbox, config.escalation,
+            self.store, clock, self.incidents, delivery.outbox, config.escalation,
             config.oncall, delivery.types, self._runbook_of,
-            drill_duration=config.incidents.drill_duration,
+            drill_duration=config.incidents.drill_duration, lead=self.leadership,
         )  # fmt: skip
         return delivery.outbox, pager
 

@@ -29,6 +29,7 @@ from monitor.store.base import (
     MINUTE_RETENTION_S,
     HistoryBucket,
     RunCounts,
+    SoleHolder,
     with_hours,
 )
 
@@ -78,7 +79,7 @@ class FakeClock:
         await settle()
 
 
-class MemoryStore:
+class MemoryStore(SoleHolder):
     """A `Store` in memory, for logic tests. It keeps the contract the SQLite store keeps
     (`tests/test_store_contract.py`): one open incident per key, timeline entries filed
     under their incident, nothing once closed."""
@@ -285,6 +286,28 @@ class MemoryStore:
         else:
             self.escalations[incident_id] = state
         await self.enqueue(items)
+
+    async def swap_escalation(
+        self,
+        incident_id: int,
+        expected: EscalationState | None,
+        state: EscalationState | None,
+        items: Sequence[OutboxItem],
+        token: int | None,
+    ) -> bool:
+        self._live()
+        if self._fenced(token) or self.escalations.get(incident_id) != expected:
+            return False
+        await self.commit_escalation(incident_id, state, items)
+        return True
+
+    async def claim_notifications(self, ids: Sequence[int], token: int) -> list[int] | None:
+        self._live()
+        if self._fenced(token):
+            return None
+        return sorted(
+            i for i in set(ids) if (o := self.outbox.get(i)) and o.status is OutboxStatus.PENDING
+        )
 
     async def enqueue(self, items: Sequence[OutboxItem]) -> None:
         self._live()

@@ -156,12 +156,15 @@ def schema_dsn(dsn: str) -> Iterator[str]:
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to the database; `sever()` cuts every connection and
-    refuses new ones until `restore()`: the database gone, as the daemon sees it."""
+    refuses new ones until `restore()`: the database gone, as the daemon sees it.
+    `stall()` drops every byte both ways and leaves connections open: a network
+    partition, which neither end is told of (the server keeps its side alive)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = 0
         self.open = True
+        self.stalled = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -174,6 +177,12 @@ class TcpProxy:
         if not self.open:
             writer.close()
             return
+        if self.stalled:  # a connect into the partition: never answered
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while await reader.read(65536):
+                    pass
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -184,12 +193,17 @@ class TcpProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
+                    if self.stalled:
+                        continue  # lost in the partition
                     dst.write(data)
                     await dst.drain()
-            dst.close()
+            if not self.stalled:  # a close is lost in the partition too
+                dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers -= {writer, up_writer}
+        writer.close()
+        up_writer.close()
 
     def sever(self) -> None:
         self.open = False
@@ -197,8 +211,12 @@ class TcpProxy:
             w.transport.abort()
         self._writers.clear()
 
+    def stall(self) -> None:
+        self.stalled = True
+
     def restore(self) -> None:
         self.open = True
+        self.stalled = False
 
     async def close(self) -> None:
         self.sever()

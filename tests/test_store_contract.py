@@ -278,6 +278,67 @@ async def test_escalations_commit_with_their_pages_once(store: Store) -> None:
     assert await store.load_escalations() == [escalation(a.id, 1)]
 
 
+async def test_escalations_swap_only_from_what_is_stored(store: Store) -> None:
+    a = await store.create_incident(incident("web"), [])
+    token = await store.acquire_lease("replica-a")
+    assert token is not None
+    # Start: only where none runs yet.
+    assert await store.swap_escalation(a.id, None, escalation(a.id), [], None)
+    assert not await store.swap_escalation(a.id, None, escalation(a.id, 3), [item("x")], None)
+    # Advance: only from the position stored, with its pages in the same transaction.
+    assert await store.swap_escalation(
+        a.id, escalation(a.id), escalation(a.id, 1), [item("a:0")], token
+    )
+    assert not await store.swap_escalation(
+        a.id, escalation(a.id), escalation(a.id, 2), [item("a:stale")], token
+    )
+    assert await store.load_escalations() == [escalation(a.id, 1)]
+    assert [i.key for i in await store.pending_notifications("slack")] == ["a:0"]
+    # Ended elsewhere (acknowledged on another replica): an advance writes nothing.
+    await store.commit_escalation(a.id, None, [])
+    assert not await store.swap_escalation(
+        a.id, escalation(a.id, 1), escalation(a.id, 2), [item("a:1")], token
+    )
+    assert await store.load_escalations() == []
+    assert [i.key for i in await store.pending_notifications("slack")] == ["a:0"]
+    # The end of an escalation deletes it.
+    assert await store.swap_escalation(a.id, None, escalation(a.id, 4), [], token)
+    assert await store.swap_escalation(a.id, escalation(a.id, 4), None, [item("last")], token)
+    assert await store.load_escalations() == []
+    assert [i.key for i in await store.pending_notifications("slack")] == ["a:0", "last"]
+
+
+async def test_a_deposed_token_is_fenced_out_of_claims_and_escalations(store: Store) -> None:
+    a = await store.create_incident(incident("web"), [])
+    first = await store.acquire_lease("replica-a")
+    assert first is not None
+    assert await store.renew_lease()
+    await store.enqueue([item("k1"), item("k2"), item("k3", "pd")])
+    k1, k2 = await store.pending_notifications("slack")
+    assert await store.claim_notifications([k1.id, k2.id, k2.id], first) == [k1.id, k2.id]
+    await store.update_notification(replace(k1, status=OutboxStatus.SENT, sent_at=at(1)))
+    assert await store.claim_notifications([k1.id, k2.id], first) == [k2.id]  # sent: not again
+    await store.release_lease()
+    assert not await store.renew_lease()
+    assert await store.claim_notifications([k2.id], first) is None  # released: fenced
+    second = await store.acquire_lease("replica-b")
+    assert second is not None
+    assert second > first
+    # The old token can neither send nor advance; the new one can, and claims again what
+    # the deposed holder claimed but never marked sent (same key: a crash's re-send).
+    assert await store.claim_notifications([k2.id], first) is None
+    await store.commit_escalation(a.id, escalation(a.id), [])
+    assert not await store.swap_escalation(a.id, escalation(a.id), None, [item("z")], first)
+    assert await store.claim_notifications([k2.id], second) == [k2.id]
+    assert await store.swap_escalation(a.id, escalation(a.id), None, [item("z")], second)
+    assert await store.renew_lease()
+    told = await store.database_now()  # the server's clock, or none of its own
+    assert told is None or abs(told - datetime.now(UTC)) < timedelta(seconds=5)
+    await store.notify_change("replica-b")  # told to nobody else: no error
+    assert not await store.wait_changes(0.01, "replica-b")
+    await store.release_lease()
+
+
 async def test_the_outbox_queue(store: Store) -> None:
     await store.enqueue([item("k1", minutes=5), item("k2", minutes=1), item("k3", "pd", 0)])
     await store.enqueue([item("k1", minutes=9)])  # a key already there: skipped

@@ -12,8 +12,10 @@ from monitor.store.postgres import PostgresStore
 # Re-exported: pytest collects them here, where `store` is the PostgreSQL one.
 from tests.test_store_contract import (  # noqa: F401
     test_a_closed_store_refuses_to_be_used,
+    test_a_deposed_token_is_fenced_out_of_claims_and_escalations,
     test_check_states_round_trip_and_are_deleted,
     test_escalations_commit_with_their_pages_once,
+    test_escalations_swap_only_from_what_is_stored,
     test_history_adds_minutes_and_derives_hours,
     test_history_retention_and_deletion,
     test_history_totals_add_hours_up_per_period,

@@ -140,6 +140,11 @@ class IncidentManager:
             self._open[key] = found
         return found
 
+    async def refresh(self) -> None:
+        """Reads the open incidents again, between changes: other replicas sharing the
+        store open, acknowledge and resolve incidents too (the pager's notices)."""
+        await self.reload()
+
     async def adopt(self, keys: Sequence[str]) -> None:
         """Reads the open incidents of `keys` back from the store: another replica of a
         fleet may have opened or closed them since `load()`."""
@@ -542,7 +547,10 @@ class IncidentManager:
     async def note(self, incident_id: int, event: str, text: str) -> None:
         """Adds a line to the timeline (notifications sent, nobody on call, …)."""
         async with self._lock:
-            incident = await self._must_exist(incident_id)
+            # The stored row, not the cache: another replica may have changed it.
+            incident = await self.store.get_incident(incident_id) or await self._must_exist(
+                incident_id
+            )
             entry = self._entry(incident, self.clock.now(), event, text)
             await self.store.update_incident(incident, [entry])
 

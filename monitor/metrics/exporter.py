@@ -152,6 +152,7 @@ class Metrics:
         self._replicas_live: Gauge | None = None
         self._fleet: tuple[Gauge, Gauge] | None = None
         self._orphaned: Gauge | None = None
+        self._leadership: tuple[Gauge, Gauge] | None = None
         self._confirmations: Counter | None = None
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
@@ -194,6 +195,23 @@ class Metrics:
                 registry=self._registry,
             )
         return self._orphaned
+
+    def track_leadership(self) -> tuple[Gauge, Gauge]:
+        """`monitor_pager_leader` and `monitor_pager_lease_token`: on a shared store only."""
+        if self._leadership is None:
+            self._leadership = (
+                Gauge(
+                    "monitor_pager_leader",
+                    "1 while this replica holds the paging lease (runs escalations, sends).",
+                    registry=self._registry,
+                ),
+                Gauge(
+                    "monitor_pager_lease_token",
+                    "Fencing token of the paging lease this replica last took.",
+                    registry=self._registry,
+                ),
+            )
+        return self._leadership
 
     def track_confirmations(self) -> Counter:
         """`monitor_confirmations_total`: registered once a check asks for one."""

@@ -28,6 +28,7 @@ from monitor.notifiers.base import (
     NotifierConfigBase,
     NotifierContext,
 )
+from monitor.paging.leader import Leadership
 from monitor.paging.outbox import Outbox, incident_of
 from monitor.paging.pager import from_payload, to_payload
 from monitor.store import Store
@@ -46,6 +47,7 @@ class Delivery:
         clock: Clock,
         metrics: Metrics,
         incidents: IncidentManager,
+        lead: Leadership | None = None,
     ) -> None:
         self.clock = clock
         self.incidents = incidents
@@ -58,7 +60,7 @@ class Delivery:
             store, clock, metrics, self.deliver, list(self.notifiers),
             on_dead_letter=self.dead_letter, on_outage=self.outage, on_recovered=self.recovered,
             give_up_after=_each(configs, "give_up_after"),
-            alert_after=_each(configs, "alert_after"),
+            alert_after=_each(configs, "alert_after"), lead=lead,
         )  # fmt: skip
 
     async def deliver(self, name: str, payload: str) -> None:

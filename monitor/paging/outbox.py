@@ -37,6 +37,7 @@ from monitor.core.clock import Clock, sleep_or_wake
 from monitor.core.errors import MonitorError, NotifierError
 from monitor.core.model import OutboxItem, OutboxStatus
 from monitor.metrics.exporter import Metrics
+from monitor.paging.leader import Leadership
 from monitor.store import Store
 
 __all__ = ["DEFAULT_ALERT_AFTER", "DEFAULT_GIVE_UP_AFTER", "Deliver", "Outbox", "incident_of"]
@@ -84,6 +85,7 @@ class Outbox:
         max_backoff_s: float = 600.0,
         send_timeout_s: float = 30.0,
         rng: random.Random | None = None,
+        lead: Leadership | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -105,6 +107,12 @@ class Outbox:
         self.send_timeout_s = send_timeout_s
         self.rng = rng or random.Random()  # noqa: S311  jitter, not secrets
         self._wake = {name: asyncio.Event() for name in self.notifiers}
+        # In a fleet, only the holder of the paging lease sends, each notification
+        # claimed under its fencing token first (`Store.claim_notifications`).
+        self.lead = lead
+        self._led = False
+        if lead is not None:
+            lead.subscribe(self.wake)
 
     def wake(self, notifiers: Sequence[str] | None = None) -> None:
         """Tells the workers that new notifications may be due."""
@@ -119,6 +127,14 @@ class Outbox:
 
     async def run(self) -> None:
         """Runs one worker per notifier until cancelled."""
+        await self._load_outages()
+        await self.export_depth()
+        async with asyncio.TaskGroup() as tg:
+            for name in self.notifiers:
+                tg.create_task(self._worker(name), name=f"outbox:{name}")
+
+    async def _load_outages(self) -> None:
+        self._outages = {}
         for key, value in (await self.store.kv_prefix(_OUTAGE)).items():
             try:
                 self._outages[key.removeprefix(_OUTAGE)] = datetime.fromisoformat(
@@ -126,10 +142,6 @@ class Outbox:
                 )
             except (ValueError, KeyError, TypeError):
                 log.warning("outbox_outage_unreadable", key=key)
-        await self.export_depth()
-        async with asyncio.TaskGroup() as tg:
-            for name in self.notifiers:
-                tg.create_task(self._worker(name), name=f"outbox:{name}")
 
     async def drain_once(self, notifier: str) -> int:
         """Attempts every notification of `notifier` that is due now and first in its
@@ -139,11 +151,28 @@ class Outbox:
             if self._paused(notifier) is not None:
                 break
             if item.next_attempt_at <= self.clock.now():
+                if self.lead is not None and not await self._claim(item):
+                    if not self.lead.leading:
+                        break
+                    continue
                 await self._attempt(item)
                 attempted += 1
                 if attempted >= _BATCH:
                     break
         return attempted
+
+    async def _claim(self, item: OutboxItem) -> bool:
+        """Whether this replica may send `item` now: it leads, the store takes its token
+        and nobody else is claiming the item. A token fenced out steps it down."""
+        assert self.lead is not None  # noqa: S101  called in a fleet only
+        token = self.lead.token
+        if token is None:
+            return False
+        claimed = await self.store.claim_notifications([item.id], token)
+        if claimed is None:
+            self.lead.lost("the fencing token was refused")
+            return False
+        return item.id in claimed
 
     async def next_attempt_at(self, notifier: str) -> datetime | None:
         """When the worker of `notifier` has something to try next (None: nothing)."""
@@ -180,6 +209,15 @@ class Outbox:
         wake = self._wake[name]
         while True:
             wake.clear()
+            if self.lead is not None:
+                if not self.lead.leading:
+                    self._led = False
+                    await sleep_or_wake(self.clock, wake, None)  # the lease's holder sends
+                    continue
+                if not self._led:
+                    # The outages the previous leader reported, so none is told twice.
+                    self._led = True
+                    await self._load_outages()
             if await self.drain_once(name):
                 continue
             due = await self.next_attempt_at(name)

@@ -35,6 +35,7 @@ from monitor.incidents.manager import HEALTH_SOURCE, IncidentManager
 from monitor.notifiers import NOTIFIERS
 from monitor.notifiers.base import Notification, NotificationEvent, Recipient
 from monitor.paging.escalation import Action, EscalationConfig, Policy, due_actions, freeze, thaw
+from monitor.paging.leader import Leadership
 from monitor.paging.oncall import OnCallConfig, Person, handoffs, on_call, person
 from monitor.paging.outbox import Outbox, incident_of
 from monitor.store import Store
@@ -96,6 +97,7 @@ class Pager:
         notifier_types: Mapping[str, str],
         runbook_of: Callable[[Incident], str | None] = lambda _incident: None,
         drill_duration: timedelta = timedelta(minutes=15),
+        lead: Leadership | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -110,7 +112,16 @@ class Pager:
         self._changes: asyncio.Queue[_Change] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._next_handoff: tuple[datetime, str] | None = None
+        # In a fleet (`lead`): every replica writes what its incidents' changes mean for
+        # paging; only the lease holder keeps escalations in memory, runs their timers,
+        # handoffs and drills. None: this daemon alone, always the leader.
+        self.lead = lead
+        self._led = False  # whether the last pass ran as the leader
+        self._heard_seen = 0  # `lead.heard` when the state was last reloaded
+        self._stale = False  # the store's escalations differ from ours: reload them
         incidents.listeners.append(self._heard)
+        if lead is not None:
+            lead.subscribe(self._wake.set)
 
     @property
     def page_via(self) -> list[str]:
@@ -123,17 +134,23 @@ class Pager:
     # --- start-up --------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Takes the escalations back and reconciles them with the open incidents."""
+        """Takes the escalations back and reconciles them with the open incidents. In a
+        fleet, the leader alone does, when it takes the lease."""
+        if self.lead is not None and not self.lead.leading:
+            self._states = {}
+            return
         self._states = {s.incident_id: s for s in await self.store.load_escalations()}
         open_ids = {i.id for i in self.incidents.open_incidents}
         for incident_id in [i for i in self._states if i not in open_ids]:
-            await self._stop(incident_id)  # resolved while we were down
+            if await self._open_elsewhere(incident_id) is None:
+                await self._stop(incident_id)  # resolved while we were down
         for incident in self.incidents.open_incidents:
             if incident.id not in self._states:
                 if self._should_page(incident):
-                    await self._start(
-                        incident, incident.updated_at if incident.reopened else incident.opened_at
-                    )
+                    since = incident.updated_at if incident.reopened else incident.opened_at
+                    # In a fleet, stamped by another replica's clock: never in the future.
+                    at = since if self.lead is None else min(since, self.clock.now())
+                    await self._start(incident, at, since)
                 elif incident.status is IncidentStatus.ACKNOWLEDGED:
                     await self._wait_for_ack(
                         incident, incident.acknowledged_at or incident.updated_at
@@ -170,8 +187,15 @@ class Pager:
     async def run(self) -> None:
         while True:
             self._wake.clear()
+            handled = not self._changes.empty()
             while not self._changes.empty():
                 await self._handle(self._changes.get_nowait())
+            if self.lead is not None:
+                if handled:
+                    await self.lead.poke()  # the leader hears of it at once
+                if not await self._leading():
+                    await sleep_or_wake(self.clock, self._wake, None)
+                    continue
             now = self.clock.now()
             for incident_id, state in list(self._states.items()):
                 if state.next_at <= now:
@@ -190,11 +214,52 @@ class Pager:
             delay = (min(upcoming) - self.clock.now()).total_seconds() if upcoming else None
             await sleep_or_wake(self.clock, self._wake, delay)
 
+    async def _leading(self) -> bool:
+        """In a fleet: whether this replica leads now. Taking the lease reloads and
+        reconciles everything; a change heard from another replica reloads the open
+        incidents and the escalations."""
+        assert self.lead is not None  # noqa: S101  called in a fleet only
+        heard = self.lead.heard != self._heard_seen
+        self._heard_seen = self.lead.heard
+        if not self.lead.leading:
+            if self._led:
+                log.info("pager_standing_by", replica=self.lead.me)
+            self._led = False
+            self._states = {}
+            if heard:
+                await self.incidents.refresh()
+            return False
+        if not self._led:
+            await self.incidents.refresh()
+            await self.load()
+            self._led = True
+            self._stale = False
+            log.info("pager_leading", replica=self.lead.me, escalations=len(self._states))
+        elif heard or self._stale:
+            await self.incidents.refresh()
+            self._states = {s.incident_id: s for s in await self.store.load_escalations()}
+            self._stale = False
+        return True
+
+    async def _open_elsewhere(self, incident_id: int) -> Incident | None:
+        """In a fleet, an incident not (yet) in our cache may have been opened on another
+        replica a moment ago: the store says. Alone: our cache is the truth."""
+        if self.lead is None:
+            return None
+        incident = await self.store.get_incident(incident_id)
+        return incident if incident is not None and incident.is_open else None
+
     async def _handle(self, change: _Change) -> None:
         incident, event = change.incident, change.event
         if event in _STARTS:
-            if incident.id not in self._states and self._should_page(incident):
-                await self._start(incident, self.clock.now())
+            known = incident.id in self._states and (self.lead is None or self.lead.leading)
+            if not known and self._should_page(incident):
+                # In a fleet, an opening is named by when it opened: the leader that takes
+                # over meanwhile starts the same escalation (same keys), not a second one.
+                opened = self.lead is not None and event is IncidentEvent.OPENED
+                await self._start(
+                    incident, self.clock.now(), incident.opened_at if opened else None
+                )
         elif event is IncidentEvent.REOPENED:
             await self._post(
                 incident, NotificationEvent.TRIGGER, f"reopened: {incident.message}", "reopened"
@@ -253,21 +318,34 @@ class Pager:
 
     # --- escalations -------------------------------------------------------------------
 
-    async def _start(self, incident: Incident, at: datetime) -> None:
+    async def _start(self, incident: Incident, at: datetime, since: datetime | None = None) -> None:
+        """Starts paging from `at`; `since` (default `at`) names the escalation (its epoch,
+        in every page's key)."""
         chosen = self._policy(incident)
         if chosen is None:
             return
         name, policy = chosen
         state = EscalationState(
-            incident.id, freeze(name, policy), 0, 0, at, epoch=int(at.timestamp())
+            incident.id, freeze(name, policy), 0, 0, at, epoch=int((since or at).timestamp())
         )
-        self._states[incident.id] = state
-        await self.store.commit_escalation(incident.id, state, [])
+        if self.lead is not None:
+            # Whoever opened it writes it; one that runs already (started by another
+            # replica) is kept as it is.
+            if not await self.store.swap_escalation(incident.id, None, state, [], None):
+                self._stale = True
+                return
+            if self.lead.leading:
+                self._states[incident.id] = state
+        else:
+            self._states[incident.id] = state
+            await self.store.commit_escalation(incident.id, state, [])
         log.info("escalation_started", incident_id=incident.id, policy=name)
         self._wake.set()
 
     async def _stop(self, incident_id: int) -> None:
-        if self._states.pop(incident_id, None) is not None:
+        # In a fleet the escalation may have been started on another replica: the store
+        # is told in any case.
+        if self._states.pop(incident_id, None) is not None or self.lead is not None:
             await self.store.commit_escalation(incident_id, None, [])
 
     async def _wait_for_ack(self, incident: Incident, acked_at: datetime) -> None:
@@ -281,18 +359,24 @@ class Pager:
             incident.id, freeze(*chosen), 0, 0, acked_at + timeout,
             mode=EscalationMode.ACKNOWLEDGED, epoch=int(acked_at.timestamp()),
         )  # fmt: skip
-        self._states[incident.id] = state
+        if self.lead is None or self.lead.leading:
+            self._states[incident.id] = state
         await self.store.commit_escalation(incident.id, state, [])
 
     async def _advance(self, incident_id: int, state: EscalationState, now: datetime) -> None:
         incident = next((i for i in self.incidents.open_incidents if i.id == incident_id), None)
+        incident = incident or await self._open_elsewhere(incident_id)
         if incident is None:
             await self._stop(incident_id)
             return
         _, policy = thaw(state.policy)
         if state.mode is EscalationMode.ACKNOWLEDGED:
             # Acknowledged, not resolved, for ack_timeout: paging starts again.
-            await self._stop(incident_id)
+            if self.lead is None:
+                await self._stop(incident_id)
+            elif not await self._swap(incident_id, state, None, []):
+                return
+            self._states.pop(incident_id, None)
             after = self.config.ack_timeout
             await self.incidents.retrigger(
                 incident_id,
@@ -307,11 +391,12 @@ class Pager:
             made, note = self._items_for(incident, action, epoch)
             items += made
             notes.append(note)
+        if not await self._swap(incident_id, state, following, items):
+            return
         if following is None:
             self._states.pop(incident_id, None)
         else:
             self._states[incident_id] = following
-        await self.store.commit_escalation(incident_id, following, items)
         if items:
             self.outbox.wake(sorted({i.notifier for i in items}))
             await self.outbox.export_depth()
@@ -321,6 +406,28 @@ class Pager:
             await self.incidents.note(
                 incident_id, "escalation_done", "the escalation policy ran out of steps"
             )
+
+    async def _swap(
+        self,
+        incident_id: int,
+        state: EscalationState,
+        following: EscalationState | None,
+        items: list[OutboxItem],
+    ) -> bool:
+        """Writes an escalation's step. In a fleet, only from the position this leader
+        knows and under its fencing token: an escalation stopped or moved by another
+        replica, or a deposed leader, writes nothing (the state is reloaded)."""
+        if self.lead is None:
+            await self.store.commit_escalation(incident_id, following, items)
+            return True
+        token = self.lead.token
+        if token is not None and await self.store.swap_escalation(
+            incident_id, state, following, items, token
+        ):
+            return True
+        self._stale = True
+        self._states.pop(incident_id, None)
+        return False
 
     def _items_for(
         self, incident: Incident, action: Action, epoch: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,7 @@ __all__ = [
     "MINUTE_RETENTION_S",
     "HistoryBucket",
     "RunCounts",
+    "SoleHolder",
     "Store",
     "StoreError",
     "with_hours",
@@ -240,6 +242,58 @@ class Store(Protocol):
         """Pending notifications, and when the oldest of them was created."""
         ...
 
+    # Paging among replicas that share one store: one leader at a time holds the lease
+    # and its fencing token; only it advances escalations and sends. A store that is one
+    # daemon's own (SQLite, memory) is always the holder: each `acquire_lease` hands out
+    # the next token, and only the latest token passes the fence.
+    async def acquire_lease(self, holder: str) -> int | None:
+        """Tries to take the paging lease for `holder` (a replica id): the new fencing
+        token (greater than every earlier one), or None while another holder has it."""
+        ...
+
+    async def renew_lease(self) -> bool:
+        """Whether the lease this store took is still held; False: lost (take it again)."""
+        ...
+
+    async def release_lease(self) -> None:
+        """Gives the lease up (a clean stop), so another replica takes it at once."""
+        ...
+
+    async def claim_notifications(self, ids: Sequence[int], token: int) -> list[int] | None:
+        """In one transaction: checks that `token` is the current lease's and its holder
+        still holds it (the fence), then claims the notifications among `ids` that are
+        still pending and not being claimed by another transaction at this moment (row
+        locks, skipped when taken). The ids claimed; None when the token is fenced out."""
+        ...
+
+    async def swap_escalation(
+        self,
+        incident_id: int,
+        expected: EscalationState | None,
+        state: EscalationState | None,
+        items: Sequence[OutboxItem],
+        token: int | None,
+    ) -> bool:
+        """`commit_escalation`, only if the stored escalation of the incident is
+        `expected` (None: there is none) and, with a `token`, the token passes the fence
+        (see `claim_notifications`), checked in the same transaction. False: nothing was
+        written (another replica changed the escalation, or the leader was deposed)."""
+        ...
+
+    async def database_now(self) -> datetime | None:
+        """The store's own clock (PostgreSQL: the server's), the one time the replicas of
+        a fleet agree on; None for a store that is one daemon's own."""
+        ...
+
+    async def notify_change(self, sender: str) -> None:
+        """Tells the other replicas that paging state changed (escalations, outbox)."""
+        ...
+
+    async def wait_changes(self, timeout_s: float, listener: str) -> bool:
+        """Waits up to `timeout_s` for a change told by a replica other than `listener`;
+        whether one came. Without other replicas nothing comes."""
+        ...
+
     # A small key-value space for notifiers (e.g. the Slack thread of an incident) and
     # the last known good state of each check (`lastgood:<check>`).
     async def kv_get(self, key: str) -> str | None: ...
@@ -286,3 +340,37 @@ class Store(Protocol):
         ...
 
     async def delete_history(self, checks: Iterable[str]) -> None: ...
+
+
+class SoleHolder:
+    """The paging lease of a store that is one daemon's own (SQLite, memory): it is
+    always the holder, each `acquire_lease` hands out the next token and only the latest
+    passes the fence. No other replica writes, so no change is ever told."""
+
+    _token = 0
+    _held = False
+
+    async def acquire_lease(self, holder: str) -> int | None:
+        self._token += 1
+        self._held = True
+        return self._token
+
+    async def renew_lease(self) -> bool:
+        return self._held
+
+    async def release_lease(self) -> None:
+        self._held = False
+
+    def _fenced(self, token: int | None) -> bool:
+        """Whether `token` fails the fence (None: no fence asked)."""
+        return token is not None and not (self._held and token == self._token)
+
+    async def database_now(self) -> datetime | None:
+        return None
+
+    async def notify_change(self, sender: str) -> None:
+        return None
+
+    async def wait_changes(self, timeout_s: float, listener: str) -> bool:
+        await asyncio.sleep(timeout_s)
+        return False

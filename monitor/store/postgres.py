@@ -17,8 +17,9 @@ DSN without it), and the daemon registers it with the redaction layer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -26,6 +27,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -236,12 +238,54 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX check_readings_written ON check_readings (written_at);
     """,
+    # Paging among replicas: the lease's fencing token (one more each time a replica takes
+    # it) and the session that holds its advisory lock; which token claimed a notification.
+    """
+    CREATE TABLE leases (
+        name text PRIMARY KEY,
+        token bigint NOT NULL,
+        holder text NOT NULL,
+        backend_pid integer NOT NULL,
+        acquired_at timestamptz NOT NULL,
+        renewed_at timestamptz NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN claim_token bigint;
+    ALTER TABLE outbox ADD COLUMN claimed_at timestamptz;
+    """,
 )
 
 
 _LOCK_ID = 0x6D6F6E69746F72  # "monitor": the advisory lock that serializes migrations
+# The paging lease: a session advisory lock (key: this class and the schema's hash, so
+# schemas on one server lead apart) on a connection of its own, held while that session
+# lives: PostgreSQL lets it go the moment the holder's process dies or its connection is
+# cut. The server probes an idle lease connection (TCP keepalives, user timeout), so a
+# holder behind a partition loses it within seconds too.
+_LEASE = "pager"  # the lease's row; its lock's keys: 28016 ("mp") and the schema's hash
+_TRY_LOCK = b"SELECT pg_try_advisory_lock(28016, hashtext(current_schema())) AS got"
+_UNLOCK = b"SELECT pg_advisory_unlock(28016, hashtext(current_schema()))"
+_LEASE_SETTINGS = (
+    "SET tcp_keepalives_idle = 1",
+    "SET tcp_keepalives_interval = 1",
+    "SET tcp_keepalives_count = 2",
+    "SET tcp_user_timeout = 3000",
+)
+# The fence: the token is the current one and the session that took it still holds the
+# lock. FOR SHARE: a new holder's token increment waits for this transaction to end.
+_FENCE = b"""
+SELECT l.token FROM leases l
+WHERE l.name = 'pager' AND l.token = %(token)s AND EXISTS (
+    SELECT 1 FROM pg_locks k
+    WHERE k.pid = l.backend_pid AND k.locktype = 'advisory' AND k.granted
+      AND k.classid = 28016::oid AND k.objid = hashtext(current_schema())::oid
+      AND k.objsubid = 2
+)
+FOR SHARE OF l
+"""
 POOL_TIMEOUT_S = 5.0  # how long a call waits for a connection before it is a StoreError
 CONNECT_TIMEOUT_S = 5
+LEASE_TIMEOUT_S = 2.0  # a lease call not answered by then loses the lease
+LEASE_EXPIRY_S = 5.0  # a holder that has not renewed for this long has its session ended
 
 
 class PostgresStore:
@@ -260,6 +304,11 @@ class PostgresStore:
         self._timeout_s = timeout_s
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._closed = False
+        # The paging lease's own connection (also where changes are listened for).
+        self._lease_conn: psycopg.AsyncConnection[DictRow] | None = None
+        self._lease_token: int | None = None
+        self._lease_lock = asyncio.Lock()
+        self._channel = ""
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.name!r})"
@@ -310,6 +359,7 @@ class PostgresStore:
 
     async def close(self) -> None:
         self._closed = True
+        await self._drop_lease_conn()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -508,11 +558,7 @@ class PostgresStore:
         async with self._tx("cannot read escalations") as cur:
             await cur.execute("SELECT * FROM escalations ORDER BY incident_id")
             rows = await cur.fetchall()
-        return [
-            EscalationState(int(r["incident_id"]), r["policy"], r["step"], r["pass_no"],
-                            _utc(r["next_at"]), EscalationMode(r["mode"]), int(r["epoch"]))
-            for r in rows
-        ]  # fmt: skip
+        return [_escalation(r) for r in rows]
 
     async def commit_escalation(
         self, incident_id: int, state: EscalationState | None, items: Sequence[OutboxItem]
@@ -522,16 +568,40 @@ class PostgresStore:
             if state is None:
                 await cur.execute("DELETE FROM escalations WHERE incident_id = %s", (incident_id,))
             else:
-                await cur.execute(
-                    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode,"
-                    " epoch) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (incident_id)"
-                    " DO UPDATE SET policy = excluded.policy, step = excluded.step,"
-                    " pass_no = excluded.pass_no, next_at = excluded.next_at,"
-                    " mode = excluded.mode, epoch = excluded.epoch",
-                    (incident_id, state.policy, state.step, state.pass_no, _ts(state.next_at),
-                     EscalationMode(state.mode).value, state.epoch),
-                )  # fmt: skip
+                await _upsert_escalation(cur, incident_id, state)
             await _insert_items(cur, rows)
+
+    async def swap_escalation(
+        self,
+        incident_id: int,
+        expected: EscalationState | None,
+        state: EscalationState | None,
+        items: Sequence[OutboxItem],
+        token: int | None,
+    ) -> bool:
+        rows = _item_rows(items)
+        async with self._tx("cannot save escalation") as cur:
+            if token is not None:
+                await cur.execute(_FENCE, {"token": token})
+                if await cur.fetchone() is None:
+                    return False
+            await cur.execute(
+                "SELECT * FROM escalations WHERE incident_id = %s FOR UPDATE", (incident_id,)
+            )
+            row = await cur.fetchone()
+            if (None if row is None else _escalation(row)) != expected:
+                return False
+            if state is None:
+                await cur.execute("DELETE FROM escalations WHERE incident_id = %s", (incident_id,))
+            elif expected is None:
+                # Two replicas starting one escalation at once: the first insert wins.
+                await _insert_escalation(cur, incident_id, state)
+                if cur.rowcount == 0:
+                    return False
+            else:
+                await _upsert_escalation(cur, incident_id, state)
+            await _insert_items(cur, rows)
+        return True
 
     async def enqueue(self, items: Sequence[OutboxItem]) -> None:
         rows = _item_rows(items)
@@ -588,6 +658,20 @@ class PostgresStore:
                 " sent_at = %s, last_error = %s WHERE id = %s",
                 params,
             )
+
+    async def claim_notifications(self, ids: Sequence[int], token: int) -> list[int] | None:
+        async with self._tx("cannot claim notifications") as cur:
+            await cur.execute(_FENCE, {"token": token})
+            if await cur.fetchone() is None:
+                return None
+            await cur.execute(
+                "UPDATE outbox SET claim_token = %s, claimed_at = now() WHERE id IN ("
+                " SELECT id FROM outbox WHERE id = ANY(%s) AND status = 'pending'"
+                " ORDER BY id FOR UPDATE SKIP LOCKED) RETURNING id",
+                (token, sorted(set(ids))),
+            )
+            rows = await cur.fetchall()
+        return sorted(int(r["id"]) for r in rows)
 
     async def outbox_depth(self) -> tuple[int, datetime | None]:
         async with self._tx("cannot read the outbox") as cur:
@@ -650,6 +734,144 @@ class PostgresStore:
         """Takes a replica out of the live set at once (a clean stop)."""
         async with self._tx("cannot remove replica") as cur:
             await cur.execute("DELETE FROM replicas WHERE id = %s", (replica_id,))
+
+    # --- the paging lease and changes told between replicas ----------------------------
+
+    async def acquire_lease(self, holder: str) -> int | None:
+        """Takes the advisory lock on the lease connection if no session holds it, then
+        increments the lease's token. Already held by this store: its token."""
+        async with self._lease_lock:
+            if self._lease_token is not None:
+                return self._lease_token
+            async with self._lease_call("cannot take the paging lease") as conn:
+                cur = await _bounded(conn, _TRY_LOCK)
+                row = await cur.fetchone()
+                if row is None or not row["got"]:
+                    # Held by a session whose holder stopped renewing (its connection half
+                    # open, which the server has not noticed): ended, taken at the next try.
+                    await _bounded(
+                        conn,
+                        "SELECT pg_terminate_backend(backend_pid, 1000) FROM leases"
+                        " WHERE name = %s AND renewed_at < now() - make_interval(secs => %s)",
+                        (_LEASE, LEASE_EXPIRY_S),
+                    )
+                    return None
+                cur = await _bounded(
+                    conn,
+                    "INSERT INTO leases (name, token, holder, backend_pid, acquired_at,"
+                    " renewed_at) VALUES (%s, 1, %s, pg_backend_pid(), now(), now())"
+                    " ON CONFLICT (name) DO UPDATE SET token = leases.token + 1,"
+                    " holder = excluded.holder, backend_pid = excluded.backend_pid,"
+                    " acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at"
+                    " RETURNING token",
+                    (_LEASE, holder),
+                )
+                row = await cur.fetchone()
+                assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
+                self._lease_token = int(row["token"])
+                return self._lease_token
+
+    async def renew_lease(self) -> bool:
+        """One round trip on the lease connection: the lease still names this session with
+        this store's token, and says when it was renewed (standbys end a holder silent
+        for `LEASE_EXPIRY_S`). A connection that fails or does not answer in time loses it."""
+        async with self._lease_lock:
+            if self._lease_token is None or self._lease_conn is None:
+                return False
+            try:
+                async with self._lease_call("cannot renew the paging lease") as conn:
+                    cur = await _bounded(
+                        conn,
+                        "UPDATE leases SET renewed_at = now()"
+                        " WHERE name = %s AND backend_pid = pg_backend_pid() RETURNING token",
+                        (_LEASE,),
+                    )
+                    row = await cur.fetchone()
+            except StoreError:
+                return False
+            if row is None or int(row["token"]) != self._lease_token:
+                await self._drop_lease_conn()
+                return False
+            return True
+
+    async def release_lease(self) -> None:
+        async with self._lease_lock:
+            if self._lease_token is None:
+                return
+            self._lease_token = None
+            with suppress(StoreError):
+                async with self._lease_call("cannot release the paging lease") as conn:
+                    await _bounded(conn, _UNLOCK)
+
+    async def database_now(self) -> datetime | None:
+        async with self._tx("cannot read the time") as cur:
+            await cur.execute("SELECT clock_timestamp() AS t")
+            row = await cur.fetchone()
+        assert row is not None  # noqa: S101  a SELECT of one value returns one row
+        return _utc(row["t"])
+
+    async def notify_change(self, sender: str) -> None:
+        async with self._tx("cannot tell the other replicas") as cur:
+            await cur.execute(
+                "SELECT pg_notify('monitor_pager_' || md5(current_schema()), %s)", (sender,)
+            )
+
+    async def wait_changes(self, timeout_s: float, listener: str) -> bool:
+        """LISTENs on the lease connection; notifications of `listener` itself are not a
+        change."""
+        async with (
+            self._lease_lock,
+            self._lease_call("cannot listen for changes", timeout_s + LEASE_TIMEOUT_S) as conn,
+        ):
+            async with aclosing(conn.notifies(timeout=timeout_s)) as notes:
+                async for note in notes:
+                    if note.payload != listener:
+                        return True
+            return False
+
+    @asynccontextmanager
+    async def _lease_call(
+        self, what: str, timeout_s: float = LEASE_TIMEOUT_S
+    ) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+        """The lease connection (opened as needed) for calls that take at most
+        `timeout_s`. Any failure drops it, and the lock with it: a lease is never half held."""
+        if self._closed:
+            raise StoreError(f"{self.name}: store is closed")
+        try:
+            if self._lease_conn is None or self._lease_conn.closed:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S + LEASE_TIMEOUT_S):
+                    self._lease_conn = await self._connect_lease()
+            async with asyncio.timeout(timeout_s):
+                yield self._lease_conn
+        except (psycopg.Error, TimeoutError) as exc:
+            await self._drop_lease_conn()
+            reason = _reason(exc) if isinstance(exc, psycopg.Error) else "timed out"
+            raise StoreError(f"{self.name}: {what}: {reason}") from exc
+
+    async def _connect_lease(self) -> psycopg.AsyncConnection[DictRow]:
+        conn = await psycopg.AsyncConnection.connect(
+            self._dsn, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S,
+            keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=2,
+        )  # fmt: skip
+        try:
+            await conn.execute("SET TIME ZONE 'UTC'")
+            for setting in _LEASE_SETTINGS:
+                await conn.execute(setting.encode())
+            cur = await conn.execute("SELECT 'monitor_pager_' || md5(current_schema()) AS ch")
+            row = await cur.fetchone()
+            assert row is not None  # noqa: S101  a SELECT of one value returns one row
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(row["ch"])))
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _drop_lease_conn(self) -> None:
+        conn, self._lease_conn = self._lease_conn, None
+        self._lease_token = None
+        if conn is not None:
+            with suppress(Exception):
+                await conn.close()
 
     async def claim_gone(self, ttl_s: float) -> list[Replica]:
         async with self._tx("cannot claim gone replicas") as cur:
@@ -931,6 +1153,25 @@ class PostgresStore:
         return None if row is None else _rows.incident(row, _CODEC)
 
 
+async def _bounded(
+    conn: psycopg.AsyncConnection[DictRow], query: str | bytes, params: Any = None
+) -> psycopg.AsyncCursor[DictRow]:
+    """One statement on the lease connection, answered within `LEASE_TIMEOUT_S` or the
+    connection is closed on the spot: psycopg's own cancellation would send a cancel
+    request into the same partition and wait seconds more for it."""
+    task = asyncio.ensure_future(conn.execute(query, params))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=LEASE_TIMEOUT_S)
+    finally:
+        if not task.done():
+            conn.pgconn.finish()  # no query left running: cancelling it returns at once
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if not done:
+        raise TimeoutError
+    return task.result()
+
+
 def _replica(r: DictRow) -> Replica:
     return Replica(
         str(r["id"]), str(r["host"]), int(r["pid"]), str(r["version"]), float(r["age"]),
@@ -1050,6 +1291,39 @@ async def _append(
             " VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
             [(incident_id, *r) for r in rows],
         )
+
+
+def _escalation(r: DictRow) -> EscalationState:
+    return EscalationState(int(r["incident_id"]), r["policy"], r["step"], r["pass_no"],
+                           _utc(r["next_at"]), EscalationMode(r["mode"]), int(r["epoch"]))  # fmt: skip
+
+
+_ESCALATION_VALUES = (
+    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode, epoch)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (incident_id)"
+)
+
+
+def _escalation_params(incident_id: int, state: EscalationState) -> tuple[Any, ...]:
+    return (incident_id, state.policy, state.step, state.pass_no, _ts(state.next_at),
+            EscalationMode(state.mode).value, state.epoch)  # fmt: skip
+
+
+async def _upsert_escalation(
+    cur: psycopg.AsyncCursor[DictRow], incident_id: int, state: EscalationState
+) -> None:
+    await cur.execute(
+        _ESCALATION_VALUES + " DO UPDATE SET policy = excluded.policy, step = excluded.step,"
+        " pass_no = excluded.pass_no, next_at = excluded.next_at,"
+        " mode = excluded.mode, epoch = excluded.epoch",
+        _escalation_params(incident_id, state),
+    )
+
+
+async def _insert_escalation(
+    cur: psycopg.AsyncCursor[DictRow], incident_id: int, state: EscalationState
+) -> None:
+    await cur.execute(_ESCALATION_VALUES + " DO NOTHING", _escalation_params(incident_id, state))
 
 
 def _item_rows(items: Sequence[OutboxItem]) -> list[tuple[Any, ...]]:

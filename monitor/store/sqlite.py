@@ -39,6 +39,7 @@ from monitor.store.base import (
     MINUTE_RETENTION_S,
     HistoryBucket,
     RunCounts,
+    SoleHolder,
     StoreError,
     with_hours,
 )
@@ -190,7 +191,7 @@ def default_state_path(state_dir: str) -> Path:
     return Path(state_dir) / "monitor.sqlite3"
 
 
-class SqliteStore:
+class SqliteStore(SoleHolder):
     """`Store` on a local SQLite file in WAL mode, so readers never block the daemon.
 
     Args:
@@ -403,11 +404,7 @@ class SqliteStore:
     async def load_escalations(self) -> list[EscalationState]:
         with self._errors("cannot read escalations"):
             rows = self._conn().execute("SELECT * FROM escalations ORDER BY incident_id").fetchall()
-        return [
-            EscalationState(r["incident_id"], r["policy"], r["step"], r["pass_no"],
-                            _time(r["next_at"]), EscalationMode(r["mode"]), r["epoch"])
-            for r in rows
-        ]  # fmt: skip
+        return [_escalation(r) for r in rows]
 
     async def commit_escalation(
         self, incident_id: int, state: EscalationState | None, items: Sequence[OutboxItem]
@@ -416,15 +413,48 @@ class SqliteStore:
             if state is None:
                 db.execute("DELETE FROM escalations WHERE incident_id = ?", (incident_id,))
             else:
-                db.execute(
-                    "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode,"
-                    " epoch) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET"
-                    " policy = excluded.policy, step = excluded.step, pass_no = excluded.pass_no,"
-                    " next_at = excluded.next_at, mode = excluded.mode, epoch = excluded.epoch",
-                    (incident_id, state.policy, state.step, state.pass_no, _text(state.next_at),
-                     EscalationMode(state.mode).value, state.epoch),
-                )  # fmt: skip
+                _upsert_escalation(db, incident_id, state)
             _insert_items(db, items)
+
+    async def swap_escalation(
+        self,
+        incident_id: int,
+        expected: EscalationState | None,
+        state: EscalationState | None,
+        items: Sequence[OutboxItem],
+        token: int | None,
+    ) -> bool:
+        if self._fenced(token):
+            return False
+        with self._write("cannot save escalation") as db:
+            row = db.execute(
+                "SELECT * FROM escalations WHERE incident_id = ?", (incident_id,)
+            ).fetchone()
+            current = None if row is None else _escalation(row)
+            if current != expected:
+                return False
+            if state is None:
+                db.execute("DELETE FROM escalations WHERE incident_id = ?", (incident_id,))
+            else:
+                _upsert_escalation(db, incident_id, state)
+            _insert_items(db, items)
+        return True
+
+    async def claim_notifications(self, ids: Sequence[int], token: int) -> list[int] | None:
+        if self._fenced(token):
+            return None
+        wanted = sorted(set(ids))
+        with self._errors("cannot claim notifications"):
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT id FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
+                    " AND status = 'pending' ORDER BY id",
+                    (json.dumps(wanted),),
+                )
+                .fetchall()
+            )
+        return [int(r["id"]) for r in rows]
 
     async def enqueue(self, items: Sequence[OutboxItem]) -> None:
         with self._write("cannot enqueue notifications") as db:
@@ -624,6 +654,22 @@ class SqliteStore:
         with self._errors("cannot read incident"):
             row = self._conn().execute(sql, params).fetchone()
         return None if row is None else _rows.incident(row, _CODEC)
+
+
+def _escalation(r: sqlite3.Row) -> EscalationState:
+    return EscalationState(r["incident_id"], r["policy"], r["step"], r["pass_no"],
+                           _time(r["next_at"]), EscalationMode(r["mode"]), r["epoch"])  # fmt: skip
+
+
+def _upsert_escalation(db: sqlite3.Connection, incident_id: int, state: EscalationState) -> None:
+    db.execute(
+        "INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode,"
+        " epoch) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET"
+        " policy = excluded.policy, step = excluded.step, pass_no = excluded.pass_no,"
+        " next_at = excluded.next_at, mode = excluded.mode, epoch = excluded.epoch",
+        (incident_id, state.policy, state.step, state.pass_no, _text(state.next_at),
+         EscalationMode(state.mode).value, state.epoch),
+    )  # fmt: skip
 
 
 def _backup_target(target: Path, live: Path) -> Path:
