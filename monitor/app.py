@@ -30,8 +30,9 @@ from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import remember_config
 from monitor.core.resources import probe_reserve, raise_nofile_limit
 from monitor.engine.confirm import Confirmer, definition_hash, probe_once
-from monitor.engine.fleet import Fleet, config_hash
-from monitor.engine.history import HistoryView, HistoryWriter
+from monitor.engine.fleet import Fleet, config_hash, owner
+from monitor.engine.fleetview import FleetView
+from monitor.engine.history import CheckReadings, HistoryView, HistoryWriter
 from monitor.engine.limits import Limiter
 from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
@@ -50,6 +51,7 @@ from monitor.paging.outbox import Outbox
 from monitor.paging.pager import Pager
 from monitor.store import Store, StoreError, store_for
 from monitor.store.confirmations import ConfirmationBook
+from monitor.store.readings import SharedReadings
 from monitor.store.replicas import ReplicaBook, RunBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.badges import BadgeApi
@@ -119,6 +121,7 @@ class App:
         self.fleet: Fleet | None = None
         self.leadership: Leadership | None = None  # who pages, on a shared store
         self.confirmer: Confirmer | None = None
+        self.view: FleetView | None = None
 
     @property
     def ready(self) -> bool:
@@ -165,6 +168,10 @@ class App:
                     fleet_clock=FleetClock(self.clock),
                 )  # fmt: skip
                 stack.push_async_callback(self.leadership.release)
+            readings: CheckReadings = self.results
+            if self.fleet is not None and isinstance(self.store, SharedReadings):
+                self.view = self._view(self.store, self.fleet)
+                readings = self.view.readings
             await self.results.load(config.checks)
             await self.incidents.load()
             await self.silences.load()
@@ -184,7 +191,7 @@ class App:
             )
             status = StatusView(
                 title=config.daemon.status_title, clock=self.clock,
-                checks=lambda: self.config.enabled_checks, results=self.results,
+                checks=lambda: self.config.enabled_checks, results=readings,
                 incidents=self.incidents, runbook_of=self._runbook_of,
                 summaries=summaries, groups=lambda: self.config.groups,
                 slo_section=lambda name: slo_fragment(self.slo, name) or None,
@@ -194,7 +201,7 @@ class App:
                 lambda n: self.config.check(n) is not None,
                 slo=slo_json(self.slo),
             )
-            badges = BadgeApi(lambda: self.config.enabled_checks, self.results, self.store,
+            badges = BadgeApi(lambda: self.config.enabled_checks, readings, self.store,
                               self.clock)  # fmt: skip
             app = build_app(
                 self.metrics, lambda: self._ready, incident_api, status,
@@ -250,6 +257,8 @@ class App:
                         tg.create_task(self.leadership.run(), name="leadership")
                     if self.confirmer is not None:
                         tg.create_task(self.confirmer.run(), name="confirmations")
+                    if self.view is not None:
+                        tg.create_task(self.view.run(), name="fleet-view")
                     self._ready = True
                     _settle_heap()
                     await self._stop.wait()
@@ -305,6 +314,23 @@ class App:
         confirmer = Confirmer(book, me, peers, self.clock, probe)
         self.results.confirmer = confirmer
         return confirmer
+
+    def _view(self, store: SharedReadings, fleet: Fleet) -> FleetView:
+        """What every replica serves: the fleet's check readings, incidents and silences
+        (`monitor.engine.fleetview`); incident changes start from the store's rows, SLOs
+        count every replica's runs and one replica raises each burn incident."""
+        me = fleet.membership.me.id
+        self.incidents.shared = True
+        self.slo.shared = True
+
+        def leads(key: str) -> bool:
+            return owner(key, [r.id for r in fleet.membership.live]) == me
+
+        self.slo.leads = leads
+        return FleetView(
+            store, me, self.clock, self.results, fleet.owns, lambda: self.config.enabled_checks,
+            beat_s=fleet.beat_s, incidents=self.incidents, silences=self.silences,
+        )  # fmt: skip
 
     def _fleet_detail(self) -> dict[str, object] | None:
         lead = {} if self.leadership is None else self.leadership.detail()

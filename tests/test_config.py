@@ -358,3 +358,15 @@ checks:
         with pytest.raises(ConfigError) as err:
             parse_config(self.TEXT.replace("group: docs", "group: 'a b'"), "m.yaml", {})
         assert "checks[1].group" in str(err.value)
+
+
+def test_a_group_from_a_tag_that_is_not_a_string_is_the_schema_s_error() -> None:
+    text = (
+        "checks:\n  - {name: a, kind: http, url: 'http://127.0.0.1:1/', tags: [[[[]]]]}\n"
+        "groups:\n  web: {}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "m.yaml", {})
+    message = str(err.value)
+    assert "checks[0].tags" in message
+    assert "could not be validated" not in message

@@ -128,3 +128,23 @@ async def test_a_new_leader_knows_the_outages_its_predecessor_reported(clock) ->
     await settle()
     assert a.outbox.in_outage("pd")  # so the outage is not alerted twice
     await stop(tasks)
+
+
+async def test_an_opening_heard_after_a_takeover_starts_the_same_escalation(clock) -> None:
+    """The new leader's reconciliation starts the escalation of an incident opened while
+    it took over; the opening, heard a moment later, names the same escalation (same
+    epoch, so the same keys) instead of paging a second time under other keys."""
+    store = MemoryStore()
+    b = Replica("b", clock, store)
+    await b.lead.tick()
+    await b.manager.load()
+    incident_id = await b.fail()  # heard by the pager, not handled yet
+    await clock.advance(3)
+    await b.pager.load()  # the takeover's reconciliation starts it
+    [started] = await store.load_escalations()
+    await store.commit_escalation(incident_id, None, [])  # its one pass already ran out
+    b.pager._states.clear()
+    change = b.pager._changes.get_nowait()
+    await b.pager._handle(change)
+    [again] = await store.load_escalations()
+    assert again.epoch == started.epoch

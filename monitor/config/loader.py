@@ -463,9 +463,11 @@ def _unused_groups(data: dict[str, Any], source: SourceMap) -> list[ConfigIssue]
     for c in checks:
         if not isinstance(c, dict):
             continue
-        tags = c.get("tags")
+        tags, group = c.get("tags"), c.get("group")
         first = tags[0] if isinstance(tags, list) and tags else UNGROUPED
-        used.add(c.get("group") or first)
+        name = group or first
+        if isinstance(name, str):  # anything else is the schema's error, reported there
+            used.add(name)
     issues = []
     for name in groups:
         if not isinstance(name, str) or not _NAME.match(name):

@@ -26,13 +26,20 @@ told each batch `HistoryWriter` stores, and reads the store only to start an obj
 adds the minutes not yet written from `Rollups`, and evaluates every objective once a
 minute, after each flush: metrics, readings for the API and the asset page, and the
 `slo_burn` incidents that severity rules naming `burn_rate` give a severity.
+
+In a fleet (`shared`) each replica stores only the runs of the checks it owns, so the
+batches it stores are not the fleet's: each round then reads the last `REREAD_S` of
+minute rows (and the hours they fall in) of its objectives' checks back from the store,
+which adds up every replica's runs, and puts them in the rings in place of what was
+there. Every replica serves the same figures; only the one `leads` names for an objective
+(its owner among the live replicas) opens and resolves its burn incident.
 """
 
 from __future__ import annotations
 
 import asyncio
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -80,6 +87,9 @@ SLOW: tuple[tuple[str, str, float], ...] = (("3d", "6h", 1.0),)
 BURN_CAP = 1_000_000.0  # the burn rate of a bad run against a zero budget (target 100 %)
 YIELD_EVERY = 200  # objectives evaluated between two yields to the event loop
 _SHORT = 6 * HOUR  # windows up to this long are summed from minutes, longer ones from hours
+# In a fleet, the stored minutes read back each round: other replicas store a finished
+# minute within about one flush (`history.FLUSH_S`) after it ends.
+REREAD_S = 5 * MINUTE
 
 
 # ---- pure figures -------------------------------------------------------------------
@@ -245,6 +255,14 @@ class _Ring:
             self.good[p % self.n] += good
             self.bad[p % self.n] += bad
 
+    def put(self, start: int, good: int, bad: int) -> None:
+        """The bucket that holds `start` counts `good` and `bad`, whatever it counted."""
+        p = start // self.step
+        self._advance(p)
+        if p > self.head - self.n:
+            self.good[p % self.n] = good
+            self.bad[p % self.n] = bad
+
     def totals(self, now: int, spans: Sequence[int]) -> list[list[int]]:
         """[good, bad] per span: the buckets that start within `span` before `now`."""
         self._advance(now // self.step)  # buckets too old for any window are let go
@@ -311,6 +329,9 @@ class SloEvaluator:
         self._readings: dict[str, SloReading] = {}  # by key
         self._burning: dict[str, datetime] = {}  # key → since when it burns
         self._gone: dict[str, Objective] = {}  # removed by a reload, incidents to resolve
+        self.shared = False  # a fleet's store: the rings are read back from it each round
+        # Whether this replica opens and resolves the burn incident of an objective (key).
+        self.leads: Callable[[str], bool] = lambda _key: True
 
     def configure(
         self,
@@ -338,6 +359,8 @@ class SloEvaluator:
 
     def stored(self, buckets: Sequence[HistoryBucket]) -> None:
         """Counts a batch `HistoryWriter` has just stored (its `stored` hook)."""
+        if self.shared:
+            return  # only this replica's runs: the round reads the fleet's from the store
         for b in buckets:
             for key in self._by_check.get(b.check, ()):
                 if (tally := self._tallies.get(key)) is not None:
@@ -360,7 +383,7 @@ class SloEvaluator:
         gone, self._gone = self._gone, {}
         for key, old in gone.items():
             open_ = self.incidents is not None and self.incidents.open_for(key) is not None
-            if open_ and key not in self._objectives:
+            if open_ and key not in self._objectives and self.leads(key):
                 await self._ended(old, f"{old.name} no longer has an SLO", at)
         for key, objective in list(self._objectives.items()):
             if key not in self._tallies:
@@ -372,6 +395,8 @@ class SloEvaluator:
                 if self._objectives.get(key) is not objective:
                     continue  # reconfigured while it was read
                 self._tallies[key] = loaded
+        if self.shared:
+            await self._reread(now)
         pending: dict[str, list[tuple[int, int, int]]] = {}
         for check, start, good, bad in self.rollups.outcomes():
             if check in self._by_check:
@@ -386,7 +411,7 @@ class SloEvaluator:
             self._readings[key] = reading
             self.metrics.set(objective.name, objective.scope, objective.slo.target,
                              reading.remaining, reading.burn)  # fmt: skip
-            if self.incidents is not None:
+            if self.incidents is not None and self.leads(key):
                 try:
                     await self._incident(reading)
                 except Exception:  # one objective's trouble never stops the others
@@ -404,6 +429,42 @@ class SloEvaluator:
                                                    now + MINUTE):  # fmt: skip
                 tally.minutes.add(b.start, *_good_bad(b))
         return tally
+
+    async def _reread(self, now: int) -> None:
+        """Puts the fleet's stored counts of the last `REREAD_S` (minutes, and the hours
+        they fall in) in every objective's rings; an objective whose checks the store
+        cannot read keeps its counts until the next round."""
+        first_minute = (now - REREAD_S) // MINUTE * MINUTE
+        first_hour = first_minute // HOUR * HOUR
+        cache: dict[str, tuple[list[HistoryBucket], list[HistoryBucket]]] = {}
+        for n, (key, tally) in enumerate(list(self._tallies.items())):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            minutes: dict[int, tuple[int, int]] = {}
+            hours: dict[int, tuple[int, int]] = {}
+            try:
+                for check in tally.objective.checks:
+                    if check not in cache:
+                        cache[check] = (
+                            await self.store.read_history(
+                                check, MINUTE, first_minute, now + MINUTE
+                            ),
+                            await self.store.read_history(check, HOUR, first_hour, now + HOUR),
+                        )
+                    for rows, into in zip(cache[check], (minutes, hours), strict=True):
+                        for b in rows:
+                            good, bad = into.get(b.start, (0, 0))
+                            g, d = _good_bad(b)
+                            into[b.start] = (good + g, bad + d)
+            except StoreError as exc:
+                log.warning("slo_history_not_read", slo=tally.objective.name, error=str(exc))
+                continue
+            if self._tallies.get(key) is not tally:
+                continue  # reconfigured meanwhile
+            for start in range(first_minute, now + 1, MINUTE):
+                tally.minutes.put(start, *minutes.get(start, (0, 0)))
+            for start in range(first_hour, now + 1, HOUR):
+                tally.hours.put(start, *hours.get(start, (0, 0)))
 
     def _figures(
         self,

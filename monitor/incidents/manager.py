@@ -5,6 +5,12 @@
 it, and keeps the open incidents in memory so that a healthy probe costs no store read.
 All changes go through one lock, so racing API calls (ack against resolve) leave a
 consistent incident and timeline.
+
+In a fleet (`shared`: the store is one database for several replicas) the cache is only a
+copy: another replica may acknowledge, resolve or open any incident. Every change then
+starts from the store's row, read inside the lock, never from the cache, so a stale copy
+cannot undo another replica's change; `reload()` (on the store's change feed, and every
+beat as a safety net) brings the cache, and what it serves, up to date.
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ class IncidentManager:
         self.metrics = metrics
         self.cooldown = cooldown
         self._open: dict[str, Incident] = {}  # key → open incident (cache of the store)
+        self.shared = False  # other replicas change incidents too: changes re-read the store
         self._lock = asyncio.Lock()
         # Called after every change is stored: (incident, event, actor). Paging listens here.
         self.listeners: list[Callable[[Incident, IncidentEvent, str], Awaitable[None]]] = []
@@ -110,11 +117,33 @@ class IncidentManager:
         self._open = {i.key: i for i in open_}
         self._export()
 
+    async def reload(self) -> None:
+        """Reads the open incidents back from the store: in a fleet, what other replicas
+        opened, acknowledged or resolved since (StoreError when it cannot answer). The read
+        holds the lock: a change made here meanwhile is never replaced by an older list."""
+        async with self._lock:
+            open_ = await self.store.list_incidents(
+                statuses=(IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED), limit=1_000_000
+            )
+            self._open = {i.key: i for i in open_}
+            self._export()
+
+    async def _current(self, key: str) -> Incident | None:
+        """The open incident of `key`: the cache's, or in a fleet the store's (the cache
+        follows what it finds)."""
+        if not self.shared:
+            return self._open.get(key)
+        found = await self.store.open_incident(key)
+        if found is None:
+            self._open.pop(key, None)
+        else:
+            self._open[key] = found
+        return found
+
     async def refresh(self) -> None:
         """Reads the open incidents again, between changes: other replicas sharing the
-        store open, acknowledge and resolve incidents too."""
-        async with self._lock:
-            await self.load()
+        store open, acknowledge and resolve incidents too (the pager's notices)."""
+        await self.reload()
 
     async def adopt(self, keys: Sequence[str]) -> None:
         """Reads the open incidents of `keys` back from the store: another replica of a
@@ -179,7 +208,7 @@ class IncidentManager:
         if current is None and not (event.failing and event.severity is not None):
             return None  # the common case: healthy, or failing but ignored, and nothing open
         async with self._lock:
-            current = self._open.get(event.key)
+            current = await self._current(event.key)
             now = self.clock.now()
             if current is None:
                 if event.failing and event.severity is not None:
@@ -203,7 +232,7 @@ class IncidentManager:
         """Opens or updates the monitor-health incident `key` (checks blind for one cause);
         resolves it when `checks` is empty: the monitor sees again (or what `back` says)."""
         async with self._lock:
-            current = self._open.get(key)
+            current = await self._current(key)
             now = self.clock.now()
             if not checks:
                 if current is None:
@@ -465,7 +494,7 @@ class IncidentManager:
         async with self._lock:
             now = self.clock.now()
             key = f"report:{url}" if url else f"report:{uuid.uuid4().hex[:12]}"
-            if (existing := self._open.get(key)) is not None:
+            if (existing := await self._current(key)) is not None:
                 return existing  # the same URL reported twice is one incident
             incident = Incident(
                 id=0, key=key, title=title, status=IncidentStatus.TRIGGERED, severity=severity,
@@ -547,7 +576,9 @@ class IncidentManager:
     # --- helpers ---------------------------------------------------------------------
 
     async def _must_exist(self, incident_id: int) -> Incident:
-        incident = next((i for i in self._open.values() if i.id == incident_id), None)
+        incident = None
+        if not self.shared:  # in a fleet only the store's row is current
+            incident = next((i for i in self._open.values() if i.id == incident_id), None)
         incident = incident or await self.store.get_incident(incident_id)
         if incident is None:
             raise IncidentNotFound(f"no incident {incident_id}")
@@ -563,6 +594,8 @@ class IncidentManager:
         await self.store.update_incident(incident, entries)
         if incident.is_open:
             self._open[incident.key] = incident
+        else:
+            self._open.pop(incident.key, None)
         self._export()
 
     @staticmethod

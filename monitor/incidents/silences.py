@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -39,15 +40,19 @@ def silence_matches(silence: Silence, check: str, kind: str, tags: frozenset[str
 
 
 class SilenceBook:
-    """The silences the pipeline consults; `load()` once at start."""
+    """The silences the pipeline consults; `load()` once at start, and in a fleet again
+    whenever another replica changed them (`engine.fleetview`). Changes and loads take
+    turns, so a load never replaces a silence added meanwhile with an older list."""
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
         self._all: list[Silence] = []
+        self._lock = asyncio.Lock()
 
     async def load(self) -> None:
-        self._all = await self.store.list_silences()
+        async with self._lock:
+            self._all = await self.store.list_silences()
 
     def active(self, now: datetime | None = None) -> list[Silence]:
         now = now or self.clock.now()
@@ -77,16 +82,19 @@ class SilenceBook:
         if ends_at <= starts_at:
             raise ValueError("a silence must end after it starts")
         silence = Silence(0, clean, starts_at, ends_at, author, comment, self.clock.now())
-        silence = await self.store.create_silence(silence)
-        self._all.append(silence)
+        async with self._lock:
+            silence = await self.store.create_silence(silence)
+            self._all.append(silence)
         log.info(
             "silence_created", silence_id=silence.id, author=author, ends_at=ends_at.isoformat()
         )
         return silence
 
     async def expire(self, silence_id: int) -> Silence | None:
-        expired = await self.store.expire_silence(silence_id, self.clock.now())
+        async with self._lock:
+            expired = await self.store.expire_silence(silence_id, self.clock.now())
+            if expired is not None:
+                self._all = [expired if s.id == silence_id else s for s in self._all]
         if expired is not None:
-            self._all = [expired if s.id == silence_id else s for s in self._all]
             log.info("silence_expired", silence_id=silence_id)
         return expired

@@ -151,8 +151,8 @@ class Metrics:
         self._registry = registry
         self._replicas_live: Gauge | None = None
         self._fleet: tuple[Gauge, Gauge] | None = None
-        self._leadership: tuple[Gauge, Gauge] | None = None
         self._orphaned: Gauge | None = None
+        self._leadership: tuple[Gauge, Gauge] | None = None
         self._confirmations: Counter | None = None
         build = Info("monitor_build", "Version of the monitor.", registry=registry)
         build.info({"version": __version__, "python": platform.python_version()})
@@ -185,6 +185,17 @@ class Metrics:
             )
         return self._fleet
 
+    def track_orphaned(self) -> Gauge:
+        """`monitor_checks_orphaned`: checks a replica cut off from the shared store probes
+        on its own, holding their state changes until it is back."""
+        if self._orphaned is None:
+            self._orphaned = Gauge(
+                "monitor_checks_orphaned",
+                "Checks probed while the store is away, their state changes held locally.",
+                registry=self._registry,
+            )
+        return self._orphaned
+
     def track_leadership(self) -> tuple[Gauge, Gauge]:
         """`monitor_pager_leader` and `monitor_pager_lease_token`: on a shared store only."""
         if self._leadership is None:
@@ -201,17 +212,6 @@ class Metrics:
                 ),
             )
         return self._leadership
-
-    def track_orphaned(self) -> Gauge:
-        """`monitor_checks_orphaned`: checks a replica cut off from the shared store probes
-        on its own, holding their state changes until it is back."""
-        if self._orphaned is None:
-            self._orphaned = Gauge(
-                "monitor_checks_orphaned",
-                "Checks probed while the store is away, their state changes held locally.",
-                registry=self._registry,
-            )
-        return self._orphaned
 
     def track_confirmations(self) -> Counter:
         """`monitor_confirmations_total`: registered once a check asks for one."""

@@ -42,6 +42,7 @@ log = structlog.stdlib.get_logger(__name__)
 TICK_S = 0.25  # a standby tries to take the lease this often; the leader renews as often
 RELOAD_S = 5.0  # subscribers reload paging state at least this often
 SKEW_WARNING_S = 1.0  # a clock off the database's by more than this is logged
+MEASURE_WITHIN = timedelta(milliseconds=200)  # round trips longer than this are not used
 
 
 class FleetClock:
@@ -158,6 +159,8 @@ class Leadership:
         if theirs is None:
             return
         after = self.clock.now()
+        if after - before > MEASURE_WITHIN:
+            return  # a slow answer (a connection being made) says little of the offset
         offset = theirs - (before + (after - before) / 2)
         big = abs(offset.total_seconds()) > SKEW_WARNING_S
         if big and abs((offset - self.fleet_clock.offset).total_seconds()) > SKEW_WARNING_S:

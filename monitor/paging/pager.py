@@ -147,10 +147,10 @@ class Pager:
         for incident in self.incidents.open_incidents:
             if incident.id not in self._states:
                 if self._should_page(incident):
-                    at = incident.updated_at if incident.reopened else incident.opened_at
-                    if self.lead is not None:  # stamped by another replica's clock
-                        at = min(at, self.clock.now())
-                    await self._start(incident, at)
+                    since = incident.updated_at if incident.reopened else incident.opened_at
+                    # In a fleet, stamped by another replica's clock: never in the future.
+                    at = since if self.lead is None else min(since, self.clock.now())
+                    await self._start(incident, at, since)
                 elif incident.status is IncidentStatus.ACKNOWLEDGED:
                     await self._wait_for_ack(
                         incident, incident.acknowledged_at or incident.updated_at
@@ -254,7 +254,12 @@ class Pager:
         if event in _STARTS:
             known = incident.id in self._states and (self.lead is None or self.lead.leading)
             if not known and self._should_page(incident):
-                await self._start(incident, self.clock.now())
+                # In a fleet, an opening is named by when it opened: the leader that takes
+                # over meanwhile starts the same escalation (same keys), not a second one.
+                opened = self.lead is not None and event is IncidentEvent.OPENED
+                await self._start(
+                    incident, self.clock.now(), incident.opened_at if opened else None
+                )
         elif event is IncidentEvent.REOPENED:
             await self._post(
                 incident, NotificationEvent.TRIGGER, f"reopened: {incident.message}", "reopened"
@@ -313,13 +318,15 @@ class Pager:
 
     # --- escalations -------------------------------------------------------------------
 
-    async def _start(self, incident: Incident, at: datetime) -> None:
+    async def _start(self, incident: Incident, at: datetime, since: datetime | None = None) -> None:
+        """Starts paging from `at`; `since` (default `at`) names the escalation (its epoch,
+        in every page's key)."""
         chosen = self._policy(incident)
         if chosen is None:
             return
         name, policy = chosen
         state = EscalationState(
-            incident.id, freeze(name, policy), 0, 0, at, epoch=int(at.timestamp())
+            incident.id, freeze(name, policy), 0, 0, at, epoch=int((since or at).timestamp())
         )
         if self.lead is not None:
             # Whoever opened it writes it; one that runs already (started by another

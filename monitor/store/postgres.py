@@ -57,6 +57,7 @@ from monitor.store.base import (
     with_hours,
 )
 from monitor.store.confirmations import Answer, Seen, Slot
+from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES
 from monitor.store.replicas import Replica, ReplicaId
 from monitor.store.sqlite import _data_json, _matchers_json
 
@@ -226,6 +227,16 @@ MIGRATIONS: tuple[str, ...] = (
         ran_at timestamptz NOT NULL,
         replica text NOT NULL
     );
+    """,
+    # What every replica serves: the last reading of each check, written by its owner.
+    """
+    CREATE TABLE check_readings (
+        check_name text PRIMARY KEY,
+        replica text NOT NULL,
+        reading text NOT NULL,
+        written_at timestamptz NOT NULL
+    );
+    CREATE INDEX check_readings_written ON check_readings (written_at);
     """,
     # Paging among replicas: the lease's fencing token (one more each time a replica takes
     # it) and the session that holds its advisory lock; which token claimed a notification.
@@ -419,6 +430,7 @@ class PostgresStore:
             assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
             created = replace(incident, id=int(row["id"]))
             await _append(cur, created.id, rows)
+            await _changed(cur, CHANGED_INCIDENTS)
         return created
 
     async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
@@ -429,6 +441,7 @@ class PostgresStore:
             if cur.rowcount == 0:
                 raise StoreError(f"no incident {incident.id} to update")
             await _append(cur, incident.id, rows)
+            await _changed(cur, CHANGED_INCIDENTS)
 
     async def get_incident(self, incident_id: int) -> Incident | None:
         return await self._one_incident("SELECT * FROM incidents WHERE id = %s", (incident_id,))
@@ -515,6 +528,7 @@ class PostgresStore:
                 params,
             )
             row = await cur.fetchone()
+            await _changed(cur, CHANGED_SILENCES)
         assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
         return replace(silence, id=int(row["id"]))
 
@@ -534,6 +548,8 @@ class PostgresStore:
                 "UPDATE silences SET expired_at = %s WHERE id = %s RETURNING *", (when, silence_id)
             )
             row = await cur.fetchone()
+            if row is not None:
+                await _changed(cur, CHANGED_SILENCES)
         return None if row is None else _rows.silence(row, _CODEC)
 
     # --- escalations and the outbox ---------------------------------------------------
@@ -992,6 +1008,43 @@ class PostgresStore:
 
     async def listen_confirmations(self, notice: Callable[[str], None]) -> None:
         """Holds one connection of its own (outside the pool) listening on the channel."""
+        await self._listen(_CONFIRM_CHANNEL, notice)
+
+    # --- what every replica serves ---------------------------------------------------
+
+    async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
+        if not readings:
+            return
+        async with self._tx("cannot save readings") as cur:
+            await cur.execute(
+                "INSERT INTO check_readings (check_name, replica, reading, written_at)"
+                " SELECT c, %s, r, now() FROM unnest(%s::text[], %s::text[]) AS t(c, r)"
+                " ON CONFLICT (check_name) DO UPDATE SET replica = excluded.replica,"
+                " reading = excluded.reading, written_at = excluded.written_at",
+                (replica_id, [c for c, _ in readings], [r for _, r in readings]),
+            )
+
+    async def load_readings(self, since: float | None) -> tuple[float, dict[str, str]]:
+        async with self._tx("cannot read readings") as cur:
+            await cur.execute("SELECT extract(epoch FROM now()) AS now")
+            row = await cur.fetchone()
+            assert row is not None  # noqa: S101  a SELECT without FROM returns one row
+            if since is None:
+                await cur.execute("SELECT check_name, reading FROM check_readings")
+            else:  # a writer's transaction started before `since` may commit after it
+                await cur.execute(
+                    "SELECT check_name, reading FROM check_readings"
+                    " WHERE written_at > to_timestamp(%s) - make_interval(secs => %s)",
+                    (since, _READINGS_OVERLAP_S),
+                )
+            rows = await cur.fetchall()
+        return float(row["now"]), {str(r["check_name"]): str(r["reading"]) for r in rows}
+
+    async def listen_changes(self, notice: Callable[[str], None]) -> None:
+        """Holds one connection of its own (outside the pool) listening on the channel."""
+        await self._listen(_CHANGES_CHANNEL, notice)
+
+    async def _listen(self, channel: str, notice: Callable[[str], None]) -> None:
         if self._pool is None:
             raise StoreError(f"{self.name}: store is {'closed' if self._closed else 'not open'}")
         try:
@@ -1001,7 +1054,7 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"{self.name}: cannot listen: {_reason(exc)}") from exc
         try:
-            await conn.execute(f"LISTEN {_CONFIRM_CHANNEL}")
+            await conn.execute(f"LISTEN {channel}")
             async for note in conn.notifies():
                 notice(note.payload)
         except psycopg.Error as exc:
@@ -1324,6 +1377,14 @@ def _bucket(r: DictRow) -> HistoryBucket:
 
 
 _CONFIRM_CHANNEL = "monitor_confirmations"
+_CHANGES_CHANNEL = "monitor_changes"  # incidents and silences changed (`store.readings`)
+_READINGS_OVERLAP_S = 3.0  # rows written this long before a reader's cursor are read again
+
+
+async def _changed(cur: psycopg.AsyncCursor[DictRow], what: str) -> None:
+    """Tells every listening replica, when the transaction commits, that `what` changed."""
+    await cur.execute("SELECT pg_notify(%s, %s)", (_CHANGES_CHANNEL, what))
+
 
 # One slot of another replica's open request that this one has not claimed, answered or
 # declined (one vantage point per replica), locked without waiting on the others'.

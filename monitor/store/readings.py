@@ -1,0 +1,34 @@
+"""What every replica of a fleet reads of the others: the last reading of each check
+(written by the replica that runs it) and a change feed of incidents and silences (the
+PostgreSQL store has them; SQLite, one daemon per file, needs neither)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+__all__ = ["CHANGED_INCIDENTS", "CHANGED_SILENCES", "SharedReadings"]
+
+CHANGED_INCIDENTS = "incidents"  # a change feed's notice: an incident was created or changed
+CHANGED_SILENCES = "silences"  # a silence was created or expired
+
+
+@runtime_checkable
+class SharedReadings(Protocol):
+    """A store shared by replicas: per check, the reading its owner last wrote (an opaque
+    JSON text), and a feed that tells every replica when incidents or silences change."""
+
+    async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
+        """Writes (check, reading) rows in one transaction, each replacing the check's row."""
+        ...
+
+    async def load_readings(self, since: float | None) -> tuple[float, dict[str, str]]:
+        """The rows written since `since` (a cursor this method returned before; None:
+        every row), and the cursor to pass next time. Timed by the store's clock, with an
+        overlap: a row may come twice, none is missed."""
+        ...
+
+    async def listen_changes(self, notice: Callable[[str], None]) -> None:
+        """Calls `notice` with `CHANGED_INCIDENTS` or `CHANGED_SILENCES` for each change
+        made through any replica, until cancelled (StoreError when the feed breaks)."""
+        ...

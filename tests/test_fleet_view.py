@@ -1,0 +1,273 @@
+"""What every replica of a fleet serves, under a fake clock over one in-memory store that
+two replicas share: incident changes start from the store's row (a stale cache cannot
+undo another replica's acknowledgement), the change feed and the periodic reload bring
+incidents and silences to every replica, the owner's readings of its checks reach the
+others, and SLOs count every replica's runs with one replica raising the burn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.core.alertstate import AlertState, CheckState
+from monitor.core.configtypes import CheckConfigBase
+from monitor.core.model import (
+    CheckResult,
+    Incident,
+    IncidentStatus,
+    Outcome,
+    Silence,
+    TimelineEntry,
+)
+from monitor.engine.fleetview import RELOAD_BEATS, FleetView, Reading
+from monitor.engine.history import HistoryBook, Rollups
+from monitor.engine.slo import SloEvaluator
+from monitor.incidents.manager import IncidentManager
+from monitor.incidents.silences import SilenceBook
+from monitor.metrics.exporter import Metrics
+from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES
+from tests.fakes import FakeClock, MemoryStore, settle
+from tests.test_incidents import DOWN, UP, event
+from tests.test_slo import RULES, history, objective
+
+BEAT = 1.0
+
+
+class SharedStore(MemoryStore):
+    """`MemoryStore` with what a fleet's store adds: readings, and a change feed that
+    tells every listener of each incident and silence change (`feed=False`: it is
+    silent, as one that lost its notices)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readings: dict[str, tuple[float, str]] = {}
+        self.listeners: list[Callable[[str], None]] = []
+        self.feed = True
+        self.t = 0.0
+
+    def _tell(self, what: str) -> None:
+        if self.feed:
+            for notice in self.listeners:
+                notice(what)
+
+    async def create_incident(
+        self, incident: Incident, entries: Sequence[TimelineEntry]
+    ) -> Incident:
+        created = await super().create_incident(incident, entries)
+        self._tell(CHANGED_INCIDENTS)
+        return created
+
+    async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
+        await super().update_incident(incident, entries)
+        self._tell(CHANGED_INCIDENTS)
+
+    async def create_silence(self, silence: Silence) -> Silence:
+        created = await super().create_silence(silence)
+        self._tell(CHANGED_SILENCES)
+        return created
+
+    async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
+        self.t += 1
+        for check, text in readings:
+            self.readings[check] = (self.t, text)
+
+    async def load_readings(self, since: float | None) -> tuple[float, dict[str, str]]:
+        return self.t, {c: r for c, (t, r) in self.readings.items() if since is None or t > since}
+
+    async def listen_changes(self, notice: Callable[[str], None]) -> None:
+        self.listeners.append(notice)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.listeners.remove(notice)
+
+
+class Local:
+    """A replica's own pipeline readings (`CheckReadings`)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, CheckState] = {}
+        self.last: dict[str, CheckResult] = {}
+        self.runs = HistoryBook()
+
+    def ran(self, result: CheckResult, state: CheckState) -> None:
+        self.states[result.check], self.last[result.check] = state, result
+        self.runs.add(result)
+
+    def state(self, check: str) -> CheckState | None:
+        return self.states.get(check)
+
+    def last_result(self, check: str) -> CheckResult | None:
+        return self.last.get(check)
+
+    def recent_runs(self, check: str) -> list[dict[str, Any]]:
+        return self.runs.runs(check)
+
+
+class Replica:
+    def __init__(self, store: SharedStore, clock: FakeClock, owned: set[str]) -> None:
+        self.incidents = IncidentManager(
+            store, clock, Metrics(CollectorRegistry()), cooldown=timedelta(minutes=30)
+        )  # fmt: skip
+        self.incidents.shared = True
+        self.silences = SilenceBook(store, clock)
+        self.local = Local()
+        checks = [CheckConfigBase(name=n, kind="http") for n in ("a", "b")]
+        self.view = FleetView(
+            store, f"r{len(owned)}", clock, self.local, owned.__contains__, lambda: checks,
+            beat_s=BEAT, incidents=self.incidents, silences=self.silences,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def store() -> SharedStore:
+    return SharedStore()
+
+
+@pytest.fixture
+async def fleet(store: SharedStore, clock: FakeClock) -> Any:
+    """Two replicas over one store, their views running: `one` owns check `a`."""
+    one, two = Replica(store, clock, {"a"}), Replica(store, clock, set())
+    for r in (one, two):
+        await r.incidents.load()
+        await r.silences.load()
+    tasks = [asyncio.ensure_future(r.view.run()) for r in (one, two)]
+    await settle()
+    yield one, two
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_an_ack_through_another_replica_is_not_undone_by_the_owner_s_next_run(
+    store: SharedStore, clock: FakeClock
+) -> None:
+    owner, other = Replica(store, clock, {"docs"}), Replica(store, clock, set())
+    opened = await owner.incidents.on_check(event(clock, DOWN))
+    assert opened is not None
+    await other.incidents.acknowledge(opened.id, "ana")
+    # The owner has heard nothing (no feed, no reload): its copy still says triggered.
+    await clock.advance(10)
+    changed = await owner.incidents.on_check(event(clock, DOWN, DOWN, message="502 now"))
+    assert changed is not None
+    assert changed.status is IncidentStatus.ACKNOWLEDGED
+    stored = store.incidents[opened.id]
+    assert (stored.status, stored.assignee, stored.message) == (
+        IncidentStatus.ACKNOWLEDGED, "ana", "502 now",
+    )  # fmt: skip
+    assert owner.incidents.open_for("docs") == stored  # its copy follows the store
+
+
+async def test_a_resolve_through_another_replica_is_not_undone_either(
+    store: SharedStore, clock: FakeClock
+) -> None:
+    owner, other = Replica(store, clock, {"docs"}), Replica(store, clock, set())
+    opened = await owner.incidents.on_check(event(clock, DOWN))
+    assert opened is not None
+    await other.incidents.resolve(opened.id, "ana", "fixed by hand")
+    await clock.advance(10)
+    # The check recovers on the owner: nothing to resolve twice, nothing reopened.
+    assert await owner.incidents.on_check(event(clock, UP, DOWN)) is None
+    assert store.incidents[opened.id].status is IncidentStatus.RESOLVED
+    assert [e.event for e in store.entries].count("resolved") == 1
+    assert owner.incidents.open_for("docs") is None
+
+
+async def test_incidents_and_silences_reach_every_replica_through_the_feed(
+    fleet: Any, clock: FakeClock
+) -> None:
+    one, two = fleet
+    opened = await one.incidents.on_check(event(clock, DOWN))
+    assert opened is not None
+    await clock.advance(0.2)  # well within a beat: the notice did it
+    assert [i.id for i in two.incidents.open_incidents] == [opened.id]
+    await two.incidents.acknowledge(opened.id, "ana")
+    await clock.advance(0.2)
+    assert one.incidents.open_incidents[0].status is IncidentStatus.ACKNOWLEDGED
+    now = clock.now()
+    silence = await two.silences.add({"checks": ["docs"]}, now, now + timedelta(hours=1), "ana", "")
+    await clock.advance(0.2)
+    assert [s.id for s in one.silences.active()] == [silence.id]
+
+
+async def test_without_notices_the_periodic_reload_catches_up(
+    fleet: Any, store: SharedStore, clock: FakeClock
+) -> None:
+    one, two = fleet
+    store.feed = False  # notices lost (a feed that reconnects)
+    opened = await one.incidents.on_check(event(clock, DOWN))
+    now = clock.now()
+    await one.silences.add({"checks": ["docs"]}, now, now + timedelta(hours=1), "ana", "")
+    await clock.advance(BEAT)
+    assert two.incidents.open_incidents == []
+    assert two.silences.active() == []
+    await clock.advance(RELOAD_BEATS * BEAT)
+    assert opened is not None
+    assert [i.id for i in two.incidents.open_incidents] == [opened.id]
+    assert len(two.silences.active()) == 1
+
+
+async def test_the_owner_s_readings_are_served_by_every_replica(
+    fleet: Any, clock: FakeClock
+) -> None:
+    one, two = fleet
+    result = CheckResult("a", "http", Outcome.DOWN, None, "503 from a", clock.now(), 0.25)
+    state = CheckState(AlertState.DOWN, clock.now(), downs=2)
+    one.local.ran(result, state)
+    await clock.advance(BEAT)
+    await clock.advance(BEAT)
+    seen = two.view.readings
+    assert seen.state("a") == state
+    last = seen.last_result("a")
+    assert last is not None
+    assert (last.outcome, last.message, last.started_at) == (
+        Outcome.DOWN, "503 from a", result.started_at,
+    )  # fmt: skip
+    assert seen.recent_runs("a") == one.local.recent_runs("a") != []
+    assert seen.state("b") is None  # nobody ran it: unknown, as before
+    # The check the replica runs itself is answered from its own pipeline.
+    assert one.view.readings.state("a") is state
+
+
+def test_a_reading_survives_its_text() -> None:
+    at = FakeClock().now()
+    result = CheckResult("a", "http", Outcome.UP, None, "ok", at, 0.1,
+                         details={"confirmation": {"outcome": "refuted"}, "secret": "x"})  # fmt: skip
+    state = CheckState(AlertState.BLIND, at, blinds=3, seen=AlertState.UP, seen_since=at,
+                       cause="monitor-health:rate_limited")  # fmt: skip
+    back = Reading.from_text(Reading(state, result, []).to_text())
+    assert back.state == state
+    assert back.last.details == {"confirmation": {"outcome": "refuted"}}  # nothing else
+    with pytest.raises((ValueError, KeyError)):
+        Reading.from_text('{"state": {}}')
+
+
+async def test_slos_count_every_replica_s_runs_and_one_replica_raises_the_burn(
+    store: SharedStore, clock: FakeClock
+) -> None:
+    evaluators = []
+    for leads in (True, False):
+        r = Replica(store, clock, set())
+        e = SloEvaluator(store, clock, Metrics(CollectorRegistry()).slo, Rollups(),
+                         incidents=r.incidents)  # fmt: skip
+        e.shared, e.leads = True, (lambda _key: True) if leads else (lambda _key: False)
+        e.configure([objective(target=0.99)], RULES)
+        evaluators.append(e)
+    await history(store, "web", range(61, 600), up=100, down=0)
+    for e in evaluators:
+        await e.evaluate()
+    # Another replica stores its runs of the last minutes: each one reads them back.
+    await history(store, "web", range(1, 4), up=10, down=90)
+    await clock.advance(1)
+    for e in evaluators:
+        e.stored([])  # its own batch: ignored, the store adds every replica's
+        await e.evaluate()
+    readings = [e.readings("web")[0] for e in evaluators]
+    assert [(r.good, r.bad) for r in readings] == [(539 * 100 + 30, 270)] * 2
+    assert {r.level for r in readings} == {"fast"}
+    assert len([i for i in store.incidents.values() if i.is_open]) == 1
