@@ -153,14 +153,10 @@ def _explain(args: argparse.Namespace, config: MonitorConfig, _path: str) -> int
             file=sys.stderr,
         )
         return EXIT_USAGE
-    try:
-        failing_for = parse_duration(args.failing_for)
-        now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    when = _when(args)
+    if when is None:
         return EXIT_USAGE
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
+    failing_for, now = when
     state = args.state or (
         "blind" if blindness(check.kind, args.failure)
         else "degraded" if args.failure in _SOFT_FAILURES
@@ -200,14 +196,10 @@ def _explain_burn(args: argparse.Namespace, config: MonitorConfig) -> int:
     if check is None and group is None:
         print(f"unknown check or group: {args.name}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        burning_for = parse_duration(args.failing_for)
-        now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    when = _when(args)
+    if when is None:
         return EXIT_USAGE
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
+    burning_for, now = when
     kind, tags = ("group", frozenset()) if check is None else (check.kind, frozenset(check.tags))
     slo = check.slo if check is not None else group.slo if group is not None else None
     situation = Situation(
@@ -420,3 +412,14 @@ def _table(results: Sequence[CheckResult]) -> str:
         + (f", {blind} blind (the monitor could not see)" if blind else "")
     )
     return "\n".join(lines)
+
+
+def _when(args: argparse.Namespace) -> tuple[timedelta, datetime] | None:
+    """`--failing-for` and `--at` (UTC when no zone is given); None after saying why not."""
+    try:
+        duration = parse_duration(args.failing_for)
+        now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return duration, now if now.tzinfo is not None else now.replace(tzinfo=UTC)
