@@ -29,7 +29,7 @@ from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.model import EscalationMode, EscalationState, OutboxItem, OutboxStatus
 from monitor.core.redact import forget_all, redact_text, remember_config
 from monitor.store import Store, StoreError, public_dsn, store_for
-from monitor.store.postgres import MIGRATIONS, PostgresStore
+from monitor.store.postgres import MIGRATIONS, UNREACHABLE_WAIT_S, PostgresStore
 from monitor.store.sqlite import SqliteStore
 from tests.postgres import TcpProxy, server_dsn
 from tests.proc import Daemon, run_cli, wait_for
@@ -284,6 +284,47 @@ async def test_database_lost_is_a_store_error_then_recovers(pg_dsn: str) -> None
                 assert asyncio.get_running_loop().time() < deadline, "the pool never reconnected"
                 await asyncio.sleep(0.2)
             assert (await store.load_check_states())["web"].state is AlertState.DOWN
+        finally:
+            await store.close()
+
+
+async def test_an_unreachable_database_fails_calls_fast_until_it_is_back(pg_dsn: str) -> None:
+    """Through an outage each call waits the pool's timeout only until the database is
+    known unreachable; then briefly, so that a check's runs keep their interval."""
+    async with proxied(pg_dsn) as (proxy, dsn):
+        store = PostgresStore(dsn, timeout_s=3.0)
+        await store.open()
+        loop = asyncio.get_running_loop()
+        try:
+            await store.save_check_state("web", CheckState(AlertState.UP))
+            proxy.sever()
+            waits = []
+            assert not store.unreachable
+            for _ in range(6):
+                t0 = loop.time()
+                with pytest.raises(StoreError, match="cannot save check state"):
+                    await store.save_check_state("web", CheckState(AlertState.DOWN))
+                waits.append(loop.time() - t0)
+            assert max(waits) <= 3.0 + 1.0, waits  # never more than the pool's timeout
+            assert store.unreachable
+            # Known unreachable after the first full wait at most: the rest are brief.
+            assert all(w < UNREACHABLE_WAIT_S + 0.5 for w in waits[2:]), waits
+            assert sum(waits) < 3.0 * 2 + 4 * (UNREACHABLE_WAIT_S + 0.5), waits
+            proxy.restore()
+            deadline = loop.time() + 20
+            while True:
+                try:
+                    await store.save_check_state("web", CheckState(AlertState.DOWN))
+                    break
+                except StoreError:
+                    assert loop.time() < deadline, "the pool never reconnected"
+                    await asyncio.sleep(0.1)
+            assert (await store.load_check_states())["web"].state is AlertState.DOWN
+            assert not store.unreachable  # a busy pool is waited for in full again
+            proxy.sever()
+            with pytest.raises(StoreError):
+                await store.save_check_state("web", CheckState(AlertState.UP))
+            assert store.unreachable
         finally:
             await store.close()
 

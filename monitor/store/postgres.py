@@ -26,10 +26,11 @@ from enum import Enum
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from monitor.core.alertstate import CheckState
 from monitor.core.errors import StoreError
@@ -282,7 +283,14 @@ WHERE l.name = 'pager' AND l.token = %(token)s AND EXISTS (
 )
 FOR SHARE OF l
 """
+
+log = structlog.stdlib.get_logger(__name__)
+
 POOL_TIMEOUT_S = 5.0  # how long a call waits for a connection before it is a StoreError
+# Once the database is known unreachable (a call found no connection and connecting had
+# failed), a call waits only this long, until one succeeds again: each check's run goes
+# on at its interval through an outage instead of waiting the full timeout per write.
+UNREACHABLE_WAIT_S = 0.5
 CONNECT_TIMEOUT_S = 5
 LEASE_TIMEOUT_S = 2.0  # a lease call not answered by then loses the lease
 LEASE_EXPIRY_S = 5.0  # a holder that has not renewed for this long has its session ended
@@ -304,6 +312,8 @@ class PostgresStore:
         self._timeout_s = timeout_s
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._closed = False
+        self._unreachable = False  # a call found no connection and connecting failed
+        self._connect_errors = 0  # the pool's count of failed connects, when last looked at
         # The paging lease's own connection (also where changes are listened for).
         self._lease_conn: psycopg.AsyncConnection[DictRow] | None = None
         self._lease_token: int | None = None
@@ -1135,9 +1145,17 @@ class PostgresStore:
         if pool is None:
             state = "closed" if self._closed else "not open"
             raise StoreError(f"{self.name}: store is {state}")
+        wait_s = UNREACHABLE_WAIT_S if self._unreachable else None  # None: the pool's own
         try:
-            async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            async with (
+                pool.connection(timeout=wait_s) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
                 yield cur
+        except PoolTimeout as exc:
+            self._no_connection(pool)
+            raise StoreError(f"{self.name}: {what}: {_reason(exc)}") from exc
         except pg_errors.UniqueViolation as exc:
             if key is not None and exc.diag.constraint_name == "incidents_one_open_per_key":
                 msg = f"incident key {key!r} already has an incident that is not resolved"
@@ -1145,6 +1163,29 @@ class PostgresStore:
             raise StoreError(f"{self.name}: {what}: {_reason(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreError(f"{self.name}: {what}: {_reason(exc)}") from exc
+        else:
+            if self._unreachable:
+                self._unreachable = False
+                log.info("store_reachable", store=self.name)
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether the last call found no connection and connecting failed (calls then
+        wait `UNREACHABLE_WAIT_S` for one, until a call succeeds)."""
+        return self._unreachable
+
+    def _no_connection(self, pool: AsyncConnectionPool[Any]) -> None:
+        """A call found no connection in time. The database is unreachable when the pool
+        failed to connect meanwhile or had room to grow (it was not merely busy)."""
+        stats = pool.get_stats()
+        errors = stats.get("connections_errors", 0)
+        failed, self._connect_errors = errors > self._connect_errors, errors
+        if not self._unreachable and (failed or stats["pool_size"] < stats["pool_max"]):
+            self._unreachable = True
+            log.warning(
+                "store_unreachable", store=self.name, wait_s=UNREACHABLE_WAIT_S,
+                reason="no connection to the database: calls wait briefly until one succeeds",
+            )  # fmt: skip
 
     async def _one_incident(self, sql: str, params: tuple[object, ...]) -> Incident | None:
         async with self._tx("cannot read incident") as cur:
