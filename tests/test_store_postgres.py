@@ -298,15 +298,15 @@ async def test_an_unreachable_database_fails_calls_fast_until_it_is_back(pg_dsn:
         try:
             await store.save_check_state("web", CheckState(AlertState.UP))
             proxy.sever()
-            waits = []
-            assert not store.unreachable
+            waits: list[float] = []
+            assert store.unreachable is False
             for _ in range(6):
                 t0 = loop.time()
                 with pytest.raises(StoreError, match="cannot save check state"):
                     await store.save_check_state("web", CheckState(AlertState.DOWN))
                 waits.append(loop.time() - t0)
             assert max(waits) <= 3.0 + 1.0, waits  # never more than the pool's timeout
-            assert store.unreachable
+            assert bool(store.unreachable)
             # Known unreachable after the first full wait at most: the rest are brief.
             assert all(w < UNREACHABLE_WAIT_S + 0.5 for w in waits[2:]), waits
             assert sum(waits) < 3.0 * 2 + 4 * (UNREACHABLE_WAIT_S + 0.5), waits
@@ -324,7 +324,7 @@ async def test_an_unreachable_database_fails_calls_fast_until_it_is_back(pg_dsn:
             proxy.sever()
             with pytest.raises(StoreError):
                 await store.save_check_state("web", CheckState(AlertState.UP))
-            assert store.unreachable
+            assert bool(store.unreachable)
         finally:
             await store.close()
 
