@@ -292,6 +292,11 @@ POOL_TIMEOUT_S = 5.0  # how long a call waits for a connection before it is a St
 # on at its interval through an outage instead of waiting the full timeout per write.
 UNREACHABLE_WAIT_S = 0.5
 CONNECT_TIMEOUT_S = 5
+# A pooled connection behind a partition (nothing comes back, nothing is refused) is
+# given up by the kernel: idle, after keepalives unanswered for about 20 s; with a
+# statement in flight, after 30 s without an acknowledgement (libpq's tcp_user_timeout).
+_PROBED = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+           "keepalives_count": 2, "tcp_user_timeout": 30_000}  # fmt: skip
 LEASE_TIMEOUT_S = 2.0  # a lease call not answered by then loses the lease
 LEASE_EXPIRY_S = 5.0  # a holder that has not renewed for this long has its session ended
 
@@ -333,7 +338,7 @@ class PostgresStore:
         pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             self._dsn,
             connection_class=psycopg.AsyncConnection[DictRow],
-            kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S},
+            kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S, **_PROBED},
             min_size=1,
             max_size=self._max_size,
             open=False,
