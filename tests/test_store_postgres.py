@@ -288,11 +288,14 @@ async def test_database_lost_is_a_store_error_then_recovers(pg_dsn: str) -> None
             await store.close()
 
 
-async def test_an_unreachable_database_fails_calls_fast_until_it_is_back(pg_dsn: str) -> None:
+async def test_an_unreachable_database_fails_calls_fast_and_is_used_at_once_when_back(
+    pg_dsn: str,
+) -> None:
     """Through an outage each call waits the pool's timeout only until the database is
-    known unreachable; then briefly, so that a check's runs keep their interval."""
+    known unreachable; then briefly, so that a check's runs keep their interval. However
+    long it lasted, the database is used again within seconds of its return."""
     async with proxied(pg_dsn) as (proxy, dsn):
-        store = PostgresStore(dsn, timeout_s=3.0)
+        store = PostgresStore(dsn, timeout_s=2.0)
         await store.open()
         loop = asyncio.get_running_loop()
         try:
@@ -300,24 +303,24 @@ async def test_an_unreachable_database_fails_calls_fast_until_it_is_back(pg_dsn:
             proxy.sever()
             waits: list[float] = []
             assert store.unreachable is False
-            for _ in range(6):
+            down_at = loop.time()
+            while loop.time() - down_at < 9:  # long enough to back a pool's retries off
                 t0 = loop.time()
                 with pytest.raises(StoreError, match="cannot save check state"):
                     await store.save_check_state("web", CheckState(AlertState.DOWN))
                 waits.append(loop.time() - t0)
-            assert max(waits) <= 3.0 + 1.0, waits  # never more than the pool's timeout
+            assert max(waits) <= 2.0 + 1.0, waits  # never more than the pool's timeout
             assert bool(store.unreachable)
             # Known unreachable after the first full wait at most: the rest are brief.
             assert all(w < UNREACHABLE_WAIT_S + 0.5 for w in waits[2:]), waits
-            assert sum(waits) < 3.0 * 2 + 4 * (UNREACHABLE_WAIT_S + 0.5), waits
             proxy.restore()
-            deadline = loop.time() + 20
+            back_at = loop.time()
             while True:
                 try:
                     await store.save_check_state("web", CheckState(AlertState.DOWN))
                     break
                 except StoreError:
-                    assert loop.time() < deadline, "the pool never reconnected"
+                    assert loop.time() - back_at < 4, "the pool did not reconnect in time"
                     await asyncio.sleep(0.1)
             assert (await store.load_check_states())["web"].state is AlertState.DOWN
             assert not store.unreachable  # a busy pool is waited for in full again

@@ -291,6 +291,7 @@ POOL_TIMEOUT_S = 5.0  # how long a call waits for a connection before it is a St
 # failed), a call waits only this long, until one succeeds again: each check's run goes
 # on at its interval through an outage instead of waiting the full timeout per write.
 UNREACHABLE_WAIT_S = 0.5
+RECONNECT_S = 3.0  # a pool's attempt to replace a connection retries for this long
 CONNECT_TIMEOUT_S = 5
 # A pooled connection behind a partition (nothing comes back, nothing is refused) is
 # given up by the kernel: idle, after keepalives unanswered for about 20 s; with a
@@ -345,7 +346,10 @@ class PostgresStore:
             configure=_configure,
             check=AsyncConnectionPool.check_connection,
             timeout=self._timeout_s,
-            reconnect_timeout=24 * 3600.0,  # a database down for long is still retried
+            # The pool's own retries back off without bound (1 s, 2 s, 4 s…), so that after
+            # a long outage it would wait as long again; given up after a few seconds, the
+            # next call that finds no connection starts a fresh attempt at once.
+            reconnect_timeout=RECONNECT_S,
             name="monitor-store",
         )
         try:
