@@ -283,6 +283,30 @@ WHERE l.name = 'pager' AND l.token = %(token)s AND EXISTS (
 )
 FOR SHARE OF l
 """
+# `claim_due` in one statement: the fence, then the due heads of their incidents' lines
+# claimed; one row with `held` false when fenced out, with a null id when none is due.
+_CLAIM_DUE = (
+    b"WITH fence AS ("
+    + _FENCE
+    + b"""),
+claimed AS (
+    UPDATE outbox SET claim_token = %(token)s, claimed_at = now() WHERE id IN (
+        SELECT o.id FROM outbox o
+        WHERE o.notifier = %(notifier)s AND o.status = 'pending'
+          AND o.next_attempt_at <= %(now)s AND EXISTS (SELECT 1 FROM fence)
+          AND NOT (o.key ~ '^incident:[0-9]+:' AND EXISTS (
+              SELECT 1 FROM outbox p
+              WHERE p.notifier = o.notifier AND p.status = 'pending' AND p.id < o.id
+                AND split_part(p.key, ':', 1) = 'incident'
+                AND split_part(p.key, ':', 2) = split_part(o.key, ':', 2)
+          ))
+        ORDER BY o.id LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED
+    ) RETURNING outbox.*
+)
+SELECT EXISTS (SELECT 1 FROM fence) AS held, c.*
+FROM (VALUES (1)) AS one (x) LEFT JOIN claimed c ON true ORDER BY c.id
+"""
+)
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -691,6 +715,17 @@ class PostgresStore:
             )
             rows = await cur.fetchall()
         return sorted(int(r["id"]) for r in rows)
+
+    async def claim_due(
+        self, notifier: str, now: datetime, token: int, limit: int
+    ) -> list[OutboxItem] | None:
+        params = {"token": token, "notifier": notifier, "now": _ts(now), "limit": max(0, limit)}
+        async with self._tx("cannot claim notifications") as cur:
+            await cur.execute(_CLAIM_DUE, params)
+            rows = await cur.fetchall()
+        if not rows or not rows[0]["held"]:
+            return None
+        return [_rows.item(r, _CODEC) for r in rows if r["id"] is not None]
 
     async def outbox_depth(self) -> tuple[int, datetime | None]:
         async with self._tx("cannot read the outbox") as cur:
