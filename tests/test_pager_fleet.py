@@ -89,8 +89,8 @@ def recorded(replica: Replica, calls: list[str]) -> None:
     """Records the store calls of `replica`'s incidents, pager and outbox, and each send
     as `SEND`."""
     recorder = Recorder(replica.store, calls)
-    replica.pager.store = replica.outbox.store = recorder  # type: ignore[assignment]
-    replica.manager.store = recorder  # type: ignore[assignment]
+    replica.pager.store = replica.outbox.store = recorder
+    replica.manager.store = recorder
     deliver = replica.outbox.deliver
 
     async def send(notifier: str, payload: str) -> None:

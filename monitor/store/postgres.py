@@ -58,7 +58,7 @@ from monitor.store.base import (
     with_hours,
 )
 from monitor.store.confirmations import Answer, Seen, Slot
-from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES
+from monitor.store.readings import CHANGED_SILENCES, incident_changed
 from monitor.store.replicas import Replica, ReplicaId
 from monitor.store.sqlite import _data_json, _matchers_json
 
@@ -473,7 +473,7 @@ class PostgresStore:
             assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
             created = replace(incident, id=int(row["id"]))
             await _append(cur, created.id, rows)
-            await _changed(cur, CHANGED_INCIDENTS)
+            await _changed(cur, incident_changed(created.id))
         return created
 
     async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
@@ -484,7 +484,7 @@ class PostgresStore:
             if cur.rowcount == 0:
                 raise StoreError(f"no incident {incident.id} to update")
             await _append(cur, incident.id, rows)
-            await _changed(cur, CHANGED_INCIDENTS)
+            await _changed(cur, incident_changed(incident.id))
 
     async def get_incident(self, incident_id: int) -> Incident | None:
         return await self._one_incident("SELECT * FROM incidents WHERE id = %s", (incident_id,))
