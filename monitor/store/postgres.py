@@ -19,7 +19,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import aclosing, asynccontextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    aclosing,
+    asynccontextmanager,
+    nullcontext,
+    suppress,
+)
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -322,6 +328,7 @@ CONNECT_TIMEOUT_S = 5
 # statement in flight, after 30 s without an acknowledgement (libpq's tcp_user_timeout).
 _PROBED = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
            "keepalives_count": 2, "tcp_user_timeout": 30_000}  # fmt: skip
+PAGING_CONNECTIONS = 2  # paging's own pool, beside `max_size` (see `open`)
 LEASE_TIMEOUT_S = 2.0  # a lease call not answered by then loses the lease
 LEASE_EXPIRY_S = 5.0  # a holder that has not renewed for this long has its session ended
 
@@ -341,9 +348,10 @@ class PostgresStore:
         self._max_size = max_size
         self._timeout_s = timeout_s
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
+        self._paging: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._closed = False
         self._unreachable = False  # a call found no connection and connecting failed
-        self._connect_errors = 0  # the pool's count of failed connects, when last looked at
+        self._connect_errors: dict[str, int] = {}  # each pool's failed connects, last looked at
         # The paging lease's own connection (also where changes are listened for).
         self._lease_conn: psycopg.AsyncConnection[DictRow] | None = None
         self._lease_token: int | None = None
@@ -389,6 +397,33 @@ class PostgresStore:
             self._pool = None
             await pool.close()
             raise
+        # Paging's own connections (autocommit, not checked out with a probe): a page's
+        # claim, its send recorded, an escalation's step and the notice to the leader
+        # never queue behind history, readings or incident writes, and a statement
+        # alone is one round trip. Connected in the background.
+        self._paging = self._paging_pool()
+        await self._paging.open(wait=False)
+
+    def _paging_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
+        """Paging's pool: `PAGING_CONNECTIONS` at most (one kept), in autocommit, none
+        probed when taken (a broken one fails its call and is replaced)."""
+        return AsyncConnectionPool(
+            self._dsn,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={
+                "row_factory": dict_row,
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "autocommit": True,
+                **_PROBED,
+            },
+            min_size=1,
+            max_size=PAGING_CONNECTIONS,
+            open=False,
+            configure=_configure,
+            timeout=self._timeout_s,
+            reconnect_timeout=RECONNECT_S,
+            name="monitor-paging",
+        )
 
     async def _why(self, exc: psycopg.Error) -> str:
         try:
@@ -403,6 +438,9 @@ class PostgresStore:
     async def close(self) -> None:
         self._closed = True
         await self._drop_lease_conn()
+        if self._paging is not None:
+            paging, self._paging = self._paging, None
+            await paging.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -623,7 +661,7 @@ class PostgresStore:
         token: int | None,
     ) -> bool:
         rows = _item_rows(items)
-        async with self._tx("cannot save escalation") as cur:
+        async with self._tx("cannot save escalation", paging=True) as cur:
             if token is not None:
                 await cur.execute(_FENCE, {"token": token})
                 if await cur.fetchone() is None:
@@ -695,7 +733,7 @@ class PostgresStore:
     async def update_notification(self, item: OutboxItem) -> None:
         params = (item.attempts, OutboxStatus(item.status).value, _ts(item.next_attempt_at),
                   _opt_ts(item.sent_at), item.last_error, item.id)  # fmt: skip
-        async with self._tx("cannot update a notification") as cur:
+        async with self._tx("cannot update a notification", paging=True, single=True) as cur:
             await cur.execute(
                 "UPDATE outbox SET attempts = %s, status = %s, next_attempt_at = %s,"
                 " sent_at = %s, last_error = %s WHERE id = %s",
@@ -720,7 +758,7 @@ class PostgresStore:
         self, notifier: str, now: datetime, token: int, limit: int
     ) -> list[OutboxItem] | None:
         params = {"token": token, "notifier": notifier, "now": _ts(now), "limit": max(0, limit)}
-        async with self._tx("cannot claim notifications") as cur:
+        async with self._tx("cannot claim notifications", paging=True, single=True) as cur:
             await cur.execute(_CLAIM_DUE, params)
             rows = await cur.fetchall()
         if not rows or not rows[0]["held"]:
@@ -865,7 +903,7 @@ class PostgresStore:
         return _utc(row["t"])
 
     async def notify_change(self, sender: str) -> None:
-        async with self._tx("cannot tell the other replicas") as cur:
+        async with self._tx("cannot tell the other replicas", paging=True, single=True) as cur:
             await cur.execute(
                 "SELECT pg_notify('monitor_pager_' || md5(current_schema()), %s)", (sender,)
             )
@@ -1180,23 +1218,27 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _tx(
-        self, what: str, *, key: str | None = None
+        self, what: str, *, key: str | None = None, paging: bool = False, single: bool = False
     ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
         """One transaction on a pooled connection: committed when the body returns, rolled
         back when it raises. psycopg's errors become `StoreError`s naming the database (no
-        password) and the operation; a broken connection is discarded by the pool."""
+        password) and the operation; a broken connection is discarded by the pool.
+        `paging`: on paging's own pool; with `single`, the body's one statement is its
+        own transaction (no BEGIN, no COMMIT)."""
         pool = self._pool
         if pool is None:
             state = "closed" if self._closed else "not open"
             raise StoreError(f"{self.name}: store is {state}")
+        single = single and paging and self._paging is not None
+        pool = self._paging if paging and self._paging is not None else pool
         wait_s = UNREACHABLE_WAIT_S if self._unreachable else None  # None: the pool's own
         try:
-            async with (
-                pool.connection(timeout=wait_s) as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                yield cur
+            async with pool.connection(timeout=wait_s) as conn:
+                tx: AbstractAsyncContextManager[object] = (
+                    nullcontext() if single else conn.transaction()
+                )
+                async with tx, conn.cursor() as cur:
+                    yield cur
         except PoolTimeout as exc:
             self._no_connection(pool)
             raise StoreError(f"{self.name}: {what}: {_reason(exc)}") from exc
@@ -1223,7 +1265,8 @@ class PostgresStore:
         failed to connect meanwhile or had room to grow (it was not merely busy)."""
         stats = pool.get_stats()
         errors = stats.get("connections_errors", 0)
-        failed, self._connect_errors = errors > self._connect_errors, errors
+        failed = errors > self._connect_errors.get(pool.name, 0)
+        self._connect_errors[pool.name] = errors
         if not self._unreachable and (failed or stats["pool_size"] < stats["pool_max"]):
             self._unreachable = True
             log.warning(
