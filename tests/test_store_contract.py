@@ -339,6 +339,17 @@ async def test_a_deposed_token_is_fenced_out_of_claims_and_escalations(store: St
     await store.release_lease()
 
 
+async def test_an_escalation_starts_with_its_first_pages_in_order(store: Store) -> None:
+    a = await store.create_incident(incident("web"), [])
+    first = [item("a:p0s0", minutes=1), item("a:p0s1:pd", "pd", 1), item("a:p0s1", minutes=1)]
+    assert await store.swap_escalation(a.id, None, escalation(a.id, 2), first, None)
+    assert not await store.swap_escalation(a.id, None, escalation(a.id), [item("a:x")], None)
+    assert await store.load_escalations() == [escalation(a.id, 2)]
+    assert [i.key for i in await store.pending_notifications("slack")] == ["a:p0s0", "a:p0s1"]
+    [page] = await store.pending_notifications("pd")
+    assert (page.payload, page.created_at, page.attempts) == ('{"k": "a:p0s1:pd"}', at(1), 0)
+
+
 async def test_due_heads_are_claimed_in_one_call_under_the_token(store: Store) -> None:
     first = await store.acquire_lease("replica-a")
     assert first is not None

@@ -175,8 +175,10 @@ class Outbox:
                 break
             if not claimed:
                 break
-            await self._attempt(claimed[0])
+            await self._attempt(claimed[0], depth=False)
             attempted += 1
+        if attempted:
+            await self.export_depth()  # once for the batch, after its sends
         return attempted
 
     async def next_attempt_at(self, notifier: str) -> datetime | None:
@@ -229,7 +231,9 @@ class Outbox:
             delay = None if due is None else max(0.0, (due - self.clock.now()).total_seconds())
             await sleep_or_wake(self.clock, wake, delay)
 
-    async def _attempt(self, item: OutboxItem) -> None:
+    async def _attempt(self, item: OutboxItem, *, depth: bool = True) -> None:
+        """Sends `item` and records how it went; `depth`: the queue's depth exported after
+        a send (else the caller does, once for several)."""
         now = self.clock.now()
         self.in_flight.add(item.id)
         try:
@@ -249,7 +253,8 @@ class Outbox:
             max(0.0, (now - item.created_at).total_seconds())
         )
         log.info("notification_sent", notifier=item.notifier, key=item.key, attempts=sent.attempts)
-        await self.export_depth()
+        if depth:
+            await self.export_depth()
         if (since := self._outages.pop(item.notifier, None)) is not None:
             await self.store.kv_delete([_OUTAGE + item.notifier])
             log.warning("notifier_recovered", notifier=item.notifier, since=since.isoformat())

@@ -248,9 +248,15 @@ class Pager:
         return True
 
     async def _advance_due(self, now: datetime) -> None:
+        """Every escalation step due by `now`; their timeline lines once all are written."""
+        notes: list[tuple[int, str, str]] = []
         for incident_id, state in list(self._states.items()):
             if state.next_at <= now:
-                await self._advance(incident_id, state, now)
+                notes += await self._advance(incident_id, state, now)
+        if notes:
+            await self.outbox.export_depth()
+        for incident_id, event, text in notes:
+            await self.incidents.note(incident_id, event, text)
 
     async def _open_elsewhere(self, incident_id: int) -> Incident | None:
         """In a fleet, an incident not (yet) in our cache may have been opened on another
@@ -407,26 +413,30 @@ class Pager:
             self._states[incident.id] = state
         await self.store.commit_escalation(incident.id, state, [])
 
-    async def _advance(self, incident_id: int, state: EscalationState, now: datetime) -> None:
+    async def _advance(
+        self, incident_id: int, state: EscalationState, now: datetime
+    ) -> list[tuple[int, str, str]]:
+        """Runs the escalation's steps due by `now`; the timeline lines they call for
+        (incident, event, text), for the caller to write once every due step is out."""
         incident = next((i for i in self.incidents.open_incidents if i.id == incident_id), None)
         incident = incident or await self._open_elsewhere(incident_id)
         if incident is None:
             await self._stop(incident_id)
-            return
+            return []
         _, policy = thaw(state.policy)
         if state.mode is EscalationMode.ACKNOWLEDGED:
             # Acknowledged, not resolved, for ack_timeout: paging starts again.
             if self.lead is None:
                 await self._stop(incident_id)
             elif not await self._swap(incident_id, state, None, []):
-                return
+                return []
             self._states.pop(incident_id, None)
             after = self.config.ack_timeout
             await self.incidents.retrigger(
                 incident_id,
                 f"acknowledged {int(after.total_seconds() // 60)} min ago and not resolved: paging again",
             )
-            return
+            return []
         actions, following = due_actions(state, policy, now)
         epoch = state.epoch
         items: list[OutboxItem] = []
@@ -436,20 +446,17 @@ class Pager:
             items += made
             notes.append(note)
         if not await self._swap(incident_id, state, following, items):
-            return
+            return []
         if following is None:
             self._states.pop(incident_id, None)
         else:
             self._states[incident_id] = following
         if items:
             self.outbox.wake(sorted({i.notifier for i in items}))
-            await self.outbox.export_depth()
-        for note in notes:
-            await self.incidents.note(incident_id, "notification", note)
+        lines = [(incident_id, "notification", note) for note in notes]
         if following is None:
-            await self.incidents.note(
-                incident_id, "escalation_done", "the escalation policy ran out of steps"
-            )
+            lines.append((incident_id, "escalation_done", "the escalation policy ran out of steps"))
+        return lines
 
     async def _swap(
         self,

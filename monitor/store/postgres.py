@@ -661,6 +661,8 @@ class PostgresStore:
         token: int | None,
     ) -> bool:
         rows = _item_rows(items)
+        if expected is None and state is not None and token is None:
+            return await self._start_escalation(incident_id, state, rows)
         async with self._tx("cannot save escalation", paging=True) as cur:
             if token is not None:
                 await cur.execute(_FENCE, {"token": token})
@@ -683,6 +685,19 @@ class PostgresStore:
                 await _upsert_escalation(cur, incident_id, state)
             await _insert_items(cur, rows)
         return True
+
+    async def _start_escalation(
+        self, incident_id: int, state: EscalationState, rows: list[tuple[Any, ...]]
+    ) -> bool:
+        """`swap_escalation` from none, unfenced (a replica starting one), in one
+        statement: the escalation where none runs, and its pages only if it was."""
+        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * 9
+        async with self._tx("cannot save escalation", paging=True, single=True) as cur:
+            await cur.execute(
+                _START_ESCALATION, (*_escalation_params(incident_id, state), *columns)
+            )
+            row = await cur.fetchone()
+        return row is not None and bool(row["started"])
 
     async def enqueue(self, items: Sequence[OutboxItem]) -> None:
         rows = _item_rows(items)
@@ -1452,6 +1467,28 @@ async def _insert_escalation(
     cur: psycopg.AsyncCursor[DictRow], incident_id: int, state: EscalationState
 ) -> None:
     await cur.execute(_ESCALATION_VALUES + " DO NOTHING", _escalation_params(incident_id, state))
+
+
+# An escalation started where none runs, and its first pages with it (`_item_rows` as
+# columns), in one statement: the pages only if the escalation was inserted.
+_START_ESCALATION = """
+WITH started AS (
+    INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode, epoch)
+    VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (incident_id) DO NOTHING
+    RETURNING incident_id
+), paged AS (
+    INSERT INTO outbox (key, notifier, payload, created_at, next_attempt_at, attempts, status,
+                        sent_at, last_error)
+    SELECT k, n, p, c, a, t, st, s, e
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+                %s::integer[], %s::text[], %s::timestamptz[], %s::text[])
+         WITH ORDINALITY AS u (k, n, p, c, a, t, st, s, e, i)
+    WHERE EXISTS (SELECT 1 FROM started)
+    ORDER BY i
+    ON CONFLICT (key) DO NOTHING
+)
+SELECT count(*) AS started FROM started
+"""
 
 
 def _item_rows(items: Sequence[OutboxItem]) -> list[tuple[Any, ...]]:
