@@ -606,6 +606,7 @@ def main() -> int:
     parser.add_argument("--only", default="a,b,c,d,e", help="phases to run (a and e share a window)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR (new) and keep it: the daemons' logs, nginx's, the pages received")  # fmt: skip
     parser.add_argument("--report", type=Path, metavar="JSON", help="print the table of an earlier --json and exit")  # fmt: skip
     parser.add_argument("--receiver", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -625,7 +626,10 @@ def main() -> int:
     esc_names = [f"esc{i:03d}" for i in range(ESC_CHECKS)]
     # d's escalations last through the kills (3.5 s apart on average) and a margin.
     per_pass, repeat = escalation_steps(args.kills * 3.5 + 30 if "d" in phases else 30)
-    with tempfile.TemporaryDirectory(prefix="monitor-fleet-") as tmp_name:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=False)
+    kept = contextlib.nullcontext(str(args.keep.resolve())) if args.keep else None
+    with kept or tempfile.TemporaryDirectory(prefix="monitor-fleet-") as tmp_name:
         tmp = Path(tmp_name)
         tmp.chmod(0o755)  # nginx's worker reads www/ as an unprivileged user
         nginx = Nginx(tmp / "nginx")

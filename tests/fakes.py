@@ -301,6 +301,12 @@ class MemoryStore(SoleHolder):
         await self.commit_escalation(incident_id, state, items)
         return True
 
+    async def claim_due(
+        self, notifier: str, now: datetime, token: int, limit: int
+    ) -> list[OutboxItem] | None:
+        self._live()
+        return self._claim_due(await self.pending_notifications(notifier), now, token, limit)
+
     async def claim_notifications(self, ids: Sequence[int], token: int) -> list[int] | None:
         self._live()
         if self._fenced(token):

@@ -30,7 +30,7 @@ from monitor.engine.slo import SloEvaluator
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
-from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES
+from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES, incident_changed
 from tests.fakes import FakeClock, MemoryStore, settle
 from tests.test_incidents import DOWN, UP, event
 from tests.test_slo import RULES, history, objective
@@ -49,6 +49,7 @@ class SharedStore(MemoryStore):
         self.listeners: list[Callable[[str], None]] = []
         self.feed = True
         self.t = 0.0
+        self.lists = 0  # `list_incidents` calls: full reads of the incidents
 
     def _tell(self, what: str) -> None:
         if self.feed:
@@ -59,12 +60,16 @@ class SharedStore(MemoryStore):
         self, incident: Incident, entries: Sequence[TimelineEntry]
     ) -> Incident:
         created = await super().create_incident(incident, entries)
-        self._tell(CHANGED_INCIDENTS)
+        self._tell(incident_changed(created.id))  # as PostgreSQL's: naming the incident
         return created
 
     async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
         await super().update_incident(incident, entries)
-        self._tell(CHANGED_INCIDENTS)
+        self._tell(incident_changed(incident.id))
+
+    async def list_incidents(self, **kwargs: Any) -> list[Incident]:
+        self.lists += 1
+        return await super().list_incidents(**kwargs)
 
     async def create_silence(self, silence: Silence) -> Silence:
         created = await super().create_silence(silence)
@@ -193,6 +198,23 @@ async def test_incidents_and_silences_reach_every_replica_through_the_feed(
     silence = await two.silences.add({"checks": ["docs"]}, now, now + timedelta(hours=1), "ana", "")
     await clock.advance(0.2)
     assert [s.id for s in one.silences.active()] == [silence.id]
+
+
+async def test_a_notice_naming_an_incident_reads_that_one_back_only(
+    fleet: Any, store: SharedStore, clock: FakeClock
+) -> None:
+    one, two = fleet
+    opened = await one.incidents.on_check(event(clock, DOWN))
+    assert opened is not None
+    await clock.advance(0.2)
+    before = store.lists
+    await one.incidents.resolve(opened.id, "ana", "fixed")
+    await clock.advance(0.2)
+    assert two.incidents.open_incidents == []
+    assert store.lists == before  # one row read, not the open incidents again
+    two.view.notice(CHANGED_INCIDENTS)  # a notice naming none: everything is read
+    await clock.advance(0.2)
+    assert store.lists == before + 1
 
 
 async def test_without_notices_the_periodic_reload_catches_up(

@@ -5,7 +5,9 @@ written from a stale position or under a deposed token writes nothing."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -49,8 +51,11 @@ async def fleet(clock: FakeClock) -> tuple[Replica, Replica, list[asyncio.Task[N
 
 async def test_a_standby_writes_the_escalation_and_the_leader_pages(clock) -> None:
     a, b, tasks = await fleet(clock)
-    await a.fail()  # the check of a standby fails: it starts the escalation in the store
-    assert [s.step for s in await a.store.load_escalations()] == [0]
+    await a.fail()  # the check of a standby fails: it starts the escalation in the store,
+    # with the pages of the steps due now (the post, the page to the primary)
+    assert [s.step for s in await a.store.load_escalations()] == [3]
+    pending = [i.key.split(":", 3)[3] for i in a.store.outbox.values()]
+    assert pending == ["p0s0:slack", "p0s1:pd:alice"]
     assert a.sent == []
     assert b.sent == []  # not told yet
     b.lead.heard_change()  # the NOTIFY
@@ -59,6 +64,73 @@ async def test_a_standby_writes_the_escalation_and_the_leader_pages(clock) -> No
     await clock.advance(10 * 60)
     assert b.pages() == [(0, ("alice",)), (10, ("bob",))]
     assert a.sent == []  # a standby never sends
+    await stop(tasks)
+
+
+class Recorder:
+    """The shared store as one replica sees it, each call it makes recorded by name."""
+
+    def __init__(self, store: MemoryStore, calls: list[str]) -> None:
+        self._store, self._calls = store, calls
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(found):
+            return found
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls.append(name)
+            return await found(*args, **kwargs)
+
+        return call
+
+
+def recorded(replica: Replica, calls: list[str]) -> None:
+    """Records the store calls of `replica`'s incidents, pager and outbox, and each send
+    as `SEND`."""
+    recorder = Recorder(replica.store, calls)
+    replica.pager.store = replica.outbox.store = recorder
+    replica.manager.store = recorder
+    deliver = replica.outbox.deliver
+
+    async def send(notifier: str, payload: str) -> None:
+        calls.append("SEND")
+        await deliver(notifier, payload)
+
+    replica.outbox.deliver = send
+
+
+async def test_the_leader_sends_a_first_page_after_one_claim(clock) -> None:
+    """The first page's path through the leader: told of it, one claim, the send. No
+    reload of the incidents (the fleet view follows them) or the escalations before it."""
+    a, b, tasks = await fleet(clock)
+    a.manager.shared = b.manager.shared = True  # as with a fleet view
+    await a.fail()
+    calls: list[str] = []
+    recorded(b, calls)
+    b.lead.heard_change()
+    await settle()
+    assert b.pages() == [(0, ("alice",))]
+    before = calls[: calls.index("SEND")]
+    assert before.count("claim_due") == 1
+    assert set(before) <= {"claim_due", "load_escalations"}, calls
+    await stop(tasks)
+
+
+async def test_a_new_leader_advances_what_is_due_before_its_full_reload(clock) -> None:
+    a, b, tasks = await fleet(clock)
+    await a.fail()
+    b.lead.heard_change()
+    await settle()
+    assert b.pages() == [(0, ("alice",))]
+    b.lead.lost("killed")  # nobody leads while the secondary's page falls due
+    await clock.advance(11 * 60)
+    calls: list[str] = []
+    recorded(a, calls)
+    await a.lead.tick()  # a takes over
+    await settle()
+    assert a.pages() == [(11, ("bob",))]
+    assert calls.index("swap_escalation") < calls.index("list_incidents"), calls
     await stop(tasks)
 
 

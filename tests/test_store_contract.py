@@ -339,6 +339,49 @@ async def test_a_deposed_token_is_fenced_out_of_claims_and_escalations(store: St
     await store.release_lease()
 
 
+async def test_an_escalation_starts_with_its_first_pages_in_order(store: Store) -> None:
+    a = await store.create_incident(incident("web"), [])
+    first = [item("a:p0s0", minutes=1), item("a:p0s1:pd", "pd", 1), item("a:p0s1", minutes=1)]
+    assert await store.swap_escalation(a.id, None, escalation(a.id, 2), first, None)
+    assert not await store.swap_escalation(a.id, None, escalation(a.id), [item("a:x")], None)
+    assert await store.load_escalations() == [escalation(a.id, 2)]
+    assert [i.key for i in await store.pending_notifications("slack")] == ["a:p0s0", "a:p0s1"]
+    [page] = await store.pending_notifications("pd")
+    assert (page.payload, page.created_at, page.attempts) == ('{"k": "a:p0s1:pd"}', at(1), 0)
+
+
+async def test_due_heads_are_claimed_in_one_call_under_the_token(store: Store) -> None:
+    first = await store.acquire_lease("replica-a")
+    assert first is not None
+    await store.enqueue([
+        item("incident:7:p0s0:slack"), item("incident:7:p0s1:slack"),  # one incident's line
+        item("incident:8:p0s0:slack", minutes=5),  # not due before 5
+        item("handoff:1"), item("incident:9:p0s0:pd", "pd"),
+    ])  # fmt: skip
+    claimed = await store.claim_due("slack", at(1), first, 10)
+    assert claimed is not None
+    assert [i.key for i in claimed] == ["incident:7:p0s0:slack", "handoff:1"]
+    assert claimed[0].payload == '{"k": "incident:7:p0s0:slack"}'
+    assert [i.key for i in await store.claim_due("slack", at(1), first, 1) or []] == [
+        "incident:7:p0s0:slack"
+    ]  # claimed, never sent: claimed again (a crash's re-send, same key)
+    await store.update_notification(replace(claimed[0], status=OutboxStatus.SENT, sent_at=at(1)))
+    later = await store.claim_due("slack", at(6), first, 10)
+    assert [i.key for i in later or []] == [
+        "incident:7:p0s1:slack", "incident:8:p0s0:slack", "handoff:1"
+    ]  # fmt: skip
+    assert await store.claim_due("slack", at(0), first, 0) == []
+    await store.release_lease()
+    assert await store.claim_due("slack", at(6), first, 10) is None  # released: fenced
+    second = await store.acquire_lease("replica-b")
+    assert second is not None
+    assert await store.claim_due("slack", at(6), first, 10) is None  # deposed
+    assert [i.key for i in await store.claim_due("pd", at(6), second, 10) or []] == [
+        "incident:9:p0s0:pd"
+    ]
+    await store.release_lease()
+
+
 async def test_the_outbox_queue(store: Store) -> None:
     await store.enqueue([item("k1", minutes=5), item("k2", minutes=1), item("k3", "pd", 0)])
     await store.enqueue([item("k1", minutes=9)])  # a key already there: skipped

@@ -13,7 +13,9 @@ from monitor.store.postgres import PostgresStore
 from tests.test_store_contract import (  # noqa: F401
     test_a_closed_store_refuses_to_be_used,
     test_a_deposed_token_is_fenced_out_of_claims_and_escalations,
+    test_an_escalation_starts_with_its_first_pages_in_order,
     test_check_states_round_trip_and_are_deleted,
+    test_due_heads_are_claimed_in_one_call_under_the_token,
     test_escalations_commit_with_their_pages_once,
     test_escalations_swap_only_from_what_is_stored,
     test_history_adds_minutes_and_derives_hours,

@@ -605,3 +605,56 @@ async def test_escalations_round_trip(store: PostgresStore) -> None:
     assert await store.due_notifications("pd", at(0.5), 10) == []
     await store.commit_escalation(made.id, None, [])
     assert await store.load_escalations() == []
+
+
+async def test_paging_has_connections_of_its_own(pg_dsn: str) -> None:
+    """A page's claim, its send recorded and the notice to the leader do not wait for a
+    pool busy with other writes, and come back after their connection is lost."""
+    async with proxied(pg_dsn) as (proxy, dsn):
+        store = PostgresStore(dsn, max_size=1, timeout_s=2.0)
+        await store.open()
+        release = asyncio.Event()
+        held = asyncio.Event()
+
+        async def busy() -> None:  # a long write holding the only pooled connection
+            async with store._tx("hold the pool") as cur:
+                await cur.execute("SELECT 1")
+                held.set()
+                await release.wait()
+
+        holder = asyncio.create_task(busy())
+        try:
+            await held.wait()
+            token = await store.acquire_lease("a")
+            assert token is not None
+            page = OutboxItem(0, "incident:1:0:p0s0:pd", "pd", "{}", at(0), at(0))
+            await store.swap_escalation(1, None, None, [page], None)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            [claimed] = await store.claim_due("pd", at(1), token, 5) or []
+            await store.update_notification(replace(claimed, status=OutboxStatus.SENT))
+            await store.notify_change("a")
+            assert loop.time() - t0 < 1.0  # the pool's timeout is 2 s
+            assert await store.claim_due("pd", at(1), token, 5) == []
+            release.set()
+            await holder
+            proxy.sever()
+            proxy.restore()
+
+            async def claims() -> bool:  # the lease went with the proxy: taken again
+                try:
+                    if not await store.renew_lease():
+                        await store.acquire_lease("a")
+                    again = await store.acquire_lease("a")
+                    return again is not None and await store.claim_due("pd", at(1), again, 5) == []
+                except StoreError:
+                    return False
+
+            deadline = loop.time() + 20
+            while not await claims():
+                assert loop.time() < deadline, "paging's pool never reconnected"
+                await asyncio.sleep(0.2)
+        finally:
+            release.set()
+            await asyncio.gather(holder, return_exceptions=True)
+            await store.close()

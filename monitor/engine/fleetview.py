@@ -12,8 +12,9 @@ step with the fleet's truth, the shared store:
   per request.
 - **Incidents and silences.** Every change to either is announced on the store's change
   feed (`SharedReadings.listen_changes`, PostgreSQL's LISTEN/NOTIFY); a notice makes
-  the replica read its open incidents or its silences again at once, so a silence
-  created through another replica holds back this one's pages within moments. Every
+  the replica read the incident it names (or every open one) or its silences again at
+  once, so a silence created through another replica holds back this one's pages
+  within moments. Every
   `RELOAD_BEATS` beats both are read again whatever the feed said (a notice lost while
   the feed reconnected is made good), and a feed that breaks is reopened each beat.
 
@@ -40,7 +41,12 @@ from monitor.core.model import CheckResult, FailureKind, Outcome
 from monitor.engine.history import CheckReadings
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
-from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES, SharedReadings
+from monitor.store.readings import (
+    CHANGED_INCIDENTS,
+    CHANGED_SILENCES,
+    SharedReadings,
+    notice_incident,
+)
 
 __all__ = ["RELOAD_BEATS", "FleetReadings", "FleetView", "Reading"]
 
@@ -185,8 +191,9 @@ class FleetView:
     # --- the change feed ---------------------------------------------------------------
 
     def notice(self, what: str) -> None:
-        """A change announced on the feed: read it back at once."""
-        if what in (CHANGED_INCIDENTS, CHANGED_SILENCES):
+        """A change announced on the feed: read it back at once (a notice naming an
+        incident: that incident alone)."""
+        if what in (CHANGED_INCIDENTS, CHANGED_SILENCES) or notice_incident(what) is not None:
             self._dirty.add(what)
             self._wake.set()
 
@@ -302,8 +309,11 @@ class FleetView:
         """Reads the open incidents and the silences again, as the notices asked."""
         dirty, self._dirty = self._dirty, set()
         try:
+            named = [i for i in map(notice_incident, dirty) if i is not None]
             if CHANGED_INCIDENTS in dirty and self.incidents is not None:
                 await self.incidents.reload()
+            elif named and self.incidents is not None:
+                await self.incidents.reload_ids(named)
             if CHANGED_SILENCES in dirty and self.silences is not None:
                 await self.silences.load()
         except StoreError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -126,6 +126,21 @@ class IncidentManager:
                 statuses=(IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED), limit=1_000_000
             )
             self._open = {i.key: i for i in open_}
+            self._export()
+
+    async def reload_ids(self, incident_ids: Iterable[int]) -> None:
+        """Reads these incidents back from the store (told that they changed on another
+        replica), under the lock like `reload`: one row each, not every open incident."""
+        async with self._lock:
+            for incident_id in sorted(set(incident_ids)):
+                incident = await self.store.get_incident(incident_id)
+                if incident is None:
+                    continue
+                cached = self._open.get(incident.key)
+                if incident.is_open:
+                    self._open[incident.key] = incident
+                elif cached is not None and cached.id == incident.id:
+                    del self._open[incident.key]
             self._export()
 
     async def _current(self, key: str) -> Incident | None:

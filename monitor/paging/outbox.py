@@ -146,33 +146,40 @@ class Outbox:
     async def drain_once(self, notifier: str) -> int:
         """Attempts every notification of `notifier` that is due now and first in its
         incident's line; returns how many."""
+        if self.lead is not None:
+            return await self._drain_claimed(notifier)
         attempted = 0
         for item in self._heads(await self.store.pending_notifications(notifier)):
             if self._paused(notifier) is not None:
                 break
             if item.next_attempt_at <= self.clock.now():
-                if self.lead is not None and not await self._claim(item):
-                    if not self.lead.leading:
-                        break
-                    continue
                 await self._attempt(item)
                 attempted += 1
                 if attempted >= _BATCH:
                     break
         return attempted
 
-    async def _claim(self, item: OutboxItem) -> bool:
-        """Whether this replica may send `item` now: it leads, the store takes its token
-        and nobody else is claiming the item. A token fenced out steps it down."""
+    async def _drain_claimed(self, notifier: str) -> int:
+        """In a fleet: claims the next notification that may go and sends it, one at a
+        time, each claim one statement that reads, fences and claims
+        (`Store.claim_due`): a deposed leader sends nothing claimed after its fall."""
         assert self.lead is not None  # noqa: S101  called in a fleet only
-        token = self.lead.token
-        if token is None:
-            return False
-        claimed = await self.store.claim_notifications([item.id], token)
-        if claimed is None:
-            self.lead.lost("the fencing token was refused")
-            return False
-        return item.id in claimed
+        attempted = 0
+        while attempted < _BATCH and self._paused(notifier) is None:
+            token = self.lead.token
+            if token is None:
+                break
+            claimed = await self.store.claim_due(notifier, self.clock.now(), token, 1)
+            if claimed is None:
+                self.lead.lost("the fencing token was refused")
+                break
+            if not claimed:
+                break
+            await self._attempt(claimed[0], depth=False)
+            attempted += 1
+        if attempted:
+            await self.export_depth()  # once for the batch, after its sends
+        return attempted
 
     async def next_attempt_at(self, notifier: str) -> datetime | None:
         """When the worker of `notifier` has something to try next (None: nothing)."""
@@ -224,7 +231,9 @@ class Outbox:
             delay = None if due is None else max(0.0, (due - self.clock.now()).total_seconds())
             await sleep_or_wake(self.clock, wake, delay)
 
-    async def _attempt(self, item: OutboxItem) -> None:
+    async def _attempt(self, item: OutboxItem, *, depth: bool = True) -> None:
+        """Sends `item` and records how it went; `depth`: the queue's depth exported after
+        a send (else the caller does, once for several)."""
         now = self.clock.now()
         self.in_flight.add(item.id)
         try:
@@ -244,7 +253,8 @@ class Outbox:
             max(0.0, (now - item.created_at).total_seconds())
         )
         log.info("notification_sent", notifier=item.notifier, key=item.key, attempts=sent.attempts)
-        await self.export_depth()
+        if depth:
+            await self.export_depth()
         if (since := self._outages.pop(item.notifier, None)) is not None:
             await self.store.kv_delete([_OUTAGE + item.notifier])
             log.warning("notifier_recovered", notifier=item.notifier, since=since.isoformat())

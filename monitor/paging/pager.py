@@ -119,6 +119,7 @@ class Pager:
         self._led = False  # whether the last pass ran as the leader
         self._heard_seen = 0  # `lead.heard` when the state was last reloaded
         self._stale = False  # the store's escalations differ from ours: reload them
+        self._untold = False  # changes handled since the others were last told
         incidents.listeners.append(self._heard)
         if lead is not None:
             lead.subscribe(self._wake.set)
@@ -187,19 +188,17 @@ class Pager:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            handled = not self._changes.empty()
             while not self._changes.empty():
+                self._untold = True
                 await self._handle(self._changes.get_nowait())
             if self.lead is not None:
-                if handled:
-                    await self.lead.poke()  # the leader hears of it at once
+                if self._untold:
+                    await self._tell()  # the leader hears of it at once
                 if not await self._leading():
                     await sleep_or_wake(self.clock, self._wake, None)
                     continue
             now = self.clock.now()
-            for incident_id, state in list(self._states.items()):
-                if state.next_at <= now:
-                    await self._advance(incident_id, state, now)
+            await self._advance_due(now)
             await self._handoff(now)
             drills = [i for i in self.incidents.open_incidents if i.drill]
             for drill in drills:
@@ -226,20 +225,38 @@ class Pager:
                 log.info("pager_standing_by", replica=self.lead.me)
             self._led = False
             self._states = {}
-            if heard:
+            if heard and not self.incidents.shared:
                 await self.incidents.refresh()
             return False
         if not self._led:
-            await self.incidents.refresh()
-            await self.load()
+            # What is due first (a page late by a takeover is late for everyone), from
+            # the escalations alone; then the full reload and reconciliation.
             self._led = True
             self._stale = False
+            self._states = {s.incident_id: s for s in await self.store.load_escalations()}
+            await self._advance_due(self.clock.now())
+            await self.incidents.refresh()
+            await self.load()
             log.info("pager_leading", replica=self.lead.me, escalations=len(self._states))
         elif heard or self._stale:
-            await self.incidents.refresh()
+            # With a fleet view (`incidents.shared`) the open incidents follow the
+            # store's change feed already: only the escalations are read again.
+            if not self.incidents.shared:
+                await self.incidents.refresh()
             self._states = {s.incident_id: s for s in await self.store.load_escalations()}
             self._stale = False
         return True
+
+    async def _advance_due(self, now: datetime) -> None:
+        """Every escalation step due by `now`; their timeline lines once all are written."""
+        notes: list[tuple[int, str, str]] = []
+        for incident_id, state in list(self._states.items()):
+            if state.next_at <= now:
+                notes += await self._advance(incident_id, state, now)
+        if notes:
+            await self.outbox.export_depth()
+        for incident_id, event, text in notes:
+            await self.incidents.note(incident_id, event, text)
 
     async def _open_elsewhere(self, incident_id: int) -> Incident | None:
         """In a fleet, an incident not (yet) in our cache may have been opened on another
@@ -329,18 +346,51 @@ class Pager:
             incident.id, freeze(name, policy), 0, 0, at, epoch=int((since or at).timestamp())
         )
         if self.lead is not None:
-            # Whoever opened it writes it; one that runs already (started by another
-            # replica) is kept as it is.
-            if not await self.store.swap_escalation(incident.id, None, state, [], None):
-                self._stale = True
-                return
-            if self.lead.leading:
-                self._states[incident.id] = state
-        else:
-            self._states[incident.id] = state
-            await self.store.commit_escalation(incident.id, state, [])
+            await self._start_shared(incident, name, policy, state)
+            return
+        self._states[incident.id] = state
+        await self.store.commit_escalation(incident.id, state, [])
         log.info("escalation_started", incident_id=incident.id, policy=name)
         self._wake.set()
+
+    async def _start_shared(
+        self, incident: Incident, name: str, policy: Policy, state: EscalationState
+    ) -> None:
+        """In a fleet, whoever opened it writes it, with the pages of the steps due now
+        in the same transaction (unfenced: only the lease holder claims and sends them),
+        and tells the others at once: the leader's part of a first page is hearing of it,
+        claiming it and sending it. An escalation that runs already (started by another
+        replica) is kept as it is. One whose policy ends with these steps is stored at
+        its end, for the leader to close."""
+        assert self.lead is not None  # noqa: S101  called in a fleet only
+        actions, following = due_actions(state, policy, max(state.next_at, self.clock.now()))
+        items: list[OutboxItem] = []
+        notes: list[str] = []
+        for action in actions:
+            made, note = self._items_for(incident, action, state.epoch)
+            items += made
+            notes.append(note)
+        stored = following
+        if stored is None:
+            stored = replace(state, step=len(policy.steps), pass_no=policy.repeat)
+        if not await self.store.swap_escalation(incident.id, None, stored, items, None):
+            self._stale = True
+            return
+        if self.lead.leading:
+            self._states[incident.id] = stored
+        if items:
+            await self._tell()
+            self.outbox.wake(sorted({i.notifier for i in items}))
+        log.info("escalation_started", incident_id=incident.id, policy=name)
+        self._wake.set()
+        for note in notes:
+            await self.incidents.note(incident.id, "notification", note)
+
+    async def _tell(self) -> None:
+        """Tells the other replicas (the leader) that paging state changed."""
+        assert self.lead is not None  # noqa: S101  called in a fleet only
+        self._untold = False
+        await self.lead.poke()
 
     async def _stop(self, incident_id: int) -> None:
         # In a fleet the escalation may have been started on another replica: the store
@@ -363,26 +413,30 @@ class Pager:
             self._states[incident.id] = state
         await self.store.commit_escalation(incident.id, state, [])
 
-    async def _advance(self, incident_id: int, state: EscalationState, now: datetime) -> None:
+    async def _advance(
+        self, incident_id: int, state: EscalationState, now: datetime
+    ) -> list[tuple[int, str, str]]:
+        """Runs the escalation's steps due by `now`; the timeline lines they call for
+        (incident, event, text), for the caller to write once every due step is out."""
         incident = next((i for i in self.incidents.open_incidents if i.id == incident_id), None)
         incident = incident or await self._open_elsewhere(incident_id)
         if incident is None:
             await self._stop(incident_id)
-            return
+            return []
         _, policy = thaw(state.policy)
         if state.mode is EscalationMode.ACKNOWLEDGED:
             # Acknowledged, not resolved, for ack_timeout: paging starts again.
             if self.lead is None:
                 await self._stop(incident_id)
             elif not await self._swap(incident_id, state, None, []):
-                return
+                return []
             self._states.pop(incident_id, None)
             after = self.config.ack_timeout
             await self.incidents.retrigger(
                 incident_id,
                 f"acknowledged {int(after.total_seconds() // 60)} min ago and not resolved: paging again",
             )
-            return
+            return []
         actions, following = due_actions(state, policy, now)
         epoch = state.epoch
         items: list[OutboxItem] = []
@@ -392,20 +446,17 @@ class Pager:
             items += made
             notes.append(note)
         if not await self._swap(incident_id, state, following, items):
-            return
+            return []
         if following is None:
             self._states.pop(incident_id, None)
         else:
             self._states[incident_id] = following
         if items:
             self.outbox.wake(sorted({i.notifier for i in items}))
-            await self.outbox.export_depth()
-        for note in notes:
-            await self.incidents.note(incident_id, "notification", note)
+        lines = [(incident_id, "notification", note) for note in notes]
         if following is None:
-            await self.incidents.note(
-                incident_id, "escalation_done", "the escalation policy ran out of steps"
-            )
+            lines.append((incident_id, "escalation_done", "the escalation policy ran out of steps"))
+        return lines
 
     async def _swap(
         self,

@@ -33,6 +33,7 @@ __all__ = [
     "SoleHolder",
     "Store",
     "StoreError",
+    "claimable",
     "with_hours",
 ]
 
@@ -266,6 +267,17 @@ class Store(Protocol):
         locks, skipped when taken). The ids claimed; None when the token is fenced out."""
         ...
 
+    async def claim_due(
+        self, notifier: str, now: datetime, token: int, limit: int
+    ) -> list[OutboxItem] | None:
+        """The fence (see `claim_notifications`) and, in the same statement, claims up to
+        `limit` notifications of `notifier` that may go now: pending, due by `now`, the
+        oldest pending one of their incident for the notifier (keys `incident:<id>:…`;
+        others wait for nothing), not being claimed by another transaction (row locks,
+        skipped when taken); oldest first. The claimed rows; None when `token` is fenced
+        out. The leader's one round trip between hearing of a page and sending it."""
+        ...
+
     async def swap_escalation(
         self,
         incident_id: int,
@@ -361,6 +373,13 @@ class SoleHolder:
     async def release_lease(self) -> None:
         self._held = False
 
+    def _claim_due(
+        self, pending: Sequence[OutboxItem], now: datetime, token: int, limit: int
+    ) -> list[OutboxItem] | None:
+        """`claim_due` from the notifier's pending notifications, oldest first: no other
+        process claims here, the fence is the whole claim."""
+        return None if self._fenced(token) else claimable(pending, now)[: max(0, limit)]
+
     def _fenced(self, token: int | None) -> bool:
         """Whether `token` fails the fence (None: no fence asked)."""
         return token is not None and not (self._held and token == self._token)
@@ -374,3 +393,19 @@ class SoleHolder:
     async def wait_changes(self, timeout_s: float, listener: str) -> bool:
         await asyncio.sleep(timeout_s)
         return False
+
+
+def claimable(pending: Sequence[OutboxItem], now: datetime) -> list[OutboxItem]:
+    """Of a notifier's pending notifications (oldest first), those that may go now: due
+    by `now` and the oldest pending one of their incident (keys `incident:<id>:…`)."""
+    seen: set[str] = set()
+    heads = []
+    for item in pending:
+        parts = item.key.split(":", 2)
+        if len(parts) == 3 and parts[0] == "incident" and parts[1].isdigit():
+            if parts[1] in seen:
+                continue
+            seen.add(parts[1])
+        if item.next_attempt_at <= now:
+            heads.append(item)
+    return heads

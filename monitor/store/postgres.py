@@ -19,7 +19,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import aclosing, asynccontextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    aclosing,
+    asynccontextmanager,
+    nullcontext,
+    suppress,
+)
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -58,7 +64,7 @@ from monitor.store.base import (
     with_hours,
 )
 from monitor.store.confirmations import Answer, Seen, Slot
-from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES
+from monitor.store.readings import CHANGED_SILENCES, incident_changed
 from monitor.store.replicas import Replica, ReplicaId
 from monitor.store.sqlite import _data_json, _matchers_json
 
@@ -283,6 +289,30 @@ WHERE l.name = 'pager' AND l.token = %(token)s AND EXISTS (
 )
 FOR SHARE OF l
 """
+# `claim_due` in one statement: the fence, then the due heads of their incidents' lines
+# claimed; one row with `held` false when fenced out, with a null id when none is due.
+_CLAIM_DUE = (
+    b"WITH fence AS ("
+    + _FENCE
+    + b"""),
+claimed AS (
+    UPDATE outbox SET claim_token = %(token)s, claimed_at = now() WHERE id IN (
+        SELECT o.id FROM outbox o
+        WHERE o.notifier = %(notifier)s AND o.status = 'pending'
+          AND o.next_attempt_at <= %(now)s AND EXISTS (SELECT 1 FROM fence)
+          AND NOT (o.key ~ '^incident:[0-9]+:' AND EXISTS (
+              SELECT 1 FROM outbox p
+              WHERE p.notifier = o.notifier AND p.status = 'pending' AND p.id < o.id
+                AND split_part(p.key, ':', 1) = 'incident'
+                AND split_part(p.key, ':', 2) = split_part(o.key, ':', 2)
+          ))
+        ORDER BY o.id LIMIT %(limit)s FOR UPDATE OF o SKIP LOCKED
+    ) RETURNING outbox.*
+)
+SELECT EXISTS (SELECT 1 FROM fence) AS held, c.*
+FROM (VALUES (1)) AS one (x) LEFT JOIN claimed c ON true ORDER BY c.id
+"""
+)
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -298,6 +328,7 @@ CONNECT_TIMEOUT_S = 5
 # statement in flight, after 30 s without an acknowledgement (libpq's tcp_user_timeout).
 _PROBED = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
            "keepalives_count": 2, "tcp_user_timeout": 30_000}  # fmt: skip
+PAGING_CONNECTIONS = 2  # paging's own pool, beside `max_size` (see `open`)
 LEASE_TIMEOUT_S = 2.0  # a lease call not answered by then loses the lease
 LEASE_EXPIRY_S = 5.0  # a holder that has not renewed for this long has its session ended
 
@@ -317,9 +348,10 @@ class PostgresStore:
         self._max_size = max_size
         self._timeout_s = timeout_s
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
+        self._paging: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         self._closed = False
         self._unreachable = False  # a call found no connection and connecting failed
-        self._connect_errors = 0  # the pool's count of failed connects, when last looked at
+        self._connect_errors: dict[str, int] = {}  # each pool's failed connects, last looked at
         # The paging lease's own connection (also where changes are listened for).
         self._lease_conn: psycopg.AsyncConnection[DictRow] | None = None
         self._lease_token: int | None = None
@@ -365,6 +397,33 @@ class PostgresStore:
             self._pool = None
             await pool.close()
             raise
+        # Paging's own connections (autocommit, not checked out with a probe): a page's
+        # claim, its send recorded, an escalation's step and the notice to the leader
+        # never queue behind history, readings or incident writes, and a statement
+        # alone is one round trip. Connected in the background.
+        self._paging = self._paging_pool()
+        await self._paging.open(wait=False)
+
+    def _paging_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
+        """Paging's pool: `PAGING_CONNECTIONS` at most (one kept), in autocommit, none
+        probed when taken (a broken one fails its call and is replaced)."""
+        return AsyncConnectionPool(
+            self._dsn,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            kwargs={
+                "row_factory": dict_row,
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "autocommit": True,
+                **_PROBED,
+            },
+            min_size=1,
+            max_size=PAGING_CONNECTIONS,
+            open=False,
+            configure=_configure,
+            timeout=self._timeout_s,
+            reconnect_timeout=RECONNECT_S,
+            name="monitor-paging",
+        )
 
     async def _why(self, exc: psycopg.Error) -> str:
         try:
@@ -379,6 +438,9 @@ class PostgresStore:
     async def close(self) -> None:
         self._closed = True
         await self._drop_lease_conn()
+        if self._paging is not None:
+            paging, self._paging = self._paging, None
+            await paging.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -449,7 +511,7 @@ class PostgresStore:
             assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
             created = replace(incident, id=int(row["id"]))
             await _append(cur, created.id, rows)
-            await _changed(cur, CHANGED_INCIDENTS)
+            await _changed(cur, incident_changed(created.id))
         return created
 
     async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
@@ -460,7 +522,7 @@ class PostgresStore:
             if cur.rowcount == 0:
                 raise StoreError(f"no incident {incident.id} to update")
             await _append(cur, incident.id, rows)
-            await _changed(cur, CHANGED_INCIDENTS)
+            await _changed(cur, incident_changed(incident.id))
 
     async def get_incident(self, incident_id: int) -> Incident | None:
         return await self._one_incident("SELECT * FROM incidents WHERE id = %s", (incident_id,))
@@ -599,7 +661,9 @@ class PostgresStore:
         token: int | None,
     ) -> bool:
         rows = _item_rows(items)
-        async with self._tx("cannot save escalation") as cur:
+        if expected is None and state is not None and token is None:
+            return await self._start_escalation(incident_id, state, rows)
+        async with self._tx("cannot save escalation", paging=True) as cur:
             if token is not None:
                 await cur.execute(_FENCE, {"token": token})
                 if await cur.fetchone() is None:
@@ -621,6 +685,19 @@ class PostgresStore:
                 await _upsert_escalation(cur, incident_id, state)
             await _insert_items(cur, rows)
         return True
+
+    async def _start_escalation(
+        self, incident_id: int, state: EscalationState, rows: list[tuple[Any, ...]]
+    ) -> bool:
+        """`swap_escalation` from none, unfenced (a replica starting one), in one
+        statement: the escalation where none runs, and its pages only if it was."""
+        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * 9
+        async with self._tx("cannot save escalation", paging=True, single=True) as cur:
+            await cur.execute(
+                _START_ESCALATION, (*_escalation_params(incident_id, state), *columns)
+            )
+            row = await cur.fetchone()
+        return row is not None and bool(row["started"])
 
     async def enqueue(self, items: Sequence[OutboxItem]) -> None:
         rows = _item_rows(items)
@@ -671,7 +748,7 @@ class PostgresStore:
     async def update_notification(self, item: OutboxItem) -> None:
         params = (item.attempts, OutboxStatus(item.status).value, _ts(item.next_attempt_at),
                   _opt_ts(item.sent_at), item.last_error, item.id)  # fmt: skip
-        async with self._tx("cannot update a notification") as cur:
+        async with self._tx("cannot update a notification", paging=True, single=True) as cur:
             await cur.execute(
                 "UPDATE outbox SET attempts = %s, status = %s, next_attempt_at = %s,"
                 " sent_at = %s, last_error = %s WHERE id = %s",
@@ -691,6 +768,17 @@ class PostgresStore:
             )
             rows = await cur.fetchall()
         return sorted(int(r["id"]) for r in rows)
+
+    async def claim_due(
+        self, notifier: str, now: datetime, token: int, limit: int
+    ) -> list[OutboxItem] | None:
+        params = {"token": token, "notifier": notifier, "now": _ts(now), "limit": max(0, limit)}
+        async with self._tx("cannot claim notifications", paging=True, single=True) as cur:
+            await cur.execute(_CLAIM_DUE, params)
+            rows = await cur.fetchall()
+        if not rows or not rows[0]["held"]:
+            return None
+        return [_rows.item(r, _CODEC) for r in rows if r["id"] is not None]
 
     async def outbox_depth(self) -> tuple[int, datetime | None]:
         async with self._tx("cannot read the outbox") as cur:
@@ -830,7 +918,7 @@ class PostgresStore:
         return _utc(row["t"])
 
     async def notify_change(self, sender: str) -> None:
-        async with self._tx("cannot tell the other replicas") as cur:
+        async with self._tx("cannot tell the other replicas", paging=True, single=True) as cur:
             await cur.execute(
                 "SELECT pg_notify('monitor_pager_' || md5(current_schema()), %s)", (sender,)
             )
@@ -1145,23 +1233,27 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _tx(
-        self, what: str, *, key: str | None = None
+        self, what: str, *, key: str | None = None, paging: bool = False, single: bool = False
     ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
         """One transaction on a pooled connection: committed when the body returns, rolled
         back when it raises. psycopg's errors become `StoreError`s naming the database (no
-        password) and the operation; a broken connection is discarded by the pool."""
+        password) and the operation; a broken connection is discarded by the pool.
+        `paging`: on paging's own pool; with `single`, the body's one statement is its
+        own transaction (no BEGIN, no COMMIT)."""
         pool = self._pool
         if pool is None:
             state = "closed" if self._closed else "not open"
             raise StoreError(f"{self.name}: store is {state}")
+        single = single and paging and self._paging is not None
+        pool = self._paging if paging and self._paging is not None else pool
         wait_s = UNREACHABLE_WAIT_S if self._unreachable else None  # None: the pool's own
         try:
-            async with (
-                pool.connection(timeout=wait_s) as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                yield cur
+            async with pool.connection(timeout=wait_s) as conn:
+                tx: AbstractAsyncContextManager[object] = (
+                    nullcontext() if single else conn.transaction()
+                )
+                async with tx, conn.cursor() as cur:
+                    yield cur
         except PoolTimeout as exc:
             self._no_connection(pool)
             raise StoreError(f"{self.name}: {what}: {_reason(exc)}") from exc
@@ -1188,7 +1280,8 @@ class PostgresStore:
         failed to connect meanwhile or had room to grow (it was not merely busy)."""
         stats = pool.get_stats()
         errors = stats.get("connections_errors", 0)
-        failed, self._connect_errors = errors > self._connect_errors, errors
+        failed = errors > self._connect_errors.get(pool.name, 0)
+        self._connect_errors[pool.name] = errors
         if not self._unreachable and (failed or stats["pool_size"] < stats["pool_max"]):
             self._unreachable = True
             log.warning(
@@ -1374,6 +1467,28 @@ async def _insert_escalation(
     cur: psycopg.AsyncCursor[DictRow], incident_id: int, state: EscalationState
 ) -> None:
     await cur.execute(_ESCALATION_VALUES + " DO NOTHING", _escalation_params(incident_id, state))
+
+
+# An escalation started where none runs, and its first pages with it (`_item_rows` as
+# columns), in one statement: the pages only if the escalation was inserted.
+_START_ESCALATION = """
+WITH started AS (
+    INSERT INTO escalations (incident_id, policy, step, pass_no, next_at, mode, epoch)
+    VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (incident_id) DO NOTHING
+    RETURNING incident_id
+), paged AS (
+    INSERT INTO outbox (key, notifier, payload, created_at, next_attempt_at, attempts, status,
+                        sent_at, last_error)
+    SELECT k, n, p, c, a, t, st, s, e
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+                %s::integer[], %s::text[], %s::timestamptz[], %s::text[])
+         WITH ORDINALITY AS u (k, n, p, c, a, t, st, s, e, i)
+    WHERE EXISTS (SELECT 1 FROM started)
+    ORDER BY i
+    ON CONFLICT (key) DO NOTHING
+)
+SELECT count(*) AS started FROM started
+"""
 
 
 def _item_rows(items: Sequence[OutboxItem]) -> list[tuple[Any, ...]]:

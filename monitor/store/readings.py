@@ -7,10 +7,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["CHANGED_INCIDENTS", "CHANGED_SILENCES", "SharedReadings"]
+__all__ = [
+    "CHANGED_INCIDENTS",
+    "CHANGED_SILENCES",
+    "SharedReadings",
+    "incident_changed",
+    "notice_incident",
+]
 
 CHANGED_INCIDENTS = "incidents"  # a change feed's notice: an incident was created or changed
 CHANGED_SILENCES = "silences"  # a silence was created or expired
+
+
+def incident_changed(incident_id: int) -> str:
+    """The notice of one incident's change, `incidents:<id>`: a replica reads that one
+    incident back, not every open one."""
+    return f"{CHANGED_INCIDENTS}:{incident_id}"
+
+
+def notice_incident(notice: str) -> int | None:
+    """The incident a notice names (`incident_changed`); None for any other notice."""
+    what, _, ident = notice.partition(":")
+    return int(ident) if what == CHANGED_INCIDENTS and ident.isdigit() else None
 
 
 @runtime_checkable
@@ -29,6 +47,7 @@ class SharedReadings(Protocol):
         ...
 
     async def listen_changes(self, notice: Callable[[str], None]) -> None:
-        """Calls `notice` with `CHANGED_INCIDENTS` or `CHANGED_SILENCES` for each change
-        made through any replica, until cancelled (StoreError when the feed breaks)."""
+        """Calls `notice` with `CHANGED_INCIDENTS` (or `incident_changed(id)`, naming the
+        incident) or `CHANGED_SILENCES` for each change made through any replica, until
+        cancelled (StoreError when the feed breaks)."""
         ...

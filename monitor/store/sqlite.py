@@ -440,6 +440,12 @@ class SqliteStore(SoleHolder):
             _insert_items(db, items)
         return True
 
+    async def claim_due(
+        self, notifier: str, now: datetime, token: int, limit: int
+    ) -> list[OutboxItem] | None:
+        pending = [] if self._fenced(token) else await self.pending_notifications(notifier)
+        return self._claim_due(pending, now, token, limit)
+
     async def claim_notifications(self, ids: Sequence[int], token: int) -> list[int] | None:
         if self._fenced(token):
             return None
