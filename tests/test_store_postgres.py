@@ -325,11 +325,41 @@ async def test_an_unreachable_database_fails_calls_fast_and_is_used_at_once_when
             assert (await store.load_check_states())["web"].state is AlertState.DOWN
             assert not store.unreachable  # a busy pool is waited for in full again
             proxy.sever()
-            with pytest.raises(StoreError):
-                await store.save_check_state("web", CheckState(AlertState.UP))
+            for _ in range(2):  # the connection in hand may fail first, then no connection
+                with pytest.raises(StoreError):
+                    await store.save_check_state("web", CheckState(AlertState.UP))
             assert bool(store.unreachable)
         finally:
             await store.close()
+
+
+async def test_a_connection_the_server_ended_is_replaced_before_a_call_uses_it(
+    pg_dsn: str,
+) -> None:
+    store = PostgresStore(pg_dsn, timeout_s=3.0)
+    await store.open()
+    try:
+        await store.save_check_state("web", CheckState(AlertState.UP))
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'monitor-store'"
+            ).fetchall()
+            assert ended
+            assert all(row[0] for row in ended)
+            deadline = asyncio.get_running_loop().time() + 5
+            while admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'monitor-store'"
+            ).fetchall():
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+        # Every pooled connection is dead: the calls get new ones, none fails.
+        for state in (AlertState.DOWN, AlertState.UP):
+            await store.save_check_state("web", CheckState(state))
+            assert (await store.load_check_states())["web"].state is state
+        assert not store.unreachable
+    finally:
+        await store.close()
 
 
 async def test_unreachable_database_at_open(pg_dsn: str) -> None:

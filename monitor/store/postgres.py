@@ -18,6 +18,7 @@ DSN without it), and the daemon registers it with the redaction layer.
 from __future__ import annotations
 
 import asyncio
+import select
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import (
     AbstractAsyncContextManager,
@@ -34,7 +35,7 @@ from typing import Any
 import psycopg
 import structlog
 from psycopg import errors as pg_errors
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -371,12 +372,20 @@ class PostgresStore:
         pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             self._dsn,
             connection_class=psycopg.AsyncConnection[DictRow],
-            kwargs={"row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT_S, **_PROBED},
+            # Autocommit: a statement alone (`single`) is one round trip; every other call
+            # is a transaction block (BEGIN … COMMIT) all the same.
+            kwargs={
+                "row_factory": dict_row,
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "autocommit": True,
+                "application_name": "monitor-store",
+                **_PROBED,
+            },
             min_size=1,
             max_size=self._max_size,
             open=False,
             configure=_configure,
-            check=AsyncConnectionPool.check_connection,
+            check=_alive,
             timeout=self._timeout_s,
             # The pool's own retries back off without bound (1 s, 2 s, 4 s…), so that after
             # a long outage it would wait as long again; given up after a few seconds, the
@@ -481,7 +490,7 @@ class PostgresStore:
                   state.bads, state.downs, state.blinds,
                   None if state.seen is None else _v(state.seen), _opt_ts(state.seen_since),
                   state.cause)  # fmt: skip
-        async with self._tx("cannot save check state") as cur:
+        async with self._tx("cannot save check state", single=True) as cur:
             await cur.execute(
                 "INSERT INTO check_states (name, state, since, ups, non_downs, bads, downs,"
                 " blinds, seen, seen_since, cause)"
@@ -1238,13 +1247,12 @@ class PostgresStore:
         """One transaction on a pooled connection: committed when the body returns, rolled
         back when it raises. psycopg's errors become `StoreError`s naming the database (no
         password) and the operation; a broken connection is discarded by the pool.
-        `paging`: on paging's own pool; with `single`, the body's one statement is its
+        `paging`: on paging's own pool; `single`: the body's one statement is its
         own transaction (no BEGIN, no COMMIT)."""
         pool = self._pool
         if pool is None:
             state = "closed" if self._closed else "not open"
             raise StoreError(f"{self.name}: store is {state}")
-        single = single and paging and self._paging is not None
         pool = self._paging if paging and self._paging is not None else pool
         wait_s = UNREACHABLE_WAIT_S if self._unreachable else None  # None: the pool's own
         try:
@@ -1290,7 +1298,7 @@ class PostgresStore:
             )  # fmt: skip
 
     async def _one_incident(self, sql: str, params: tuple[object, ...]) -> Incident | None:
-        async with self._tx("cannot read incident") as cur:
+        async with self._tx("cannot read incident", single=True) as cur:
             await cur.execute(sql.encode(), params)
             row = await cur.fetchone()
         return None if row is None else _rows.incident(row, _CODEC)
@@ -1320,6 +1328,21 @@ def _replica(r: DictRow) -> Replica:
         str(r["id"]), str(r["host"]), int(r["pid"]), str(r["version"]), float(r["age"]),
         str(r["config_hash"]),
     )  # fmt: skip
+
+
+async def _alive(conn: psycopg.AsyncConnection[DictRow]) -> None:
+    """A pooled connection taken for a call: one the server has ended (a restart, an
+    administrator, an idle timeout) is discarded, seen by reading what the server sent,
+    without a round trip. A silent partition shows in the call itself (keepalives, user
+    timeout)."""
+    if conn.closed or conn.broken or conn.pgconn.status != pq.ConnStatus.OK:
+        raise psycopg.OperationalError("the connection is closed")
+    # Nothing is due on an idle connection: anything to read is the server's farewell
+    # (its termination notice, the end of the stream). Then a new connection is made.
+    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    if readable:
+        await conn.close()  # closed, the pool replaces it rather than keeping it
+        raise psycopg.OperationalError("the server ended the connection")
 
 
 async def _configure(conn: psycopg.AsyncConnection[DictRow]) -> None:
