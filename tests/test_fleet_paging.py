@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import psycopg
 import pytest
 from aiohttp import web
 
@@ -218,6 +219,46 @@ async def test_kill_9_of_leaders_mid_escalation_loses_and_delays_no_page(
     _, text = await call(last.port, "GET", "/metrics")
     assert "\nmonitor_pager_leader 1.0\n" in text
     assert "\nmonitor_pager_lease_token 3.0\n" in text
+
+
+def end_every_session(dsn: str) -> int:
+    """`pg_terminate_backend` of every other client session on the server: what a
+    restart of PostgreSQL or an administrator does to each connection of the replicas."""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return sum(1 for (ended,) in rows if ended)
+
+
+@pytest.mark.timeout(120)
+async def test_every_connection_ended_mid_escalation_loses_and_repeats_no_page(
+    fleet: Fleet, pg_dsn: str
+) -> None:
+    replicas = await fleet.start(pg_dsn, 2)
+    await the_leader(replicas)
+    opened = await open_drill(replicas[1])
+    for action in ("p0s0", "p1s0"):  # twice: right after a page, mid-escalation
+        await wait_for(lambda a=action: any(x == a for x, _ in fleet.hook.pages()),  # type: ignore[misc]
+                       timeout=15, what=action)  # fmt: skip
+        assert await asyncio.to_thread(end_every_session, pg_dsn) >= 2 * 3
+    await all_pages(fleet.hook, timeout=30)
+    keys = fleet.hook.keys()
+    assert len(set(keys)) == len(DUE), keys  # each page once (a repeat has the same key)
+    late = lateness(fleet.hook, opened)
+    print("late after their due time (s):", late)
+    assert all(-0.05 < s <= LATE_S for s in late.values()), late
+    for d in replicas:  # both stayed up and see the database again
+        assert d.proc is not None
+        assert d.proc.returncode is None
+        assert (await call(d.port, "GET", "/healthz"))[0] == 200
+    await the_leader(replicas)
+    status, _ = await call(replicas[0].port, "POST", f"/api/incidents/{keys[0].split(':')[1]}/ack",
+                           {"actor": "t"})  # fmt: skip
+    assert status == 200  # a write through the API works on the new connections
+    for d in replicas:
+        assert password_of(pg_dsn) not in json.dumps(d.events) + "\n".join(d.other)
 
 
 @pytest.mark.timeout(120)

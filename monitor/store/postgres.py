@@ -406,7 +406,7 @@ class PostgresStore:
             self._pool = None
             await pool.close()
             raise
-        # Paging's own connections (autocommit, not checked out with a probe): a page's
+        # Paging's own connections (autocommit, like the pool's): a page's
         # claim, its send recorded, an escalation's step and the notice to the leader
         # never queue behind history, readings or incident writes, and a statement
         # alone is one round trip. Connected in the background.
@@ -414,8 +414,8 @@ class PostgresStore:
         await self._paging.open(wait=False)
 
     def _paging_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
-        """Paging's pool: `PAGING_CONNECTIONS` at most (one kept), in autocommit, none
-        probed when taken (a broken one fails its call and is replaced)."""
+        """Paging's pool: `PAGING_CONNECTIONS` at most (one kept), in autocommit; one the
+        server ended is replaced before a call uses it (`_alive`, no round trip)."""
         return AsyncConnectionPool(
             self._dsn,
             connection_class=psycopg.AsyncConnection[DictRow],
@@ -423,12 +423,14 @@ class PostgresStore:
                 "row_factory": dict_row,
                 "connect_timeout": CONNECT_TIMEOUT_S,
                 "autocommit": True,
+                "application_name": "monitor-paging",
                 **_PROBED,
             },
             min_size=1,
             max_size=PAGING_CONNECTIONS,
             open=False,
             configure=_configure,
+            check=_alive,
             timeout=self._timeout_s,
             reconnect_timeout=RECONNECT_S,
             name="monitor-paging",
