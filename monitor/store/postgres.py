@@ -369,30 +369,7 @@ class PostgresStore:
             raise StoreError(f"{self.name}: store is closed")
         if self._pool is not None:
             return
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
-            self._dsn,
-            connection_class=psycopg.AsyncConnection[DictRow],
-            # Autocommit: a statement alone (`single`) is one round trip; every other call
-            # is a transaction block (BEGIN … COMMIT) all the same.
-            kwargs={
-                "row_factory": dict_row,
-                "connect_timeout": CONNECT_TIMEOUT_S,
-                "autocommit": True,
-                "application_name": "monitor-store",
-                **_PROBED,
-            },
-            min_size=1,
-            max_size=self._max_size,
-            open=False,
-            configure=_configure,
-            check=_alive,
-            timeout=self._timeout_s,
-            # The pool's own retries back off without bound (1 s, 2 s, 4 s…), so that after
-            # a long outage it would wait as long again; given up after a few seconds, the
-            # next call that finds no connection starts a fresh attempt at once.
-            reconnect_timeout=RECONNECT_S,
-            name="monitor-store",
-        )
+        pool = self._new_pool("monitor-store", self._max_size)
         try:
             await pool.open(wait=True, timeout=self._timeout_s)
         except psycopg.Error as exc:
@@ -410,12 +387,19 @@ class PostgresStore:
         # claim, its send recorded, an escalation's step and the notice to the leader
         # never queue behind history, readings or incident writes, and a statement
         # alone is one round trip. Connected in the background.
-        self._paging = self._paging_pool()
+        self._paging = self._new_pool("monitor-paging", PAGING_CONNECTIONS)
         await self._paging.open(wait=False)
 
-    def _paging_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
-        """Paging's pool: `PAGING_CONNECTIONS` at most (one kept), in autocommit; one the
-        server ended is replaced before a call uses it (`_alive`, no round trip)."""
+    def _new_pool(
+        self, name: str, max_size: int
+    ) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
+        """A pool of `max_size` connections at most (one kept), named `name` in
+        `pg_stat_activity`. Autocommit: a statement alone (`single`) is one round trip;
+        every other call is a transaction block all the same. One the server ended is
+        replaced before a call uses it (`_alive`, no round trip). The pool's own retries
+        back off without bound (1 s, 2 s, 4 s…), so that after a long outage it would wait
+        as long again: given up after `RECONNECT_S`, the next call that finds no
+        connection starts a fresh attempt at once."""
         return AsyncConnectionPool(
             self._dsn,
             connection_class=psycopg.AsyncConnection[DictRow],
@@ -423,17 +407,17 @@ class PostgresStore:
                 "row_factory": dict_row,
                 "connect_timeout": CONNECT_TIMEOUT_S,
                 "autocommit": True,
-                "application_name": "monitor-paging",
+                "application_name": name,
                 **_PROBED,
             },
             min_size=1,
-            max_size=PAGING_CONNECTIONS,
+            max_size=max_size,
             open=False,
             configure=_configure,
             check=_alive,
             timeout=self._timeout_s,
             reconnect_timeout=RECONNECT_S,
-            name="monitor-paging",
+            name=name,
         )
 
     async def _why(self, exc: psycopg.Error) -> str:
