@@ -302,6 +302,38 @@ async def test_a_replica_cut_off_stops_within_its_lease_and_comes_back_without_d
     assert "orphans_dropped" in events
 
 
+async def test_checks_in_handover_when_the_store_goes_away_are_probed_by_their_new_owner(
+    clock: FakeClock,
+) -> None:
+    """b joins; a lets b's share go at once, b waits a few beats before taking it. The
+    store goes away in between: b probes that share as orphans (nobody else does)."""
+    db, configs = Database(clock), checks()
+    a = replica_of(db, "a", configs)
+    await beat(clock, a)
+    await clock.advance(BEAT)
+    b = replica_of(db, "b", configs)
+    await beat(clock, b, a)  # a sees b and lets b's share go; b's is still pending
+    theirs = {c.name for c in configs} - owned(a, configs)
+    assert theirs
+    assert owned(b, configs) == set()
+    db.down |= {a.membership.me.id, b.membership.me.id}
+    for _ in range(int(TTL / BEAT) + 2):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)
+    # Each probes what it last held, results kept local: every check by someone.
+    assert orphans(a, configs) | orphans(b, configs) == {c.name for c in configs}
+    assert orphans(b, configs) == theirs
+    # Back: nobody ran b's share meanwhile but a before the handover, so b drops what it
+    # saw and takes the checks as a newcomer; every check has one owner again.
+    db.down.clear()
+    for _ in range(int(TTL / BEAT) + SETTLE_BEATS + 2):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)
+    assert owned(b, configs) == theirs
+    assert owned(a, configs) == {c.name for c in configs} - theirs
+    assert not orphans(a, configs) | orphans(b, configs)
+
+
 async def test_a_fleet_of_one_keeps_its_checks_through_an_outage(clock: FakeClock) -> None:
     db, configs = Database(clock), checks()
     a = replica_of(db, "a", configs)

@@ -12,8 +12,8 @@ here, only its monotonic clock to time its lease.
   one (the last live set held only this replica) keeps running everything through an
   outage: nobody could take over.
 - **Orphans.** A replica cannot tell "the database is down for everyone" from "I am cut
-  off", so when its lease runs out it keeps probing the checks it last owned, as
-  orphans: results stay local (`orphaned` tells the pipeline to write nothing and page
+  off", so when its lease runs out it keeps probing the checks it last owned (and those
+  it was waiting to take from a replica that let them go), as orphans: results stay local (`orphaned` tells the pipeline to write nothing and page
   nothing; it holds each check's state changes as unsettled), and the runs are not
   recorded. When it beats again, `check_runs` says who ran each orphan last: if nobody
   else did (the whole fleet was without its database), its own observations stand, it
@@ -281,13 +281,16 @@ class Fleet:
         self._beating_since = None
         if self._solo:
             return
-        if self._owned and self.clock.monotonic() >= self._lease_until:
+        # Its pending checks too: their previous owner let them go already (or lets them
+        # go when its own lease runs out), so nobody would probe them otherwise.
+        held = self._owned | set(self._pending)
+        if held and self.clock.monotonic() >= self._lease_until:
             log.warning(
-                "checks_orphaned", replica=self.membership.me.id, checks=len(self._owned),
+                "checks_orphaned", replica=self.membership.me.id, checks=len(held),
                 reason="cannot reach the store to renew its lease: probing them on its own,"
                 " holding their state changes until it is back",
             )  # fmt: skip
-            self._orphaned |= self._owned
+            self._orphaned |= held
             self._owned.clear()
             self._pending.clear()
             self._owned_gauge.set(0)
