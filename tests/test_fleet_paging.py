@@ -369,4 +369,5 @@ async def test_the_database_stopped_for_30_s_loses_nothing(
         # Each said it lost the database (whether its pager had anything to do meanwhile
         # or not), and that it had it back.
         assert d.find("replica_beat_failed")
-        assert d.find("replica_beat_recovered")
+    await wait_for(lambda: all(d.find("replica_beat_recovered") for d in replicas),
+                   timeout=15, what="every replica beating again")  # fmt: skip
