@@ -518,11 +518,16 @@ async def test_daemon_rides_out_a_database_outage(
             await daemon.event("check_down", check="site", timeout=30)
             # The write of that change fails (or, had the lease run out first, the change
             # is held as an orphan's): either way it is kept for when the store is back.
-            [failed] = await wait_for(
-                lambda: daemon.find("result_handling_failed")[:1]
-                or daemon.find("checks_orphaned")[:1],
-                timeout=30, what="the failed write of the change",
-            )  # fmt: skip
+            try:
+                [failed] = await wait_for(
+                    lambda: daemon.find("result_handling_failed")[:1]
+                    or daemon.find("checks_orphaned")[:1],
+                    timeout=60, what="the failed write of the change",
+                )  # fmt: skip
+            except AssertionError:
+                for e in daemon.events[-60:]:  # what it did instead, shown by pytest
+                    print(json.dumps(e)[:300])
+                raise
             if failed["event"] == "result_handling_failed":
                 assert "StoreError" in json.dumps(failed)
             assert daemon.proc is not None
