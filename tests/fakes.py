@@ -294,6 +294,8 @@ class MemoryStore(SoleHolder):
         state: EscalationState | None,
         items: Sequence[OutboxItem],
         token: int | None,
+        *,
+        tell: str | None = None,
     ) -> bool:
         self._live()
         if self._fenced(token) or self.escalations.get(incident_id) != expected:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from monitor.core.model import OutboxItem
+from monitor.core.model import EscalationState, Incident, IncidentStatus, OutboxItem, Severity
 from monitor.metrics.exporter import Metrics
 from monitor.paging.leader import FleetClock, Leadership
 from monitor.store.postgres import LEASE_EXPIRY_S, LEASE_TIMEOUT_S, PostgresStore
@@ -23,6 +24,10 @@ from tests.postgres import TcpProxy
 from tests.proc import wait_for
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+INCIDENT = Incident(
+    id=0, key="web", title="web is down", status=IncidentStatus.TRIGGERED,
+    severity=Severity.P1, opened_at=NOW, updated_at=NOW, check="web",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -94,6 +99,24 @@ async def test_changes_are_told_to_the_other_replicas_only(stores) -> None:
     assert await b.wait_changes(2, "b")
     await b.notify_change("b")
     assert not await b.wait_changes(0.2, "b")  # its own: no change
+
+
+async def test_an_escalation_started_with_pages_tells_the_others_in_its_statement(stores) -> None:
+    a, b = stores
+    opened = await a.create_incident(INCIDENT, [])
+    state = EscalationState(opened.id, "p", 0, 0, NOW)
+    page = OutboxItem(0, "incident:1:p0s0:hook", "hook", "{}", NOW, NOW)
+    assert not await b.wait_changes(0.05, "b")  # listening from now on
+    assert await a.swap_escalation(opened.id, None, state, [page], None, tell="a")
+    assert await b.wait_changes(2, "b")
+    # Told by nothing else: a start that writes nothing (one runs already) tells nobody,
+    # and one without `tell` neither.
+    assert not await a.swap_escalation(opened.id, None, state, [page], None, tell="a")
+    assert not await b.wait_changes(0.2, "b")
+    other = await a.create_incident(replace(INCIDENT, key="docs"), [])
+    assert await a.swap_escalation(other.id, None, replace(state, incident_id=other.id), [], None)
+    assert not await b.wait_changes(0.2, "b")
+    assert [i.key for i in await b.pending_notifications("hook")] == [page.key]
 
 
 async def test_leadership_moves_when_the_leader_stops(stores) -> None:

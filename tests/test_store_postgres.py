@@ -191,16 +191,22 @@ async def test_create_is_atomic_when_the_timeline_data_is_bad(
     assert await store.open_incident("web") == created
 
 
-async def test_create_is_atomic_when_the_timeline_insert_fails(
-    store: PostgresStore, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+async def test_create_and_update_are_atomic_when_the_timeline_insert_fails(
+    store: PostgresStore, pg_dsn: str
 ) -> None:
-    async def fails(cur: psycopg.AsyncCursor[object], *args: object) -> None:
-        await cur.execute("SELECT 1 / 0")
-
-    monkeypatch.setattr(pg_store, "_append", fails)
-    with pytest.raises(StoreError, match="division by zero"):
-        await store.create_incident(incident(), [entry("opened")])
+    # The row, its entries and the notice are one statement: an entry the database
+    # refuses leaves neither the incident nor any entry, and an update changes nothing.
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("ALTER TABLE timeline ADD CONSTRAINT no_x CHECK (event <> 'x')")
+    with pytest.raises(StoreError, match="no_x"):
+        await store.create_incident(incident(), [entry("opened"), entry("x")])
     assert count_rows(pg_dsn, "incidents") == 0
+    assert count_rows(pg_dsn, "timeline") == 0
+    created = await store.create_incident(incident(), [entry("opened"), entry("seen")])
+    with pytest.raises(StoreError, match="no_x"):
+        await store.update_incident(replace(created, title="changed"), [entry("ok"), entry("x")])
+    assert await store.get_incident(created.id) == created
+    assert [e.event for e in await store.timeline(created.id)] == ["opened", "seen"]
 
 
 async def test_settle_is_one_transaction(store: PostgresStore, pg_dsn: str) -> None:

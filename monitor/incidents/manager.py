@@ -49,6 +49,9 @@ from monitor.store import Store
 
 __all__ = ["HEALTH_SOURCE", "CheckEvent", "IncidentError", "IncidentManager"]
 
+# Incidents read back at once on a notice (each on its own pooled connection).
+_READ_AT_ONCE = 4
+
 log = structlog.stdlib.get_logger(__name__)
 
 MONITOR = "monitor"  # the actor of everything the daemon does by itself
@@ -132,8 +135,13 @@ class IncidentManager:
         """Reads these incidents back from the store (told that they changed on another
         replica), under the lock like `reload`: one row each, not every open incident."""
         async with self._lock:
-            for incident_id in sorted(set(incident_ids)):
-                incident = await self.store.get_incident(incident_id)
+            ids = sorted(set(incident_ids))
+            found: list[Incident | None] = []
+            for at in range(0, len(ids), _READ_AT_ONCE):
+                # A few at once (one round trip of waiting each), applied in order.
+                batch = ids[at : at + _READ_AT_ONCE]
+                found += await asyncio.gather(*(self.store.get_incident(i) for i in batch))
+            for incident in found:
                 if incident is None:
                     continue
                 cached = self._open.get(incident.key)
@@ -223,11 +231,21 @@ class IncidentManager:
         if current is None and not (event.failing and event.severity is not None):
             return None  # the common case: healthy, or failing but ignored, and nothing open
         async with self._lock:
-            current = await self._current(event.key)
+            latest: Incident | None = None
+            if self.shared and current is None and event.failing and event.severity is not None:
+                # About to open one, most likely: the open incident and the latest one are
+                # read at once, on two connections (one round trip of waiting, not two).
+                current, latest = await asyncio.gather(
+                    self.store.open_incident(event.key), self.store.latest_incident(event.key)
+                )
+                if current is not None:
+                    self._open[event.key] = current
+            else:
+                current = await self._current(event.key)
             now = self.clock.now()
             if current is None:
                 if event.failing and event.severity is not None:
-                    return await self._open_or_reopen(event, now)
+                    return await self._open_or_reopen(event, now, latest)
                 return None
             if event.failing:
                 return await self._still_failing(current, event, now)
@@ -280,9 +298,13 @@ class IncidentManager:
         await self._tell(incident, IncidentEvent.OPENED)
         return incident
 
-    async def _open_or_reopen(self, event: CheckEvent, now: datetime) -> Incident:
+    async def _open_or_reopen(
+        self, event: CheckEvent, now: datetime, latest: Incident | None = None
+    ) -> Incident:
+        """`latest`: the key's latest incident when the caller read it already."""
         assert event.severity is not None  # noqa: S101  checked by the caller
-        latest = await self.store.latest_incident(event.key)
+        if latest is None:
+            latest = await self.store.latest_incident(event.key)
         result = event.result
         if (
             latest is not None

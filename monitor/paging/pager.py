@@ -120,6 +120,9 @@ class Pager:
         self._heard_seen = 0  # `lead.heard` when the state was last reloaded
         self._stale = False  # the store's escalations differ from ours: reload them
         self._untold = False  # changes handled since the others were last told
+        # Timeline lines of escalations started (incident, event, text), written once the
+        # changes at hand are paged: a burst of failures is not paged one note at a time.
+        self._notes: list[tuple[int, str, str]] = []
         incidents.listeners.append(self._heard)
         if lead is not None:
             lead.subscribe(self._wake.set)
@@ -194,9 +197,11 @@ class Pager:
             if self.lead is not None:
                 if self._untold:
                     await self._tell()  # the leader hears of it at once
+                await self._write_notes()
                 if not await self._leading():
                     await sleep_or_wake(self.clock, self._wake, None)
                     continue
+            await self._write_notes()
             now = self.clock.now()
             await self._advance_due(now)
             await self._handoff(now)
@@ -373,18 +378,25 @@ class Pager:
         stored = following
         if stored is None:
             stored = replace(state, step=len(policy.steps), pass_no=policy.repeat)
-        if not await self.store.swap_escalation(incident.id, None, stored, items, None):
+        # With pages, the leader is told in the same statement (one round trip less).
+        tell = self.lead.me if items else None
+        if not await self.store.swap_escalation(incident.id, None, stored, items, None, tell=tell):
             self._stale = True
             return
         if self.lead.leading:
             self._states[incident.id] = stored
         if items:
-            await self._tell()
+            self._untold = False
             self.outbox.wake(sorted({i.notifier for i in items}))
         log.info("escalation_started", incident_id=incident.id, policy=name)
         self._wake.set()
-        for note in notes:
-            await self.incidents.note(incident.id, "notification", note)
+        self._notes += [(incident.id, "notification", note) for note in notes]
+
+    async def _write_notes(self) -> None:
+        while self._notes:
+            incident_id, event, text = self._notes[0]
+            await self.incidents.note(incident_id, event, text)
+            del self._notes[0]
 
     async def _tell(self) -> None:
         """Tells the other replicas (the leader) that paging state changed."""

@@ -285,11 +285,14 @@ class Store(Protocol):
         state: EscalationState | None,
         items: Sequence[OutboxItem],
         token: int | None,
+        *,
+        tell: str | None = None,
     ) -> bool:
         """`commit_escalation`, only if the stored escalation of the incident is
         `expected` (None: there is none) and, with a `token`, the token passes the fence
         (see `claim_notifications`), checked in the same transaction. False: nothing was
-        written (another replica changed the escalation, or the leader was deposed)."""
+        written (another replica changed the escalation, or the leader was deposed).
+        `tell`: when it writes, `notify_change(tell)` goes with it (same transaction)."""
         ...
 
     async def database_now(self) -> datetime | None:

@@ -65,7 +65,7 @@ from monitor.store.base import (
     with_hours,
 )
 from monitor.store.confirmations import Answer, Seen, Slot
-from monitor.store.readings import CHANGED_SILENCES, incident_changed
+from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES, incident_changed
 from monitor.store.replicas import Replica, ReplicaId
 from monitor.store.sqlite import _data_json, _matchers_json
 
@@ -466,7 +466,7 @@ class PostgresStore:
     # --- alert state per check -------------------------------------------------------
 
     async def load_check_states(self) -> dict[str, CheckState]:
-        async with self._tx("cannot read check states") as cur:
+        async with self._tx("cannot read check states", single=True) as cur:
             await cur.execute("SELECT * FROM check_states")
             rows = await cur.fetchall()
         return {row["name"]: _rows.check_state(row, _CODEC) for row in rows}
@@ -490,7 +490,7 @@ class PostgresStore:
 
     async def delete_check_states(self, checks: Iterable[str]) -> None:
         names = list(checks)
-        async with self._tx("cannot delete check states") as cur:
+        async with self._tx("cannot delete check states", single=True) as cur:
             await cur.execute("DELETE FROM check_states WHERE name = ANY(%s)", (names,))
 
     # --- incidents and their timelines -----------------------------------------------
@@ -498,26 +498,23 @@ class PostgresStore:
     async def create_incident(
         self, incident: Incident, entries: Sequence[TimelineEntry]
     ) -> Incident:
-        params = _rows.incident_params(incident, _CODEC)
-        rows = _entry_rows(entries)
-        async with self._tx("cannot create incident", key=incident.key) as cur:
-            await cur.execute(_INSERT_INCIDENT, params)
+        params = _rows.incident_params(incident, _CODEC) | _entry_columns(entries)
+        params |= {"channel": _CHANGES_CHANNEL, "notice": f"{CHANGED_INCIDENTS}:"}
+        # One statement: the row, its timeline and the notice, one round trip.
+        async with self._tx("cannot create incident", key=incident.key, single=True) as cur:
+            await cur.execute(_CREATE_INCIDENT, params)
             row = await cur.fetchone()
             assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
-            created = replace(incident, id=int(row["id"]))
-            await _append(cur, created.id, rows)
-            await _changed(cur, incident_changed(created.id))
-        return created
+        return replace(incident, id=int(row["id"]))
 
     async def update_incident(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
-        params = _rows.incident_params(incident, _CODEC) | {"id": incident.id}
-        rows = _entry_rows(entries)
-        async with self._tx("cannot update incident", key=incident.key) as cur:
+        params = _rows.incident_params(incident, _CODEC) | _entry_columns(entries)
+        params |= {"id": incident.id, "channel": _CHANGES_CHANNEL,
+                   "notice": incident_changed(incident.id)}  # fmt: skip
+        async with self._tx("cannot update incident", key=incident.key, single=True) as cur:
             await cur.execute(_UPDATE_INCIDENT, params)
-            if cur.rowcount == 0:
+            if await cur.fetchone() is None:
                 raise StoreError(f"no incident {incident.id} to update")
-            await _append(cur, incident.id, rows)
-            await _changed(cur, incident_changed(incident.id))
 
     async def get_incident(self, incident_id: int) -> Incident | None:
         return await self._one_incident("SELECT * FROM incidents WHERE id = %s", (incident_id,))
@@ -545,7 +542,7 @@ class PostgresStore:
             "severities": None if severities is None else [s.value for s in severities],
             "limit": max(0, limit),
         }
-        async with self._tx("cannot list incidents") as cur:
+        async with self._tx("cannot list incidents", single=True) as cur:
             await cur.execute(_LIST_INCIDENTS, params)
             rows = await cur.fetchall()
         return [_rows.incident(row, _CODEC) for row in rows]
@@ -564,13 +561,13 @@ class PostgresStore:
             "severities": None if severities is None else [s.value for s in severities],
             "limit": max(0, limit),
         }
-        async with self._tx("cannot list resolved incidents") as cur:
+        async with self._tx("cannot list resolved incidents", single=True) as cur:
             await cur.execute(_RESOLVED_SINCE, params)
             rows = await cur.fetchall()
         return [_rows.incident(row, _CODEC) for row in rows]
 
     async def timeline(self, incident_id: int) -> list[TimelineEntry]:
-        async with self._tx("cannot read timeline") as cur:
+        async with self._tx("cannot read timeline", single=True) as cur:
             await cur.execute(
                 "SELECT * FROM timeline WHERE incident_id = %s ORDER BY id", (incident_id,)
             )
@@ -581,7 +578,7 @@ class PostgresStore:
         self, incident_id: int, events: Sequence[str], at: datetime
     ) -> TimelineEntry | None:
         when = _ts(at)
-        async with self._tx("cannot update timeline") as cur:
+        async with self._tx("cannot update timeline", single=True) as cur:
             await cur.execute(
                 "UPDATE timeline SET count = count + 1, last_at = %s WHERE id = ("
                 " SELECT id FROM timeline WHERE incident_id = %s AND event = ANY(%s)"
@@ -631,7 +628,7 @@ class PostgresStore:
     # --- escalations and the outbox ---------------------------------------------------
 
     async def load_escalations(self) -> list[EscalationState]:
-        async with self._tx("cannot read escalations") as cur:
+        async with self._tx("cannot read escalations", single=True) as cur:
             await cur.execute("SELECT * FROM escalations ORDER BY incident_id")
             rows = await cur.fetchall()
         return [_escalation(r) for r in rows]
@@ -654,10 +651,12 @@ class PostgresStore:
         state: EscalationState | None,
         items: Sequence[OutboxItem],
         token: int | None,
+        *,
+        tell: str | None = None,
     ) -> bool:
         rows = _item_rows(items)
         if expected is None and state is not None and token is None:
-            return await self._start_escalation(incident_id, state, rows)
+            return await self._start_escalation(incident_id, state, rows, tell)
         async with self._tx("cannot save escalation", paging=True) as cur:
             if token is not None:
                 await cur.execute(_FENCE, {"token": token})
@@ -679,17 +678,25 @@ class PostgresStore:
             else:
                 await _upsert_escalation(cur, incident_id, state)
             await _insert_items(cur, rows)
+            if tell is not None:
+                await cur.execute(_NOTIFY_PAGER, (tell,))
         return True
 
     async def _start_escalation(
-        self, incident_id: int, state: EscalationState, rows: list[tuple[Any, ...]]
+        self,
+        incident_id: int,
+        state: EscalationState,
+        rows: list[tuple[Any, ...]],
+        tell: str | None,
     ) -> bool:
         """`swap_escalation` from none, unfenced (a replica starting one), in one
-        statement: the escalation where none runs, and its pages only if it was."""
+        statement: the escalation where none runs, its pages and the notice (`tell`)
+        only if it was."""
         columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * 9
         async with self._tx("cannot save escalation", paging=True, single=True) as cur:
             await cur.execute(
-                _START_ESCALATION, (*_escalation_params(incident_id, state), *columns)
+                _START_ESCALATION,
+                (*_escalation_params(incident_id, state), *columns, tell, tell),
             )
             row = await cur.fetchone()
         return row is not None and bool(row["started"])
@@ -701,7 +708,7 @@ class PostgresStore:
 
     async def due_notifications(self, notifier: str, now: datetime, limit: int) -> list[OutboxItem]:
         when = _ts(now)
-        async with self._tx("cannot read the outbox") as cur:
+        async with self._tx("cannot read the outbox", single=True) as cur:
             await cur.execute(
                 "SELECT * FROM outbox WHERE notifier = %s AND status = 'pending'"
                 " AND next_attempt_at <= %s ORDER BY next_attempt_at, id LIMIT %s",
@@ -711,7 +718,7 @@ class PostgresStore:
         return [_rows.item(r, _CODEC) for r in rows]
 
     async def next_notification_at(self, notifier: str) -> datetime | None:
-        async with self._tx("cannot read the outbox") as cur:
+        async with self._tx("cannot read the outbox", single=True) as cur:
             await cur.execute(
                 "SELECT MIN(next_attempt_at) AS at FROM outbox"
                 " WHERE notifier = %s AND status = 'pending'",
@@ -721,7 +728,7 @@ class PostgresStore:
         return None if row is None else _opt_utc(row["at"])
 
     async def pending_notifications(self, notifier: str) -> list[OutboxItem]:
-        async with self._tx("cannot read the outbox") as cur:
+        async with self._tx("cannot read the outbox", single=True) as cur:
             await cur.execute(
                 "SELECT * FROM outbox WHERE notifier = %s AND status = 'pending' ORDER BY id",
                 (notifier,),
@@ -776,7 +783,7 @@ class PostgresStore:
         return [_rows.item(r, _CODEC) for r in rows if r["id"] is not None]
 
     async def outbox_depth(self) -> tuple[int, datetime | None]:
-        async with self._tx("cannot read the outbox") as cur:
+        async with self._tx("cannot read the outbox", single=True) as cur:
             await cur.execute(
                 "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"
                 " WHERE status = 'pending'"
@@ -786,24 +793,24 @@ class PostgresStore:
         return int(row["n"]), _opt_utc(row["oldest"])
 
     async def kv_get(self, key: str) -> str | None:
-        async with self._tx("cannot read notifier state") as cur:
+        async with self._tx("cannot read notifier state", single=True) as cur:
             await cur.execute("SELECT value FROM kv WHERE key = %s", (key,))
             row = await cur.fetchone()
         return None if row is None else str(row["value"])
 
     async def kv_delete(self, keys: Iterable[str]) -> None:
         names = list(keys)
-        async with self._tx("cannot delete notifier state") as cur:
+        async with self._tx("cannot delete notifier state", single=True) as cur:
             await cur.execute("DELETE FROM kv WHERE key = ANY(%s)", (names,))
 
     async def kv_prefix(self, prefix: str) -> dict[str, str]:
-        async with self._tx("cannot read notifier state") as cur:
+        async with self._tx("cannot read notifier state", single=True) as cur:
             await cur.execute("SELECT key, value FROM kv WHERE starts_with(key, %s)", (prefix,))
             rows = await cur.fetchall()
         return {str(r["key"]): str(r["value"]) for r in rows}
 
     async def kv_set(self, key: str, value: str) -> None:
-        async with self._tx("cannot save notifier state") as cur:
+        async with self._tx("cannot save notifier state", single=True) as cur:
             await cur.execute(
                 "INSERT INTO kv (key, value) VALUES (%s, %s)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -834,7 +841,7 @@ class PostgresStore:
 
     async def leave_replica(self, replica_id: str) -> None:
         """Takes a replica out of the live set at once (a clean stop)."""
-        async with self._tx("cannot remove replica") as cur:
+        async with self._tx("cannot remove replica", single=True) as cur:
             await cur.execute("DELETE FROM replicas WHERE id = %s", (replica_id,))
 
     # --- the paging lease and changes told between replicas ----------------------------
@@ -906,7 +913,7 @@ class PostgresStore:
                     await _bounded(conn, _UNLOCK)
 
     async def database_now(self) -> datetime | None:
-        async with self._tx("cannot read the time") as cur:
+        async with self._tx("cannot read the time", single=True) as cur:
             await cur.execute("SELECT clock_timestamp() AS t")
             row = await cur.fetchone()
         assert row is not None  # noqa: S101  a SELECT of one value returns one row
@@ -914,9 +921,7 @@ class PostgresStore:
 
     async def notify_change(self, sender: str) -> None:
         async with self._tx("cannot tell the other replicas", paging=True, single=True) as cur:
-            await cur.execute(
-                "SELECT pg_notify('monitor_pager_' || md5(current_schema()), %s)", (sender,)
-            )
+            await cur.execute(_NOTIFY_PAGER, (sender,))
 
     async def wait_changes(self, timeout_s: float, listener: str) -> bool:
         """LISTENs on the lease connection; notifications of `listener` itself are not a
@@ -976,7 +981,7 @@ class PostgresStore:
                 await conn.close()
 
     async def claim_gone(self, ttl_s: float) -> list[Replica]:
-        async with self._tx("cannot claim gone replicas") as cur:
+        async with self._tx("cannot claim gone replicas", single=True) as cur:
             await cur.execute(
                 "DELETE FROM replicas WHERE seen_at <= now() - make_interval(secs => %s)"
                 " RETURNING id, host, pid, version, extract(epoch FROM now() - seen_at) AS age,"
@@ -989,7 +994,7 @@ class PostgresStore:
     async def record_runs(self, replica_id: str, runs: Sequence[tuple[str, float]]) -> None:
         if not runs:
             return
-        async with self._tx("cannot record runs") as cur:
+        async with self._tx("cannot record runs", single=True) as cur:
             await cur.execute(
                 "INSERT INTO check_runs (check_name, ran_at, replica)"
                 " SELECT c, now() - make_interval(secs => a), %s"
@@ -1000,7 +1005,7 @@ class PostgresStore:
             )
 
     async def last_runs(self, checks: Sequence[str]) -> dict[str, float]:
-        async with self._tx("cannot read last runs") as cur:
+        async with self._tx("cannot read last runs", single=True) as cur:
             await cur.execute(
                 "SELECT check_name, extract(epoch FROM now() - ran_at) AS age"
                 " FROM check_runs WHERE check_name = ANY(%s)",
@@ -1010,7 +1015,7 @@ class PostgresStore:
         return {str(r["check_name"]): float(r["age"]) for r in rows}
 
     async def last_runners(self, checks: Sequence[str]) -> dict[str, tuple[float, str]]:
-        async with self._tx("cannot read last runs") as cur:
+        async with self._tx("cannot read last runs", single=True) as cur:
             await cur.execute(
                 "SELECT check_name, replica, extract(epoch FROM now() - ran_at) AS age"
                 " FROM check_runs WHERE check_name = ANY(%s)",
@@ -1039,7 +1044,7 @@ class PostgresStore:
         return request
 
     async def claim_confirmation(self, replica: str) -> Slot | None:
-        async with self._tx("cannot claim a confirmation") as cur:
+        async with self._tx("cannot claim a confirmation", single=True) as cur:
             await cur.execute(_CLAIM_CONFIRMATION, {"me": replica})
             row = await cur.fetchone()
         if row is None:
@@ -1078,7 +1083,7 @@ class PostgresStore:
                 )
 
     async def confirmation_answers(self, request: int) -> list[Answer]:
-        async with self._tx("cannot read confirmations") as cur:
+        async with self._tx("cannot read confirmations", single=True) as cur:
             await cur.execute(
                 "SELECT claimed_by, answered_host, seen, failure, message, answered_at"
                 " FROM confirmations WHERE request = %s AND seen IS NOT NULL"
@@ -1093,7 +1098,7 @@ class PostgresStore:
         ]  # fmt: skip
 
     async def close_confirmation(self, request: int) -> None:
-        async with self._tx("cannot close a confirmation") as cur:
+        async with self._tx("cannot close a confirmation", single=True) as cur:
             await cur.execute(
                 "UPDATE confirmations SET open_until = now() WHERE request = %s"
                 " AND open_until > now()",
@@ -1101,7 +1106,7 @@ class PostgresStore:
             )
 
     async def prune_confirmations(self, older_than_s: float) -> int:
-        async with self._tx("cannot prune confirmations") as cur:
+        async with self._tx("cannot prune confirmations", single=True) as cur:
             await cur.execute(
                 "DELETE FROM confirmations WHERE requested_at < now() - make_interval(secs => %s)",
                 (older_than_s,),
@@ -1117,7 +1122,7 @@ class PostgresStore:
     async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
         if not readings:
             return
-        async with self._tx("cannot save readings") as cur:
+        async with self._tx("cannot save readings", single=True) as cur:
             await cur.execute(
                 "INSERT INTO check_readings (check_name, replica, reading, written_at)"
                 " SELECT c, %s, r, now() FROM unnest(%s::text[], %s::text[]) AS t(c, r)"
@@ -1180,7 +1185,7 @@ class PostgresStore:
     async def read_history(
         self, check: str, resolution: int, since: int, until: int
     ) -> list[HistoryBucket]:
-        async with self._tx("cannot read history") as cur:
+        async with self._tx("cannot read history", single=True) as cur:
             await cur.execute(
                 "SELECT * FROM history WHERE check_name = %s AND resolution = %s"
                 " AND start >= %s AND start < %s ORDER BY start",
@@ -1192,7 +1197,7 @@ class PostgresStore:
     async def count_runs(
         self, checks: Sequence[str], resolution: int, since: int, until: int
     ) -> RunCounts:
-        async with self._tx("cannot read history") as cur:
+        async with self._tx("cannot read history", single=True) as cur:
             await cur.execute(
                 "SELECT COALESCE(SUM(up), 0) AS up, COALESCE(SUM(degraded), 0) AS degraded,"
                 " COALESCE(SUM(down), 0) AS down, COALESCE(SUM(blind), 0) AS blind"
@@ -1207,7 +1212,7 @@ class PostgresStore:
     async def read_history_totals(
         self, check: str, size: int, since: int, until: int
     ) -> list[HistoryBucket]:
-        async with self._tx("cannot read history") as cur:
+        async with self._tx("cannot read history", single=True) as cur:
             await cur.execute(_HISTORY_TOTALS, (size, size, check, HOUR, since, until))
             rows = await cur.fetchall()
         return [_bucket(r) for r in rows]
@@ -1221,7 +1226,7 @@ class PostgresStore:
                 )
 
     async def delete_history(self, checks: Iterable[str]) -> None:
-        async with self._tx("cannot delete history") as cur:
+        async with self._tx("cannot delete history", single=True) as cur:
             await cur.execute("DELETE FROM history WHERE check_name = ANY(%s)", (list(checks),))
 
     # --- plumbing --------------------------------------------------------------------
@@ -1356,30 +1361,56 @@ def _reason(exc: psycopg.Error) -> str:
 
 # --- rows <-> values ---------------------------------------------------------------------
 
-_INSERT_INCIDENT = b"""
-INSERT INTO incidents (
-    key, title, status, severity, opened_at, updated_at, check_name, source,
-    acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
-    report_url, auto_resolve, reopened, drill, last_good, public_note
-) VALUES (
-    %(key)s, %(title)s, %(status)s, %(severity)s, %(opened_at)s, %(updated_at)s,
-    %(check_name)s, %(source)s, %(acknowledged_at)s, %(resolved_at)s, %(assignee)s,
-    %(rule)s, %(failure)s, %(message)s, %(suppressed)s, %(report_url)s, %(auto_resolve)s,
-    %(reopened)s, %(drill)s, %(last_good)s::jsonb, %(public_note)s
-) RETURNING id
+# The timeline's entries come as one array per column (`_entry_columns`), inserted in
+# their order; the notice goes out when the statement commits.
+_ENTRIES = b"""
+    INSERT INTO timeline (incident_id, at, event, actor, text, data)
+    SELECT done.id, a, e, w, t, d::jsonb
+    FROM done, unnest(%(e_at)s::timestamptz[], %(e_event)s::text[], %(e_actor)s::text[],
+                      %(e_text)s::text[], %(e_data)s::text[])
+               WITH ORDINALITY AS u (a, e, w, t, d, i)
+    ORDER BY i
 """
 
-_UPDATE_INCIDENT = b"""
-UPDATE incidents SET
-    key = %(key)s, title = %(title)s, status = %(status)s, severity = %(severity)s,
-    opened_at = %(opened_at)s, updated_at = %(updated_at)s, check_name = %(check_name)s,
-    source = %(source)s, acknowledged_at = %(acknowledged_at)s,
-    resolved_at = %(resolved_at)s, assignee = %(assignee)s, rule = %(rule)s,
-    failure = %(failure)s, message = %(message)s, suppressed = %(suppressed)s,
-    report_url = %(report_url)s, auto_resolve = %(auto_resolve)s, reopened = %(reopened)s,
-    drill = %(drill)s, last_good = %(last_good)s::jsonb, public_note = %(public_note)s
-WHERE id = %(id)s
+_CREATE_INCIDENT = (
+    b"""
+WITH done AS (
+    INSERT INTO incidents (
+        key, title, status, severity, opened_at, updated_at, check_name, source,
+        acknowledged_at, resolved_at, assignee, rule, failure, message, suppressed,
+        report_url, auto_resolve, reopened, drill, last_good, public_note
+    ) VALUES (
+        %(key)s, %(title)s, %(status)s, %(severity)s, %(opened_at)s, %(updated_at)s,
+        %(check_name)s, %(source)s, %(acknowledged_at)s, %(resolved_at)s, %(assignee)s,
+        %(rule)s, %(failure)s, %(message)s, %(suppressed)s, %(report_url)s, %(auto_resolve)s,
+        %(reopened)s, %(drill)s, %(last_good)s::jsonb, %(public_note)s
+    ) RETURNING id
+), entries AS ("""
+    + _ENTRIES
+    + b""")
+SELECT id, pg_notify(%(channel)s, %(notice)s || id) FROM done
 """
+)
+
+_UPDATE_INCIDENT = (
+    b"""
+WITH done AS (
+    UPDATE incidents SET
+        key = %(key)s, title = %(title)s, status = %(status)s, severity = %(severity)s,
+        opened_at = %(opened_at)s, updated_at = %(updated_at)s, check_name = %(check_name)s,
+        source = %(source)s, acknowledged_at = %(acknowledged_at)s,
+        resolved_at = %(resolved_at)s, assignee = %(assignee)s, rule = %(rule)s,
+        failure = %(failure)s, message = %(message)s, suppressed = %(suppressed)s,
+        report_url = %(report_url)s, auto_resolve = %(auto_resolve)s, reopened = %(reopened)s,
+        drill = %(drill)s, last_good = %(last_good)s::jsonb, public_note = %(public_note)s
+    WHERE id = %(id)s
+    RETURNING id
+), entries AS ("""
+    + _ENTRIES
+    + b""")
+SELECT id, pg_notify(%(channel)s, %(notice)s) FROM done
+"""
+)
 
 _LIST_INCIDENTS = b"""
 SELECT * FROM incidents
@@ -1428,21 +1459,20 @@ def _opt_utc(at: datetime | None) -> datetime | None:
     return None if at is None else at.astimezone(UTC)
 
 
+def _entry_columns(entries: Sequence[TimelineEntry]) -> dict[str, list[Any]]:
+    """The entries as one list per column (`_ENTRIES`), built before the statement: bad
+    data (a naive time, a value that is not JSON) raises as itself, nothing written."""
+    rows = _entry_rows(entries)
+    names = ("e_at", "e_event", "e_actor", "e_text", "e_data")
+    if not rows:
+        return {n: [] for n in names}
+    return {n: list(c) for n, c in zip(names, zip(*rows, strict=True), strict=True)}
+
+
 def _entry_rows(entries: Sequence[TimelineEntry]) -> list[tuple[Any, ...]]:
     """Built before the transaction starts: bad data (a naive time, a value that is not
     JSON) raises as itself and nothing is written."""
     return [(_ts(e.at), e.event, e.actor, e.text, _data_json(e.data)) for e in entries]
-
-
-async def _append(
-    cur: psycopg.AsyncCursor[DictRow], incident_id: int, rows: list[tuple[Any, ...]]
-) -> None:
-    if rows:
-        await cur.executemany(
-            "INSERT INTO timeline (incident_id, at, event, actor, text, data)"
-            " VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
-            [(incident_id, *r) for r in rows],
-        )
 
 
 def _escalation(r: DictRow) -> EscalationState:
@@ -1495,9 +1525,15 @@ WITH started AS (
     WHERE EXISTS (SELECT 1 FROM started)
     ORDER BY i
     ON CONFLICT (key) DO NOTHING
+), told AS (
+    SELECT pg_notify('monitor_pager_' || md5(current_schema()), %s) FROM started
+    WHERE %s::text IS NOT NULL
 )
-SELECT count(*) AS started FROM started
+SELECT count(*) AS started, (SELECT count(*) FROM told) AS told FROM started
 """
+
+# Paging state changed (`notify_change`): the payload names the sender, who ignores it.
+_NOTIFY_PAGER = "SELECT pg_notify('monitor_pager_' || md5(current_schema()), %s)"
 
 
 def _item_rows(items: Sequence[OutboxItem]) -> list[tuple[Any, ...]]:

@@ -423,6 +423,8 @@ class SqliteStore(SoleHolder):
         state: EscalationState | None,
         items: Sequence[OutboxItem],
         token: int | None,
+        *,
+        tell: str | None = None,
     ) -> bool:
         if self._fenced(token):
             return False
