@@ -4,6 +4,7 @@ it reaches the incident, the store, the page and the API."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from monitor.checks.github_actions import GithubActionsCheckConfig
 from monitor.checks.npm import NpmCheckConfig
 from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase, Defaults
+from monitor.core.errors import StoreError
 from monitor.core.model import CheckResult, FailureKind, Outcome, Severity
 from monitor.engine.lastgood import LastGood, advice, capture
 from monitor.engine.pipeline import ResultHandler
@@ -150,6 +152,50 @@ async def test_the_incident_carries_the_revert_and_survives_a_restart(clock, met
     assert again.last_good["npm-winglang"] == LastGood(
         last_pass, {**{k: NPM[k] for k in ("package", "tag")}, "version": "0.85.48"}
     )
+
+
+async def test_the_state_and_the_last_good_are_saved_at_once_on_a_failure(clock, metrics) -> None:
+    """On the failure that opens an incident both writes are in flight together (one
+    round trip of waiting before the incident, not two), and a failing one still fails
+    the result, to be written again."""
+
+    class Overlapping(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.keeping = asyncio.Event()
+            self.fail_kv = False
+
+        async def save_check_state(self, check: str, state: object) -> None:
+            # Waits for the last good's write to have started: one after the other, this
+            # never ends.
+            await asyncio.wait_for(self.keeping.wait(), 1)
+            await super().save_check_state(check, state)  # type: ignore[arg-type]
+
+        async def kv_set(self, key: str, value: str) -> None:
+            self.keeping.set()
+            if self.fail_kv:
+                raise StoreError("kv refused")
+            await super().kv_set(key, value)
+
+    store = Overlapping()
+    handler, manager = handler_for(store, clock, metrics)
+    config = npm_check()
+    await handler(config, npm_result(clock, "0.85.48", ok=True))  # both written
+    await clock.advance(60)
+    last_pass = clock.now()
+    await handler(config, npm_result(clock, "0.85.48", ok=True))  # only the time moved
+    store.keeping.clear()
+    store.fail_kv = True
+    await clock.advance(60)
+    with pytest.raises(StoreError, match="kv refused"):
+        await handler(config, npm_result(clock, "0.85.49", ok=False))
+    assert manager.open_for("npm-winglang") is None
+    store.fail_kv = False
+    store.keeping.clear()
+    await clock.advance(60)
+    await handler(config, npm_result(clock, "0.85.49", ok=False))  # written again
+    assert manager.open_for("npm-winglang") is not None
+    assert json.loads(store.kv["lastgood:npm-winglang"])["at"] == last_pass.isoformat()
 
 
 async def test_a_newer_failing_commit_updates_the_compare_url(clock, metrics) -> None:

@@ -117,6 +117,22 @@ async def test_the_leader_sends_a_first_page_after_one_claim(clock) -> None:
     await stop(tasks)
 
 
+async def test_a_replica_opens_and_starts_paging_in_few_store_calls(clock) -> None:
+    """The opener's path to the first page: the open and the latest incident read (at
+    once), the incident written, the escalation started (telling the leader in the same
+    call). Its timeline notes come after, never before the escalation."""
+    a, b, tasks = await fleet(clock)
+    a.manager.shared = b.manager.shared = True  # as with a fleet view
+    calls: list[str] = []
+    recorded(a, calls)
+    await a.fail()
+    start = calls.index("swap_escalation")
+    assert calls[:start] == ["open_incident", "latest_incident", "create_incident"], calls
+    assert "notify_change" not in calls, calls  # told with the escalation's start
+    assert "update_incident" in calls[start:], calls  # the notes, after
+    await stop(tasks)
+
+
 async def test_a_new_leader_advances_what_is_due_before_its_full_reload(clock) -> None:
     a, b, tasks = await fleet(clock)
     await a.fail()

@@ -103,7 +103,8 @@ class LastGoodKeeper:
         return advice(config.kind, self.by_check.get(config.name), result.details)
 
     async def _save(self, check: str) -> None:
-        self._unsaved.discard(check)
+        """Written, or still unsaved when the store refuses it (tried again next time)."""
         if self.store is not None:
             doc = json.dumps(self.by_check[check].to_json(), default=str)
             await self.store.kv_set(_LAST_GOOD + check, doc)
+        self._unsaved.discard(check)

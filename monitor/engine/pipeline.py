@@ -13,6 +13,7 @@ check is blind for it any more.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
@@ -224,9 +225,11 @@ class ResultHandler:
             ):
                 # The streak is saved with the state (and a blind check's cause), so a
                 # restart does not start it again; a steady state (counts past their
-                # thresholds) writes nothing.
-                await self.store.save_check_state(result.check, new)
-            await self.good.observe(result)
+                # thresholds) writes nothing. The last good state is saved alongside.
+                await _both(self.store.save_check_state(result.check, new),
+                            self.good.observe(result))  # fmt: skip
+            else:
+                await self.good.observe(result)
             if self.incidents is not None and (
                 new.state in _CLASSIFIED or new.state is not before.state
             ):
@@ -366,3 +369,12 @@ def _kept(state: CheckState, fail_n: int, ok_n: int) -> CheckState:
         downs=min(state.downs, fail_n),
         blinds=min(state.blinds, fail_n),
     )
+
+
+async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
+    """Both at once (two writes on two connections: one round trip of waiting); the
+    first failure raises once both have ended."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r

@@ -16,6 +16,7 @@ beat as a safety net) brings the cache, and what it serves, up to date.
 from __future__ import annotations
 
 import asyncio
+import enum
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -48,6 +49,13 @@ from monitor.metrics.exporter import Metrics
 from monitor.store import Store
 
 __all__ = ["HEALTH_SOURCE", "CheckEvent", "IncidentError", "IncidentManager"]
+
+
+class _Unread(enum.Enum):
+    UNREAD = enum.auto()
+
+
+UNREAD = _Unread.UNREAD  # not read yet (None: read, and there is none)
 
 # Incidents read back at once on a notice (each on its own pooled connection).
 _READ_AT_ONCE = 4
@@ -231,7 +239,7 @@ class IncidentManager:
         if current is None and not (event.failing and event.severity is not None):
             return None  # the common case: healthy, or failing but ignored, and nothing open
         async with self._lock:
-            latest: Incident | None = None
+            latest: Incident | _Unread | None = UNREAD
             if self.shared and current is None and event.failing and event.severity is not None:
                 # About to open one, most likely: the open incident and the latest one are
                 # read at once, on two connections (one round trip of waiting, not two).
@@ -299,12 +307,11 @@ class IncidentManager:
         return incident
 
     async def _open_or_reopen(
-        self, event: CheckEvent, now: datetime, latest: Incident | None = None
+        self, event: CheckEvent, now: datetime, known: Incident | _Unread | None = UNREAD
     ) -> Incident:
-        """`latest`: the key's latest incident when the caller read it already."""
+        """`known`: the key's latest incident (None: it has none) when the caller read it."""
         assert event.severity is not None  # noqa: S101  checked by the caller
-        if latest is None:
-            latest = await self.store.latest_incident(event.key)
+        latest = await self.store.latest_incident(event.key) if known is UNREAD else known
         result = event.result
         if (
             latest is not None

@@ -393,7 +393,8 @@ class Pager:
         self._notes += [(incident.id, "notification", note) for note in notes]
 
     async def _write_notes(self) -> None:
-        while self._notes:
+        """One at a time, and none while a change waits (its page comes first)."""
+        while self._notes and self._changes.empty():
             incident_id, event, text = self._notes[0]
             await self.incidents.note(incident_id, event, text)
             del self._notes[0]
