@@ -154,6 +154,24 @@ class MemoryStore(SoleHolder):
             totals[t.start] = totals[t.start].merged(t) if t.start in totals else t
         return [totals[k] for k in sorted(totals)]
 
+    async def read_history_of(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> dict[str, list[HistoryBucket]]:
+        found: dict[str, list[HistoryBucket]] = {}
+        for check in dict.fromkeys(checks):
+            if buckets := await self.read_history(check, resolution, since, until):
+                found[check] = buckets
+        return found
+
+    async def read_history_totals_of(
+        self, checks: Sequence[str], size: int, since: int, until: int
+    ) -> dict[str, list[HistoryBucket]]:
+        found: dict[str, list[HistoryBucket]] = {}
+        for check in dict.fromkeys(checks):
+            if buckets := await self.read_history_totals(check, size, since, until):
+                found[check] = buckets
+        return found
+
     async def prune_history(self, now: int) -> None:
         self._live()
         keep = {MINUTE: MINUTE_RETENTION_S, HOUR: HOUR_RETENTION_S}

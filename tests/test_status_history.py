@@ -27,7 +27,7 @@ from monitor.core.model import (
     Severity,
 )
 from monitor.engine.history import HistoryView
-from monitor.engine.summary import DAYS, HOURS, Summaries
+from monitor.engine.summary import DAYS, HOURS, READ_AT_ONCE, Summaries
 from monitor.store.base import HOUR, LATENCY_BOUNDS_MS, MINUTE, HistoryBucket
 from monitor.web.api import build_app
 from monitor.web.status import PAGE_CSP, PageQuery, StatusView, render_asset, render_html
@@ -224,6 +224,41 @@ async def test_a_refresh_reads_what_changed_and_follows_the_day() -> None:
     days = summaries.get("docs").day_list()  # type: ignore[union-attr]
     assert (days[-5].start, days[-5].ok, days[-5].down) == (ts(MIDNIGHT), 3, 2)
     assert (days[-45].start, days[-45].ok) == (ts(MIDNIGHT) - 40 * DAY, 5)
+
+
+async def test_many_checks_are_read_a_chunk_at_a_time(clock: FakeClock) -> None:
+    """Two store calls per `READ_AT_ONCE` checks, not two per check; a new check joins
+    with its own, longer window."""
+    calls: list[tuple[str, int, int]] = []
+
+    class Chunked(MemoryStore):
+        async def read_history_of(self, checks, resolution, since, until):
+            calls.append(("hours", len(checks), since))
+            return await super().read_history_of(checks, resolution, since, until)
+
+        async def read_history_totals_of(self, checks, size, since, until):
+            calls.append(("days", len(checks), since))
+            return await super().read_history_totals_of(checks, size, since, until)
+
+    store = Chunked()
+    names = [f"c{i:04d}" for i in range(READ_AT_ONCE * 2 + 7)]
+    await store.add_history([runs(n, clock.now() - timedelta(hours=2), up=i % 5 + 1)
+                             for i, n in enumerate(names)])  # fmt: skip
+    summaries = Summaries(store, clock, lambda: names)
+    await summaries.refresh()
+    assert sorted(c[:2] for c in calls) == sorted(
+        [(kind, n) for kind in ("days", "hours") for n in (READ_AT_ONCE, READ_AT_ONCE, 7)]
+    )
+    for i, name in enumerate(names):  # each check has its own figures
+        [hour] = [h for h in summaries.get(name).hour_list() if h.looked]  # type: ignore[union-attr]
+        assert hour.ok == i % 5 + 1
+    calls.clear()
+    names.append("new")
+    await clock.advance(60)
+    await summaries.refresh()
+    firsts = {since for kind, _, since in calls if kind == "hours"}
+    assert len(firsts) == 2  # the known checks from an hour ago, the new one from 24 h
+    assert sum(n for kind, n, _ in calls if kind == "hours") == len(names)
 
 
 async def test_a_store_that_fails_keeps_the_figures_and_a_check_gone_is_forgotten(

@@ -526,6 +526,27 @@ async def test_history_totals_add_hours_up_per_period(store: Store) -> None:
     assert await store.read_history_totals("web", day, d0 + day, d0 + 2 * day) == []
 
 
+async def test_history_of_many_checks_is_each_checks_own_in_one_call(store: Store) -> None:
+    day = 24 * HOUR
+    d0 = H0 - H0 % day
+    await store.add_history([
+        minute("web", 0, up=3, ms=80), minute("web", HOUR, down=1), minute("api", 60, up=5),
+        minute("docs", 0, up=7), minute("api", d0 - H0 - HOUR, up=2),
+    ])  # fmt: skip
+    names = ["web", "api", "nope", "web"]
+    hours = await store.read_history_of(names, HOUR, H0 - day, H0 + 2 * HOUR)
+    assert set(hours) == {"web", "api"}  # none for "nope", "docs" not asked
+    for check in ("web", "api"):
+        assert hours[check] == await store.read_history(check, HOUR, H0 - day, H0 + 2 * HOUR)
+    assert [b.start for b in hours["web"]] == [H0, H0 + HOUR]  # oldest first
+    totals = await store.read_history_totals_of(names, day, d0 - day, d0 + day)
+    assert set(totals) == {"web", "api"}
+    for check in ("web", "api"):
+        assert totals[check] == await store.read_history_totals(check, day, d0 - day, d0 + day)
+    assert await store.read_history_of([], HOUR, 0, H0 + day) == {}
+    assert await store.read_history_totals_of(["nope"], day, 0, H0 + day) == {}
+
+
 async def test_history_retention_and_deletion(store: Store) -> None:
     old_minute = -MINUTE_RETENTION_S - HOUR
     old_hour = -HOUR_RETENTION_S - HOUR

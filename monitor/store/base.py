@@ -349,6 +349,20 @@ class Store(Protocol):
         has rows. The status page reads 90 days this way, 90 rows instead of 2,160."""
         ...
 
+    async def read_history_of(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> dict[str, list[HistoryBucket]]:
+        """`read_history` of each of `checks` in one call: check → its buckets, oldest
+        first (a check without any is absent)."""
+        ...
+
+    async def read_history_totals_of(
+        self, checks: Sequence[str], size: int, since: int, until: int
+    ) -> dict[str, list[HistoryBucket]]:
+        """`read_history_totals` of each of `checks` in one call: check → its periods,
+        oldest first (a check without any is absent)."""
+        ...
+
     async def prune_history(self, now: int) -> None:
         """Deletes minute rows older than `MINUTE_RETENTION_S` and hour rows older than
         `HOUR_RETENTION_S` before `now` (Unix seconds)."""

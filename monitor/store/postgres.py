@@ -1217,6 +1217,26 @@ class PostgresStore:
             rows = await cur.fetchall()
         return [_bucket(r) for r in rows]
 
+    async def read_history_of(
+        self, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> dict[str, list[HistoryBucket]]:
+        async with self._tx("cannot read history", single=True) as cur:
+            await cur.execute(
+                "SELECT * FROM history WHERE check_name = ANY(%s) AND resolution = %s"
+                " AND start >= %s AND start < %s ORDER BY check_name, start",
+                (list(checks), resolution, since, until),
+            )
+            rows = await cur.fetchall()
+        return _by_check(_bucket(r) for r in rows)
+
+    async def read_history_totals_of(
+        self, checks: Sequence[str], size: int, since: int, until: int
+    ) -> dict[str, list[HistoryBucket]]:
+        async with self._tx("cannot read history", single=True) as cur:
+            await cur.execute(_HISTORY_TOTALS_OF, (size, size, list(checks), HOUR, since, until))
+            rows = await cur.fetchall()
+        return _by_check(_bucket(r) for r in rows)
+
     async def prune_history(self, now: int) -> None:
         async with self._tx("cannot prune history") as cur:
             for resolution, keep in ((MINUTE, MINUTE_RETENTION_S), (HOUR, HOUR_RETENTION_S)):
@@ -1577,6 +1597,26 @@ FROM (SELECT *, start - start %% %s AS period FROM history
       WHERE check_name = %s AND resolution = %s AND start >= %s AND start < %s) AS hours
 GROUP BY check_name, period ORDER BY period
 """
+
+
+_HISTORY_TOTALS_OF = """
+SELECT check_name, %s AS resolution, period AS start, sum(up) AS up,
+       sum(degraded) AS degraded, sum(down) AS down, sum(blind) AS blind,
+       sum(sum_ms) AS sum_ms, max(max_ms) AS max_ms,
+       ARRAY[sum(latency[1]), sum(latency[2]), sum(latency[3]), sum(latency[4]),
+             sum(latency[5]), sum(latency[6]), sum(latency[7]), sum(latency[8])] AS latency
+FROM (SELECT *, start - start %% %s AS period FROM history
+      WHERE check_name = ANY(%s) AND resolution = %s AND start >= %s AND start < %s) AS hours
+GROUP BY check_name, period ORDER BY check_name, period
+"""
+
+
+def _by_check(buckets: Iterable[HistoryBucket]) -> dict[str, list[HistoryBucket]]:
+    """Buckets in order, grouped by their check (each group keeps the order)."""
+    found: dict[str, list[HistoryBucket]] = {}
+    for b in buckets:
+        found.setdefault(b.check, []).append(b)
+    return found
 
 
 def _bucket(r: DictRow) -> HistoryBucket:
