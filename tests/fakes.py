@@ -30,6 +30,7 @@ from monitor.store.base import (
     HistoryBucket,
     RunCounts,
     SoleHolder,
+    each_check,
     with_hours,
 )
 
@@ -157,20 +158,12 @@ class MemoryStore(SoleHolder):
     async def read_history_of(
         self, checks: Sequence[str], resolution: int, since: int, until: int
     ) -> dict[str, list[HistoryBucket]]:
-        found: dict[str, list[HistoryBucket]] = {}
-        for check in dict.fromkeys(checks):
-            if buckets := await self.read_history(check, resolution, since, until):
-                found[check] = buckets
-        return found
+        return await each_check(checks, lambda c: self.read_history(c, resolution, since, until))
 
     async def read_history_totals_of(
         self, checks: Sequence[str], size: int, since: int, until: int
     ) -> dict[str, list[HistoryBucket]]:
-        found: dict[str, list[HistoryBucket]] = {}
-        for check in dict.fromkeys(checks):
-            if buckets := await self.read_history_totals(check, size, since, until):
-                found[check] = buckets
-        return found
+        return await each_check(checks, lambda c: self.read_history_totals(c, size, since, until))
 
     async def prune_history(self, now: int) -> None:
         self._live()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -410,6 +410,18 @@ class SoleHolder:
     async def wait_changes(self, timeout_s: float, listener: str) -> bool:
         await asyncio.sleep(timeout_s)
         return False
+
+
+async def each_check(
+    checks: Sequence[str], read: Callable[[str], Awaitable[list[HistoryBucket]]]
+) -> dict[str, list[HistoryBucket]]:
+    """`read` of each check once, those with buckets kept: `read_history_of` and
+    `read_history_totals_of` of a store where a call per check costs no round trip."""
+    found: dict[str, list[HistoryBucket]] = {}
+    for check in dict.fromkeys(checks):
+        if buckets := await read(check):
+            found[check] = buckets
+    return found
 
 
 def claimable(pending: Sequence[OutboxItem], now: datetime) -> list[OutboxItem]:

@@ -1185,14 +1185,7 @@ class PostgresStore:
     async def read_history(
         self, check: str, resolution: int, since: int, until: int
     ) -> list[HistoryBucket]:
-        async with self._tx("cannot read history", single=True) as cur:
-            await cur.execute(
-                "SELECT * FROM history WHERE check_name = %s AND resolution = %s"
-                " AND start >= %s AND start < %s ORDER BY start",
-                (check, resolution, since, until),
-            )
-            rows = await cur.fetchall()
-        return [_bucket(r) for r in rows]
+        return (await self.read_history_of([check], resolution, since, until)).get(check, [])
 
     async def count_runs(
         self, checks: Sequence[str], resolution: int, since: int, until: int
@@ -1212,10 +1205,7 @@ class PostgresStore:
     async def read_history_totals(
         self, check: str, size: int, since: int, until: int
     ) -> list[HistoryBucket]:
-        async with self._tx("cannot read history", single=True) as cur:
-            await cur.execute(_HISTORY_TOTALS, (size, size, check, HOUR, since, until))
-            rows = await cur.fetchall()
-        return [_bucket(r) for r in rows]
+        return (await self.read_history_totals_of([check], size, since, until)).get(check, [])
 
     async def read_history_of(
         self, checks: Sequence[str], resolution: int, since: int, until: int
@@ -1587,18 +1577,6 @@ ON CONFLICT (check_name, resolution, start) DO UPDATE SET
 
 
 # Hour rows added up per period: the same columns as a row of `history`.
-_HISTORY_TOTALS = """
-SELECT check_name, %s AS resolution, period AS start, sum(up) AS up,
-       sum(degraded) AS degraded, sum(down) AS down, sum(blind) AS blind,
-       sum(sum_ms) AS sum_ms, max(max_ms) AS max_ms,
-       ARRAY[sum(latency[1]), sum(latency[2]), sum(latency[3]), sum(latency[4]),
-             sum(latency[5]), sum(latency[6]), sum(latency[7]), sum(latency[8])] AS latency
-FROM (SELECT *, start - start %% %s AS period FROM history
-      WHERE check_name = %s AND resolution = %s AND start >= %s AND start < %s) AS hours
-GROUP BY check_name, period ORDER BY period
-"""
-
-
 _HISTORY_TOTALS_OF = """
 SELECT check_name, %s AS resolution, period AS start, sum(up) AS up,
        sum(degraded) AS degraded, sum(down) AS down, sum(blind) AS blind,

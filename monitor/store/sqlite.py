@@ -41,6 +41,7 @@ from monitor.store.base import (
     RunCounts,
     SoleHolder,
     StoreError,
+    each_check,
     with_hours,
 )
 
@@ -618,21 +619,12 @@ class SqliteStore(SoleHolder):
     async def read_history_of(
         self, checks: Sequence[str], resolution: int, since: int, until: int
     ) -> dict[str, list[HistoryBucket]]:
-        # One local read per check: no round trip to save, and each uses the index.
-        found: dict[str, list[HistoryBucket]] = {}
-        for check in dict.fromkeys(checks):
-            if buckets := await self.read_history(check, resolution, since, until):
-                found[check] = buckets
-        return found
+        return await each_check(checks, lambda c: self.read_history(c, resolution, since, until))
 
     async def read_history_totals_of(
         self, checks: Sequence[str], size: int, since: int, until: int
     ) -> dict[str, list[HistoryBucket]]:
-        found: dict[str, list[HistoryBucket]] = {}
-        for check in dict.fromkeys(checks):
-            if buckets := await self.read_history_totals(check, size, since, until):
-                found[check] = buckets
-        return found
+        return await each_check(checks, lambda c: self.read_history_totals(c, size, since, until))
 
     async def prune_history(self, now: int) -> None:
         with self._write("cannot prune history") as db:
