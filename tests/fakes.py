@@ -28,9 +28,9 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    LocalHistoryReads,
     RunCounts,
     SoleHolder,
-    each_check,
     with_hours,
 )
 
@@ -80,7 +80,7 @@ class FakeClock:
         await settle()
 
 
-class MemoryStore(SoleHolder):
+class MemoryStore(SoleHolder, LocalHistoryReads):
     """A `Store` in memory, for logic tests. It keeps the contract the SQLite store keeps
     (`tests/test_store_contract.py`): one open incident per key, timeline entries filed
     under their incident, nothing once closed."""
@@ -154,16 +154,6 @@ class MemoryStore(SoleHolder):
             t = b.at(size)
             totals[t.start] = totals[t.start].merged(t) if t.start in totals else t
         return [totals[k] for k in sorted(totals)]
-
-    async def read_history_of(
-        self, checks: Sequence[str], resolution: int, since: int, until: int
-    ) -> dict[str, list[HistoryBucket]]:
-        return await each_check(checks, lambda c: self.read_history(c, resolution, since, until))
-
-    async def read_history_totals_of(
-        self, checks: Sequence[str], size: int, since: int, until: int
-    ) -> dict[str, list[HistoryBucket]]:
-        return await each_check(checks, lambda c: self.read_history_totals(c, size, since, until))
 
     async def prune_history(self, now: int) -> None:
         self._live()

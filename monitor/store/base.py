@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -371,6 +371,33 @@ class Store(Protocol):
     async def delete_history(self, checks: Iterable[str]) -> None: ...
 
 
+class _ReadsPerCheck(Protocol):
+    async def read_history(
+        self, check: str, resolution: int, since: int, until: int
+    ) -> list[HistoryBucket]: ...
+
+    async def read_history_totals(
+        self, check: str, size: int, since: int, until: int
+    ) -> list[HistoryBucket]: ...
+
+
+class LocalHistoryReads:
+    """`read_history_of` and `read_history_totals_of` as one read per check, for a store
+    where a call costs no round trip (SQLite, memory); checks without buckets left out."""
+
+    async def read_history_of(
+        self: _ReadsPerCheck, checks: Sequence[str], resolution: int, since: int, until: int
+    ) -> dict[str, list[HistoryBucket]]:
+        found = {c: await self.read_history(c, resolution, since, until) for c in checks}
+        return {c: buckets for c, buckets in found.items() if buckets}
+
+    async def read_history_totals_of(
+        self: _ReadsPerCheck, checks: Sequence[str], size: int, since: int, until: int
+    ) -> dict[str, list[HistoryBucket]]:
+        found = {c: await self.read_history_totals(c, size, since, until) for c in checks}
+        return {c: buckets for c, buckets in found.items() if buckets}
+
+
 class SoleHolder:
     """The paging lease of a store that is one daemon's own (SQLite, memory): it is
     always the holder, each `acquire_lease` hands out the next token and only the latest
@@ -410,18 +437,6 @@ class SoleHolder:
     async def wait_changes(self, timeout_s: float, listener: str) -> bool:
         await asyncio.sleep(timeout_s)
         return False
-
-
-async def each_check(
-    checks: Sequence[str], read: Callable[[str], Awaitable[list[HistoryBucket]]]
-) -> dict[str, list[HistoryBucket]]:
-    """`read` of each check once, those with buckets kept: `read_history_of` and
-    `read_history_totals_of` of a store where a call per check costs no round trip."""
-    found: dict[str, list[HistoryBucket]] = {}
-    for check in dict.fromkeys(checks):
-        if buckets := await read(check):
-            found[check] = buckets
-    return found
 
 
 def claimable(pending: Sequence[OutboxItem], now: datetime) -> list[OutboxItem]:

@@ -38,10 +38,10 @@ from monitor.store.base import (
     MINUTE,
     MINUTE_RETENTION_S,
     HistoryBucket,
+    LocalHistoryReads,
     RunCounts,
     SoleHolder,
     StoreError,
-    each_check,
     with_hours,
 )
 
@@ -192,7 +192,7 @@ def default_state_path(state_dir: str) -> Path:
     return Path(state_dir) / "monitor.sqlite3"
 
 
-class SqliteStore(SoleHolder):
+class SqliteStore(SoleHolder, LocalHistoryReads):
     """`Store` on a local SQLite file in WAL mode, so readers never block the daemon.
 
     Args:
@@ -615,16 +615,6 @@ class SqliteStore(SoleHolder):
                 .fetchall()
             )
         return [_bucket(r) for r in rows]
-
-    async def read_history_of(
-        self, checks: Sequence[str], resolution: int, since: int, until: int
-    ) -> dict[str, list[HistoryBucket]]:
-        return await each_check(checks, lambda c: self.read_history(c, resolution, since, until))
-
-    async def read_history_totals_of(
-        self, checks: Sequence[str], size: int, since: int, until: int
-    ) -> dict[str, list[HistoryBucket]]:
-        return await each_check(checks, lambda c: self.read_history_totals(c, size, since, until))
 
     async def prune_history(self, now: int) -> None:
         with self._write("cannot prune history") as db:
