@@ -181,6 +181,8 @@ async def seed(state_dir: Path) -> None:
 def visit_pages(base: str, shots: Path) -> Callable[[Any], dict[str, Any]]:
     def visit(driver: Any) -> dict[str, Any]:
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.expected_conditions import staleness_of
+        from selenium.webdriver.support.wait import WebDriverWait
 
         def visible(css: str) -> list[Any]:
             return [e for e in driver.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]
@@ -207,7 +209,14 @@ def visit_pages(base: str, shots: Path) -> Callable[[Any], dict[str, Any]]:
         # The search form submits to the page (the policy allows this one form action).
         box = driver.find_element(By.CSS_SELECTOR, "form#filter input[name=q]")
         box.send_keys("winglang")
+        page = driver.find_element(By.TAG_NAME, "html")
         driver.find_element(By.CSS_SELECTOR, "form#filter button").click()
+        # The click only starts the navigation: wait until the old page is gone and the new
+        # one has loaded, or the rows read below may belong to the page being left.
+        WebDriverWait(driver, 10).until(staleness_of(page))
+        WebDriverWait(driver, 10).until(
+            lambda d: d.execute_script("return document.readyState") == "complete"
+        )
         found["search_url"] = driver.current_url
         found["searched"] = [r.get_attribute("data-name") for r in visible("tr.asset")]
         driver.get(f"{base}/assets/website")

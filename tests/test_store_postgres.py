@@ -339,6 +339,43 @@ async def test_an_unreachable_database_fails_calls_fast_and_is_used_at_once_when
             await store.close()
 
 
+async def test_calls_waiting_when_the_database_goes_away_stop_waiting_once_connecting_fails(
+    pg_dsn: str,
+) -> None:
+    """The checks whose runs write just as the database goes away are not held for the
+    pool's whole timeout each: once the pool's attempt to connect has failed, every call
+    waiting gives up within a slice, and the database is known unreachable."""
+    async with proxied(pg_dsn) as (proxy, dsn):
+        store = PostgresStore(dsn, timeout_s=6.0)
+        await store.open()
+        loop = asyncio.get_running_loop()
+        try:
+            await store.save_check_state("web", CheckState(AlertState.UP))
+            proxy.sever()
+
+            async def timed(check: str) -> float:
+                t0 = loop.time()
+                with pytest.raises(StoreError, match="cannot save check state"):
+                    await store.save_check_state(check, CheckState(AlertState.DOWN))
+                return loop.time() - t0
+
+            waits = await asyncio.gather(*(timed(f"c{i}") for i in range(6)))
+            assert max(waits) < 2 * UNREACHABLE_WAIT_S + 1.0, waits  # not 6 s
+            assert store.unreachable
+            proxy.restore()
+            deadline = loop.time() + 10
+            while True:  # and it is used again once it is back
+                try:
+                    await store.save_check_state("web", CheckState(AlertState.DOWN))
+                    break
+                except StoreError:
+                    assert loop.time() < deadline, "the pool did not reconnect"
+                    await asyncio.sleep(0.1)
+            assert not store.unreachable
+        finally:
+            await store.close()
+
+
 async def test_a_connection_the_server_ended_is_replaced_before_a_call_uses_it(
     pg_dsn: str,
 ) -> None:

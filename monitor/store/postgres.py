@@ -1255,14 +1255,17 @@ class PostgresStore:
             state = "closed" if self._closed else "not open"
             raise StoreError(f"{self.name}: store is {state}")
         pool = self._paging if paging and self._paging is not None else pool
-        wait_s = UNREACHABLE_WAIT_S if self._unreachable else None  # None: the pool's own
         try:
-            async with pool.connection(timeout=wait_s) as conn:
-                tx: AbstractAsyncContextManager[object] = (
-                    nullcontext() if single else conn.transaction()
-                )
-                async with tx, conn.cursor() as cur:
-                    yield cur
+            conn = await self._getconn(pool)
+            try:
+                async with conn:  # as the pool's own `connection()`: ended, then returned
+                    tx: AbstractAsyncContextManager[object] = (
+                        nullcontext() if single else conn.transaction()
+                    )
+                    async with tx, conn.cursor() as cur:
+                        yield cur
+            finally:
+                await pool.putconn(conn)
         except PoolTimeout as exc:
             self._no_connection(pool)
             raise StoreError(f"{self.name}: {what}: {_reason(exc)}") from exc
@@ -1277,6 +1280,27 @@ class PostgresStore:
             if self._unreachable:
                 self._unreachable = False
                 log.info("store_reachable", store=self.name)
+
+    async def _getconn(
+        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+    ) -> psycopg.AsyncConnection[DictRow]:
+        """A connection from `pool`: waited for `UNREACHABLE_WAIT_S` when the database is
+        known unreachable, else up to the pool's timeout, in slices of that length. A
+        call that started waiting while the database went away stops at the end of a
+        slice once connecting has failed meanwhile (or another call found it
+        unreachable), instead of holding its check's run for the full timeout."""
+        if self._unreachable:
+            return await pool.getconn(timeout=UNREACHABLE_WAIT_S)
+        errors = pool.get_stats().get("connections_errors", 0)
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                return await pool.getconn(timeout=max(min(UNREACHABLE_WAIT_S, left), 0.001))
+            except PoolTimeout:
+                failed = pool.get_stats().get("connections_errors", 0) > errors
+                if left <= UNREACHABLE_WAIT_S or failed or self._unreachable:
+                    raise
 
     @property
     def unreachable(self) -> bool:
