@@ -150,8 +150,21 @@ def schema_dsn(dsn: str) -> Iterator[str]:
     try:
         yield f"{dsn}{sep}options={quote(f'-csearch_path={name}')}"
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{name}" CASCADE'.encode())
+        drop_schema(dsn, name)
+
+
+def drop_schema(dsn: str, name: str, tries: int = 5) -> None:
+    """Drops the schema and all in it. The backends of a daemon just killed may still be
+    finishing a statement on its tables, and the drop can deadlock with one of them (the
+    server then ends one of the two): tried again, waiting for the other's locks."""
+    for attempt in range(tries):
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{name}" CASCADE'.encode())
+            return
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
+            if attempt == tries - 1:
+                raise  # else the other went on: the next try waits for its locks
 
 
 class TcpProxy:
