@@ -256,6 +256,43 @@ async def test_the_owner_s_readings_are_served_by_every_replica(
     assert one.view.readings.state("a") is state
 
 
+async def test_a_row_the_store_sends_again_is_not_parsed_again(
+    store: SharedStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store sends rows again (its overlap for late commits): each text is parsed
+    once, a changed one again, and an unreadable one is said once, not every beat."""
+    parsed: list[str] = []
+    real = Reading.from_text
+
+    def counted(text: str) -> Reading:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(Reading, "from_text", staticmethod(counted))
+    again: dict[str, str] = {}
+
+    async def everything(since: float | None) -> tuple[float, dict[str, str]]:
+        return 0.0, dict(again)  # every row, every time
+
+    monkeypatch.setattr(store, "load_readings", everything)
+    reader = Replica(store, clock, set())
+    first = CheckResult("a", "http", Outcome.UP, None, "ok", clock.now(), 0.1)
+    again["a"] = Reading(CheckState(AlertState.UP, clock.now()), first, []).to_text()
+    again["b"] = "not a reading"
+    for _ in range(3):
+        await reader.view.beat()
+    assert len(parsed) == 2  # a's row and b's, once each
+    assert reader.view.readings.last_result("a") == first
+    assert reader.view.readings.last_result("b") is None
+    await clock.advance(10)
+    second = CheckResult("a", "http", Outcome.DOWN, None, "503", clock.now(), 0.1)
+    again["a"] = Reading(CheckState(AlertState.DOWN, clock.now()), second, []).to_text()
+    for _ in range(3):
+        await reader.view.beat()
+    assert len(parsed) == 3  # the changed row, once
+    assert reader.view.readings.last_result("a") == second
+
+
 def test_a_reading_survives_its_text() -> None:
     at = FakeClock().now()
     result = CheckResult("a", "http", Outcome.UP, None, "ok", at, 0.1,
