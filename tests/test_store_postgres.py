@@ -153,6 +153,28 @@ async def test_failed_migration_is_rolled_back(
 # --- rules and atomicity -------------------------------------------------------------------
 
 
+async def test_readings_come_back_as_written_and_once_a_cursor_is_past_them(
+    store: PostgresStore,
+) -> None:
+    """Each check's row replaces its last; any text comes back as it was written (quotes,
+    backslashes, escapes, other scripts); a cursor leaves out what is older than its
+    overlap, and a later write is read again."""
+    odd = json.dumps({"message": 'say "hi"\\ \\u0000 ünïcødé \u2603 \n tab\t', "n": 1})
+    await store.save_readings("r1", [("a", "first"), ("b", odd), ("a", "second")])
+    now, rows = await store.load_readings(None)
+    assert rows == {"a": "second", "b": odd}
+    assert json.loads(rows["b"]) == json.loads(odd)
+    await store.save_readings("r2", [("b", "taken over")])
+    _, rows = await store.load_readings(None)
+    assert rows == {"a": "second", "b": "taken over"}
+    later = now + pg_store._READINGS_OVERLAP_S + 60  # a cursor far past every row
+    assert (await store.load_readings(later))[1] == {}
+    _, recent = await store.load_readings(now)  # within the overlap: both again
+    assert recent == rows
+    await store.save_readings("r1", [])  # nothing to write: no statement, no change
+    assert (await store.load_readings(None))[1] == rows
+
+
 async def test_one_unresolved_incident_per_key(store: PostgresStore, pg_dsn: str) -> None:
     first = await store.create_incident(incident(minutes=0), [entry("opened")])
     with pytest.raises(StoreError, match="'web' already has an incident"):
