@@ -52,7 +52,9 @@ class Rows:
             reading = Reading(CheckState(AlertState.UP, self.t0, ups=self.beat), result, runs)
             self.written[name] = (self.beat, reading.to_text())
 
-    async def load_readings(self, since: float | None) -> tuple[float, dict[str, str]]:
+    async def load_readings(
+        self, since: float | None, *, other_than: str | None = None
+    ) -> tuple[float, dict[str, str]]:
         return float(self.beat), {
             c: text for c, (b, text) in self.written.items() if b > self.beat - OVERLAP
         }

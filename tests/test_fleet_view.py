@@ -45,7 +45,7 @@ class SharedStore(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self.readings: dict[str, tuple[float, str]] = {}
+        self.readings: dict[str, tuple[float, str, str]] = {}  # check → (t, replica, text)
         self.listeners: list[Callable[[str], None]] = []
         self.feed = True
         self.t = 0.0
@@ -79,10 +79,15 @@ class SharedStore(MemoryStore):
     async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
         self.t += 1
         for check, text in readings:
-            self.readings[check] = (self.t, text)
+            self.readings[check] = (self.t, replica_id, text)
 
-    async def load_readings(self, since: float | None) -> tuple[float, dict[str, str]]:
-        return self.t, {c: r for c, (t, r) in self.readings.items() if since is None or t > since}
+    async def load_readings(
+        self, since: float | None, *, other_than: str | None = None
+    ) -> tuple[float, dict[str, str]]:
+        return self.t, {
+            c: r for c, (t, w, r) in self.readings.items()
+            if (since is None or t > since) and w != other_than
+        }  # fmt: skip
 
     async def listen_changes(self, notice: Callable[[str], None]) -> None:
         self.listeners.append(notice)
@@ -271,7 +276,7 @@ async def test_a_row_the_store_sends_again_is_not_parsed_again(
     monkeypatch.setattr(Reading, "from_text", staticmethod(counted))
     again: dict[str, str] = {}
 
-    async def everything(since: float | None) -> tuple[float, dict[str, str]]:
+    async def everything(since: float | None, **_: Any) -> tuple[float, dict[str, str]]:
         return 0.0, dict(again)  # every row, every time
 
     monkeypatch.setattr(store, "load_readings", everything)

@@ -158,7 +158,7 @@ async def test_readings_come_back_as_written_and_once_a_cursor_is_past_them(
 ) -> None:
     """Each check's row replaces its last; any text comes back as it was written (quotes,
     backslashes, escapes, other scripts); a cursor leaves out what is older than its
-    overlap, and a later write is read again."""
+    overlap, and a later write is read again; a replica's own rows can be left out."""
     odd = json.dumps({"message": 'say "hi"\\ \\u0000 ünïcødé \u2603 \n tab\t', "n": 1})
     await store.save_readings("r1", [("a", "first"), ("b", odd), ("a", "second")])
     now, rows = await store.load_readings(None)
@@ -173,6 +173,9 @@ async def test_readings_come_back_as_written_and_once_a_cursor_is_past_them(
     assert recent == rows
     await store.save_readings("r1", [])  # nothing to write: no statement, no change
     assert (await store.load_readings(None))[1] == rows
+    # A replica's own rows are left out for it (a is r1's, b now r2's).
+    assert (await store.load_readings(None, other_than="r1"))[1] == {"b": "taken over"}
+    assert (await store.load_readings(now, other_than="r2"))[1] == {"a": "second"}
 
 
 async def test_one_unresolved_incident_per_key(store: PostgresStore, pg_dsn: str) -> None:

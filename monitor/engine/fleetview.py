@@ -293,7 +293,7 @@ class FleetView:
             del self._written[name]
 
     async def _read(self) -> None:
-        cursor, rows = await self.store.load_readings(self._cursor)
+        cursor, rows = await self.store.load_readings(self._cursor, other_than=self.replica)
         for check, text in rows.items():
             digest = hash(text)
             if self._seen.get(check) == digest:

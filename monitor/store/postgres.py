@@ -1136,19 +1136,22 @@ class PostgresStore:
                 (replica_id, rows),
             )
 
-    async def load_readings(self, since: float | None) -> tuple[float, dict[str, str]]:
+    async def load_readings(
+        self, since: float | None, *, other_than: str | None = None
+    ) -> tuple[float, dict[str, str]]:
+        # A writer's transaction started before `since` may commit after it: the rows of
+        # the overlap before it are read again.
+        after = None if since is None else since - _READINGS_OVERLAP_S
         async with self._tx("cannot read readings") as cur:
             await cur.execute("SELECT extract(epoch FROM now()) AS now")
             row = await cur.fetchone()
             assert row is not None  # noqa: S101  a SELECT without FROM returns one row
-            if since is None:
-                await cur.execute("SELECT check_name, reading FROM check_readings")
-            else:  # a writer's transaction started before `since` may commit after it
-                await cur.execute(
-                    "SELECT check_name, reading FROM check_readings"
-                    " WHERE written_at > to_timestamp(%s) - make_interval(secs => %s)",
-                    (since, _READINGS_OVERLAP_S),
-                )
+            await cur.execute(
+                "SELECT check_name, reading FROM check_readings"
+                " WHERE (%(after)s::float8 IS NULL OR written_at > to_timestamp(%(after)s))"
+                " AND (%(other)s::text IS NULL OR replica <> %(other)s)",
+                {"after": after, "other": other_than},
+            )
             rows = await cur.fetchall()
         return float(row["now"]), {str(r["check_name"]): str(r["reading"]) for r in rows}
 

@@ -40,10 +40,13 @@ class SharedReadings(Protocol):
         """Writes (check, reading) rows in one transaction, each replacing the check's row."""
         ...
 
-    async def load_readings(self, since: float | None) -> tuple[float, dict[str, str]]:
+    async def load_readings(
+        self, since: float | None, *, other_than: str | None = None
+    ) -> tuple[float, dict[str, str]]:
         """The rows written since `since` (a cursor this method returned before; None:
         every row), and the cursor to pass next time. Timed by the store's clock, with an
-        overlap: a row may come twice, none is missed."""
+        overlap: a row may come twice, none is missed. `other_than`: not the rows that
+        replica wrote (a replica's own are of no use to it)."""
         ...
 
     async def listen_changes(self, notice: Callable[[str], None]) -> None:
