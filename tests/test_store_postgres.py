@@ -558,6 +558,9 @@ class Target:
         return web.Response(status=self.hook_status)
 
 
+STEP_S = 15.0  # each step of the outage test: a step that hangs fails it with its events
+
+
 @pytest.mark.slow
 async def test_daemon_rides_out_a_database_outage(
     pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_server: Any
@@ -583,19 +586,14 @@ async def test_daemon_rides_out_a_database_outage(
             # The database goes away; the site goes down while it is away.
             proxy.sever()
             target.status = 503
-            await daemon.event("check_down", check="site", timeout=30)
+            await daemon.event("check_down", check="site", timeout=STEP_S)
             # The write of that change fails (or, had the lease run out first, the change
             # is held as an orphan's): either way it is kept for when the store is back.
-            try:
-                [failed] = await wait_for(
-                    lambda: daemon.find("result_handling_failed")[:1]
-                    or daemon.find("checks_orphaned")[:1],
-                    timeout=60, what="the failed write of the change",
-                )  # fmt: skip
-            except AssertionError:
-                for e in daemon.events[-60:]:  # what it did instead, shown by pytest
-                    print(json.dumps(e)[:300])
-                raise
+            [failed] = await wait_for(
+                lambda: daemon.find("result_handling_failed")[:1]
+                or daemon.find("checks_orphaned")[:1],
+                timeout=STEP_S, what="the failed write of the change",
+            )  # fmt: skip
             if failed["event"] == "result_handling_failed":
                 assert "StoreError" in json.dumps(failed)
             assert daemon.proc is not None
@@ -605,16 +603,16 @@ async def test_daemon_rides_out_a_database_outage(
             # It comes back: the incident opens without a restart. Its page fails at first.
             target.hook_status = 503
             proxy.restore()
-            opened = await daemon.event("incident_opened", check="site", timeout=30)
-            await daemon.event("notification_retry", timeout=30)
+            opened = await daemon.event("incident_opened", check="site", timeout=STEP_S)
+            await daemon.event("notification_retry", timeout=STEP_S)
             # Gone again while the page waits for its retry: the outbox pauses, the daemon
             # stays up; back again, the page is delivered, once.
             proxy.sever()
-            await daemon.event("store_unavailable", component="outbox", timeout=30)
+            await daemon.event("store_unavailable", component="outbox", timeout=STEP_S)
             assert daemon.proc.returncode is None
             target.hook_status = 204
             proxy.restore()
-            await daemon.event("notification_sent", timeout=30)
+            await daemon.event("notification_sent", timeout=STEP_S)
             assert len(target.hooks) == 1, target.hooks
             with psycopg.connect(pg_dsn) as conn:
                 rows = conn.execute("SELECT id, status FROM incidents").fetchall()
@@ -622,7 +620,11 @@ async def test_daemon_rides_out_a_database_outage(
             assert rows == [(opened["incident_id"], "triggered")]
             assert ("sent",) in sent
             daemon.signal(signal.SIGTERM)
-            assert await daemon.wait(30) == 0
+            assert await daemon.wait(STEP_S) == 0
+        except (AssertionError, TimeoutError):
+            for e in daemon.events[-60:]:  # what it did instead, shown by pytest
+                print(json.dumps(e)[:300])
+            raise
         finally:
             await daemon.kill()
     password = password_of(pg_dsn)
