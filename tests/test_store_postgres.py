@@ -319,49 +319,63 @@ async def test_database_lost_is_a_store_error_then_recovers(pg_dsn: str) -> None
             await store.close()
 
 
+@contextlib.asynccontextmanager
+async def cut_off(pg_dsn: str, timeout_s: float) -> AsyncIterator[tuple[TcpProxy, PostgresStore]]:
+    """A store reaching the database through a proxy, used once, then the proxy severed:
+    the database gone while the daemon runs."""
+    async with proxied(pg_dsn) as (proxy, dsn):
+        store = PostgresStore(dsn, timeout_s=timeout_s)
+        await store.open()
+        try:
+            await store.save_check_state("web", CheckState(AlertState.UP))
+            proxy.sever()
+            yield proxy, store
+        finally:
+            await store.close()
+
+
+async def back_within(store: PostgresStore, seconds: float) -> None:
+    """Writes until the database answers again, failing after `seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
+            await store.save_check_state("web", CheckState(AlertState.DOWN))
+            return
+        except StoreError:
+            assert loop.time() < deadline, "the pool did not reconnect in time"
+            await asyncio.sleep(0.1)
+
+
 async def test_an_unreachable_database_fails_calls_fast_and_is_used_at_once_when_back(
     pg_dsn: str,
 ) -> None:
     """Through an outage each call waits the pool's timeout only until the database is
     known unreachable; then briefly, so that a check's runs keep their interval. However
     long it lasted, the database is used again within seconds of its return."""
-    async with proxied(pg_dsn) as (proxy, dsn):
-        store = PostgresStore(dsn, timeout_s=2.0)
-        await store.open()
+    async with cut_off(pg_dsn, timeout_s=2.0) as (proxy, store):
         loop = asyncio.get_running_loop()
-        try:
-            await store.save_check_state("web", CheckState(AlertState.UP))
-            proxy.sever()
-            waits: list[float] = []
-            assert store.unreachable is False
-            down_at = loop.time()
-            while loop.time() - down_at < 9:  # long enough to back a pool's retries off
-                t0 = loop.time()
-                with pytest.raises(StoreError, match="cannot save check state"):
-                    await store.save_check_state("web", CheckState(AlertState.DOWN))
-                waits.append(loop.time() - t0)
-            assert max(waits) <= 2.0 + 1.0, waits  # never more than the pool's timeout
-            assert bool(store.unreachable)
-            # Known unreachable after the first full wait at most: the rest are brief.
-            assert all(w < UNREACHABLE_WAIT_S + 0.5 for w in waits[2:]), waits
-            proxy.restore()
-            back_at = loop.time()
-            while True:
-                try:
-                    await store.save_check_state("web", CheckState(AlertState.DOWN))
-                    break
-                except StoreError:
-                    assert loop.time() - back_at < 4, "the pool did not reconnect in time"
-                    await asyncio.sleep(0.1)
-            assert (await store.load_check_states())["web"].state is AlertState.DOWN
-            assert not store.unreachable  # a busy pool is waited for in full again
-            proxy.sever()
-            for _ in range(2):  # the connection in hand may fail first, then no connection
-                with pytest.raises(StoreError):
-                    await store.save_check_state("web", CheckState(AlertState.UP))
-            assert bool(store.unreachable)
-        finally:
-            await store.close()
+        waits: list[float] = []
+        assert store.unreachable is False
+        down_at = loop.time()
+        while loop.time() - down_at < 9:  # long enough to back a pool's retries off
+            t0 = loop.time()
+            with pytest.raises(StoreError, match="cannot save check state"):
+                await store.save_check_state("web", CheckState(AlertState.DOWN))
+            waits.append(loop.time() - t0)
+        assert max(waits) <= 2.0 + 1.0, waits  # never more than the pool's timeout
+        assert bool(store.unreachable)
+        # Known unreachable after the first full wait at most: the rest are brief.
+        assert all(w < UNREACHABLE_WAIT_S + 0.5 for w in waits[2:]), waits
+        proxy.restore()
+        await back_within(store, 4)
+        assert (await store.load_check_states())["web"].state is AlertState.DOWN
+        assert not store.unreachable  # a busy pool is waited for in full again
+        proxy.sever()
+        for _ in range(2):  # the connection in hand may fail first, then no connection
+            with pytest.raises(StoreError):
+                await store.save_check_state("web", CheckState(AlertState.UP))
+        assert bool(store.unreachable)
 
 
 async def test_calls_waiting_when_the_database_goes_away_stop_waiting_once_connecting_fails(
@@ -370,35 +384,21 @@ async def test_calls_waiting_when_the_database_goes_away_stop_waiting_once_conne
     """The checks whose runs write just as the database goes away are not held for the
     pool's whole timeout each: once the pool's attempt to connect has failed, every call
     waiting gives up within a slice, and the database is known unreachable."""
-    async with proxied(pg_dsn) as (proxy, dsn):
-        store = PostgresStore(dsn, timeout_s=6.0)
-        await store.open()
+    async with cut_off(pg_dsn, timeout_s=6.0) as (proxy, store):
         loop = asyncio.get_running_loop()
-        try:
-            await store.save_check_state("web", CheckState(AlertState.UP))
-            proxy.sever()
 
-            async def timed(check: str) -> float:
-                t0 = loop.time()
-                with pytest.raises(StoreError, match="cannot save check state"):
-                    await store.save_check_state(check, CheckState(AlertState.DOWN))
-                return loop.time() - t0
+        async def timed(check: str) -> float:
+            t0 = loop.time()
+            with pytest.raises(StoreError, match="cannot save check state"):
+                await store.save_check_state(check, CheckState(AlertState.DOWN))
+            return loop.time() - t0
 
-            waits = await asyncio.gather(*(timed(f"c{i}") for i in range(6)))
-            assert max(waits) < 2 * UNREACHABLE_WAIT_S + 1.0, waits  # not 6 s
-            assert store.unreachable
-            proxy.restore()
-            deadline = loop.time() + 10
-            while True:  # and it is used again once it is back
-                try:
-                    await store.save_check_state("web", CheckState(AlertState.DOWN))
-                    break
-                except StoreError:
-                    assert loop.time() < deadline, "the pool did not reconnect"
-                    await asyncio.sleep(0.1)
-            assert not store.unreachable
-        finally:
-            await store.close()
+        waits = await asyncio.gather(*(timed(f"c{i}") for i in range(6)))
+        assert max(waits) < 2 * UNREACHABLE_WAIT_S + 1.0, waits  # not 6 s
+        assert store.unreachable
+        proxy.restore()
+        await back_within(store, 10)  # and it is used again once it is back
+        assert not store.unreachable
 
 
 async def test_a_connection_the_server_ended_is_replaced_before_a_call_uses_it(
