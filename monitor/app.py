@@ -36,7 +36,7 @@ from monitor.engine.history import CheckReadings, HistoryView, HistoryWriter
 from monitor.engine.limits import Limiter
 from monitor.engine.membership import Membership, this_replica
 from monitor.engine.pipeline import ResultHandler
-from monitor.engine.scheduler import CheckRunner, Scheduler
+from monitor.engine.scheduler import CheckRunner, ResultSink, Scheduler
 from monitor.engine.slo import SloEvaluator, objectives
 from monitor.engine.summary import Summaries
 from monitor.incidents.manager import IncidentManager
@@ -55,6 +55,7 @@ from monitor.store.readings import SharedReadings
 from monitor.store.replicas import ReplicaBook, RunBook
 from monitor.web.api import ApiServer, IncidentApi, build_app
 from monitor.web.badges import BadgeApi
+from monitor.web.common import already_current
 from monitor.web.history import HistoryApi
 from monitor.web.slo import slo_fragment, slo_json
 from monitor.web.status import StatusView
@@ -169,9 +170,10 @@ class App:
                 )  # fmt: skip
                 stack.push_async_callback(self.leadership.release)
             readings: CheckReadings = self.results
+            refresh: Callable[[], Awaitable[None]] = already_current
             if self.fleet is not None and isinstance(self.store, SharedReadings):
                 self.view = self._view(self.store, self.fleet)
-                readings = self.view.readings
+                readings, refresh = self.view.readings, self.view.current
             await self.results.load(config.checks)
             await self.incidents.load()
             await self.silences.load()
@@ -194,7 +196,7 @@ class App:
                 checks=lambda: self.config.enabled_checks, results=readings,
                 incidents=self.incidents, runbook_of=self._runbook_of,
                 summaries=summaries, groups=lambda: self.config.groups,
-                slo_section=lambda name: slo_fragment(self.slo, name) or None,
+                slo_section=lambda name: slo_fragment(self.slo, name) or None, refresh=refresh,
             )  # fmt: skip
             history_api = HistoryApi(
                 HistoryView(self.store, self.clock),
@@ -202,7 +204,7 @@ class App:
                 slo=slo_json(self.slo),
             )
             badges = BadgeApi(lambda: self.config.enabled_checks, readings, self.store,
-                              self.clock)  # fmt: skip
+                              self.clock, refresh)  # fmt: skip
             app = build_app(
                 self.metrics, lambda: self._ready, incident_api, status,
                 fleet=self._fleet_detail, history=history_api, badges=badges,
@@ -232,7 +234,7 @@ class App:
                     fleet = self.fleet
                     self.scheduler = Scheduler(
                         tg, ctx, self._limiter, self.metrics,
-                        self.results if fleet is None else fleet.recording(self.results),
+                        self._sink(),
                         None if fleet is None else fleet.owns,
                     )  # fmt: skip
                     self.scheduler.start(config.enabled_checks)
@@ -314,6 +316,14 @@ class App:
         confirmer = Confirmer(book, me, peers, self.clock, probe)
         self.results.confirmer = confirmer
         return confirmer
+
+    def _sink(self) -> ResultSink:
+        """Where the scheduler delivers results: the pipeline; on a replica, noted first
+        by the fleet (when each check ran) and then by its view (the readings to write)."""
+        if self.fleet is None:
+            return self.results
+        sink = self.fleet.recording(self.results)
+        return sink if self.view is None else self.view.recording(sink)
 
     def _view(self, store: SharedReadings, fleet: Fleet) -> FleetView:
         """What every replica serves: the fleet's check readings, incidents and silences

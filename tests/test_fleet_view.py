@@ -7,15 +7,20 @@ others, and SLOs count every replica's runs with one replica raising the burn.""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from monitor.core.alertstate import AlertState, CheckState
 from monitor.core.configtypes import CheckConfigBase
+from monitor.core.errors import StoreError
 from monitor.core.model import (
     CheckResult,
     Incident,
@@ -24,14 +29,21 @@ from monitor.core.model import (
     Silence,
     TimelineEntry,
 )
-from monitor.engine.fleetview import RELOAD_BEATS, FleetView, Reading
-from monitor.engine.history import HistoryBook, Rollups
+from monitor.engine.fleetview import (
+    READ_WAIT_S,
+    RELOAD_BEATS,
+    FleetReadings,
+    FleetView,
+    Reading,
+)
+from monitor.engine.history import RUNS, HistoryBook, Rollups, RunHistory
 from monitor.engine.slo import SloEvaluator
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.metrics.exporter import Metrics
 from monitor.store.readings import CHANGED_INCIDENTS, CHANGED_SILENCES, incident_changed
 from tests.fakes import FakeClock, MemoryStore, settle
+from tests.fuzz import mutate
 from tests.test_incidents import DOWN, UP, event
 from tests.test_slo import RULES, history, objective
 
@@ -50,6 +62,10 @@ class SharedStore(MemoryStore):
         self.feed = True
         self.t = 0.0
         self.lists = 0  # `list_incidents` calls: full reads of the incidents
+        self.saved: list[list[str]] = []  # the checks of each `save_readings`
+        self.loads = 0  # `load_readings` calls
+        self.answer = asyncio.Event()  # cleared: `load_readings` does not answer
+        self.answer.set()
 
     def _tell(self, what: str) -> None:
         if self.feed:
@@ -77,6 +93,7 @@ class SharedStore(MemoryStore):
         return created
 
     async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
+        self.saved.append([c for c, _ in readings])
         self.t += 1
         for check, text in readings:
             self.readings[check] = (self.t, replica_id, text)
@@ -84,6 +101,8 @@ class SharedStore(MemoryStore):
     async def load_readings(
         self, since: float | None, *, other_than: str | None = None
     ) -> tuple[float, dict[str, str]]:
+        self.loads += 1
+        await self.answer.wait()
         return self.t, {
             c: r for c, (t, w, r) in self.readings.items()
             if (since is None or t > since) and w != other_than
@@ -118,6 +137,9 @@ class Local:
     def recent_runs(self, check: str) -> list[dict[str, Any]]:
         return self.runs.runs(check)
 
+    def run_history(self, check: str) -> RunHistory | None:
+        return self.runs.by_check.get(check)
+
 
 class Replica:
     def __init__(self, store: SharedStore, clock: FakeClock, owned: set[str]) -> None:
@@ -132,6 +154,17 @@ class Replica:
             store, f"r{len(owned)}", clock, self.local, owned.__contains__, lambda: checks,
             beat_s=BEAT, incidents=self.incidents, silences=self.silences,
         )  # fmt: skip
+        self.checks = {c.name: c for c in checks}
+
+        async def pipeline(_config: CheckConfigBase, _result: CheckResult) -> None:
+            pass
+
+        self.sink = self.view.recording(pipeline)
+
+    async def ran(self, result: CheckResult, state: CheckState) -> None:
+        """A run of `result.check` delivered to the pipeline, as the scheduler does."""
+        self.local.ran(result, state)
+        await self.sink(self.checks[result.check], result)
 
 
 @pytest.fixture
@@ -245,9 +278,9 @@ async def test_the_owner_s_readings_are_served_by_every_replica(
     one, two = fleet
     result = CheckResult("a", "http", Outcome.DOWN, None, "503 from a", clock.now(), 0.25)
     state = CheckState(AlertState.DOWN, clock.now(), downs=2)
-    one.local.ran(result, state)
+    await one.ran(result, state)
     await clock.advance(BEAT)
-    await clock.advance(BEAT)
+    await two.view.current()  # a request to the other replica
     seen = two.view.readings
     assert seen.state("a") == state
     last = seen.last_result("a")
@@ -282,20 +315,87 @@ async def test_a_row_the_store_sends_again_is_not_parsed_again(
     monkeypatch.setattr(store, "load_readings", everything)
     reader = Replica(store, clock, set())
     first = CheckResult("a", "http", Outcome.UP, None, "ok", clock.now(), 0.1)
-    again["a"] = Reading(CheckState(AlertState.UP, clock.now()), first, []).to_text()
+    again["a"] = Reading(CheckState(AlertState.UP, clock.now()), first, RunHistory()).to_text()
     again["b"] = "not a reading"
     for _ in range(3):
-        await reader.view.beat()
+        await reader.view.current()
+        await clock.advance(BEAT)
     assert len(parsed) == 2  # a's row and b's, once each
     assert reader.view.readings.last_result("a") == first
     assert reader.view.readings.last_result("b") is None
     await clock.advance(10)
     second = CheckResult("a", "http", Outcome.DOWN, None, "503", clock.now(), 0.1)
-    again["a"] = Reading(CheckState(AlertState.DOWN, clock.now()), second, []).to_text()
+    again["a"] = Reading(CheckState(AlertState.DOWN, clock.now()), second, RunHistory()).to_text()
     for _ in range(3):
-        await reader.view.beat()
+        await reader.view.current()
+        await clock.advance(BEAT)
     assert len(parsed) == 3  # the changed row, once
     assert reader.view.readings.last_result("a") == second
+
+
+async def test_a_beat_writes_the_checks_run_since_the_last_one_and_only_those(
+    store: SharedStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = Replica(store, clock, {"a", "b"})
+    state = CheckState(AlertState.UP, clock.now())
+    await owner.ran(CheckResult("a", "http", Outcome.UP, None, "ok", clock.now(), 0.1), state)
+    await owner.view.beat()
+    await owner.view.beat()  # nothing ran since: nothing written
+    assert store.saved == [["a"]]
+    real = store.save_readings
+
+    async def refused(*_: Any) -> None:
+        raise StoreError("database unreachable")
+
+    monkeypatch.setattr(store, "save_readings", refused)
+    await owner.ran(CheckResult("b", "http", Outcome.UP, None, "ok", clock.now(), 0.1), state)
+    await owner.view.beat()
+    monkeypatch.setattr(store, "save_readings", real)
+    await owner.view.beat()  # b's reading, kept through the failed write
+    assert store.saved == [["a"], ["b"]]
+    assert set(store.readings) == {"a", "b"}
+
+
+async def test_a_replica_reads_the_others_rows_only_when_asked_and_once_a_beat(
+    fleet: Any, store: SharedStore, clock: FakeClock
+) -> None:
+    one, two = fleet
+    state = CheckState(AlertState.UP, clock.now())
+    for _ in range(5):
+        await one.ran(CheckResult("a", "http", Outcome.UP, None, "ok", clock.now(), 0.1), state)
+        await clock.advance(BEAT)
+    assert store.loads == 0  # five beats, nobody asked: nothing read
+    await asyncio.gather(*(two.view.current() for _ in range(10)))  # at once: one read
+    await two.view.current()  # within the beat: none
+    assert store.loads == 1
+    assert two.view.readings.state("a") == state
+    await clock.advance(BEAT)
+    await two.view.current()
+    assert store.loads == 2
+
+
+async def test_a_request_waits_for_a_store_that_does_not_answer_one_second_at_most(
+    fleet: Any, store: SharedStore, clock: FakeClock
+) -> None:
+    one, two = fleet
+    first = CheckResult("a", "http", Outcome.UP, None, "ok", clock.now(), 0.1)
+    await one.ran(first, CheckState(AlertState.UP, clock.now()))
+    await clock.advance(BEAT)
+    await two.view.current()
+    store.answer.clear()  # the database stops answering
+    second = CheckResult("a", "http", Outcome.DOWN, None, "503", clock.now(), 0.1)
+    await one.ran(second, CheckState(AlertState.DOWN, clock.now()))
+    await clock.advance(BEAT)
+    asked = asyncio.ensure_future(two.view.current())
+    await clock.advance(READ_WAIT_S - 0.01)
+    assert not asked.done()
+    await clock.advance(0.02)
+    assert asked.done()  # answered from what was read before
+    assert two.view.readings.last_result("a") == first
+    assert store.loads == 2
+    store.answer.set()  # the read under way comes back
+    await settle()
+    assert two.view.readings.last_result("a") == second
 
 
 def test_a_reading_survives_its_text() -> None:
@@ -304,11 +404,59 @@ def test_a_reading_survives_its_text() -> None:
                          details={"confirmation": {"outcome": "refuted"}, "secret": "x"})  # fmt: skip
     state = CheckState(AlertState.BLIND, at, blinds=3, seen=AlertState.UP, seen_since=at,
                        cause="monitor-health:rate_limited")  # fmt: skip
-    back = Reading.from_text(Reading(state, result, []).to_text())
+    runs = RunHistory()
+    for k in range(RUNS + 5):  # more than it keeps: the oldest have gone
+        runs.add_run(at.timestamp() - 10 * (RUNS + 5 - k), ("up", "down", "blind")[k % 3], k / 8)
+    back = Reading.from_text(Reading(state, result, runs).to_text())
     assert back.state == state
     assert back.last.details == {"confirmation": {"outcome": "refuted"}}  # nothing else
+    assert back.runs.runs() == runs.runs()
+    assert len(runs.runs()) == RUNS
+    # A row of a replica of an earlier version (runs as [ISO 8601 start, outcome, ms]).
+    earlier = json.loads(Reading(state, result, RunHistory()).to_text())
+    del earlier["history"]
+    earlier["runs"] = [[r["at"], r["outcome"], r["duration_ms"]] for r in runs.runs()[-2:]]
+    assert Reading.from_text(json.dumps(earlier)).runs.runs() == runs.runs()[-2:]
     with pytest.raises((ValueError, KeyError)):
         Reading.from_text('{"state": {}}')
+
+
+_UNREADABLE = (ValueError, KeyError, TypeError, IndexError)  # what `FleetView._read` takes
+
+
+def _real_reading() -> Any:
+    at = FakeClock().now()
+    runs = RunHistory()
+    for k in range(4):
+        runs.add_run(at.timestamp() - 10 * k, "down", 0.25)
+    result = CheckResult("a", "http", Outcome.DOWN, None, "503", at, 0.25)
+    return json.loads(Reading(CheckState(AlertState.DOWN, at, downs=2), result, runs).to_text())
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_row_made_wrong_is_unreadable_never_a_crash(data: st.DataObject) -> None:
+    """A row is what another replica (or anyone with the database) wrote: each one made
+    wrong is refused as unreadable, or read into runs the status page can show."""
+    doc = _real_reading()
+    mutate(data, doc)
+    if data.draw(st.booleans()):  # or packed runs that `pack` did not make
+        doc["history"] = base64.b64encode(data.draw(st.binary(max_size=400))).decode()
+    try:
+        reading = Reading.from_text(json.dumps(doc))
+    except _UNREADABLE:
+        return
+    FleetReadings(Local(), {"a": reading}, lambda _n: False).recent_runs("a")
+
+
+@given(st.binary(max_size=600))
+def test_any_bytes_unpack_into_runs_that_show_or_are_refused(packed: bytes) -> None:
+    try:
+        runs = RunHistory.unpack(packed)
+    except ValueError:
+        return
+    for run in runs.runs():
+        datetime.fromisoformat(run["at"])
 
 
 async def test_slos_count_every_replica_s_runs_and_one_replica_raises_the_burn(

@@ -5,11 +5,15 @@ silences in memory (`IncidentManager`, `SilenceBook`). `FleetView` keeps those c
 step with the fleet's truth, the shared store:
 
 - **Check readings.** Each beat, the replica writes one compact row per check it owns
-  that ran since (`SharedReadings.save_readings`: its alert state, last result and recent
-  runs), and reads the rows the others wrote since its last read. `readings` answers the
-  status page, `/api/status` and the badges: a check it owns from its own pipeline, any
-  other from the newest of its owner's row and what it saw itself, never a store read
-  per request.
+  that ran since the last beat (`SharedReadings.save_readings`: its alert state, last
+  result and recent runs); the runs are noted as they are delivered (`recording`), so a
+  beat's cost follows the runs, not the number of checks. The others' rows are read on
+  demand (`current`): a request for the status page, `/api/status` or a badge reads the
+  rows written since the last read, at most once a beat, and waits for that read at most
+  `READ_WAIT_S` (a store that does not answer: the page is served from what was read
+  before). A replica nobody asks reads nothing. `readings` answers those requests: a
+  check it owns from its own pipeline, any other from the newest of its owner's row and
+  what it saw itself.
 - **Incidents and silences.** Every change to either is announced on the store's change
   feed (`SharedReadings.listen_changes`, PostgreSQL's LISTEN/NOTIFY); a notice makes
   the replica read the incident it names (or every open one) or its silences again at
@@ -24,12 +28,13 @@ step with the fleet's truth, the shared store:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -38,7 +43,8 @@ from monitor.core.clock import Clock
 from monitor.core.configtypes import CheckConfigBase
 from monitor.core.errors import StoreError
 from monitor.core.model import CheckResult, FailureKind, Outcome
-from monitor.engine.history import CheckReadings
+from monitor.engine.history import CheckReadings, RunHistory
+from monitor.engine.scheduler import ResultSink
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.silences import SilenceBook
 from monitor.store.readings import (
@@ -48,12 +54,27 @@ from monitor.store.readings import (
     notice_incident,
 )
 
-__all__ = ["RELOAD_BEATS", "FleetReadings", "FleetView", "Reading"]
+__all__ = [
+    "READ_WAIT_S",
+    "RELOAD_BEATS",
+    "FleetReadings",
+    "FleetView",
+    "LocalReadings",
+    "Reading",
+]
 
 log = structlog.stdlib.get_logger(__name__)
 
 RELOAD_BEATS = 10  # incidents and silences are read again this often, notices or not
 MIN_RELOAD_GAP_S = 0.1  # a burst of notices is one reload per this
+READ_WAIT_S = 1.0  # a request waits this long for the others' rows, then is served the last
+
+
+class LocalReadings(CheckReadings, Protocol):
+    """A replica's own pipeline, as its view reads it: `CheckReadings`, and the recent
+    runs themselves, written for the others as they are kept (`RunHistory.pack`)."""
+
+    def run_history(self, check: str) -> RunHistory | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +83,30 @@ class Reading:
 
     state: CheckState
     last: CheckResult
-    runs: list[dict[str, Any]]
+    runs: RunHistory
 
     def to_text(self) -> str:
-        last = self.last
+        last, s = self.last, self.state
         confirmation = last.details.get("confirmation")
         return json.dumps(
             {
-                "state": {f.name: _plain(getattr(self.state, f.name)) for f in fields(self.state)},
+                "state": {
+                    "state": s.state.value, "since": _iso(s.since), "ups": s.ups,
+                    "non_downs": s.non_downs, "bads": s.bads, "downs": s.downs,
+                    "blinds": s.blinds, "seen": None if s.seen is None else s.seen.value,
+                    "seen_since": _iso(s.seen_since), "cause": s.cause,
+                },
                 "last": {
                     "check": last.check, "kind": last.kind, "outcome": last.outcome.value,
-                    "failure": _plain(last.failure), "message": last.message,
+                    "failure": None if last.failure is None else last.failure.value,
+                    "message": last.message,
                     "started_at": last.started_at.isoformat(), "duration_s": last.duration_s,
                     "confirmation": confirmation,
                 },
-                "runs": [[r["at"], r["outcome"], r["duration_ms"]] for r in self.runs],
+                # Packed (`RunHistory.pack`); `runs` stays for replicas of earlier
+                # versions, which read it as a list (empty: no bars, not an error).
+                "history": base64.b64encode(self.runs.pack()).decode("ascii"),
+                "runs": [],
             },
             separators=(",", ":"),
         )  # fmt: skip
@@ -103,17 +133,22 @@ class Reading:
             duration_s=float(last["duration_s"]),
             details={"confirmation": confirmation} if isinstance(confirmation, dict) else {},
         )  # fmt: skip
-        runs = [{"at": str(at), "outcome": str(o), "duration_ms": float(ms)}
-                for at, o, ms in doc["runs"]]  # fmt: skip
+        packed = doc.get("history")
+        if isinstance(packed, str):
+            try:
+                runs = RunHistory.unpack(base64.b64decode(packed, validate=True))
+            except binascii.Error as exc:
+                raise ValueError("runs not in base64") from exc
+        else:  # a replica of an earlier version: [start (ISO 8601), outcome, ms] each
+            runs = RunHistory()
+            for at, outcome, ms in doc["runs"]:
+                runs.add_run(datetime.fromisoformat(str(at)).timestamp(), str(outcome),
+                             float(ms) / 1000)  # fmt: skip
         return cls(state, result, runs)
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _time(value: object) -> datetime | None:
@@ -125,7 +160,7 @@ class FleetReadings:
     the newer of its owner's row and its own memory for the others."""
 
     def __init__(
-        self, local: CheckReadings, remote: dict[str, Reading], owns: Callable[[str], bool]
+        self, local: LocalReadings, remote: dict[str, Reading], owns: Callable[[str], bool]
     ) -> None:
         self.local, self.remote, self.owns = local, remote, owns
 
@@ -153,7 +188,7 @@ class FleetReadings:
 
     def recent_runs(self, check: str) -> list[dict[str, Any]]:
         found = self._remote(check)
-        return list(found.runs) if found is not None else self.local.recent_runs(check)
+        return self.local.recent_runs(check) if found is None else found.runs.runs()
 
 
 class FleetView:
@@ -165,7 +200,7 @@ class FleetView:
         store: SharedReadings,
         replica: str,
         clock: Clock,
-        local: CheckReadings,
+        local: LocalReadings,
         owns: Callable[[str], bool],
         checks: Callable[[], Sequence[CheckConfigBase]],
         *,
@@ -179,17 +214,64 @@ class FleetView:
         self.incidents, self.silences = incidents, silences
         self.remote: dict[str, Reading] = {}
         self.readings = FleetReadings(local, self.remote, owns)
-        self._written: dict[str, datetime] = {}  # check → start of the run last written
+        self._ran: set[str] = set()  # checks run since the last write (`recording`)
         self._cursor: float | None = None
         # check → hash of the row text last read: the rows the store sends again (its
-        # overlap for late commits, about 3 of every 4 in a beat) are not parsed again.
+        # overlap for late commits) are not parsed again.
         self._seen: dict[str, int] = {}
+        self._read_at: float | None = None  # when the last read of the others' rows began
+        self._reading: asyncio.Future[None] | None = None  # the read under way, if any
         self._dirty: set[str] = set()
         self._retry: set[str] = set()  # reloads that failed: tried again at the next beat
         self._wake = asyncio.Event()
         self._beats = 0
-        self._failing: str | None = None  # the last error logged, until it clears
+        self._failing: dict[str, str] = {}  # part (write, read, reload) → its last error
         self._feed_broken = False
+
+    # --- check readings ----------------------------------------------------------------
+
+    def recording(self, sink: ResultSink) -> ResultSink:
+        """`sink`, after which the check is noted as run: its reading is written at the
+        next beat."""
+
+        async def record(config: CheckConfigBase, result: CheckResult) -> None:
+            try:
+                await sink(config, result)
+            finally:
+                self._ran.add(config.name)
+
+        return record
+
+    async def current(self) -> None:
+        """Makes `readings` current for a request: reads the others' rows written since
+        the last read, unless that read began less than a beat ago. Requests at the same
+        time share one read; each waits for it at most `READ_WAIT_S`, then is served what
+        was read before (the read goes on for the next one). Never raises."""
+        now = self.clock.monotonic()
+        reading = self._reading
+        if reading is None:
+            if self._read_at is not None and now - self._read_at < self.beat_s:
+                return
+            self._read_at = now
+            reading = self._reading = asyncio.ensure_future(self._read_once())
+        timer = asyncio.ensure_future(self.clock.sleep_until(now + READ_WAIT_S))
+        try:
+            await asyncio.wait({reading, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            await asyncio.gather(timer, return_exceptions=True)
+
+    async def _read_once(self) -> None:
+        try:
+            await self._read()
+        except StoreError as exc:
+            self._failed("read", str(exc))
+        except Exception:  # a bug here must not fail the request
+            log.exception("fleet_view_failed")
+        else:
+            self._recovered("read")
+        finally:
+            self._reading = None
 
     # --- the change feed ---------------------------------------------------------------
 
@@ -234,7 +316,10 @@ class FleetView:
                 await self._until(next_beat)
         finally:
             listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            pending = [listener] if self._reading is None else [listener, self._reading]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _until(self, deadline: float) -> None:
         """Waits for `deadline` on the clock or a notice, whichever comes first."""
@@ -251,9 +336,9 @@ class FleetView:
             await asyncio.gather(woken, timer, return_exceptions=True)
 
     async def beat(self) -> None:
-        """Writes this replica's new readings, reads the others', and every
-        `RELOAD_BEATS` beats reads incidents and silences again. A store that fails is
-        logged once and tried again next beat."""
+        """Writes the readings of the checks this replica ran since the last beat, and
+        every `RELOAD_BEATS` beats reads incidents and silences again. A store that fails
+        is logged once and the readings are written at the next beat."""
         self._beats += 1
         if self._beats % RELOAD_BEATS == 0:
             self._dirty |= {CHANGED_INCIDENTS, CHANGED_SILENCES}
@@ -261,36 +346,33 @@ class FleetView:
         self._retry = set()
         try:
             await self._write()
-            await self._read()
         except StoreError as exc:
-            self._failed(str(exc))
+            self._failed("write", str(exc))
             return
         except Exception:  # a bug here must not stop the replica serving
             log.exception("fleet_view_failed")
             return
-        self._recovered()
+        self._recovered("write")
 
     async def _write(self) -> None:
-        rows: list[tuple[str, str]] = []
-        started: dict[str, datetime] = {}
-        names: set[str] = set()
-        for config in self.checks():
-            name = config.name
-            names.add(name)
+        """The checks noted as run since the last write, those this replica owns (and
+        still has: a reload may have removed one)."""
+        if not self._ran:
+            return
+        ran, self._ran = self._ran, set()
+        local, rows = self.local, []
+        for name in ran:
             if not self.owns(name):
                 continue
-            last = self.local.last_result(name)
-            state = self.local.state(name)
-            if last is None or state is None or self._written.get(name) == last.started_at:
-                continue
-            reading = Reading(state, last, self.local.recent_runs(name))
-            rows.append((name, reading.to_text()))
-            started[name] = last.started_at
-        if rows:
+            last, state = local.last_result(name), local.state(name)
+            if last is not None and state is not None:
+                runs = local.run_history(name) or RunHistory()
+                rows.append((name, Reading(state, last, runs).to_text()))
+        try:
             await self.store.save_readings(self.replica, rows)
-            self._written.update(started)
-        for name in self._written.keys() - names:  # removed by a reload
-            del self._written[name]
+        except BaseException:
+            self._ran |= ran  # written at the next beat
+            raise
 
     async def _read(self) -> None:
         cursor, rows = await self.store.load_readings(self._cursor, other_than=self.replica)
@@ -327,16 +409,19 @@ class FleetView:
                 await self.silences.load()
         except StoreError as exc:
             self._retry |= dirty
-            self._failed(str(exc))
+            self._failed("reload", str(exc))
+            return
         except Exception:
             log.exception("fleet_view_failed")
+            return
+        self._recovered("reload")
 
-    def _failed(self, error: str) -> None:
-        if self._failing is None:
-            log.warning("fleet_view_stale", error=error)
-        self._failing = error
+    def _failed(self, part: str, error: str) -> None:
+        """Logged once per outage of `part` (write, read, reload), not once per try."""
+        if part not in self._failing:
+            log.warning("fleet_view_stale", part=part, error=error)
+        self._failing[part] = error
 
-    def _recovered(self) -> None:
-        if self._failing is not None:
-            log.info("fleet_view_current")
-        self._failing = None
+    def _recovered(self, part: str) -> None:
+        if self._failing.pop(part, None) is not None:
+            log.info("fleet_view_current", part=part)

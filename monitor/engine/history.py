@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
+import sys
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -54,6 +56,8 @@ RUNS = 30  # bars per asset
 _CODES = {Outcome.UP: 1, Outcome.DEGRADED: 2, Outcome.DOWN: 3}
 _NAMES = {1: "up", 2: "degraded", 3: "down", 4: "blind"}
 _BLIND = 4  # a run that could not observe the asset
+# What an unpacked run may say: a start a `datetime` can show, a duration under a day.
+_MIN_AT, _MAX_AT, _MAX_DURATION = 0.0, 253402300799.0, 86400.0
 
 
 class RunHistory:
@@ -73,6 +77,54 @@ class RunHistory:
         self._at[i] = result.started_at.timestamp()
         self._durations[i] = result.duration_s
         self._next = (i + 1) % RUNS
+
+    def add_run(self, at: float, outcome: str, duration_s: float) -> None:
+        """A run given by its start (Unix seconds), outcome name and duration."""
+        code = next((c for c, name in _NAMES.items() if name == outcome), None)
+        if code is None or not math.isfinite(at) or not math.isfinite(duration_s):
+            raise ValueError("not a run")
+        i = self._next
+        self._outcomes[i], self._at[i], self._durations[i] = code, at, duration_s
+        self._next = (i + 1) % RUNS
+
+    def pack(self) -> bytes:
+        """The runs as bytes another replica unpacks (`unpack`), oldest first: one byte
+        per run for its outcome (0: none yet), then the starts (float64, Unix seconds),
+        then the durations (float32, seconds), little-endian: 13 bytes a run, copied in
+        C, where encoding each as JSON costs a replica more than its probe."""
+        n = self._next
+        at, durations = self._at[n:] + self._at[:n], self._durations[n:] + self._durations[:n]
+        if sys.byteorder == "big":
+            at.byteswap()
+            durations.byteswap()
+        return bytes(self._outcomes[n:] + self._outcomes[:n]) + at.tobytes() + durations.tobytes()
+
+    @classmethod
+    def unpack(cls, data: bytes) -> RunHistory:
+        """What `pack` made (of any number of runs: the last `RUNS` are kept); ValueError
+        for bytes it could not have made."""
+        n, rest = divmod(len(data), 13)
+        if rest:
+            raise ValueError("not packed runs")
+        outcomes = bytearray(data[:n])
+        at, durations = array("d"), array("f")
+        at.frombytes(data[n : 9 * n])
+        durations.frombytes(data[9 * n :])
+        if sys.byteorder == "big":
+            at.byteswap()
+            durations.byteswap()
+        for i in range(n):
+            if outcomes[i] and (
+                outcomes[i] not in _NAMES
+                or not _MIN_AT <= at[i] <= _MAX_AT
+                or not 0 <= durations[i] < _MAX_DURATION
+            ):
+                raise ValueError("not packed runs")
+        history, keep = cls(), min(n, RUNS)
+        history._outcomes[RUNS - keep :] = outcomes[n - keep :]
+        history._at[RUNS - keep :] = at[n - keep :]
+        history._durations[RUNS - keep :] = durations[n - keep :]
+        return history
 
     def runs(self) -> list[dict[str, Any]]:
         """Oldest first."""

@@ -104,6 +104,10 @@ class ResultHandler:
     def recent_runs(self, check: str) -> list[dict[str, Any]]:
         return self.runs.runs(check)
 
+    def run_history(self, check: str) -> RunHistory | None:
+        """The recent runs themselves: what a replica writes for the others."""
+        return self.runs.by_check.get(check)
+
     @property
     def last_good(self) -> dict[str, LastGood]:
         """Last known good per check (`LastGoodKeeper`'s)."""

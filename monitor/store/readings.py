@@ -37,7 +37,8 @@ class SharedReadings(Protocol):
     JSON text), and a feed that tells every replica when incidents or silences change."""
 
     async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
-        """Writes (check, reading) rows in one transaction, each replacing the check's row."""
+        """Writes (check, reading) rows in one transaction, each replacing the check's row;
+        a reading is a JSON text, kept and given back as it is."""
         ...
 
     async def load_readings(

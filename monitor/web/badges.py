@@ -40,7 +40,7 @@ from monitor.core.configtypes import CheckConfigBase, group_of
 from monitor.core.errors import StoreError
 from monitor.engine.history import WINDOWS, CheckReadings
 from monitor.store.base import HOUR, RunCounts, Store
-from monitor.web.common import BadRequest, Operation
+from monitor.web.common import BadRequest, Operation, already_current
 
 __all__ = ["MAX_AGE_S", "MAX_LABEL", "BadgeApi", "handlers", "render_badge", "text_width"]
 
@@ -69,6 +69,8 @@ class BadgeApi:
     readings: CheckReadings
     store: Store
     clock: Clock
+    # Awaited before a status badge reads `readings` (a replica reads the others' rows).
+    refresh: Callable[[], Awaitable[None]] = already_current
     _uptimes: dict[tuple[str, str, str], tuple[float, float | None]] = field(default_factory=dict)
     _running: dict[tuple[str, str, str], asyncio.Future[float | None]] = field(default_factory=dict)
 
@@ -136,8 +138,10 @@ def handlers(api: BadgeApi) -> dict[str, Operation]:
         check = request.match_info["check"]
         if not api.known(check):
             return _not_found()
+        label = _label(request, check)  # a bad label is refused before any work
+        await api.refresh()
         state = api.status([check])
-        return _answer(request, _label(request, check), state, _STATE_COLOUR[state])
+        return _answer(request, label, state, _STATE_COLOUR[state])
 
     async def uptime_badge(request: web.Request) -> web.Response:
         check, window = request.match_info["check"], request.match_info["window"]
@@ -152,8 +156,10 @@ def handlers(api: BadgeApi) -> dict[str, Operation]:
         members = api.members(group)
         if not members:
             return _not_found()
+        label = _label(request, group)
+        await api.refresh()
         state = api.status(members)
-        return _answer(request, _label(request, group), state, _STATE_COLOUR[state])
+        return _answer(request, label, state, _STATE_COLOUR[state])
 
     async def group_uptime_badge(request: web.Request) -> web.Response:
         group, window = request.match_info["group"], request.match_info["window"]

@@ -34,6 +34,7 @@ __all__ = [
     "Handler",
     "IncidentApi",
     "Operation",
+    "already_current",
     "body",
     "enum_list",
     "error",
@@ -62,6 +63,11 @@ class IncidentApi:
     token: str | None  # None: the write API is off
     # The incident's runbook (its check's, else its rule's), shown with it.
     runbook_of: Callable[[Incident], str | None] = lambda _incident: None
+
+
+async def already_current() -> None:
+    """What a view awaits before reading check readings in one daemon: nothing, its
+    readings are its own pipeline's (a replica of a fleet reads the others' rows)."""
 
 
 def to_json(value: Any) -> Any:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import html
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from monitor.core.model import CheckResult, Incident
 from monitor.core.redact import redact, redact_text
 from monitor.engine.history import RUNS, CheckReadings
 from monitor.engine.summary import DAYS, Day, Hour, Summaries, overlapping
+from monitor.web.common import already_current
 
 if TYPE_CHECKING:
     from monitor.incidents.manager import IncidentManager
@@ -137,6 +138,8 @@ class StatusView:
     groups: Callable[[], Mapping[str, GroupConfig]] = dict
     # The asset page's SLO block: plug a `SloSection` in here.
     slo_section: SloSection | None = None
+    # Awaited before each request reads `results` (a replica reads the others' rows).
+    refresh: Callable[[], Awaitable[None]] = already_current
 
     def snapshot(self) -> dict[str, Any]:
         now = self.clock.now()
@@ -811,16 +814,20 @@ def routes(view: StatusView) -> dict[str, Callable[[web.Request], Any]]:
     """`GET /`, `GET /assets/{name}` and `GET /api/status`, by path."""
 
     async def page(request: web.Request) -> web.Response:
-        return _html(render_html(view.page(PageQuery.parse(request.query))))
+        query = PageQuery.parse(request.query)  # a bad query is refused before any work
+        await view.refresh()
+        return _html(render_html(view.page(query)))
 
     async def asset(request: web.Request) -> web.Response:
         name = request.match_info["name"]
+        await view.refresh()
         doc = view.asset(name)
         if doc is None:
             return _html(render_not_found(redact_text(view.title), redact_text(name)), 404)
         return _html(render_asset(doc))
 
     async def status(_request: web.Request) -> web.Response:
+        await view.refresh()
         return web.json_response(redact(view.snapshot()), headers={"Cache-Control": "no-store"})
 
     return {"/": page, "/assets/{name}": asset, "/api/status": status}
