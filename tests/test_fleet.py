@@ -140,13 +140,18 @@ class Book:
 
 
 class Plans:
-    """Stands in for the scheduler: the runs the fleet planned."""
+    """Stands in for the scheduler: the runs the fleet planned, and how often it said
+    ownership moved (the checks it keeps back ask the gate again only then)."""
 
     def __init__(self) -> None:
         self.at: dict[str, float] = {}
+        self.moved = 0
 
     def reschedule(self, name: str, first_at: float, steady_at: float) -> None:
         self.at[name] = first_at
+
+    def ownership_moved(self) -> None:
+        self.moved += 1
 
 
 def checks(n: int = 30, interval: str = "10s") -> list[CheckConfigBase]:
@@ -170,9 +175,7 @@ def replica_of(db: Database, name: str, configs: list[CheckConfigBase], **kw: ob
 
 
 def plans(fleet: Fleet) -> dict[str, float]:
-    scheduler: object = fleet.scheduler
-    assert isinstance(scheduler, Plans)
-    return scheduler.at
+    return plans_of(fleet).at
 
 
 def owned(fleet: Fleet, configs: list[CheckConfigBase]) -> set[str]:
@@ -185,9 +188,25 @@ def orphans(fleet: Fleet, configs: list[CheckConfigBase]) -> set[str]:
     return {c.name for c in configs if fleet.owns(c.name) and fleet.orphaned(c.name)}
 
 
+def running(fleet: Fleet) -> set[str]:
+    """The checks the gate lets run on `fleet` now."""
+    return {c.name for c in fleet.checks() if fleet.owns(c.name)}
+
+
 async def beat(clock: FakeClock, *fleets: Fleet) -> None:
+    """A step of each; and in every test, a step after which the gate lets a check run
+    that it kept back has told the scheduler (else that check would wait for ever)."""
     for f in fleets:
+        before, told = running(f), plans_of(f).moved
         await f.step(clock.monotonic())
+        if running(f) - before:
+            assert plans_of(f).moved == told + 1, "ownership moved, the scheduler not told"
+
+
+def plans_of(fleet: Fleet) -> Plans:
+    scheduler: object = fleet.scheduler
+    assert isinstance(scheduler, Plans)
+    return scheduler
 
 
 async def test_a_joining_replica_waits_for_the_other_to_let_go_then_continues_its_phase(
@@ -215,6 +234,12 @@ async def test_a_joining_replica_waits_for_the_other_to_let_go_then_continues_it
     # Each continues where a left it: due 10 s after a's last run (the database's time).
     for name in theirs:
         assert plans(b)[name] == pytest.approx(db.runs[name] + 10.0)
+    # Steady beats move nothing: the checks kept back are not woken for nothing.
+    told = plans_of(a).moved, plans_of(b).moved
+    for _ in range(5):
+        await clock.advance(BEAT)
+        await beat(clock, a, b)
+    assert (plans_of(a).moved, plans_of(b).moved) == told
 
 
 async def test_a_gone_replica_s_checks_run_at_once_when_overdue_else_at_their_phase(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 import pytest
@@ -322,6 +323,43 @@ class TestScheduler:
         # 10 s the first runs took.
         phases = sorted((runs[name][1] - runs[names[0]][0]).total_seconds() % 900 for name in names)
         assert max(b - a for a, b in itertools.pairwise(phases)) < 2 * 900 / len(names)
+
+    async def test_a_check_the_gate_keeps_back_waits_without_ticks_until_ownership_moves(
+        self, scripted, clock, metrics
+    ) -> None:
+        ours = {"mine"}
+        asked: list[str] = []
+
+        def gate(name: str) -> bool:
+            asked.append(name)
+            return name in ours
+
+        scripted["mine"] = scripted["theirs"] = up
+        sink = Sink()
+        async with asyncio.TaskGroup() as tg:
+            ctx = CheckContext(session=None, clock=clock)  # type: ignore[arg-type]
+            scheduler = Scheduler(tg, ctx, Limiter(LimitsConfig()), metrics, sink, gate)
+            scheduler.start(
+                [make_config("mine", interval="10s"), make_config("theirs", interval="10s")]
+            )
+            await clock.advance(10)  # the start window: each ticked once
+            assert [r.check for r in sink.results] == ["mine"]
+            await clock.advance(600)  # 60 intervals: "theirs" is never asked again
+            assert asked.count("theirs") == 1
+            assert len([r for r in sink.results if r.check == "mine"]) == 61
+            scheduler.ownership_moved()  # nothing changed for it: asked once more, no run
+            await clock.advance(30)
+            assert asked.count("theirs") == 2
+            ours.add("theirs")
+            moved_at = clock.now()
+            scheduler.ownership_moved()
+            await clock.advance(30)
+            runs = [r.started_at for r in sink.results if r.check == "theirs"]
+            # From its next tick on, within an interval, then one an interval.
+            assert moved_at <= runs[0] <= moved_at + timedelta(seconds=10)
+            assert len(runs) >= 3
+            assert {(b - a).total_seconds() for a, b in itertools.pairwise(runs)} == {10.0}
+            await scheduler.stop(grace_s=1)
 
     async def test_stop_lets_in_flight_runs_finish(self, scripted, clock, metrics) -> None:
         gate = asyncio.Event()

@@ -114,7 +114,7 @@ def config_hash(config: MonitorConfig) -> str:
     their own hash, never by value."""
     parts: dict[str, Any] = {}
     for f in fields(config):
-        if f.name == "source":
+        if f.name in ("source", "enabled_checks"):  # where it was read; derived
             continue
         value = getattr(config, f.name)
         if f.name == "daemon":
@@ -188,6 +188,12 @@ class Fleet:
         self._beating_since: float | None = None
         self._returned = False  # it beats (again): a replica-gone incident of its host ends
         self._differs: list[str] = []
+        # The gate may let checks run that it kept back (taken, orphaned, the lease back,
+        # alone in the fleet): the scheduler is told at the end of the step.
+        self._gained = False
+        self._checks: Sequence[CheckConfigBase] | None = None  # what `_configs` was for
+        self._by_name: dict[str, CheckConfigBase] = {}
+        self._check_names: tuple[str, ...] = ()
         self._owned_gauge, self._consistent = metrics.track_fleet()
         self._consistent.set(1)
         self._orphaned_gauge = metrics.track_orphaned()
@@ -238,6 +244,14 @@ class Fleet:
 
     async def step(self, started: float) -> None:
         """One beat and what follows from it (the loop's body)."""
+        try:
+            await self._step(started)
+        finally:
+            if self._gained and self.scheduler is not None:
+                self.scheduler.ownership_moved()
+            self._gained = False
+
+    async def _step(self, started: float) -> None:
         # A beat that hangs (a database that does not answer) waits no longer than the
         # lease holds: then this replica lets its checks go.
         wait_s = max(self.beat_s, self._lease_until - started)
@@ -291,6 +305,7 @@ class Fleet:
                 " holding their state changes until it is back",
             )  # fmt: skip
             self._orphaned |= held
+            self._gained = True
             self._owned.clear()
             self._pending.clear()
             self._owned_gauge.set(0)
@@ -306,8 +321,8 @@ class Fleet:
             self._cut_off()
             return
         continuous = bool(self._live) and (self._solo or now < self._lease_until)
-        configs = {c.name: c for c in self.checks()}
-        names = tuple(configs)
+        configs, names = self._configs()
+        self._gained |= not continuous  # its lease back (or its first beat)
         if not continuous and self._owned:  # a beat that answered after the lease ran out
             self._orphaned |= self._owned
             self._owned.clear()
@@ -320,6 +335,7 @@ class Fleet:
         if self._beating_since is None:
             self._beating_since = started
             self._returned = True
+        self._gained |= live == (me,) and not self._solo  # its lease no longer matters
         self._solo = live == (me,)
         self._check_config(live_replicas)
         if live != self._live or names != self._names or not continuous:
@@ -335,6 +351,16 @@ class Fleet:
         if now - self._beating_since >= self.ttl_s + self.beat_s:
             # Only once every replica had the time to beat again after an outage.
             await self._claim_gone()
+
+    def _configs(self) -> tuple[dict[str, CheckConfigBase], tuple[str, ...]]:
+        """The checks by name, and their names: worked out again only when the sequence
+        `checks` returns is another one (a reload), not at every beat."""
+        checks = self.checks()
+        if checks is not self._checks:
+            self._checks = checks
+            self._by_name = {c.name: c for c in checks}
+            self._check_names = tuple(self._by_name)
+        return self._by_name, self._check_names
 
     def _place(
         self, configs: dict[str, CheckConfigBase], live: tuple[str, ...], continuous: bool
@@ -388,6 +414,7 @@ class Fleet:
             del self._pending[name]
             self._orphaned.discard(name)
             self._owned.add(name)
+            self._gained = True
             if (at := self._orphan_ran.pop(name, None)) is not None:
                 self._ran[name] = at
             if self.held is not None and self.held(name):
@@ -407,6 +434,7 @@ class Fleet:
         for name in due:
             del self._pending[name]
             self._owned.add(name)
+            self._gained = True
             self.metrics.add_check(configs[name])
             interval = configs[name].interval_s
             age = ages.get(name)

@@ -13,9 +13,11 @@ A run that overruns makes the ticks it covered skip, counted, never bunched. Eve
 attempt holds a concurrency slot and is cut off at its timeout; nothing a check raises
 stops others.
 
-In a fleet (`engine.fleet`), a tick of a check this replica does not own (the `gate`)
-passes without a run, and `reschedule` puts a check it takes over on the phase the fleet
-left it at.
+In a fleet (`engine.fleet`), a check this replica does not own (the `gate`) waits with
+no tick at all until the fleet says ownership moved (`Scheduler.ownership_moved`), then
+runs at its next tick on its phase if it is this replica's now; `reschedule` puts a
+check it takes over on the phase the fleet left it at. A replica of three thus wakes for
+its own checks only, not for the two thirds the others run.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from monitor.engine.limits import Limiter
 from monitor.metrics.exporter import Metrics
 
 __all__ = [
-    "START_WINDOW_S", "CheckRunner", "ReloadSummary", "Scheduler", "after_first", "first_runs",
-    "hashed_offset", "next_tick", "spread", "start_window",
+    "START_WINDOW_S", "CheckRunner", "Moves", "ReloadSummary", "Scheduler", "after_first",
+    "first_runs", "hashed_offset", "next_tick", "spread", "start_window",
 ]  # fmt: skip
 
 log = structlog.stdlib.get_logger(__name__)
@@ -52,6 +54,23 @@ TIMEOUT_GUARD_S = 1.0
 ResultSink = Callable[[CheckConfigBase, CheckResult], Awaitable[None]]
 # Whether this daemon runs a check now (its fleet's ownership); without one, it runs all.
 Gate = Callable[[str], bool]
+
+
+class Moves:
+    """Where the checks a gate keeps from running wait: `moved` wakes them all at once,
+    to ask the gate again."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def moved(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
 
 
 def next_tick(planned: float, now: float, interval: float) -> tuple[float, int]:
@@ -147,6 +166,7 @@ class CheckRunner:
         metrics: Metrics,
         sink: ResultSink,
         gate: Gate | None = None,
+        moves: Moves | None = None,
     ) -> None:
         config = check.config
         self.check = check
@@ -156,6 +176,7 @@ class CheckRunner:
         self.metrics = metrics
         self.sink = sink
         self.gate = gate
+        self.moves = moves  # with a gate: where a check it keeps back waits (else: a tick)
         self.replan: tuple[float, float] | None = None  # (first, steady) after this run
         self._name, self._kind = config.name, config.kind
         self._interval_s = config.interval_s
@@ -231,7 +252,12 @@ class CheckRunner:
                 if self.stopping:  # set by stop() while this task slept
                     return  # type: ignore[unreachable]  # mypy cannot see the other task
                 if self.gate is not None and not self.gate(self._name):
-                    # Another replica runs it now: this tick passes without a run.
+                    # Another replica runs it now: this tick passes without a run, and
+                    # the next ones too until ownership moves to this replica.
+                    if self.moves is not None:
+                        await self.moves.wait()
+                        while not self.gate(self._name):
+                            await self.moves.wait()
                     planned, _ = next_tick(base, self.clock.monotonic(), self._interval_s)
                     base = planned
                     continue
@@ -293,6 +319,7 @@ class Scheduler:
         self._metrics = metrics
         self._sink = sink
         self._runners: dict[str, tuple[CheckRunner, asyncio.Task[None]]] = {}
+        self._moves = Moves()
 
     @property
     def runners(self) -> dict[str, CheckRunner]:
@@ -334,13 +361,19 @@ class Scheduler:
         check = CHECKS[config.kind](config, self._ctx)
         self._metrics.add_check(config)
         return CheckRunner(
-            check, self._ctx.clock, self._limiter, self._metrics, self._sink, self._gate
-        )
+            check, self._ctx.clock, self._limiter, self._metrics, self._sink, self._gate,
+            self._moves,
+        )  # fmt: skip
 
     def _spawn(self, runner: CheckRunner, first_at: float, steady_at: float) -> None:
         name = runner.config.name
         task = self._tg.create_task(runner.loop(first_at, steady_at), name=f"check:{name}")
         self._runners[name] = (runner, task)
+
+    def ownership_moved(self) -> None:
+        """The gate may let checks run that it kept back: each asks it again, and one
+        that may run now runs at its next tick on its phase."""
+        self._moves.moved()
 
     def reschedule(self, name: str, first_at: float, steady_at: float) -> None:
         """Moves a check's next run to `first_at` and its later runs to the phase of
