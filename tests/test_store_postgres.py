@@ -156,26 +156,29 @@ async def test_failed_migration_is_rolled_back(
 async def test_readings_come_back_as_written_and_once_a_cursor_is_past_them(
     store: PostgresStore,
 ) -> None:
-    """Each check's row replaces its last; any text comes back as it was written (quotes,
-    backslashes, escapes, other scripts); a cursor leaves out what is older than its
-    overlap, and a later write is read again; a replica's own rows can be left out."""
+    """Each check's row replaces its last; any JSON text comes back as it was written
+    (quotes, backslashes, escapes, other scripts, its own spacing); a cursor leaves out
+    what is older than its overlap, and a later write is read again; a replica's own rows
+    can be left out."""
     odd = json.dumps({"message": 'say "hi"\\ \\u0000 ünïcødé \u2603 \n tab\t', "n": 1})
-    await store.save_readings("r1", [("a", "first"), ("b", odd), ("a", "second")])
+    raw = json.dumps({"m": "ünïcødé \u2603", "x": [1, 2.5, None]}, ensure_ascii=False, indent=1)
+    first, second, taken = ('{"n":"first"}', '{"n": "second"}', '{"n":"taken over"}')
+    await store.save_readings("r1", [("a", first), ("b", odd), ("c", raw), ("a", second)])
     now, rows = await store.load_readings(None)
-    assert rows == {"a": "second", "b": odd}
+    assert rows == {"a": second, "b": odd, "c": raw}
     assert json.loads(rows["b"]) == json.loads(odd)
-    await store.save_readings("r2", [("b", "taken over")])
+    await store.save_readings("r2", [("b", taken)])
     _, rows = await store.load_readings(None)
-    assert rows == {"a": "second", "b": "taken over"}
+    assert rows == {"a": second, "b": taken, "c": raw}
     later = now + pg_store._READINGS_OVERLAP_S + 60  # a cursor far past every row
     assert (await store.load_readings(later))[1] == {}
-    _, recent = await store.load_readings(now)  # within the overlap: both again
+    _, recent = await store.load_readings(now)  # within the overlap: all again
     assert recent == rows
     await store.save_readings("r1", [])  # nothing to write: no statement, no change
     assert (await store.load_readings(None))[1] == rows
-    # A replica's own rows are left out for it (a is r1's, b now r2's).
-    assert (await store.load_readings(None, other_than="r1"))[1] == {"b": "taken over"}
-    assert (await store.load_readings(now, other_than="r2"))[1] == {"a": "second"}
+    # A replica's own rows are left out for it (a and c are r1's, b now r2's).
+    assert (await store.load_readings(None, other_than="r1"))[1] == {"b": taken}
+    assert (await store.load_readings(now, other_than="r2"))[1] == {"a": second, "c": raw}
 
 
 async def test_one_unresolved_incident_per_key(store: PostgresStore, pg_dsn: str) -> None:

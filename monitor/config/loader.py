@@ -279,10 +279,14 @@ class MonitorConfig:
     notifiers: dict[str, NotifierConfigBase] = field(default_factory=dict)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     groups: dict[str, GroupConfig] = field(default_factory=dict)
+    # The checks that run, worked out once: asked for at every beat of a replica and by
+    # every status request, and the same object for as long as this config is loaded.
+    enabled_checks: tuple[CheckConfigBase, ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
 
-    @property
-    def enabled_checks(self) -> tuple[CheckConfigBase, ...]:
-        return tuple(c for c in self.checks if c.enabled)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "enabled_checks", tuple(c for c in self.checks if c.enabled))
 
     def check(self, name: str) -> CheckConfigBase | None:
         return next((c for c in self.checks if c.name == name), None)

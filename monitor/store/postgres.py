@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import select
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import (
@@ -333,6 +334,7 @@ _PROBED = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
 PAGING_CONNECTIONS = 2  # paging's own pool, beside `max_size` (see `open`)
 LEASE_TIMEOUT_S = 2.0  # a lease call not answered by then loses the lease
 LEASE_EXPIRY_S = 5.0  # a holder that has not renewed for this long has its session ended
+STALE_CHECK_S = 1.0  # a standby looks for such a holder at most this often
 
 
 class PostgresStore:
@@ -358,6 +360,7 @@ class PostgresStore:
         self._lease_conn: psycopg.AsyncConnection[DictRow] | None = None
         self._lease_token: int | None = None
         self._lease_lock = asyncio.Lock()
+        self._stale_checked_at = -math.inf  # loop time a standby last looked for a stale holder
         self._channel = ""
 
     def __repr__(self) -> str:
@@ -859,12 +862,18 @@ class PostgresStore:
                 if row is None or not row["got"]:
                     # Held by a session whose holder stopped renewing (its connection half
                     # open, which the server has not noticed): ended, taken at the next try.
-                    await _bounded(
-                        conn,
-                        "SELECT pg_terminate_backend(backend_pid, 1000) FROM leases"
-                        " WHERE name = %s AND renewed_at < now() - make_interval(secs => %s)",
-                        (_LEASE, LEASE_EXPIRY_S),
-                    )
+                    # Looked for once a second, not at every try, so that a standby's try
+                    # is one round trip.
+                    now = asyncio.get_running_loop().time()
+                    if now - self._stale_checked_at >= STALE_CHECK_S:
+                        self._stale_checked_at = now
+                        await _bounded(
+                            conn,
+                            "SELECT pg_terminate_backend(backend_pid, 1000) FROM leases"
+                            " WHERE name = %s"
+                            " AND renewed_at < now() - make_interval(secs => %s)",
+                            (_LEASE, LEASE_EXPIRY_S),
+                        )
                     return None
                 cur = await _bounded(
                     conn,
@@ -995,14 +1004,17 @@ class PostgresStore:
     async def record_runs(self, replica_id: str, runs: Sequence[tuple[str, float]]) -> None:
         if not runs:
             return
+        # One JSON object of check → seconds ago, as `save_readings` sends its rows: a
+        # text[] parameter is quoted element by element in Python.
+        ages = json.dumps({c: max(0.0, a) for c, a in runs}, separators=(",", ":"))
         async with self._tx("cannot record runs", single=True) as cur:
             await cur.execute(
                 "INSERT INTO check_runs (check_name, ran_at, replica)"
-                " SELECT c, now() - make_interval(secs => a), %s"
-                " FROM unnest(%s::text[], %s::float8[]) AS t(c, a)"
+                " SELECT key, now() - make_interval(secs => value::float8), %s"
+                " FROM json_each_text(%s::json)"
                 " ON CONFLICT (check_name) DO UPDATE SET ran_at = excluded.ran_at,"
                 " replica = excluded.replica WHERE check_runs.ran_at < excluded.ran_at",
-                (replica_id, [c for c, _ in runs], [max(0.0, a) for _, a in runs]),
+                (replica_id, ages),
             )
 
     async def last_runs(self, checks: Sequence[str]) -> dict[str, float]:
@@ -1123,10 +1135,13 @@ class PostgresStore:
     async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
         if not readings:
             return
-        # One JSON object of check → reading: encoded by the json module's C code, where
-        # a text[] parameter is quoted element by element in Python (the larger cost of a
-        # beat at 1,000 checks). One row per check, the last reading of a check winning.
-        rows = json.dumps(dict(readings), separators=(",", ":"))
+        # One JSON object of check → reading, each reading (a JSON text already) set in
+        # as it is: a text[] parameter is quoted element by element in Python, and
+        # encoding the texts as JSON strings would escape every quote in them again. The
+        # json type keeps each value's text, so `json_each_text` gives it back unchanged.
+        # One row per check, the last reading of a check winning.
+        last = dict(readings)
+        rows = "{" + ",".join(f"{json.dumps(c)}:{text}" for c, text in last.items()) + "}"
         async with self._tx("cannot save readings", single=True) as cur:
             await cur.execute(
                 "INSERT INTO check_readings (check_name, replica, reading, written_at)"
