@@ -63,6 +63,47 @@ async def test_one_holder_at_a_time_and_a_new_token_for_each(stores, pg_dsn) -> 
     assert await a.acquire_lease("a") == 3
 
 
+async def test_a_standby_waiting_for_the_lease_takes_it_the_moment_the_holder_goes(
+    stores, pg_dsn
+) -> None:
+    a, b = stores
+    assert await a.acquire_lease("a") == 1
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await b.acquire_lease("b", wait_s=0.3) is None  # held all along: after its wait
+    assert 0.25 <= loop.time() - started < 1.5
+    waiting = asyncio.ensure_future(b.acquire_lease("b", wait_s=1.0))
+    await asyncio.sleep(0.2)  # b is queued for the lock by now
+    assert not waiting.done()
+    ended = loop.time()
+    await asyncio.to_thread(end_lease_session, pg_dsn)  # a's process died
+    assert await waiting == 2
+    assert loop.time() - ended < 0.5  # at once, not at a next try
+    assert await b.renew_lease()
+    # A wait that ended with the lease taken leaves no lock timeout behind: its session's
+    # later statements wait for row locks as long as they must.
+    assert b._lease_conn is not None
+    cur = await b._lease_conn.execute("SHOW lock_timeout")
+    assert await cur.fetchone() == {"lock_timeout": "0"}
+
+
+async def test_a_standby_does_not_listen_so_its_connection_keeps_no_notifications(
+    stores,
+) -> None:
+    a, b = stores
+    assert await a.acquire_lease("a") == 1
+    assert await b.acquire_lease("b") is None
+    for _ in range(5):
+        await a.notify_change("a")
+        assert await b.acquire_lease("b") is None  # a round trip: anything sent comes in
+    assert b._lease_conn is not None
+    assert not b._lease_conn._notifies_backlog  # nothing kept for a reader that never comes
+    await a.release_lease()
+    assert await b.acquire_lease("b") == 2  # the leader listens from then on
+    await a.notify_change("a")
+    assert await b.wait_changes(2, "b")
+
+
 async def test_the_fence_needs_the_holder_alive_not_only_its_token(stores, pg_dsn) -> None:
     a, _ = stores
     await a.enqueue([OutboxItem(0, "k", "hook", "{}", NOW, NOW)])

@@ -9,12 +9,15 @@ dies or its connection is cut, and a fencing token that grows with each new hold
 claim of a notification and every escalation step checks the token in its own
 transaction, so a deposed leader can neither send nor advance.
 
-`Leadership.run` ticks every `TICK_S`: the leader renews (one round trip; a failure or
-no answer within the store's lease timeout and it steps down at once), the others try to
-take the lease. Between ticks it listens for changes told by other replicas
-(`Store.wait_changes`, LISTEN/NOTIFY), so the leader hears of them within milliseconds,
-and tells its subscribers (the pager, the outbox) at least every `RELOAD_S` anyway: the
-safety net if a notification is lost.
+`Leadership.run` ticks every `TICK_S` while it leads: it renews (one round trip; a
+failure or no answer within the store's lease timeout and it steps down at once), and
+between ticks listens for changes told by other replicas (`Store.wait_changes`,
+LISTEN/NOTIFY), so it hears of them within milliseconds. A standby asks for the lease
+and waits up to `WAIT_S` for it in the same call (on PostgreSQL the server queues it for
+the lock, so it takes the lease the moment the holder's session ends), then asks again:
+one round trip a second, not four tries and four listens. Both tell their subscribers
+(the pager, the outbox) at least every `RELOAD_S` anyway: the safety net if a
+notification is lost.
 
 Escalations started on one replica run on another, so their times must not depend on
 either replica's clock: in a fleet the pager and the outbox read the time from a
@@ -35,11 +38,15 @@ from monitor.core.errors import StoreError
 from monitor.metrics.exporter import Metrics
 from monitor.store import Store
 
-__all__ = ["RELOAD_S", "SKEW_WARNING_S", "TICK_S", "FleetClock", "Leadership"]
+__all__ = ["RELOAD_S", "SKEW_WARNING_S", "TICK_S", "WAIT_S", "FleetClock", "Leadership"]
 
 log = structlog.stdlib.get_logger(__name__)
 
-TICK_S = 0.25  # a standby tries to take the lease this often; the leader renews as often
+# The leader renews this often (and a standby whose try failed at once tries again): a
+# leader cut off learns it within a tick and the store's lease timeout, and every claim
+# and escalation step is fenced by its token meanwhile.
+TICK_S = 1.0
+WAIT_S = 1.0  # a standby waits this long for the lease in each try
 RELOAD_S = 5.0  # subscribers reload paging state at least this often
 SKEW_WARNING_S = 1.0  # a clock off the database's by more than this is logged
 MEASURE_WITHIN = timedelta(milliseconds=200)  # round trips longer than this are not used
@@ -74,6 +81,7 @@ class Leadership:
         me: str,
         *,
         tick_s: float = TICK_S,
+        wait_s: float = WAIT_S,
         reload_s: float = RELOAD_S,
         fleet_clock: FleetClock | None = None,
     ) -> None:
@@ -82,6 +90,7 @@ class Leadership:
         self.fleet_clock = fleet_clock
         self.me = me
         self.tick_s = tick_s
+        self.wait_s = wait_s
         self.reload_s = reload_s
         self.token: int | None = None
         self.heard = 0  # changes heard (told by others, or the periodic reload) so far
@@ -113,7 +122,7 @@ class Leadership:
                 self.lost("the lease is held by another replica or its connection ended")
             return
         try:
-            token = await self.store.acquire_lease(self.me)
+            token = await self.store.acquire_lease(self.me, wait_s=self.wait_s)
         except StoreError as exc:
             if not self.failing:
                 log.warning("pager_lease_unavailable", replica=self.me, error=str(exc))
@@ -176,11 +185,16 @@ class Leadership:
         while True:
             started = self.clock.monotonic()
             await self.tick()
-            try:
-                changed = await self.store.wait_changes(self.tick_s, self.me)
-            except StoreError:
-                changed = False
+            changed = False
+            if self.token is None:
+                # A standby: its try waited for the lease already (unless the store
+                # answered at once: then a tick apart). It has nothing to hear.
                 await self.clock.sleep_until(started + self.tick_s)
+            else:
+                try:
+                    changed = await self.store.wait_changes(self.tick_s, self.me)
+                except StoreError:
+                    await self.clock.sleep_until(started + self.tick_s)
             if changed or self.clock.monotonic() - reloaded >= self.reload_s:
                 if not changed:
                     await self.measure_clock()

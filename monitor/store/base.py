@@ -247,9 +247,11 @@ class Store(Protocol):
     # and its fencing token; only it advances escalations and sends. A store that is one
     # daemon's own (SQLite, memory) is always the holder: each `acquire_lease` hands out
     # the next token, and only the latest token passes the fence.
-    async def acquire_lease(self, holder: str) -> int | None:
+    async def acquire_lease(self, holder: str, *, wait_s: float = 0.0) -> int | None:
         """Tries to take the paging lease for `holder` (a replica id): the new fencing
-        token (greater than every earlier one), or None while another holder has it."""
+        token (greater than every earlier one), or None while another holder has it.
+        `wait_s`: a store shared by replicas may wait up to that long for the holder to
+        let go (the first to ask takes it the moment it does); others answer at once."""
         ...
 
     async def renew_lease(self) -> bool:
@@ -406,7 +408,7 @@ class SoleHolder:
     _token = 0
     _held = False
 
-    async def acquire_lease(self, holder: str) -> int | None:
+    async def acquire_lease(self, holder: str, *, wait_s: float = 0.0) -> int | None:
         self._token += 1
         self._held = True
         return self._token

@@ -273,6 +273,11 @@ _LOCK_ID = 0x6D6F6E69746F72  # "monitor": the advisory lock that serializes migr
 # holder behind a partition loses it within seconds too.
 _LEASE = "pager"  # the lease's row; its lock's keys: 28016 ("mp") and the schema's hash
 _TRY_LOCK = b"SELECT pg_try_advisory_lock(28016, hashtext(current_schema())) AS got"
+# Waits for the lock up to the session's `lock_timeout` (set per call, in milliseconds).
+_WAIT_LOCK = (
+    b"SELECT set_config('lock_timeout', %s, false),"
+    b" pg_advisory_lock(28016, hashtext(current_schema())), true AS got"
+)
 _UNLOCK = b"SELECT pg_advisory_unlock(28016, hashtext(current_schema()))"
 _LEASE_SETTINGS = (
     "SET tcp_keepalives_idle = 1",
@@ -361,6 +366,8 @@ class PostgresStore:
         self._lease_token: int | None = None
         self._lease_lock = asyncio.Lock()
         self._stale_checked_at = -math.inf  # loop time a standby last looked for a stale holder
+        self._channel = ""  # the lease connection's channel for paging changes
+        self._listening = False  # whether the lease connection LISTENs on it
         self._channel = ""
 
     def __repr__(self) -> str:
@@ -826,22 +833,26 @@ class PostgresStore:
     async def beat_replica(self, replica: ReplicaId) -> list[Replica]:
         """Registers `replica` or renews it, then returns the live set: the replicas the
         database heard from within `replica.ttl_s`, by the database's clock alone."""
-        async with self._tx("cannot renew replica") as cur:
+        # One statement, one round trip: the row written (RETURNING, as the rest of the
+        # statement does not see it) and the others heard from within the ttl.
+        async with self._tx("cannot renew replica", single=True) as cur:
             await cur.execute(
-                "INSERT INTO replicas (id, host, pid, version, started_at, seen_at, config_hash)"
-                " VALUES (%s, %s, %s, %s, now(), now(), %s)"
+                "WITH me AS (INSERT INTO replicas"
+                " (id, host, pid, version, started_at, seen_at, config_hash)"
+                " VALUES (%(id)s, %(host)s, %(pid)s, %(version)s, now(), now(), %(hash)s)"
                 " ON CONFLICT (id) DO UPDATE SET seen_at = now(),"
-                " config_hash = excluded.config_hash",
-                (replica.id, replica.host, replica.pid, replica.version, replica.config_hash),
-            )
-            await cur.execute(
-                "SELECT id, host, pid, version, extract(epoch FROM now() - seen_at) AS age,"
-                " config_hash FROM replicas"
-                " WHERE seen_at > now() - make_interval(secs => %s) ORDER BY id",
-                (replica.ttl_s,),
-            )
+                " config_hash = excluded.config_hash"
+                " RETURNING id, host, pid, version, 0.0::float8 AS age, config_hash)"
+                " SELECT * FROM me UNION ALL"
+                " SELECT id, host, pid, version, extract(epoch FROM now() - seen_at)::float8,"
+                " config_hash FROM replicas WHERE id <> %(id)s"
+                " AND seen_at > now() - make_interval(secs => %(ttl)s)",
+                {"id": replica.id, "host": replica.host, "pid": replica.pid,
+                 "version": replica.version, "hash": replica.config_hash,
+                 "ttl": replica.ttl_s},
+            )  # fmt: skip
             rows = await cur.fetchall()
-        return [_replica(r) for r in rows]
+        return sorted((_replica(r) for r in rows), key=lambda r: r.id)
 
     async def leave_replica(self, replica_id: str) -> None:
         """Takes a replica out of the live set at once (a clean stop)."""
@@ -850,15 +861,25 @@ class PostgresStore:
 
     # --- the paging lease and changes told between replicas ----------------------------
 
-    async def acquire_lease(self, holder: str) -> int | None:
+    async def acquire_lease(self, holder: str, *, wait_s: float = 0.0) -> int | None:
         """Takes the advisory lock on the lease connection if no session holds it, then
-        increments the lease's token. Already held by this store: its token."""
+        increments the lease's token. Already held by this store: its token. `wait_s`
+        (below `LEASE_TIMEOUT_S`): the server queues this session for the lock that long,
+        so a standby takes it the moment the holder's session ends, with one round trip
+        a `wait_s` rather than a try every few hundred milliseconds."""
         async with self._lease_lock:
             if self._lease_token is not None:
                 return self._lease_token
             async with self._lease_call("cannot take the paging lease") as conn:
-                cur = await _bounded(conn, _TRY_LOCK)
-                row = await cur.fetchone()
+                wait_ms = round(min(wait_s, LEASE_TIMEOUT_S / 2) * 1000)
+                try:
+                    if wait_ms > 0:
+                        cur = await _bounded(conn, _WAIT_LOCK, (f"{wait_ms}ms",))
+                    else:
+                        cur = await _bounded(conn, _TRY_LOCK)
+                    row = await cur.fetchone()
+                except pg_errors.LockNotAvailable:  # held all along: not this time
+                    row = None
                 if row is None or not row["got"]:
                     # Held by a session whose holder stopped renewing (its connection half
                     # open, which the server has not noticed): ended, taken at the next try.
@@ -875,6 +896,8 @@ class PostgresStore:
                             (_LEASE, LEASE_EXPIRY_S),
                         )
                     return None
+                if wait_ms > 0:  # what follows waits for row locks as long as it must
+                    await _bounded(conn, b"SELECT set_config('lock_timeout', '0', false)")
                 cur = await _bounded(
                     conn,
                     "INSERT INTO leases (name, token, holder, backend_pid, acquired_at,"
@@ -888,6 +911,9 @@ class PostgresStore:
                 row = await cur.fetchone()
                 assert row is not None  # noqa: S101  INSERT … RETURNING always returns the row
                 self._lease_token = int(row["token"])
+                # Listening from now on, before the caller reads paging state: a change
+                # told after that read is heard.
+                await self._listen_lease(conn)
                 return self._lease_token
 
     async def renew_lease(self) -> bool:
@@ -936,15 +962,20 @@ class PostgresStore:
     async def wait_changes(self, timeout_s: float, listener: str) -> bool:
         """LISTENs on the lease connection; notifications of `listener` itself are not a
         change."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
         async with (
             self._lease_lock,
             self._lease_call("cannot listen for changes", timeout_s + LEASE_TIMEOUT_S) as conn,
         ):
-            async with aclosing(conn.notifies(timeout=timeout_s)) as notes:
-                async for note in notes:
-                    if note.payload != listener:
-                        return True
-            return False
+            await self._listen_lease(conn)
+            heard: list[str] = []
+            while True:
+                await _notices(conn, heard.append)
+                if any(payload != listener for payload in heard):
+                    return True
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0 or not await _readable(conn.pgconn.socket, left):
+                    return False
 
     @asynccontextmanager
     async def _lease_call(
@@ -965,6 +996,14 @@ class PostgresStore:
             reason = _reason(exc) if isinstance(exc, psycopg.Error) else "timed out"
             raise StoreError(f"{self.name}: {what}: {reason}") from exc
 
+    async def _listen_lease(self, conn: psycopg.AsyncConnection[DictRow]) -> None:
+        """LISTENs on the lease connection for paging changes, once per connection. Only
+        a leader (or a caller of `wait_changes`) does: a standby's connection would keep
+        every notification it never reads."""
+        if not self._listening:
+            await _bounded(conn, sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            self._listening = True
+
     async def _connect_lease(self) -> psycopg.AsyncConnection[DictRow]:
         conn = await psycopg.AsyncConnection.connect(
             self._dsn, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S,
@@ -977,7 +1016,8 @@ class PostgresStore:
             cur = await conn.execute("SELECT 'monitor_pager_' || md5(current_schema()) AS ch")
             row = await cur.fetchone()
             assert row is not None  # noqa: S101  a SELECT of one value returns one row
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(row["ch"])))
+            self._channel = str(row["ch"])
+            self._listening = False  # LISTEN once leading (`_listen_lease`), not before
         except BaseException:
             await conn.close()
             raise
@@ -1185,8 +1225,9 @@ class PostgresStore:
             raise StoreError(f"{self.name}: cannot listen: {_reason(exc)}") from exc
         try:
             await conn.execute(f"LISTEN {channel}")
-            async for note in conn.notifies():
-                notice(note.payload)
+            while True:
+                await _notices(conn, notice)
+                await _readable(conn.pgconn.socket, None)
         except psycopg.Error as exc:
             raise StoreError(f"{self.name}: listening stopped: {_reason(exc)}") from exc
         finally:
@@ -1353,7 +1394,7 @@ class PostgresStore:
 
 
 async def _bounded(
-    conn: psycopg.AsyncConnection[DictRow], query: str | bytes, params: Any = None
+    conn: psycopg.AsyncConnection[DictRow], query: str | bytes | sql.Composed, params: Any = None
 ) -> psycopg.AsyncCursor[DictRow]:
     """One statement on the lease connection, answered within `LEASE_TIMEOUT_S` or the
     connection is closed on the spot: psycopg's own cancellation would send a cancel
@@ -1369,6 +1410,42 @@ async def _bounded(
     if not done:
         raise TimeoutError
     return task.result()
+
+
+async def _notices(conn: psycopg.AsyncConnection[Any], notice: Callable[[str], None]) -> None:
+    """Hands `notice` the payload of each notification that has arrived on `conn`
+    (psycopg keeps those that came with a query's answer), without waiting for more.
+
+    Waiting is `_readable`'s, not psycopg's `notifies()`: that one wakes every 100 ms to
+    poll, ten wake-ups a second for each connection that listens, which made listening
+    the largest fixed cost of a replica."""
+    async with aclosing(conn.notifies(timeout=0.0)) as notes:
+        async for note in notes:
+            notice(note.payload)
+
+
+async def _readable(fd: int, timeout_s: float | None) -> bool:
+    """Whether `fd` has something to read within `timeout_s` (None: however long it
+    takes): a notification, or the end of the connection, which the read that follows
+    reports. One reader and, with a timeout, one timer: no polling."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        if timeout_s is None:
+            await ready
+        else:
+            await asyncio.wait_for(ready, timeout_s)
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+    return True
 
 
 def _replica(r: DictRow) -> Replica:
