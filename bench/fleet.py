@@ -34,6 +34,11 @@ Phases, in order, each printed as it ends:
      (lost: a post that never came) and none twice under different idempotency keys;
   then the fleet stops and the single-process daemon on SQLite runs the same pacing (as
   many `/c/` checks as one replica probed, plus the `lat*` checks) for e and c.
+
+With `--e-together` the single daemon for e runs beside the fleet instead, with as many
+`/c/` checks as one replica's share of the fleet's probes, and is measured in the same
+window: the machine's speed drifts over minutes (other tenants), and a comparison of two
+windows minutes apart carries that drift, where one window does not.
 """
 
 from __future__ import annotations
@@ -632,6 +637,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=100, help="d: kill -9s during escalations")
     parser.add_argument("--only", default="a,b,c,d,e", help="phases to run (a and e share a window)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=4, help="c: rounds of the 50 failures")
+    parser.add_argument("--e-together", action="store_true", help="e: measure the single daemon in the fleet's window, not after it (both see the same machine)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR (new) and keep it: the daemons' logs, nginx's, the pages received")  # fmt: skip
@@ -688,10 +694,21 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
           pg_data: Path, nginx: Nginx, pages: Path, per_pass: int, repeat: int, lat_names: list[str]) -> dict[str, Any]:  # fmt: skip
     out: dict[str, Any] = {}
     replicas = [Replica(f"r{i + 1}", config, tmp, dsn) for i in range(args.replicas)]
+    alone: Replica | None = None
+    if "e" in phases and args.e_together:
+        # As many `/c/` checks as one replica's share of the fleet's probes (the same
+        # pacing as `single` measures after the fleet), in its own state directory.
+        per_replica = (args.checks / args.interval + LAT_CHECKS + ESC_CHECKS) / args.replicas
+        out["single_checks"] = checks = round(per_replica * args.interval)
+        single_config = tmp / "single-e.yaml"
+        write_config(single_config, nginx, free_port(), checks, args.interval, 1, 0, flips=False)
+        alone = Replica("single-e", single_config, tmp, "")
     try:
         for r in replicas:
             r.start()
-        for r in replicas:
+        if alone is not None:
+            alone.start()
+        for r in [*replicas, *([alone] if alone else [])]:
             r.ready()
         print(
             f"fleet: {len(replicas)} replicas ready; settling {args.settle:g} s …", file=sys.stderr
@@ -700,10 +717,15 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
         if phases & {"a", "e"}:
             print(f"a, e: steady window of {args.duration:g} s …", file=sys.stderr)
             procs = {r.name: r.pid for r in replicas}
+            if alone is not None:
+                procs[alone.name] = alone.pid
             pg0 = postgres_cpu(pg_data)
             t0, t1, cpu = cpu_window(procs, nginx, args.duration)
             out["postgres_cpu_s"] = postgres_cpu(pg_data) - pg0
-            out["a"] = runs_per_interval(nginx.hits, t0, t1, args.checks, args.interval)
+            fleet_hits = [h for h in nginx.hits if h.agent != "fleet-bench/single-e"]
+            out["a"] = runs_per_interval(fleet_hits, t0, t1, args.checks, args.interval)
+            if alone is not None:
+                out["single_e"] = cpu.pop(alone.name)
             out["e"] = cpu
             print(f"a: {json.dumps(out['a'])}\ne: {json.dumps(cpu)}", file=sys.stderr)
         if "c" in phases:
@@ -717,7 +739,7 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
             out["d"] = kills(nginx, pages, replicas, args.kills, per_pass, repeat)
             print(f"d: {json.dumps(out['d'])}", file=sys.stderr)
     finally:
-        for r in replicas:
+        for r in [*replicas, *([alone] if alone else [])]:
             r.stop()
     return out
 
@@ -730,8 +752,10 @@ def single(args: argparse.Namespace, phases: set[str], tmp: Path, nginx: Nginx, 
     rates = [v["probes_per_s"] for v in fleet_out.get("e", {}).values()]
     checks = max(1, round(statistics.mean(rates) * args.interval)) if rates else args.checks
     out["checks"] = checks
+    if "single_e" in fleet_out:  # measured in the fleet's window (--e-together)
+        out["e"], out["checks"], out["together"] = fleet_out["single_e"], fleet_out["single_checks"], True  # fmt: skip
     for phase in ("e", "c"):
-        if phase not in phases:
+        if phase not in phases or (phase == "e" and "e" in out):
             continue
         config = tmp / f"single-{phase}.yaml"
         write_config(config, nginx, hook_port, checks, args.interval, 1, 0, flips=phase == "c")
@@ -803,7 +827,8 @@ def report(r: dict[str, Any]) -> str:
             rows.append(("e. PostgreSQL, same window", f"{pg:.2f} CPU-s "
                          f"({1000 * pg / probes:.3f} ms per probe of the fleet)", "", ""))  # fmt: skip
         if se := s.get("e"):
-            rows.append((f"e. CPU per probe, single daemon on SQLite ({s['checks']:,} checks at {r['interval_s']} s)",
+            when = "same window" if s.get("together") else "after the fleet"
+            rows.append((f"e. CPU per probe, single daemon on SQLite ({s['checks']:,} checks at {r['interval_s']} s, {when})",
                          f"{se['ms_per_probe']:.3f} ms ({se['probes_per_s']:.0f} probes/s, "
                          f"{se['cpu_s']:.1f} CPU-s)", "", ""))  # fmt: skip
             ratio = statistics.mean(values) / se["ms_per_probe"]
