@@ -32,12 +32,13 @@ from contextlib import (
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
 from psycopg import errors as pg_errors
 from psycopg import pq, sql
+from psycopg.abc import PQGen
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -340,6 +341,7 @@ PAGING_CONNECTIONS = 2  # paging's own pool, beside `max_size` (see `open`)
 LEASE_TIMEOUT_S = 2.0  # a lease call not answered by then loses the lease
 LEASE_EXPIRY_S = 5.0  # a holder that has not renewed for this long has its session ended
 STALE_CHECK_S = 1.0  # a standby looks for such a holder at most this often
+QUIET_POLL_S = 60.0  # the lease connection's statements poll this seldom while they wait
 
 
 class PostgresStore:
@@ -1005,7 +1007,7 @@ class PostgresStore:
             self._listening = True
 
     async def _connect_lease(self) -> psycopg.AsyncConnection[DictRow]:
-        conn = await psycopg.AsyncConnection.connect(
+        conn = await _QuietConnection.connect(
             self._dsn, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S,
             keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=2,
         )  # fmt: skip
@@ -1410,6 +1412,24 @@ async def _bounded(
     if not done:
         raise TimeoutError
     return task.result()
+
+
+_RV = TypeVar("_RV")
+
+
+class _QuietConnection(psycopg.AsyncConnection[DictRow]):
+    """The lease connection: a standby's statement waits up to a second for the lock,
+    and psycopg wakes every 100 ms while a statement waits (to poll for an interrupt,
+    which a task's cancellation makes needless): ten wake-ups a second. This one waits on
+    the socket alone."""
+
+    async def wait(
+        self,
+        gen: PQGen[_RV],
+        interval: float = QUIET_POLL_S,
+        timeout: float | None = None,  # noqa: ASYNC109  psycopg's signature, overridden
+    ) -> _RV:
+        return await super().wait(gen, interval=interval, timeout=timeout)
 
 
 async def _notices(conn: psycopg.AsyncConnection[Any], notice: Callable[[str], None]) -> None:
