@@ -196,12 +196,21 @@ class TcpProxy:
                     pass
             writer.close()
             return
+        # Cut by `sever()` even while the database is being reached: a connection that
+        # was being made as the proxy was severed must not come through it afterwards.
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
+            self._writers.discard(writer)
             writer.close()
             return
-        self._writers |= {writer, up_writer}
+        if self._severed(writer):  # meanwhile
+            self._writers.discard(writer)
+            up_writer.close()
+            writer.close()
+            return
+        self._writers.add(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
@@ -217,6 +226,9 @@ class TcpProxy:
         self._writers -= {writer, up_writer}
         writer.close()
         up_writer.close()
+
+    def _severed(self, writer: asyncio.StreamWriter) -> bool:
+        return not self.open or writer.is_closing()
 
     def sever(self) -> None:
         self.open = False
