@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -134,11 +133,8 @@ class Reading:
             details={"confirmation": confirmation} if isinstance(confirmation, dict) else {},
         )  # fmt: skip
         packed = doc.get("history")
-        if isinstance(packed, str):
-            try:
-                runs = RunHistory.unpack(base64.b64decode(packed, validate=True))
-            except binascii.Error as exc:
-                raise ValueError("runs not in base64") from exc
+        if isinstance(packed, str):  # not base64: binascii.Error, a ValueError
+            runs = RunHistory.unpack(base64.b64decode(packed, validate=True))
         else:  # a replica of an earlier version: [start (ISO 8601), outcome, ms] each
             runs = RunHistory()
             for at, outcome, ms in doc["runs"]:

@@ -254,10 +254,10 @@ class CheckRunner:
                 if self.gate is not None and not self.gate(self._name):
                     # Another replica runs it now: this tick passes without a run, and
                     # the next ones too until ownership moves to this replica.
-                    if self.moves is not None:
+                    while self.moves is not None:
                         await self.moves.wait()
-                        while not self.gate(self._name):
-                            await self.moves.wait()
+                        if self.gate(self._name):
+                            break
                     planned, _ = next_tick(base, self.clock.monotonic(), self._interval_s)
                     base = planned
                     continue
