@@ -32,13 +32,15 @@ Phases, in order, each printed as it ends:
   d. the `esc*` targets fail, then `--kills` times a random replica is killed with
      SIGKILL and started again (2 to 5 s apart): every page the policy implies must arrive
      (lost: a post that never came) and none twice under different idempotency keys;
-  then the fleet stops and the single-process daemon on SQLite runs the same pacing (as
-  many `/c/` checks as one replica probed, plus the `lat*` checks) for e and c.
+  then the fleet stops and the single-process daemon on SQLite runs for e one replica's
+  share of each kind of check (a third of the `/c/` checks at `--interval`, of the `lat*`
+  and of the `esc*` checks at 1 s, against the same targets), and for c that share of
+  `/c/` checks with all the `lat*` and `esc*` checks.
 
-With `--e-together` the single daemon for e runs beside the fleet instead, with as many
-`/c/` checks as one replica's share of the fleet's probes, and is measured in the same
-window: the machine's speed drifts over minutes (other tenants), and a comparison of two
-windows minutes apart carries that drift, where one window does not.
+With `--e-together` the single daemon for e runs beside the fleet instead, with the same
+share of the checks, is measured in the same window and stopped after it: the machine's
+speed drifts over minutes (other tenants), and a comparison of two windows minutes apart
+carries that drift, where one window does not.
 """
 
 from __future__ import annotations
@@ -232,8 +234,17 @@ def escalation_steps(seconds: float) -> tuple[int, int]:
     return per_pass, math.ceil(needed / per_pass) - 1
 
 
+def share(args: argparse.Namespace) -> tuple[int, int, int, int]:
+    """What one replica runs of the fleet's checks: `/c/` checks at `--interval`, then
+    `lat*` and `esc*` checks at 1 s. The single daemon of e runs as many of each, against
+    the same targets (its `/flip/` checks answer a static file, which costs a probe more
+    than `/c/`'s `return 200`): the same work a second, not only the same probes."""
+    n = args.replicas
+    return round(args.checks / n), args.interval, round(LAT_CHECKS / n), round(ESC_CHECKS / n)
+
+
 def write_config(path: Path, nginx: Nginx, hook_port: int, checks: int, interval: int,
-                 per_pass: int, repeat: int, flips: bool = True) -> None:  # fmt: skip
+                 per_pass: int, repeat: int, lat: int = LAT_CHECKS, esc: int = ESC_CHECKS) -> None:  # fmt: skip
     steps = ", ".join(["{post: hook}", f"{{wait: {ESC_WAIT_S}s}}"] * per_pass)
     lines = [
         f"defaults: {{interval: {interval}s, timeout: 2s, failure_threshold: 1, success_threshold: 1}}",
@@ -259,9 +270,9 @@ def write_config(path: Path, nginx: Nginx, hook_port: int, checks: int, interval
         "checks:",
         *(f'  - {{name: c{i:05d}, kind: http, url: "{nginx.url(f"/c/{i:05d}")}"}}' for i in range(checks)),
         *(f'  - {{name: lat{i:03d}, kind: http, interval: 1s, url: "{nginx.url(f"/flip/lat{i:03d}")}"}}'
-          for i in range(LAT_CHECKS if flips else 0)),
+          for i in range(lat)),
         *(f'  - {{name: esc{i:03d}, kind: http, interval: 1s, url: "{nginx.url(f"/flip/esc{i:03d}")}"}}'
-          for i in range(ESC_CHECKS if flips else 0)),
+          for i in range(esc)),
     ]  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
@@ -696,12 +707,11 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
     replicas = [Replica(f"r{i + 1}", config, tmp, dsn) for i in range(args.replicas)]
     alone: Replica | None = None
     if "e" in phases and args.e_together:
-        # As many `/c/` checks as one replica's share of the fleet's probes (the same
-        # pacing as `single` measures after the fleet), in its own state directory.
-        per_replica = (args.checks / args.interval + LAT_CHECKS + ESC_CHECKS) / args.replicas
-        out["single_checks"] = checks = round(per_replica * args.interval)
+        # One replica's share of the fleet's checks, of each kind (`share`), in its own
+        # state directory.
         single_config = tmp / "single-e.yaml"
-        write_config(single_config, nginx, free_port(), checks, args.interval, 1, 0, flips=False)
+        out["single_mix"] = mix = share(args)
+        write_config(single_config, nginx, free_port(), *mix[:2], 1, 0, *mix[2:])
         alone = Replica("single-e", single_config, tmp, "")
     try:
         for r in replicas:
@@ -726,6 +736,7 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
             out["a"] = runs_per_interval(fleet_hits, t0, t1, args.checks, args.interval)
             if alone is not None:
                 out["single_e"] = cpu.pop(alone.name)
+                alone.stop()  # not a load on the phases that follow
             out["e"] = cpu
             print(f"a: {json.dumps(out['a'])}\ne: {json.dumps(cpu)}", file=sys.stderr)
         if "c" in phases:
@@ -746,19 +757,22 @@ def fleet(args: argparse.Namespace, phases: set[str], tmp: Path, config: Path, d
 
 def single(args: argparse.Namespace, phases: set[str], tmp: Path, nginx: Nginx, hook_port: int,
            pages: Path, lat_names: list[str], fleet_out: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """The single-process daemon on SQLite: for e, only `/c/` checks, as many as make one
-    replica's probes a second (same pacing); for c, the same and the `lat*` checks."""
+    """The single-process daemon on SQLite: for e, one replica's share of the fleet's
+    checks of each kind (`share`); for c, that share of `/c/` checks and the `lat*` checks."""
     out: dict[str, Any] = {}
-    rates = [v["probes_per_s"] for v in fleet_out.get("e", {}).values()]
-    checks = max(1, round(statistics.mean(rates) * args.interval)) if rates else args.checks
-    out["checks"] = checks
+    mix = share(args)
+    out["mix"] = fleet_out.get("single_mix", mix)
     if "single_e" in fleet_out:  # measured in the fleet's window (--e-together)
-        out["e"], out["checks"], out["together"] = fleet_out["single_e"], fleet_out["single_checks"], True  # fmt: skip
+        out["e"], out["together"] = fleet_out["single_e"], True
     for phase in ("e", "c"):
         if phase not in phases or (phase == "e" and "e" in out):
             continue
         config = tmp / f"single-{phase}.yaml"
-        write_config(config, nginx, hook_port, checks, args.interval, 1, 0, flips=phase == "c")
+        if phase == "e":
+            write_config(config, nginx, hook_port, *mix[:2], 1, 0, *mix[2:])
+        else:
+            write_config(config, nginx, hook_port, mix[0], args.interval, 1, 0)
+        checks = mix[0] + (mix[2] + mix[3] if phase == "e" else LAT_CHECKS + ESC_CHECKS)
         daemon = Replica(f"single-{phase}", config, tmp, "")
         try:
             daemon.start()
@@ -828,7 +842,8 @@ def report(r: dict[str, Any]) -> str:
                          f"({1000 * pg / probes:.3f} ms per probe of the fleet)", "", ""))  # fmt: skip
         if se := s.get("e"):
             when = "same window" if s.get("together") else "after the fleet"
-            rows.append((f"e. CPU per probe, single daemon on SQLite ({s['checks']:,} checks at {r['interval_s']} s, {when})",
+            c, interval, lat, esc = s["mix"]
+            rows.append((f"e. CPU per probe, single daemon on SQLite ({c:,} checks at {interval} s and {lat + esc} at 1 s, {when})",
                          f"{se['ms_per_probe']:.3f} ms ({se['probes_per_s']:.0f} probes/s, "
                          f"{se['cpu_s']:.1f} CPU-s)", "", ""))  # fmt: skip
             ratio = statistics.mean(values) / se["ms_per_probe"]

@@ -322,8 +322,7 @@ class App:
         by the fleet (when each check ran) and then by its view (the readings to write)."""
         if self.fleet is None:
             return self.results
-        sink = self.fleet.recording(self.results)
-        return sink if self.view is None else self.view.recording(sink)
+        return self.fleet.recording(self.results, None if self.view is None else self.view.ran)
 
     def _view(self, store: SharedReadings, fleet: Fleet) -> FleetView:
         """What every replica serves: the fleet's check readings, incidents and silences
@@ -337,10 +336,14 @@ class App:
             return owner(key, [r.id for r in fleet.membership.live]) == me
 
         self.slo.leads = leads
-        return FleetView(
+        view = FleetView(
             store, me, self.clock, self.results, fleet.owns, lambda: self.config.enabled_checks,
             beat_s=fleet.beat_s, incidents=self.incidents, silences=self.silences,
         )  # fmt: skip
+        # The readings ride on the fleet's beat: one statement a second for both.
+        view.carried = True
+        fleet.carried = view
+        return view
 
     def _fleet_detail(self) -> dict[str, object] | None:
         lead = {} if self.leadership is None else self.leadership.detail()

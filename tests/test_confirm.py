@@ -19,11 +19,11 @@ from monitor.core.alertstate import AlertState
 from monitor.core.configtypes import CheckConfigBase, Defaults
 from monitor.core.errors import ConfigError, StoreError
 from monitor.core.model import CheckResult, FailureKind, Outcome
-from monitor.engine.confirm import Confirmation, Confirmer, definition_hash
+from monitor.engine.confirm import HEARD_POLL_S, Confirmation, Confirmer, definition_hash
 from monitor.engine.pipeline import ResultHandler
 from monitor.incidents.manager import IncidentManager
 from monitor.incidents.rules import SeverityRule
-from monitor.store.confirmations import Answer, ConfirmationBook, Seen, Slot
+from monitor.store.confirmations import LISTENING, Answer, ConfirmationBook, Seen, Slot
 from monitor.store.replicas import ReplicaId
 from monitor.web.status import StatusView, render_html
 from tests.fakes import FakeClock, MemoryStore, settle
@@ -419,6 +419,53 @@ async def test_a_lost_listen_connection_is_retried_and_polling_still_answers(clo
             await asyncio.gather(task, return_exceptions=True)
     failed = [e for e in logs if e["event"] == "confirmation_listen_failed"]
     assert len(failed) == 1  # once per outage
+
+
+async def test_while_every_wake_up_is_heard_requests_are_polled_seldom(clock) -> None:
+    """A store that says it listens (`LISTENING`) is polled every `HEARD_POLL_S`, and a
+    request's wake-up is taken at once; when listening breaks, every `poll_s` again."""
+
+    class Listening(FakeBook):
+        claims = 0
+        cut = asyncio.Event()
+
+        async def claim_confirmation(self, replica: str) -> Slot | None:
+            self.claims += 1
+            return await super().claim_confirmation(replica)
+
+        async def listen_confirmations(self, notice: Callable[[str], None]) -> None:
+            self.notice = notice
+            notice(LISTENING)
+            await self.cut.wait()
+            raise StoreError("postgresql://monitor@db/monitor: listening stopped: gone")
+
+    book = Listening()
+    site = check()
+
+    async def probe(_name: str, _definition: str) -> tuple[CheckConfigBase, CheckResult]:
+        return site, run(site, clock, ok=True)
+
+    confirmer = Confirmer(book, ME, lambda: 1, clock, probe)
+    task = asyncio.create_task(confirmer.run())
+    try:
+        await settle()
+        start = book.claims
+        await clock.advance(HEARD_POLL_S - 1)
+        assert book.claims == start  # no poll while every wake-up is heard
+        book.slots = [Slot(1, 1, "site", definition_hash(site), "host-b:2:b")]
+        book.notice("request:1")
+        await settle()
+        assert book.answered == [(1, ME.id, Seen.UP, None, "HTTP 200")]
+        await clock.advance(HEARD_POLL_S)
+        assert book.claims == start + 3  # the wake-up (its slot, then none left), one poll
+        book.cut.set()  # the listen connection is lost: polled every 2 s again
+        await settle()
+        before = book.claims
+        await clock.advance(4.5)
+        assert book.claims - before >= 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_an_open_incident_hears_of_a_refuted_down(world, clock) -> None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from monitor.store.confirmations import ConfirmationBook, Seen
+from monitor.store.confirmations import LISTENING, ConfirmationBook, Seen
 from monitor.store.postgres import MIGRATIONS, PostgresStore
 from monitor.store.sqlite import SqliteStore
 from tests.proc import wait_for
@@ -100,6 +100,7 @@ async def test_answers_wake_the_requester_and_are_read_back(stores, pg_dsn) -> N
     listening = asyncio.create_task(a.listen_confirmations(notices.append))
     try:
         await wait_for(lambda: listening_on(pg_dsn), what="LISTEN in place")
+        await wait_for(lambda: notices == [LISTENING], what="the store saying it listens")
         request = await a.request_confirmation("site", "h1", "a", 2, 30)
         await wait_for(lambda: f"request:{request}" in notices, what="request notice")
         one, two = await b.claim_confirmation("b"), await c.claim_confirmation("c")

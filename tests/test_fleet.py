@@ -7,6 +7,7 @@ back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import replace
@@ -88,6 +89,8 @@ class Database:
         self.runs: dict[str, float] = {}
         self.runners: dict[str, str] = {}  # who recorded each check's last run
         self.down: set[str] = set()  # replicas that cannot reach it
+        self.readings: dict[str, tuple[str, str]] = {}  # check → (replica, reading)
+        self.beats: list[tuple[str, int, int, float | None]] = []  # id, runs, readings, claim
 
 
 class Book:
@@ -137,6 +140,27 @@ class Book:
         for r, _ in gone:
             del self.db.seen[r.id]
         return [Replica(r.id, r.host, r.pid, r.version, self._now() - at) for r, at in gone]
+
+    async def beat_and_record(
+        self,
+        replica: ReplicaId,
+        runs: Sequence[tuple[str, float]],
+        readings: Sequence[tuple[str, str]],
+        gone_after_s: float | None,
+    ) -> tuple[list[Replica], list[Replica]]:
+        """All or nothing, as the one statement is."""
+        self._reach()
+        self.db.beats.append((replica.id, len(runs), len(readings), gone_after_s))
+        gone = []
+        if gone_after_s is not None:
+            mine = self.db.seen.pop(replica.id, None)
+            gone = await self.claim_gone(gone_after_s)
+            if mine is not None:
+                self.db.seen[replica.id] = mine
+        await self.record_runs(replica.id, runs)
+        self.db.readings.update((c, (replica.id, text)) for c, text in readings)
+        live = await self.beat_replica(replica)
+        return [r for r in live if r.id not in {g.id for g in gone}], gone
 
 
 class Plans:
@@ -506,11 +530,11 @@ async def test_a_beat_that_never_answers_is_given_up_when_the_lease_runs_out(
     assert owned(a, configs)
     hang = asyncio.Event()
 
-    async def never(_replica: ReplicaId) -> list[Replica]:
+    async def never(*_args: object) -> tuple[list[Replica], list[Replica]]:
         await hang.wait()
-        return []
+        return [], []
 
-    a.membership.book.beat_replica = never  # type: ignore[method-assign,assignment]
+    a.book.beat_and_record = never  # type: ignore[method-assign,assignment]
     started = clock.monotonic()
     stepping = asyncio.create_task(a.step(started))
     await clock.advance(TTL - 2 * BEAT)
@@ -553,6 +577,41 @@ async def test_the_store_keeps_the_latest_run_and_gives_each_gone_replica_once(
         claims = [await a.claim_gone(TTL), await b.claim_gone(TTL)]
         assert [[r.id for r in c] for c in claims] == [["h:2:b"], []]
         assert [r.id for r in await a.beat_replica(me)] == ["h:1:a"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_one_beat_statement_renews_records_writes_readings_and_claims_the_gone(
+    pg_dsn: str,
+) -> None:
+    """`beat_and_record` is the four calls in one: the live set, the runs, the readings
+    (as `save_readings` writes them), and each gone replica to one claimer, never the
+    claimer itself even when its own row is stale."""
+    a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)
+    await a.open()
+    await b.open()
+    me = ReplicaId("h:1:a", "h", 1, "1.0", TTL, "hash-a")
+    other = ReplicaId("h:2:b", "h", 2, "1.0", TTL, "hash-b")
+    try:
+        live, gone = await a.beat_and_record(me, [("x", 3.0)], [("x", '{"n": 1}')], None)
+        assert ([r.id for r in live], gone) == (["h:1:a"], [])
+        live, gone = await b.beat_and_record(other, [("x", 20.0)], [], TTL)
+        assert ([r.id for r in live], gone) == (["h:1:a", "h:2:b"], [])
+        assert set(await b.last_runners(["x"])) == {"x"}
+        assert (await b.last_runners(["x"]))["x"][1] == "h:1:a"  # b's run is older
+        _, readings = await b.load_readings(None, other_than="h:2:b")
+        assert readings == {"x": '{"n": 1}'}
+        with psycopg.connect(pg_dsn) as conn:
+            conn.execute("UPDATE replicas SET seen_at = now() - interval '1 minute'")
+        # Both rows are stale: a claims b, not itself; b, back, finds nobody gone.
+        live, gone = await a.beat_and_record(me, [], [], TTL)
+        assert ([r.id for r in live], [r.id for r in gone]) == (["h:1:a"], ["h:2:b"])
+        assert gone[0].age_s >= 60
+        live, gone = await b.beat_and_record(other, [], [], TTL)
+        assert ([r.id for r in live], gone) == (["h:1:a", "h:2:b"], [])
+        live, gone = await a.beat_and_record(me, [], [], TTL)
+        assert ([r.id for r in live], gone) == (["h:1:a", "h:2:b"], [])
     finally:
         await a.close()
         await b.close()
@@ -619,6 +678,84 @@ async def shared(clock: FakeClock, n: int = 6) -> tuple[Database, Flaky, Member,
     await clock.advance(BEAT)
     await beat(clock, a.fleet, b.fleet)  # the runs are recorded
     return db, store, a, b
+
+
+class Readings:
+    """Stands in for the fleet view: readings due, and those given back."""
+
+    def __init__(self) -> None:
+        self.due: set[str] = set()
+        self.back: list[set[str]] = []
+
+    def take(self) -> tuple[set[str], list[tuple[str, str]]]:
+        due, self.due = self.due, set()
+        return due, [(c, "{}") for c in sorted(due)]
+
+    def give_back(self, checks: set[str]) -> None:
+        self.back.append(checks)
+        self.due |= checks
+
+
+async def test_each_beat_is_one_call_carrying_runs_readings_and_the_claim(
+    clock: FakeClock,
+) -> None:
+    """The runs and readings since the last beat ride on it; a beat the store refused
+    keeps the runs and gives the readings back; the claim of gone replicas rides only
+    once this replica has beaten for a ttl and a beat."""
+    db, configs = Database(clock), strict(3)
+    member = Member(db, "a", configs, Flaky())
+    fleet, readings = member.fleet, Readings()
+    fleet.carried = readings
+    await beat(clock, fleet)
+    assert db.beats[-1] == ("a:1:a", 0, 0, None)
+    for name in owned(fleet, configs):
+        await member.run(name, ok=True)
+    readings.due = {"c0", "c1"}
+    db.down.add("a:1:a")
+    await clock.advance(BEAT)
+    await beat(clock, fleet)
+    assert readings.back == [{"c0", "c1"}]
+    assert readings.due == {"c0", "c1"}
+    db.down.clear()
+    await clock.advance(BEAT)
+    await beat(clock, fleet)
+    assert db.beats[-1][:3] == ("a:1:a", 3, 2)  # the runs kept, the readings again
+    assert set(db.runs) == {"c0", "c1", "c2"}
+    assert set(db.readings) == {"c0", "c1"}
+    assert readings.due == set()
+    claims = [b[3] for b in db.beats]
+    while claims[-1] is None:
+        await clock.advance(BEAT)
+        await beat(clock, fleet)
+        claims = [b[3] for b in db.beats]
+    assert claims[-1] == TTL
+    # The failed beat ended its run of beats: the claim rides a ttl and a beat after
+    # the next one (beats[1]; the store never saw the failed one).
+    assert claims.index(TTL) == 1 + round((TTL + BEAT) / BEAT)
+
+
+async def test_recording_tells_then_after_the_sink_took_the_result_or_failed(
+    clock: FakeClock,
+) -> None:
+    """The fleet view is told of a run (its reading is written at the next beat) only
+    once the pipeline has the result, and also when the pipeline failed."""
+    db, configs, store = Database(clock), strict(2), Flaky()
+    member = Member(db, "a", configs, store)
+    await beat(clock, member.fleet)
+    told: list[tuple[str, bool]] = []
+    seen: list[str] = []
+
+    async def pipeline(config: CheckConfigBase, result: CheckResult) -> None:
+        seen.append(config.name)
+        if config.name == configs[1].name:
+            raise StoreError("away")
+
+    sink = member.fleet.recording(pipeline, lambda name: told.append((name, name in seen)))
+    at = clock.now()
+    for config in configs:
+        with contextlib.suppress(StoreError):
+            await sink(config, CheckResult(config.name, "http", Outcome.UP, None, "x", at, 0.1))
+    assert told == [(configs[0].name, True), (configs[1].name, True)]
 
 
 async def test_the_whole_fleet_without_its_store_keeps_probing_and_delivers_when_it_is_back(

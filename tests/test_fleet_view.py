@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from monitor.core.configtypes import CheckConfigBase
 from monitor.core.errors import StoreError
 from monitor.core.model import (
     CheckResult,
+    FailureKind,
     Incident,
     IncidentStatus,
     Outcome,
@@ -272,6 +274,52 @@ async def test_without_notices_the_periodic_reload_catches_up(
     assert len(two.silences.active()) == 1
 
 
+async def test_a_view_whose_readings_ride_the_fleet_s_beat_wakes_only_to_reload(
+    store: SharedStore, clock: FakeClock
+) -> None:
+    """Carried (`Fleet.carried` writes the readings): the view writes none itself and
+    reads incidents again every `RELOAD_BEATS` beats, or at once on a notice."""
+    one, two = Replica(store, clock, {"a"}), Replica(store, clock, set())
+    two.view.carried = True
+    beats = 0
+    beat = two.view.beat
+
+    async def counted() -> None:
+        nonlocal beats
+        beats += 1
+        await beat()
+
+    two.view.beat = counted  # type: ignore[method-assign]
+    task = asyncio.ensure_future(two.view.run())
+    try:
+        await settle()
+        lists = store.lists
+        await one.ran(CheckResult("a", "http", Outcome.UP, None, "ok", clock.now(), 0.1),
+                      CheckState(AlertState.UP, clock.now(), ups=1))  # fmt: skip
+        for _ in range(RELOAD_BEATS - 1):
+            await clock.advance(BEAT)
+        assert store.lists == lists  # nine beats: no reload, not even a wake-up
+        assert beats == 1  # the first, at the start
+        assert store.saved == []
+        await clock.advance(BEAT)
+        assert store.lists == lists + 1  # the tenth
+        assert beats == 2
+        opened = await one.incidents.on_check(event(clock, DOWN))  # a notice
+        await clock.advance(0.2)  # well within a beat: the notice did it
+        assert opened is not None
+        assert [i.id for i in two.incidents.open_incidents] == [opened.id]
+        assert two.view.take() == (set(), [])  # its own runs: none
+        one.view.carried = True
+        due, rows = one.view.take()
+        assert due == {"a"}
+        assert [(c, json.loads(t)["last"]["message"]) for c, t in rows] == [("a", "ok")]
+        one.view.give_back(due)
+        assert one.view.take()[0] == {"a"}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_the_owner_s_readings_are_served_by_every_replica(
     fleet: Any, clock: FakeClock
 ) -> None:
@@ -419,6 +467,58 @@ def test_a_reading_survives_its_text() -> None:
     assert Reading.from_text(json.dumps(earlier)).runs.runs() == runs.runs()[-2:]
     with pytest.raises((ValueError, KeyError)):
         Reading.from_text('{"state": {}}')
+
+
+_TEXT = st.text(st.characters(codec="utf-8") | st.sampled_from('"\\\n\x00\u2028\ud800'))
+_TIMES = st.none() | st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7))]))
+_COUNT = st.integers(min_value=0, max_value=2**40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    state=st.builds(
+        CheckState,
+        st.sampled_from(AlertState),
+        _TIMES,
+        _COUNT,
+        _COUNT,
+        _COUNT,
+        _COUNT,
+        _COUNT,
+        st.none() | st.sampled_from(AlertState),
+        _TIMES,
+        st.none() | _TEXT,
+    ),
+    check=_TEXT,
+    kind=_TEXT,
+    message=_TEXT,
+    outcome=st.sampled_from(Outcome),
+    failure=st.none() | st.sampled_from(FailureKind),
+    at=st.datetimes(timezones=st.just(UTC)),
+    duration=st.floats(min_value=0, max_value=1e6) | st.sampled_from([math.nan, math.inf]),
+    confirmation=st.none() | st.dictionaries(_TEXT, st.none() | _TEXT | st.integers()),
+)
+def test_a_reading_s_text_is_its_document_as_json(
+    state: CheckState, check: str, kind: str, message: str, outcome: Outcome,
+    failure: FailureKind | None, at: datetime, duration: float, confirmation: Any,
+) -> None:  # fmt: skip
+    """`to_text` assembles the JSON by hand: it is exactly what `json.dumps` makes of the
+    document (a duration that is no number: null, which PostgreSQL's json accepts and
+    `from_text` reads as 0), and reads back as the reading."""
+    details = {} if confirmation is None else {"confirmation": confirmation}
+    result = CheckResult(check, kind, outcome, failure, message, at, duration, details=details)
+    reading = Reading(state, result, RunHistory())
+    text = reading.to_text()
+    doc = reading.to_doc()
+    if math.isfinite(duration):
+        assert text == json.dumps(doc, separators=(",", ":"))
+    else:
+        doc["last"]["duration_s"] = None
+        assert json.loads(text) == doc
+    back = Reading.from_text(text)
+    assert back.state == state
+    assert (back.last.check, back.last.message, back.last.started_at) == (check, message, at)
+    assert back.last.duration_s == (duration if math.isfinite(duration) else 0.0)
 
 
 _UNREADABLE = (ValueError, KeyError, TypeError, IndexError)  # what `FleetView._read` takes

@@ -490,6 +490,15 @@ async def test_history_adds_minutes_and_derives_hours(store: Store) -> None:
     assert await store.read_history("web", MINUTE, H0 + 61, H0 + HOUR) == []
 
 
+async def test_history_keeps_any_check_name_and_exact_sums(store: Store) -> None:
+    """Names with quotes, backslashes and other scripts, and sums that are not round."""
+    odd = 'we"b\\ \u00e9\u6f22 \U0001f600'
+    await store.add_history([minute(odd, 0, up=1, ms=0.1), minute(odd, 0, up=1, ms=0.2)])
+    [bucket] = await store.read_history(odd, MINUTE, H0, H0 + 60)
+    assert (bucket.check, bucket.up, bucket.sum_ms, bucket.max_ms) == (odd, 2, 0.1 + 0.2, 0.2)
+    assert sum(bucket.latency) == 2
+
+
 async def test_run_counts_sum_the_checks_over_a_range(store: Store) -> None:
     await store.add_history([
         minute("web", 0, up=3, blind=1), minute("web", HOUR, down=2), minute("api", 60, up=5),

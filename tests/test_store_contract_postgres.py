@@ -19,6 +19,7 @@ from tests.test_store_contract import (  # noqa: F401
     test_escalations_commit_with_their_pages_once,
     test_escalations_swap_only_from_what_is_stored,
     test_history_adds_minutes_and_derives_hours,
+    test_history_keeps_any_check_name_and_exact_sums,
     test_history_retention_and_deletion,
     test_history_totals_add_hours_up_per_period,
     test_incidents_get_ids_and_round_trip,

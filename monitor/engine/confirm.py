@@ -16,7 +16,8 @@ details under `confirmation`, from there into the incident's timeline, and the s
 page shows a refuted failure as disputed.
 
 The other side, `Confirmer.run`: every replica takes requests of the others (woken by
-NOTIFY, polling every `POLL_S` in case a wake-up is lost), runs its own definition of the
+NOTIFY, polling every `POLL_S` in case a wake-up is lost, every `HEARD_POLL_S` while the
+store says it hears them all), runs its own definition of the
 check once and answers; requests and answers older than a day are pruned.
 """
 
@@ -47,18 +48,21 @@ from monitor.engine.health import blind_cause
 from monitor.engine.limits import Limiter
 from monitor.engine.scheduler import CheckRunner
 from monitor.metrics.exporter import Metrics
-from monitor.store.confirmations import Answer, ConfirmationBook, Seen, Slot
+from monitor.store.confirmations import LISTENING, Answer, ConfirmationBook, Seen, Slot
 from monitor.store.replicas import ReplicaId
 
 __all__ = [
-    "Confirmation", "Confirmer", "Verdict", "alone", "asks", "definition_hash", "held",
-    "probe_once", "seen_in",
+    "HEARD_POLL_S", "Confirmation", "Confirmer", "Verdict", "alone", "asks", "definition_hash",
+    "held", "probe_once", "seen_in",
 ]  # fmt: skip
 
 log = structlog.stdlib.get_logger(__name__)
 
 SLACK_S = 5.0  # an answer may take the check's timeout and this long
 POLL_S = 2.0  # how often a replica looks for requests and answers without a wake-up
+# While the store says every wake-up is heard (`LISTENING`), requests are looked for
+# this seldom: the poll is only the net for a wake-up lost as the connection came up.
+HEARD_POLL_S = 30.0
 RETENTION_S = 86400.0  # requests and answers are kept a day
 PRUNE_EVERY_S = 3600.0
 RETRY_S = 5.0  # how soon a lost LISTEN connection is opened again
@@ -218,6 +222,7 @@ class Confirmer:
         self.poll_s = poll_s
         self.slack_s = slack_s
         self._work = asyncio.Event()  # a request may be waiting for this replica
+        self._heard = False  # the store said wake-ups are heard (and has not failed since)
         self._waiters: dict[int, asyncio.Event] = {}  # request → woken by its answers
         self._answering: set[asyncio.Task[None]] = set()
 
@@ -271,7 +276,10 @@ class Confirmer:
     def notice(self, payload: str) -> None:
         """A wake-up from the database: a request to take, or answers to read."""
         kind, _, ident = payload.partition(":")
-        if kind == "request":
+        if payload == LISTENING:  # heard from now on: what came before is looked for once
+            self._heard = True
+            self._work.set()
+        elif kind == "request":
             self._work.set()
         elif kind == "answer" and ident.isdigit() and (w := self._waiters.get(int(ident))):
             w.set()
@@ -293,12 +301,19 @@ class Confirmer:
             try:
                 await self.book.listen_confirmations(self.notice)
             except StoreError as exc:
+                self._deaf()
                 if not failing:
                     log.warning("confirmation_listen_failed", error=str(exc), retry_in_s=RETRY_S)
                 failing = True
             except Exception:  # never past this loop: polling still answers
+                self._deaf()
                 log.exception("confirmation_listen_failed")
             await self.clock.sleep_until(self.clock.monotonic() + RETRY_S)
+
+    def _deaf(self) -> None:
+        """Wake-ups may be lost from now on: polled every `poll_s` again, at once."""
+        self._heard = False
+        self._work.set()
 
     async def _take(self) -> None:
         next_prune = self.clock.monotonic()
@@ -312,7 +327,8 @@ class Confirmer:
                 await self._claim()
             except Exception:  # a store away: polled again
                 log.debug("confirmation_claim_failed", exc_info=True)
-            await self._wait(self._work, self.clock.monotonic() + self.poll_s)
+            poll_s = HEARD_POLL_S if self._heard else self.poll_s
+            await self._wait(self._work, self.clock.monotonic() + poll_s)
 
     async def _claim(self) -> None:
         while len(self._answering) < MAX_ANSWERING:

@@ -40,10 +40,13 @@ here, only its monotonic clock to time its lease.
   a replica whose hash differs from a live peer's logs `config_differs` and sets
   `monitor_config_consistent` to 0.
 - **Gone replicas.** A replica that stopped beating without leaving is claimed by
-  exactly one live replica (`RunBook.claim_gone`), which opens one monitor-health
-  incident for its host (`monitor-health:replica-gone:<host>`), posted per
-  `escalation.monitor_health`; a replica that starts (or beats again) on that host
-  resolves it. A clean stop leaves the table and opens nothing.
+  exactly one live replica, which opens one monitor-health incident for its host
+  (`monitor-health:replica-gone:<host>`), posted per `escalation.monitor_health`; a
+  replica that starts (or beats again) on that host resolves it. A clean stop leaves
+  the table and opens nothing.
+- **One statement a beat.** The beat, the runs since the last one, the fleet view's
+  readings (`Carried`) and the claim of gone replicas go to the store together
+  (`RunBook.beat_and_record`): one round trip a second.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import fields, is_dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from pydantic import BaseModel, SecretStr
@@ -70,7 +73,7 @@ from monitor.engine.membership import Membership
 from monitor.engine.scheduler import ResultSink, Scheduler
 from monitor.incidents.manager import IncidentManager
 from monitor.metrics.exporter import Metrics
-from monitor.store.replicas import Replica, RunBook
+from monitor.store.replicas import Replica, ReplicaId, RunBook
 
 __all__ = [
     "SETTLE_BEATS", "TAKEOVER_SPREAD_S", "Fleet", "config_hash", "gone_key", "owner", "owners",
@@ -140,6 +143,19 @@ def _plain(value: object) -> object:
     return repr(value)
 
 
+class Carried(Protocol):
+    """What rides on each beat beside the runs: the fleet view's readings
+    (`FleetView.take`), written in the beat's own statement."""
+
+    def take(self) -> tuple[set[str], list[tuple[str, str]]]:
+        """The checks whose readings are due, and their rows (check, reading text)."""
+        ...
+
+    def give_back(self, checks: set[str]) -> None:
+        """Those checks' readings were not written: they are due at the next beat."""
+        ...
+
+
 class Fleet:
     """Beats for this replica (through `Membership`) and keeps which checks it owns.
 
@@ -174,6 +190,7 @@ class Fleet:
         self.held = held
         self.incidents = incidents
         self.scheduler: Scheduler | None = None
+        self.carried: Carried | None = None  # the fleet view's readings, if it has one
         self._plans: dict[str, float] = {}  # planned before the scheduler started
         self._owned: set[str] = set()
         self._pending: dict[str, float] = {}  # handed over by a live replica: runs from then
@@ -213,17 +230,22 @@ class Fleet:
     def _leased(self, check: str) -> bool:
         return check in self._owned and (self._solo or self.clock.monotonic() < self._lease_until)
 
-    def recording(self, sink: ResultSink) -> ResultSink:
+    def recording(self, sink: ResultSink, then: Callable[[str], None] | None = None) -> ResultSink:
         """`sink`, after noting when the run started (recorded at the next beat; an
-        orphan's only once its observations are kept)."""
+        orphan's only once its observations are kept); `then` is told the check's name
+        once `sink` is done (the fleet view's `ran`: one wrapper a run, not two)."""
 
         async def record(config: CheckConfigBase, result: CheckResult) -> None:
-            name, at = config.name, self.clock.monotonic() - result.duration_s
-            if self._leased(name):
-                self._ran[name] = at
+            name, now = config.name, self.clock.monotonic()
+            if name in self._owned and (self._solo or now < self._lease_until):  # `_leased`
+                self._ran[name] = now - result.duration_s
             elif name in self._orphaned:
-                self._orphan_ran[name] = at
-            await sink(config, result)
+                self._orphan_ran[name] = now - result.duration_s
+            try:
+                await sink(config, result)
+            finally:
+                if then is not None:
+                    then(name)
 
         return record
 
@@ -255,10 +277,38 @@ class Fleet:
         # A beat that hangs (a database that does not answer) waits no longer than the
         # lease holds: then this replica lets its checks go.
         wait_s = max(self.beat_s, self._lease_until - started)
+        # The beat carries the runs since the last one, the fleet view's readings, and
+        # (once every replica had the time to beat again after an outage) the claim of
+        # replicas gone without leaving: one statement.
+        now = self.clock.monotonic()
+        runs = dict(self._ran)
+        due, rows = self.carried.take() if self.carried is not None else (set(), [])
+        claim = (
+            self._beating_since is not None
+            and started - self._beating_since >= self.ttl_s + self.beat_s
+        )
+        gone: list[Replica] = []
+
+        async def via(me: ReplicaId) -> list[Replica]:
+            live, found = await self.book.beat_and_record(
+                me, [(n, now - t) for n, t in runs.items()], rows,
+                self.ttl_s if claim else None,
+            )  # fmt: skip
+            gone.extend(found)
+            return live
+
         try:
-            ok = await self._beat(started + wait_s)
+            try:
+                ok = await self._beat(started + wait_s, via)
+            except BaseException:
+                ok = False
+                raise
+            finally:
+                self._carried(ok, runs, due)
             if ok is None:
                 self.membership.unreachable(f"no answer within {wait_s:.1f}s")
+            if gone:
+                await self._gone(gone)
             if ok:
                 await self._after_beat(started)
             else:
@@ -268,9 +318,21 @@ class Fleet:
         except Exception:  # ownership is retried at the next beat, never fatal
             log.exception("fleet_step_failed", replica=self.membership.me.id)
 
-    async def _beat(self, deadline: float) -> bool | None:
+    def _carried(self, ok: bool | None, runs: dict[str, float], due: set[str]) -> None:
+        """After a beat: the runs it recorded are done with; the readings of one that
+        failed (or may not have been taken) are due again."""
+        if ok:
+            for name, at in runs.items():
+                if self._ran.get(name) == at:  # not run again meanwhile
+                    del self._ran[name]
+        elif due and self.carried is not None:
+            self.carried.give_back(due)
+
+    async def _beat(
+        self, deadline: float, via: Callable[[ReplicaId], Awaitable[list[Replica]]]
+    ) -> bool | None:
         """One beat, given up at `deadline` on the clock (None)."""
-        beat = asyncio.ensure_future(self.membership.beat())
+        beat = asyncio.ensure_future(self.membership.beat(via))
         timer = asyncio.ensure_future(self.clock.sleep_until(deadline))
         try:
             await asyncio.wait({beat, timer}, return_when=asyncio.FIRST_COMPLETED)
@@ -344,13 +406,9 @@ class Fleet:
         if stray := self._orphaned - set(self._pending):  # not its own any more
             await self._drop(configs, stray, "owned by another replica")
         await self._take(configs, now)
-        await self._record()
         if self._returned:
             await self._back()
             self._returned = False
-        if now - self._beating_since >= self.ttl_s + self.beat_s:
-            # Only once every replica had the time to beat again after an outage.
-            await self._claim_gone()
 
     def _configs(self) -> tuple[dict[str, CheckConfigBase], tuple[str, ...]]:
         """The checks by name, and their names: worked out again only when the sequence
@@ -514,8 +572,10 @@ class Fleet:
             self._differs = differs
         self._consistent.set(0 if differs else 1)
 
-    async def _claim_gone(self) -> None:
-        for replica in await self.book.claim_gone(self.ttl_s):
+    async def _gone(self, claimed: list[Replica]) -> None:
+        """The replicas this beat claimed as gone without leaving (each is claimed by
+        exactly one replica): a monitor-health incident for each one's host."""
+        for replica in claimed:
             log.warning("replica_gone_without_leaving", replica=replica.id, host=replica.host,
                         silent_s=round(replica.age_s, 1))  # fmt: skip
             if self.incidents is None:

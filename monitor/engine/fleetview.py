@@ -5,8 +5,9 @@ silences in memory (`IncidentManager`, `SilenceBook`). `FleetView` keeps those c
 step with the fleet's truth, the shared store:
 
 - **Check readings.** Each beat, the replica writes one compact row per check it owns
-  that ran since the last beat (`SharedReadings.save_readings`: its alert state, last
-  result and recent runs); the runs are noted as they are delivered (`recording`), so a
+  that ran since the last beat (its alert state, last result and recent runs), in the
+  fleet's beat statement (`take`, `Fleet.carried`) or, alone, through
+  `SharedReadings.save_readings`; the runs are noted as they are delivered (`ran`), so a
   beat's cost follows the runs, not the number of checks. The others' rows are read on
   demand (`current`): a request for the status page, `/api/status` or a badge reads the
   rows written since the last read, at most once a beat, and waits for that read at most
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,30 +87,50 @@ class Reading:
     runs: RunHistory
 
     def to_text(self) -> str:
+        """The reading as JSON, assembled from its parts: written for each run of each
+        check a replica owns, where `json.dumps` of the nested objects cost twice as
+        much. Strings go through the json module's own quoting; `to_doc` is the same
+        document as objects (what this text parses back to)."""
         last, s = self.last, self.state
         confirmation = last.details.get("confirmation")
-        return json.dumps(
-            {
-                "state": {
-                    "state": s.state.value, "since": _iso(s.since), "ups": s.ups,
-                    "non_downs": s.non_downs, "bads": s.bads, "downs": s.downs,
-                    "blinds": s.blinds, "seen": None if s.seen is None else s.seen.value,
-                    "seen_since": _iso(s.seen_since), "cause": s.cause,
-                },
-                "last": {
-                    "check": last.check, "kind": last.kind, "outcome": last.outcome.value,
-                    "failure": None if last.failure is None else last.failure.value,
-                    "message": last.message,
-                    "started_at": last.started_at.isoformat(), "duration_s": last.duration_s,
-                    "confirmation": confirmation,
-                },
-                # Packed (`RunHistory.pack`); `runs` stays for replicas of earlier
-                # versions, which read it as a list (empty: no bars, not an error).
-                "history": base64.b64encode(self.runs.pack()).decode("ascii"),
-                "runs": [],
+        return (
+            f'{{"state":{{"state":{_q(s.state.value)},"since":{_q_time(s.since)},'
+            f'"ups":{int(s.ups)},"non_downs":{int(s.non_downs)},"bads":{int(s.bads)},'
+            f'"downs":{int(s.downs)},"blinds":{int(s.blinds)},'
+            f'"seen":{"null" if s.seen is None else _q(s.seen.value)},'
+            f'"seen_since":{_q_time(s.seen_since)},'
+            f'"cause":{"null" if s.cause is None else _q(s.cause)}}},'
+            f'"last":{{"check":{_q(last.check)},"kind":{_q(last.kind)},'
+            f'"outcome":{_q(last.outcome.value)},'
+            f'"failure":{"null" if last.failure is None else _q(last.failure.value)},'
+            f'"message":{_q(last.message)},"started_at":{_q(last.started_at.isoformat())},'
+            f'"duration_s":{_number(last.duration_s)},'
+            f'"confirmation":{_json(confirmation)}}},'
+            # Packed (`RunHistory.pack`); `runs` stays for replicas of earlier versions,
+            # which read it as a list (empty: no bars, not an error).
+            f'"history":"{base64.b64encode(self.runs.pack()).decode("ascii")}","runs":[]}}'
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        """The document `to_text` writes, as objects."""
+        last, s = self.last, self.state
+        return {
+            "state": {
+                "state": s.state.value, "since": _iso(s.since), "ups": s.ups,
+                "non_downs": s.non_downs, "bads": s.bads, "downs": s.downs,
+                "blinds": s.blinds, "seen": None if s.seen is None else s.seen.value,
+                "seen_since": _iso(s.seen_since), "cause": s.cause,
             },
-            separators=(",", ":"),
-        )  # fmt: skip
+            "last": {
+                "check": last.check, "kind": last.kind, "outcome": last.outcome.value,
+                "failure": None if last.failure is None else last.failure.value,
+                "message": last.message,
+                "started_at": last.started_at.isoformat(), "duration_s": last.duration_s,
+                "confirmation": last.details.get("confirmation"),
+            },
+            "history": base64.b64encode(self.runs.pack()).decode("ascii"),
+            "runs": [],
+        }  # fmt: skip
 
     @classmethod
     def from_text(cls, text: str) -> Reading:
@@ -129,7 +151,7 @@ class Reading:
             check=str(last["check"]), kind=str(last["kind"]), outcome=Outcome(last["outcome"]),
             failure=None if last["failure"] is None else FailureKind(last["failure"]),
             message=str(last["message"]), started_at=started,
-            duration_s=float(last["duration_s"]),
+            duration_s=float(last["duration_s"] or 0.0),  # null: not a number
             details={"confirmation": confirmation} if isinstance(confirmation, dict) else {},
         )  # fmt: skip
         packed = doc.get("history")
@@ -145,6 +167,22 @@ class Reading:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+_q = json.encoder.encode_basestring_ascii  # a str as a JSON string, quoted (in C)
+
+
+def _q_time(value: datetime | None) -> str:
+    return "null" if value is None else _q(value.isoformat())
+
+
+def _number(value: float) -> str:
+    """A float as JSON writes it (`repr`), and null where JSON has no number."""
+    return repr(float(value)) if math.isfinite(value) else "null"
+
+
+def _json(value: object) -> str:
+    return "null" if value is None else json.dumps(value, separators=(",", ":"))
 
 
 def _time(value: object) -> datetime | None:
@@ -208,6 +246,9 @@ class FleetView:
         self.local, self.owns, self.checks = local, owns, checks
         self.beat_s = beat_s
         self.incidents, self.silences = incidents, silences
+        # The readings ride on the fleet's beat (`Fleet.carried`), in its statement;
+        # else this view's beat writes them.
+        self.carried = False
         self.remote: dict[str, Reading] = {}
         self.readings = FleetReadings(local, self.remote, owns)
         self._ran: set[str] = set()  # checks run since the last write (`recording`)
@@ -227,16 +268,19 @@ class FleetView:
     # --- check readings ----------------------------------------------------------------
 
     def recording(self, sink: ResultSink) -> ResultSink:
-        """`sink`, after which the check is noted as run: its reading is written at the
-        next beat."""
+        """`sink`, after which the check is noted as run (`ran`)."""
 
         async def record(config: CheckConfigBase, result: CheckResult) -> None:
             try:
                 await sink(config, result)
             finally:
-                self._ran.add(config.name)
+                self.ran(config.name)
 
         return record
+
+    def ran(self, check: str) -> None:
+        """`check` ran and its result was taken: its reading is written at the next beat."""
+        self._ran.add(check)
 
     async def current(self) -> None:
         """Makes `readings` current for a request: reads the others' rows written since
@@ -304,7 +348,11 @@ class FleetView:
             next_beat = self.clock.monotonic()
             while True:
                 if self.clock.monotonic() >= next_beat:
-                    next_beat = self.clock.monotonic() + self.beat_s
+                    # Readings carried by the fleet's beat: this loop only reloads, so it
+                    # wakes for a notice or every `RELOAD_BEATS` beats, not every beat.
+                    every = RELOAD_BEATS if self.carried else 1
+                    next_beat = self.clock.monotonic() + every * self.beat_s
+                    self._beats += every - 1
                     await self.beat()
                 if self._dirty:
                     await self.reload()
@@ -350,11 +398,12 @@ class FleetView:
             return
         self._recovered("write")
 
-    async def _write(self) -> None:
-        """The checks noted as run since the last write, those this replica owns (and
-        still has: a reload may have removed one)."""
+    def take(self) -> tuple[set[str], list[tuple[str, str]]]:
+        """The checks noted as run since the last write, and the readings of those this
+        replica owns (and still has: a reload may have removed one); `give_back` if they
+        were not written."""
         if not self._ran:
-            return
+            return set(), []
         ran, self._ran = self._ran, set()
         local, rows = self.local, []
         for name in ran:
@@ -364,10 +413,21 @@ class FleetView:
             if last is not None and state is not None:
                 runs = local.run_history(name) or RunHistory()
                 rows.append((name, Reading(state, last, runs).to_text()))
+        return ran, rows
+
+    def give_back(self, checks: set[str]) -> None:
+        self._ran |= checks  # written at the next beat
+
+    async def _write(self) -> None:
+        if self.carried:  # the fleet's beat writes them (`Fleet.carried`)
+            return
+        ran, rows = self.take()
+        if not ran:
+            return
         try:
             await self.store.save_readings(self.replica, rows)
         except BaseException:
-            self._ran |= ran  # written at the next beat
+            self.give_back(ran)
             raise
 
     async def _read(self) -> None:

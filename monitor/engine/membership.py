@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -58,10 +59,13 @@ class Membership:
         self.failing = False
         self._gauge = metrics.track_replicas()
 
-    async def beat(self) -> bool:
-        """One beat. Returns whether the database took it."""
+    async def beat(
+        self, via: Callable[[ReplicaId], Awaitable[list[Replica]]] | None = None
+    ) -> bool:
+        """One beat (`via`: a call that beats and returns the live set as
+        `beat_replica` does, carrying more). Returns whether the database took it."""
         try:
-            live = await self.book.beat_replica(self.me)
+            live = await (self.book.beat_replica if via is None else via)(self.me)
         except StoreError as exc:
             self.unreachable(str(exc))
             return False

@@ -15,9 +15,9 @@ between ticks listens for changes told by other replicas (`Store.wait_changes`,
 LISTEN/NOTIFY), so it hears of them within milliseconds. A standby asks for the lease
 and waits up to `WAIT_S` for it in the same call (on PostgreSQL the server queues it for
 the lock, so it takes the lease the moment the holder's session ends), then asks again:
-one round trip a second, not four tries and four listens. Both tell their subscribers
-(the pager, the outbox) at least every `RELOAD_S` anyway: the safety net if a
-notification is lost.
+one round trip every `WAIT_S` (3 s), not four tries and four listens a second. Both
+tell their subscribers (the pager, the outbox) at least every `RELOAD_S` anyway: the
+safety net if a notification is lost.
 
 Escalations started on one replica run on another, so their times must not depend on
 either replica's clock: in a fleet the pager and the outbox read the time from a
@@ -46,7 +46,7 @@ log = structlog.stdlib.get_logger(__name__)
 # leader cut off learns it within a tick and the store's lease timeout, and every claim
 # and escalation step is fenced by its token meanwhile.
 TICK_S = 1.0
-WAIT_S = 1.0  # a standby waits this long for the lease in each try
+WAIT_S = 3.0  # a standby waits this long for the lease in each try
 RELOAD_S = 5.0  # subscribers reload paging state at least this often
 SKEW_WARNING_S = 1.0  # a clock off the database's by more than this is logged
 MEASURE_WITHIN = timedelta(milliseconds=200)  # round trips longer than this are not used

@@ -16,7 +16,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Answer", "ConfirmationBook", "Seen", "Slot"]
+__all__ = ["LISTENING", "Answer", "ConfirmationBook", "Seen", "Slot"]
+
+LISTENING = "listening"  # the notice that says wake-ups are heard from now on
 
 
 class Seen(StrEnum):
@@ -91,5 +93,6 @@ class ConfirmationBook(Protocol):
 
     async def listen_confirmations(self, notice: Callable[[str], None]) -> None:
         """Calls `notice` with each wake-up (`request:<id>`, `answer:<id>`) until
-        cancelled; raises `StoreError` when the connection is lost."""
+        cancelled; raises `StoreError` when the connection is lost. A store may call it
+        with `LISTENING` once every wake-up from then on is heard."""
         ...

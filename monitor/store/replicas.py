@@ -74,3 +74,15 @@ class RunBook(Protocol):
         """Removes and returns the replicas not heard from within `ttl_s` that never left:
         each is returned to exactly one caller across the fleet."""
         ...
+
+    async def beat_and_record(
+        self,
+        replica: ReplicaId,
+        runs: Sequence[tuple[str, float]],
+        readings: Sequence[tuple[str, str]],
+        gone_after_s: float | None,
+    ) -> tuple[list[Replica], list[Replica]]:
+        """In one call: `ReplicaBook.beat_replica`, `record_runs`, the readings as
+        `SharedReadings.save_readings` writes them, and, when `gone_after_s` is set,
+        `claim_gone(gone_after_s)` (never this replica). Returns (live set, claimed)."""
+        ...
