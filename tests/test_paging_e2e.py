@@ -123,6 +123,9 @@ async def test_page_ack_resolve(world) -> None:
     d = await start()
     opened = await d.event("incident_opened", check="site")
     await wait_for(lambda: hook_pages(r) == ["alice"], what="the primary paged")
+    # Each notifier delivers from its own queue: the channel post and the PagerDuty
+    # event may come a moment after the webhook's page.
+    await wait_for(lambda: r.at("/slack") and r.at("/pd"), what="the channel post and PD")
     assert [b["event_action"] for b in r.at("/pd")] == ["trigger"]
     assert r.at("/pd")[0]["dedup_key"] == "site"
     assert r.at("/pd")[0]["payload"]["severity"] == "error"  # P1
