@@ -734,6 +734,22 @@ async def test_each_beat_is_one_call_carrying_runs_readings_and_the_claim(
     assert claims.index(TTL) == 1 + round((TTL + BEAT) / BEAT)
 
 
+async def test_a_fleet_view_that_fails_costs_its_readings_not_the_beat(clock: FakeClock) -> None:
+    db, configs = Database(clock), strict(2)
+    fleet = replica_of(db, "a", configs)
+
+    class Broken(Readings):
+        def take(self) -> tuple[set[str], list[tuple[str, str]]]:
+            raise RuntimeError("a bug")
+
+    fleet.carried = Broken()
+    with capture_logs() as logs:
+        await beat(clock, fleet)
+    assert db.beats == [("a:1:a", 0, 0, None)]
+    assert [r.id for r in fleet.membership.live] == ["a:1:a"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["fleet_view_failed"]
+
+
 async def test_recording_tells_then_after_the_sink_took_the_result_or_failed(
     clock: FakeClock,
 ) -> None:

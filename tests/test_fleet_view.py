@@ -521,6 +521,32 @@ def test_a_reading_s_text_is_its_document_as_json(
     assert back.last.duration_s == (duration if math.isfinite(duration) else 0.0)
 
 
+def test_a_reading_is_json_postgresql_takes_whatever_its_confirmation_holds() -> None:
+    """A reading rides on the fleet's beat: text PostgreSQL's json type refused (NaN,
+    Infinity) would fail the beat itself. A confirmation JSON cannot carry is null."""
+
+    def strict(text: str) -> Any:
+        def refuse(constant: str) -> None:
+            raise ValueError(constant)
+
+        return json.loads(text, parse_constant=refuse)
+
+    at = FakeClock().now()
+    for odd in ({"late_s": math.nan}, {"at": at}, {"ratio": -math.inf}):
+        result = CheckResult("a", "http", Outcome.DOWN, None, "x", at, math.inf,
+                             details={"confirmation": odd})  # fmt: skip
+        doc = strict(Reading(CheckState(), result, RunHistory()).to_text())
+        assert doc["last"]["confirmation"] is None
+        assert doc["last"]["duration_s"] is None
+    fine = {"outcome": "confirmed", "replicas": ["b"]}
+    result = CheckResult("a", "http", Outcome.DOWN, None, "x", at, 0.5,
+                         details={"confirmation": fine})  # fmt: skip
+    assert (
+        strict(Reading(CheckState(), result, RunHistory()).to_text())["last"]["confirmation"]
+        == fine
+    )
+
+
 _UNREADABLE = (ValueError, KeyError, TypeError, IndexError)  # what `FleetView._read` takes
 
 

@@ -282,7 +282,7 @@ class Fleet:
         # replicas gone without leaving: one statement.
         now = self.clock.monotonic()
         runs = dict(self._ran)
-        due, rows = self.carried.take() if self.carried is not None else (set(), [])
+        due, rows = self._readings()
         claim = (
             self._beating_since is not None
             and started - self._beating_since >= self.ttl_s + self.beat_s
@@ -317,6 +317,17 @@ class Fleet:
             log.warning("fleet_step_failed", replica=self.membership.me.id, error=str(exc))
         except Exception:  # ownership is retried at the next beat, never fatal
             log.exception("fleet_step_failed", replica=self.membership.me.id)
+
+    def _readings(self) -> tuple[set[str], list[tuple[str, str]]]:
+        """The fleet view's readings for this beat; a bug there costs the readings, never
+        the beat."""
+        if self.carried is None:
+            return set(), []
+        try:
+            return self.carried.take()
+        except Exception:
+            log.exception("fleet_view_failed", replica=self.membership.me.id)
+            return set(), []
 
     def _carried(self, ok: bool | None, runs: dict[str, float], due: set[str]) -> None:
         """After a beat: the runs it recorded are done with; the readings of one that

@@ -182,7 +182,14 @@ def _number(value: float) -> str:
 
 
 def _json(value: object) -> str:
-    return "null" if value is None else json.dumps(value, separators=(",", ":"))
+    """JSON that PostgreSQL's json type takes (no NaN): a reading rides on the fleet's
+    beat, and one it refused would fail the beat itself. Anything else: null."""
+    if value is None:
+        return "null"
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return "null"
 
 
 def _time(value: object) -> datetime | None:
