@@ -390,6 +390,16 @@ async def test_a_confirmer_that_breaks_loses_no_failure(world, clock) -> None:
     assert "confirmation_failed" in [e["event"] for e in logs]
 
 
+def answering(book: ConfirmationBook, clock: FakeClock) -> tuple[CheckConfigBase, Confirmer]:
+    """A check, and a confirmer over `book` whose probe of it finds it up."""
+    site = check()
+
+    async def probe(_name: str, _definition: str) -> tuple[CheckConfigBase, CheckResult]:
+        return site, run(site, clock, ok=True)
+
+    return site, Confirmer(book, ME, lambda: 1, clock, probe)
+
+
 async def test_a_lost_listen_connection_is_retried_and_polling_still_answers(clock) -> None:
     class Deaf(FakeBook):
         listens = 0
@@ -399,12 +409,7 @@ async def test_a_lost_listen_connection_is_retried_and_polling_still_answers(clo
             raise StoreError("postgresql://monitor@db/monitor: listening stopped: gone")
 
     book = Deaf()
-    site = check()
-
-    async def probe(_name: str, _definition: str) -> tuple[CheckConfigBase, CheckResult]:
-        return site, run(site, clock, ok=True)
-
-    confirmer = Confirmer(book, ME, lambda: 1, clock, probe)
+    site, confirmer = answering(book, clock)
     with capture_logs() as logs:
         task = asyncio.create_task(confirmer.run())
         try:
@@ -440,12 +445,7 @@ async def test_while_every_wake_up_is_heard_requests_are_polled_seldom(clock) ->
             raise StoreError("postgresql://monitor@db/monitor: listening stopped: gone")
 
     book = Listening()
-    site = check()
-
-    async def probe(_name: str, _definition: str) -> tuple[CheckConfigBase, CheckResult]:
-        return site, run(site, clock, ok=True)
-
-    confirmer = Confirmer(book, ME, lambda: 1, clock, probe)
+    site, confirmer = answering(book, clock)
     task = asyncio.create_task(confirmer.run())
     try:
         await settle()

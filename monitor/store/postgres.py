@@ -870,40 +870,13 @@ class PostgresStore:
         # Every part sees the same snapshot: a replica claimed as gone (not seen within
         # the ttl) is not in the live set either. This replica's own row is never
         # claimed by its own beat.
-        ages = json.dumps({c: max(0.0, a) for c, a in runs}, separators=(",", ":"))
-        last = dict(readings)
-        rows = "{" + ",".join(f"{json.dumps(c)}:{text}" for c, text in last.items()) + "}"
         async with self._tx("cannot renew replica", single=True) as cur:
             await cur.execute(
-                "WITH me AS (INSERT INTO replicas"
-                " (id, host, pid, version, started_at, seen_at, config_hash)"
-                " VALUES (%(id)s, %(host)s, %(pid)s, %(version)s, now(), now(), %(hash)s)"
-                " ON CONFLICT (id) DO UPDATE SET seen_at = now(),"
-                " config_hash = excluded.config_hash"
-                " RETURNING id, host, pid, version, 0.0::float8 AS age, config_hash),"
-                " gone AS (DELETE FROM replicas WHERE %(claim)s::float8 IS NOT NULL"
-                " AND id <> %(id)s AND seen_at <= now() - make_interval(secs => %(claim)s)"
-                " RETURNING id, host, pid, version, extract(epoch FROM now() - seen_at)::float8"
-                " AS age, config_hash),"
-                " ran AS (INSERT INTO check_runs (check_name, ran_at, replica)"
-                " SELECT key, now() - make_interval(secs => value::float8), %(id)s"
-                " FROM json_each_text(%(runs)s::json)"
-                " ON CONFLICT (check_name) DO UPDATE SET ran_at = excluded.ran_at,"
-                " replica = excluded.replica WHERE check_runs.ran_at < excluded.ran_at),"
-                " readings AS (INSERT INTO check_readings"
-                " (check_name, replica, reading, written_at)"
-                " SELECT key, %(id)s, value, now() FROM json_each_text(%(readings)s::json)"
-                " ON CONFLICT (check_name) DO UPDATE SET replica = excluded.replica,"
-                " reading = excluded.reading, written_at = excluded.written_at)"
-                " SELECT false AS gone, * FROM me UNION ALL"
-                " SELECT false, id, host, pid, version,"
-                " extract(epoch FROM now() - seen_at)::float8, config_hash FROM replicas"
-                " WHERE id <> %(id)s AND seen_at > now() - make_interval(secs => %(ttl)s)"
-                " UNION ALL SELECT true, * FROM gone",
+                _BEAT_AND_RECORD,
                 {"id": replica.id, "host": replica.host, "pid": replica.pid,
                  "version": replica.version, "hash": replica.config_hash,
-                 "ttl": replica.ttl_s, "claim": gone_after_s, "runs": ages,
-                 "readings": rows},
+                 "ttl": replica.ttl_s, "claim": gone_after_s, "runs": _ages(runs),
+                 "readings": _readings(readings)},
             )  # fmt: skip
             found = await cur.fetchall()
         live = sorted((_replica(r) for r in found if not r["gone"]), key=lambda r: r.id)
@@ -1102,18 +1075,8 @@ class PostgresStore:
     async def record_runs(self, replica_id: str, runs: Sequence[tuple[str, float]]) -> None:
         if not runs:
             return
-        # One JSON object of check → seconds ago, as `save_readings` sends its rows: a
-        # text[] parameter is quoted element by element in Python.
-        ages = json.dumps({c: max(0.0, a) for c, a in runs}, separators=(",", ":"))
         async with self._tx("cannot record runs", single=True) as cur:
-            await cur.execute(
-                "INSERT INTO check_runs (check_name, ran_at, replica)"
-                " SELECT key, now() - make_interval(secs => value::float8), %s"
-                " FROM json_each_text(%s::json)"
-                " ON CONFLICT (check_name) DO UPDATE SET ran_at = excluded.ran_at,"
-                " replica = excluded.replica WHERE check_runs.ran_at < excluded.ran_at",
-                (replica_id, ages),
-            )
+            await cur.execute(_RECORD_RUNS, {"id": replica_id, "runs": _ages(runs)})
 
     async def last_runs(self, checks: Sequence[str]) -> dict[str, float]:
         async with self._tx("cannot read last runs", single=True) as cur:
@@ -1234,21 +1197,8 @@ class PostgresStore:
     async def save_readings(self, replica_id: str, readings: Sequence[tuple[str, str]]) -> None:
         if not readings:
             return
-        # One JSON object of check → reading, each reading (a JSON text already) set in
-        # as it is: a text[] parameter is quoted element by element in Python, and
-        # encoding the texts as JSON strings would escape every quote in them again. The
-        # json type keeps each value's text, so `json_each_text` gives it back unchanged.
-        # One row per check, the last reading of a check winning.
-        last = dict(readings)
-        rows = "{" + ",".join(f"{json.dumps(c)}:{text}" for c, text in last.items()) + "}"
         async with self._tx("cannot save readings", single=True) as cur:
-            await cur.execute(
-                "INSERT INTO check_readings (check_name, replica, reading, written_at)"
-                " SELECT key, %s, value, now() FROM json_each_text(%s::json)"
-                " ON CONFLICT (check_name) DO UPDATE SET replica = excluded.replica,"
-                " reading = excluded.reading, written_at = excluded.written_at",
-                (replica_id, rows),
-            )
+            await cur.execute(_SAVE_READINGS, {"id": replica_id, "readings": _readings(readings)})
 
     async def load_readings(
         self, since: float | None, *, other_than: str | None = None
@@ -1541,6 +1491,58 @@ def _replica(r: DictRow) -> Replica:
         str(r["id"]), str(r["host"]), int(r["pid"]), str(r["version"]), float(r["age"]),
         str(r["config_hash"]),
     )  # fmt: skip
+
+
+# A replica's runs, one JSON object of check → seconds ago (`_ages`): a text[] parameter
+# is quoted element by element in Python.
+_RECORD_RUNS = (
+    b"INSERT INTO check_runs (check_name, ran_at, replica)"
+    b" SELECT key, now() - make_interval(secs => value::float8), %(id)s"
+    b" FROM json_each_text(%(runs)s::json)"
+    b" ON CONFLICT (check_name) DO UPDATE SET ran_at = excluded.ran_at,"
+    b" replica = excluded.replica WHERE check_runs.ran_at < excluded.ran_at"
+)
+# A replica's check readings, one JSON object of check → reading (`_readings`).
+_SAVE_READINGS = (
+    b"INSERT INTO check_readings (check_name, replica, reading, written_at)"
+    b" SELECT key, %(id)s, value, now() FROM json_each_text(%(readings)s::json)"
+    b" ON CONFLICT (check_name) DO UPDATE SET replica = excluded.replica,"
+    b" reading = excluded.reading, written_at = excluded.written_at"
+)
+
+# `beat_and_record`: the beat (`beat_replica`'s statement), the claim of gone replicas,
+# the runs and the readings, one statement; every part sees the same snapshot.
+_BEAT_AND_RECORD = (
+    b"WITH me AS (INSERT INTO replicas"
+    b" (id, host, pid, version, started_at, seen_at, config_hash)"
+    b" VALUES (%(id)s, %(host)s, %(pid)s, %(version)s, now(), now(), %(hash)s)"
+    b" ON CONFLICT (id) DO UPDATE SET seen_at = now(),"
+    b" config_hash = excluded.config_hash"
+    b" RETURNING id, host, pid, version, 0.0::float8 AS age, config_hash),"
+    b" gone AS (DELETE FROM replicas WHERE %(claim)s::float8 IS NOT NULL"
+    b" AND id <> %(id)s AND seen_at <= now() - make_interval(secs => %(claim)s)"
+    b" RETURNING id, host, pid, version, extract(epoch FROM now() - seen_at)::float8"
+    b" AS age, config_hash),"
+    b" ran AS (" + _RECORD_RUNS + b"), readings AS (" + _SAVE_READINGS + b")"
+    b" SELECT false AS gone, * FROM me UNION ALL"
+    b" SELECT false, id, host, pid, version,"
+    b" extract(epoch FROM now() - seen_at)::float8, config_hash FROM replicas"
+    b" WHERE id <> %(id)s AND seen_at > now() - make_interval(secs => %(ttl)s)"
+    b" UNION ALL SELECT true, * FROM gone"
+)
+
+
+def _ages(runs: Sequence[tuple[str, float]]) -> str:
+    return json.dumps({c: max(0.0, a) for c, a in runs}, separators=(",", ":"))
+
+
+def _readings(readings: Sequence[tuple[str, str]]) -> str:
+    """Each reading (a JSON text already) set into one object as it is: encoding the
+    texts as JSON strings would escape every quote in them again. The json type keeps
+    each value's text, so `json_each_text` gives it back unchanged. One row per check,
+    the last reading of a check winning."""
+    last = dict(readings)
+    return "{" + ",".join(f"{json.dumps(c)}:{text}" for c, text in last.items()) + "}"
 
 
 def _finite(value: float) -> float:
