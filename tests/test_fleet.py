@@ -134,8 +134,7 @@ class Book:
         ages = await self.last_runs(checks)
         return {c: (age, self.db.runners.get(c, "?")) for c, age in ages.items()}
 
-    async def claim_gone(self, ttl_s: float) -> list[Replica]:
-        self._reach()
+    def _claim_gone(self, ttl_s: float) -> list[Replica]:
         gone = [(r, at) for r, at in self.db.seen.values() if self._now() - at >= ttl_s]
         for r, _ in gone:
             del self.db.seen[r.id]
@@ -154,7 +153,7 @@ class Book:
         gone = []
         if gone_after_s is not None:
             mine = self.db.seen.pop(replica.id, None)
-            gone = await self.claim_gone(gone_after_s)
+            gone = self._claim_gone(gone_after_s)
             if mine is not None:
                 self.db.seen[replica.id] = mine
         await self.record_runs(replica.id, runs)
@@ -570,13 +569,16 @@ async def test_the_store_keeps_the_latest_run_and_gives_each_gone_replica_once(
         me = ReplicaId("h:1:a", "h", 1, "1.0", TTL, "hash-a")
         [seen] = await a.beat_replica(me)
         assert seen.config_hash == "hash-a"
-        await b.beat_replica(ReplicaId("h:2:b", "h", 2, "1.0", TTL, "hash-b"))
+        other = ReplicaId("h:2:b", "h", 2, "1.0", TTL, "hash-b")
+        await b.beat_replica(other)
+        await b.beat_replica(ReplicaId("h:3:c", "h", 3, "1.0", TTL, "hash-c"))
         with psycopg.connect(pg_dsn) as conn:
             conn.execute("UPDATE replicas SET seen_at = now() - interval '1 minute'"
-                         " WHERE id = 'h:2:b'")  # fmt: skip
-        claims = [await a.claim_gone(TTL), await b.claim_gone(TTL)]
-        assert [[r.id for r in c] for c in claims] == [["h:2:b"], []]
-        assert [r.id for r in await a.beat_replica(me)] == ["h:1:a"]
+                         " WHERE id = 'h:3:c'")  # fmt: skip
+        claims = [await a.beat_and_record(me, [], [], TTL),
+                  await b.beat_and_record(other, [], [], TTL)]  # fmt: skip
+        assert [[r.id for r in gone] for _, gone in claims] == [["h:3:c"], []]
+        assert [r.id for r in await a.beat_replica(me)] == ["h:1:a", "h:2:b"]
     finally:
         await a.close()
         await b.close()

@@ -864,9 +864,9 @@ class PostgresStore:
         readings: Sequence[tuple[str, str]],
         gone_after_s: float | None,
     ) -> tuple[list[Replica], list[Replica]]:
-        """`beat_replica`, `record_runs`, `save_readings` and, with `gone_after_s`,
-        `claim_gone` as one statement: a replica's beat is one round trip a second, not
-        four. Returns the live set and the replicas claimed as gone."""
+        """`beat_replica`, `record_runs`, `save_readings` and, with `gone_after_s`, the
+        claim of replicas gone without leaving, as one statement: a replica's beat is one
+        round trip a second, not four. Returns the live set and the replicas claimed."""
         # Every part sees the same snapshot: a replica claimed as gone (not seen within
         # the ttl) is not in the live set either. This replica's own row is never
         # claimed by its own beat.
@@ -1060,17 +1060,6 @@ class PostgresStore:
         if conn is not None:
             with suppress(Exception):
                 await conn.close()
-
-    async def claim_gone(self, ttl_s: float) -> list[Replica]:
-        async with self._tx("cannot claim gone replicas", single=True) as cur:
-            await cur.execute(
-                "DELETE FROM replicas WHERE seen_at <= now() - make_interval(secs => %s)"
-                " RETURNING id, host, pid, version, extract(epoch FROM now() - seen_at) AS age,"
-                " config_hash",
-                (ttl_s,),
-            )
-            rows = await cur.fetchall()
-        return sorted((_replica(r) for r in rows), key=lambda r: r.id)
 
     async def record_runs(self, replica_id: str, runs: Sequence[tuple[str, float]]) -> None:
         if not runs:

@@ -70,11 +70,6 @@ class RunBook(Protocol):
         """As `last_runs`, with the replica that recorded each run: (seconds ago, id)."""
         ...
 
-    async def claim_gone(self, ttl_s: float) -> list[Replica]:
-        """Removes and returns the replicas not heard from within `ttl_s` that never left:
-        each is returned to exactly one caller across the fleet."""
-        ...
-
     async def beat_and_record(
         self,
         replica: ReplicaId,
@@ -83,6 +78,8 @@ class RunBook(Protocol):
         gone_after_s: float | None,
     ) -> tuple[list[Replica], list[Replica]]:
         """In one call: `ReplicaBook.beat_replica`, `record_runs`, the readings as
-        `SharedReadings.save_readings` writes them, and, when `gone_after_s` is set,
-        `claim_gone(gone_after_s)` (never this replica). Returns (live set, claimed)."""
+        `SharedReadings.save_readings` writes them, and, when `gone_after_s` is set, the
+        claim of the replicas not heard from within `gone_after_s` that never left (never
+        this one): each is removed and returned to exactly one caller across the fleet.
+        Returns (live set, claimed)."""
         ...
